@@ -1,0 +1,26 @@
+//! Small building blocks shared by every crate of the service chassis.
+//!
+//! This crate is deliberately tiny and has no I/O dependency, so that the
+//! `*-abstractions` crates may depend on it without breaking the rule that
+//! abstractions never pull in a client library.
+//!
+//! - [`Secret`]: a string that never shows up in `Debug`, `Display` or
+//!   serialized configuration.
+//! - [`duration`]: serde helpers so configuration files can say `"30s"` or
+//!   `"250ms"`.
+//! - [`health`]: the [`HealthCheck`] port every concern implements so the host
+//!   can report readiness.
+//!
+//! ```
+//! use chassis_core::Secret;
+//! let s = Secret::new("hunter2");
+//! assert_eq!(format!("{s:?}"), "Secret(\"***\")");
+//! assert_eq!(s.expose(), "hunter2");
+//! ```
+
+pub mod duration;
+pub mod health;
+mod secret;
+
+pub use health::{HealthCheck, HealthReport, HealthStatus};
+pub use secret::{REDACTED, Secret};

@@ -1,0 +1,1 @@
+//! Domain building blocks of the service chassis: entities, aggregates, domain and integration events, commands and their pipeline.

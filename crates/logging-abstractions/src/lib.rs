@@ -1,0 +1,1 @@
+//! Logging ports and config section of the service chassis.

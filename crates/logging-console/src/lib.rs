@@ -1,0 +1,1 @@
+//! Console logging provider of the service chassis: pretty, compact or JSON lines via tracing-subscriber.

@@ -1,0 +1,1 @@
+//! Builds the logging provider named in the chassis configuration.

@@ -1,0 +1,117 @@
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use chassis_core::HealthCheck;
+use uuid::Uuid;
+
+use crate::envelope::{Envelope, IntegrationEvent, MessageContext};
+use crate::error::{PublishError, ShutdownError, SubscribeError};
+use crate::handler::{FailureKind, Subscription};
+
+/// The event bus port. Object-safe: services hold an `Arc<dyn EventBus>`.
+///
+/// Promises every provider keeps (checked by `messaging-conformance`):
+/// at-least-once delivery to every subscribed group, competing consumers
+/// within a group, every envelope field preserved, retryable failures retried
+/// with backoff then dead-lettered with the reason and attempt count, permanent
+/// and undecodable failures dead-lettered at once, and a draining shutdown.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// The provider's name as written in config (`inmemory`, `rabbitmq`).
+    fn provider(&self) -> &'static str;
+
+    /// Publishes one message. `Ok` means the broker has taken responsibility
+    /// for it (confirmed), never "maybe".
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError>;
+
+    /// Publishes several messages, in order. Providers pipeline confirms; on
+    /// error, the messages before the failing one may have been published.
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
+        for envelope in envelopes {
+            self.publish(envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a consumer in `subscription.group` for the event types of its
+    /// handlers. Declares whatever the broker needs (queues, bindings).
+    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError>;
+
+    /// Readiness checks of this provider (broker connection, ...).
+    fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        Vec::new()
+    }
+
+    /// Dead letters, where the provider can list and replay them.
+    fn dead_letters(&self) -> Option<Arc<dyn DeadLetterStore>> {
+        None
+    }
+
+    /// Stops taking new messages, lets in-flight handlers finish and settle,
+    /// then closes. Idempotent.
+    async fn shutdown(&self) -> Result<(), ShutdownError>;
+}
+
+/// A message that could not be handled, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Id of this dead letter (for replay).
+    pub id: Uuid,
+    /// The group whose handler failed.
+    pub group: String,
+    /// The message as it was delivered.
+    pub envelope: Envelope,
+    /// The last failure's kind.
+    pub kind: FailureKind,
+    /// The last failure's reason.
+    pub reason: String,
+    /// How many times it was delivered.
+    pub attempts: u32,
+    /// When it was dead-lettered.
+    pub failed_at: SystemTime,
+}
+
+/// Dead letters of a provider that keeps them where the chassis can read them.
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync {
+    /// Dead letters of `group` (all groups when `None`), oldest first.
+    async fn list(&self, group: Option<&str>) -> Vec<DeadLetter>;
+    /// Sends a dead letter back to its group's queue (attempts start again)
+    /// and removes it from the store. `false` if there is no such letter.
+    async fn replay(&self, id: Uuid) -> Result<bool, PublishError>;
+}
+
+/// Typed helpers on any [`EventBus`].
+#[async_trait]
+pub trait EventBusExt {
+    /// Encodes and publishes `event` with the given context; returns the
+    /// envelope that was sent.
+    async fn publish_event_in<E: IntegrationEvent>(
+        &self,
+        event: &E,
+        context: &MessageContext,
+    ) -> Result<Envelope, PublishError>;
+
+    /// Encodes and publishes `event` with no inherited context.
+    async fn publish_event<E: IntegrationEvent>(
+        &self,
+        event: &E,
+    ) -> Result<Envelope, PublishError> {
+        self.publish_event_in(event, &MessageContext::default())
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: EventBus + ?Sized> EventBusExt for B {
+    async fn publish_event_in<E: IntegrationEvent>(
+        &self,
+        event: &E,
+        context: &MessageContext,
+    ) -> Result<Envelope, PublishError> {
+        let envelope = Envelope::for_event(event)?.with_context(context);
+        self.publish(envelope.clone()).await?;
+        Ok(envelope)
+    }
+}

@@ -1,0 +1,63 @@
+//! Ports of the chassis event bus.
+//!
+//! Services talk through **integration events**: small, versioned, serde
+//! types whose [`IntegrationEvent::EVENT_TYPE`] is the stable name on the wire
+//! (`"order.completed.v1"`). An event travels inside an [`Envelope`] that
+//! carries ids, correlation, trace context and free headers next to the
+//! encoded payload.
+//!
+//! Providers (`messaging-inmemory`, `messaging-rabbitmq`) implement the
+//! object-safe [`EventBus`] port; a service only ever holds an
+//! `Arc<dyn EventBus>` and the typed helpers of [`EventBusExt`].
+//!
+//! A consumer group (normally the service name) owns one queue: two groups
+//! subscribed to the same event each get a copy, two subscriptions in the same
+//! group compete for the messages. A handler answers with a [`HandlerError`]
+//! that says whether the failure is worth a retry.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use messaging_abstractions::{
+//!     Envelope, EventBus, EventBusExt, Handlers, HandlerError, IntegrationEvent, Subscription,
+//! };
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct OrderCompleted {
+//!     order_id: String,
+//! }
+//!
+//! impl IntegrationEvent for OrderCompleted {
+//!     const EVENT_TYPE: &'static str = "order.completed.v1";
+//! }
+//!
+//! async fn wire(bus: Arc<dyn EventBus>) -> Result<(), Box<dyn std::error::Error>> {
+//!     // The shipping service subscribes under its own group...
+//!     let handlers = Handlers::new().on_fn(|event: OrderCompleted, _delivery| async move {
+//!         if event.order_id.is_empty() {
+//!             return Err(HandlerError::permanent("order id missing"));
+//!         }
+//!         Ok(())
+//!     });
+//!     bus.subscribe(Subscription::new("shipping", handlers)).await?;
+//!     // ...and the order service publishes.
+//!     bus.publish_event(&OrderCompleted { order_id: "o-1".into() }).await?;
+//!     Ok(())
+//! }
+//! ```
+
+mod bus;
+mod config;
+mod envelope;
+mod error;
+mod handler;
+
+pub use bus::{DeadLetter, DeadLetterStore, EventBus, EventBusExt};
+pub use config::{
+    DeadLetterConfig, InMemoryConfig, MessagingConfig, QueueType, RabbitMqConfig, RetryPolicy,
+};
+pub use envelope::{Envelope, IntegrationEvent, JSON_CONTENT_TYPE, MessageContext};
+pub use error::{DecodeError, EncodeError, PublishError, ShutdownError, SubscribeError};
+pub use handler::{
+    Delivery, EventHandler, FailureKind, HandlerError, Handlers, MessageHandler, Subscription,
+};

@@ -1,0 +1,161 @@
+use std::time::Duration;
+
+use chassis_core::Secret;
+use serde::{Deserialize, Serialize};
+
+/// The `storage` section of the chassis configuration.
+///
+/// ```toml
+/// [storage]
+/// provider = "postgres"          # or "inmemory"
+/// [storage.postgres]
+/// url = "postgres://app@db:5432/orders"
+/// # password from CHASSIS__STORAGE__POSTGRES__PASSWORD or ..._PASSWORD_FILE
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Which provider to build: `inmemory` or `postgres`.
+    pub provider: String,
+    /// PostgreSQL settings.
+    pub postgres: PostgresConfig,
+    /// Transactional outbox relay.
+    pub outbox: OutboxConfig,
+    /// Inbox of processed message ids.
+    pub inbox: InboxConfig,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            provider: "inmemory".into(),
+            postgres: PostgresConfig::default(),
+            outbox: OutboxConfig::default(),
+            inbox: InboxConfig::default(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Checks ranges; the error names the key path and what was expected.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.postgres;
+        if p.max_connections == 0 {
+            return Err("storage.postgres.max_connections: expected an integer >= 1".into());
+        }
+        if p.min_connections > p.max_connections {
+            return Err(
+                "storage.postgres.min_connections: expected an integer <= max_connections".into(),
+            );
+        }
+        if self.outbox.batch_size == 0 {
+            return Err("storage.outbox.batch_size: expected an integer >= 1".into());
+        }
+        if self.outbox.max_attempts == 0 {
+            return Err("storage.outbox.max_attempts: expected an integer >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL. A secret, since URLs may carry a password; prefer
+    /// `password` (or `PASSWORD_FILE`) for that.
+    pub url: Secret,
+    /// Password, overriding any in the URL.
+    pub password: Option<Secret>,
+    /// Schema the chassis tables live in (created if missing).
+    pub schema: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// Longest wait for a pooled connection.
+    #[serde(with = "chassis_core::duration")]
+    pub acquire_timeout: Duration,
+    /// Statement timeout set on each connection (`0` = none).
+    #[serde(with = "chassis_core::duration")]
+    pub statement_timeout: Duration,
+    /// Run the embedded migrations at start-up.
+    pub run_migrations: bool,
+    /// Attempts for an operation failing with a transient error.
+    pub retry_attempts: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://postgres@127.0.0.1:5432/postgres"),
+            password: None,
+            schema: "public".into(),
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            run_migrations: true,
+            retry_attempts: 3,
+        }
+    }
+}
+
+/// The outbox relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Run the relay in this process.
+    pub relay_enabled: bool,
+    /// Messages fetched per round.
+    pub batch_size: usize,
+    /// Polling interval when no wake-up arrives.
+    #[serde(with = "chassis_core::duration")]
+    pub poll_interval: Duration,
+    /// Failed sends of one message before it is quarantined.
+    pub max_attempts: u32,
+    /// First wait after the bus refused a publish.
+    #[serde(with = "chassis_core::duration")]
+    pub initial_backoff: Duration,
+    /// Longest wait between relay attempts while the bus is down.
+    #[serde(with = "chassis_core::duration")]
+    pub max_backoff: Duration,
+    /// How long sent rows are kept.
+    #[serde(with = "chassis_core::duration")]
+    pub retention: Duration,
+    /// Pending messages above which readiness reports `degraded`.
+    pub backlog_warn: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            relay_enabled: true,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            retention: Duration::from_secs(24 * 3600),
+            backlog_warn: 10_000,
+        }
+    }
+}
+
+/// The inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboxConfig {
+    /// How long processed message ids are remembered. Must exceed the longest
+    /// time a broker may redeliver a message.
+    #[serde(with = "chassis_core::duration")]
+    pub retention: Duration,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}

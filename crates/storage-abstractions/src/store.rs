@@ -1,0 +1,58 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chassis_core::HealthCheck;
+use uuid::Uuid;
+
+use crate::error::StorageError;
+use crate::outbox::{OutboxMessage, OutboxStore};
+use crate::record::{Page, Query, Record};
+
+/// A storage provider. Object-safe: services hold an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The provider's name as written in config (`inmemory`, `postgres`).
+    fn provider(&self) -> &'static str;
+    /// Opens a transaction (the unit of work).
+    async fn begin(&self) -> Result<Box<dyn Transaction>, StorageError>;
+    /// The outbox, for the relay.
+    fn outbox(&self) -> Arc<dyn OutboxStore>;
+    /// Readiness checks (database reachable, ...).
+    fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        Vec::new()
+    }
+    /// Closes connections. Idempotent.
+    async fn shutdown(&self);
+}
+
+/// One unit of work. Nothing is visible to others before [`Transaction::commit`];
+/// dropping a transaction without commit rolls it back.
+#[async_trait]
+pub trait Transaction: Send {
+    /// Reads a record.
+    async fn get(&mut self, collection: &str, id: &str) -> Result<Option<Record>, StorageError>;
+    /// Inserts a record with `version == 1`; [`StorageError::Conflict`] if
+    /// the id exists.
+    async fn insert(&mut self, record: Record) -> Result<(), StorageError>;
+    /// Replaces a record whose stored version is `record.version - 1`;
+    /// [`StorageError::Conflict`] otherwise, [`StorageError::NotFound`] if absent.
+    async fn update(&mut self, record: Record) -> Result<(), StorageError>;
+    /// Deletes a record whose stored version is `expected_version`.
+    async fn delete(
+        &mut self,
+        collection: &str,
+        id: &str,
+        expected_version: u64,
+    ) -> Result<(), StorageError>;
+    /// Runs a simple query (sees this transaction's own writes).
+    async fn query(&mut self, query: &Query) -> Result<Page<Record>, StorageError>;
+    /// Writes messages to the outbox, to be relayed after commit.
+    async fn append_outbox(&mut self, messages: Vec<OutboxMessage>) -> Result<(), StorageError>;
+    /// Marks `message_id` as handled by `consumer`. `false` if it already was
+    /// (then the caller skips its effects and commits nothing new).
+    async fn mark_inbox(&mut self, consumer: &str, message_id: Uuid) -> Result<bool, StorageError>;
+    /// Makes every change of this transaction visible at once.
+    async fn commit(self: Box<Self>) -> Result<(), StorageError>;
+    /// Discards every change.
+    async fn rollback(self: Box<Self>) -> Result<(), StorageError>;
+}

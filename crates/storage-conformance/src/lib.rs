@@ -1,0 +1,1 @@
+//! The conformance suite every storage provider of the service chassis must pass.

@@ -1,0 +1,1 @@
+//! In-memory storage provider of the service chassis with real transactional semantics.

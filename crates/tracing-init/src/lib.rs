@@ -1,0 +1,1 @@
+//! Builds the tracing provider named in the chassis configuration (none, stdout, otlp).

@@ -1,0 +1,1 @@
+//! OTLP tracing provider of the service chassis (gRPC or HTTP/protobuf).

@@ -1,0 +1,1 @@
+//! Development tracing provider of the service chassis: spans printed to stdout.

@@ -48,6 +48,17 @@ impl StorageConfig {
                 "storage.postgres.min_connections: expected an integer <= max_connections".into(),
             );
         }
+        let schema = &p.schema;
+        let schema_ok = schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !schema_ok {
+            return Err(format!(
+                "storage.postgres.schema: expected an identifier of [a-z0-9_] starting with a letter or `_`, at most 63 characters, got `{schema}`"
+            ));
+        }
         if self.outbox.batch_size == 0 {
             return Err("storage.outbox.batch_size: expected an integer >= 1".into());
         }
@@ -157,5 +168,72 @@ impl Default for InboxConfig {
         Self {
             retention: Duration::from_secs(7 * 24 * 3600),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_run_without_a_server() {
+        let config = StorageConfig::default();
+        assert_eq!(config.provider, "inmemory");
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let mut config = StorageConfig::default();
+        config.postgres.max_connections = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("storage.postgres.max_connections")
+        );
+
+        let mut config = StorageConfig::default();
+        config.postgres.min_connections = 11;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("storage.postgres.min_connections")
+        );
+
+        for bad in ["", "Orders", "1abc", "a;drop"] {
+            let mut config = StorageConfig::default();
+            config.postgres.schema = bad.into();
+            assert!(
+                config
+                    .validate()
+                    .unwrap_err()
+                    .starts_with("storage.postgres.schema")
+            );
+        }
+
+        let mut config = StorageConfig::default();
+        config.outbox.batch_size = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("storage.outbox.batch_size")
+        );
+    }
+
+    #[test]
+    fn durations_read_as_text_and_password_is_a_secret() {
+        let config: StorageConfig = serde_json::from_value(serde_json::json!({
+            "provider": "postgres",
+            "postgres": { "acquire_timeout": "250ms", "password": "p4ss" },
+            "outbox": { "poll_interval": "2s" }
+        }))
+        .unwrap();
+        assert_eq!(config.postgres.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(config.outbox.poll_interval, Duration::from_secs(2));
+        assert_eq!(config.postgres.password.as_ref().unwrap().expose(), "p4ss");
+        assert!(!format!("{config:?}").contains("p4ss"));
     }
 }

@@ -31,5 +31,7 @@ mod store;
 pub use config::{InboxConfig, OutboxConfig, PostgresConfig, StorageConfig};
 pub use error::StorageError;
 pub use outbox::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore};
-pub use record::{Filter, IndexEntry, Page, PageRequest, Query, Record};
+pub use record::{
+    Filter, IndexEntry, MAX_PAGE_LIMIT, Page, PageRequest, Query, Record, validate_collection,
+};
 pub use store::{Store, Transaction};

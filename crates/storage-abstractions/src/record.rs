@@ -1,5 +1,27 @@
 use serde::{Deserialize, Serialize};
 
+use crate::error::StorageError;
+
+/// Largest [`PageRequest::limit`] a provider accepts.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+/// Checks a collection name (`[a-z0-9_]+`, at most 63 bytes), so every
+/// provider accepts and rejects the same names.
+pub fn validate_collection(collection: &str) -> Result<(), StorageError> {
+    let valid = !collection.is_empty()
+        && collection.len() <= 63
+        && collection
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StorageError::Invalid(format!(
+            "collection name `{collection}`: expected 1 to 63 characters of [a-z0-9_]"
+        )))
+    }
+}
+
 /// A stored aggregate: a JSON document with identity, version and index entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -41,6 +63,26 @@ impl Record {
         self
     }
 
+    /// Checks what every provider requires of a record written with
+    /// [`crate::Transaction::insert`] (`insert == true`, version 1) or
+    /// [`crate::Transaction::update`] (version >= 2), and its collection name.
+    pub fn validate_for_write(&self, insert: bool) -> Result<(), StorageError> {
+        validate_collection(&self.collection)?;
+        if insert && self.version != 1 {
+            return Err(StorageError::Invalid(format!(
+                "insert of {}/{}: expected version 1, got {}",
+                self.collection, self.id, self.version
+            )));
+        }
+        if !insert && self.version < 2 {
+            return Err(StorageError::Invalid(format!(
+                "update of {}/{}: expected version >= 2 (stored version + 1), got {}",
+                self.collection, self.id, self.version
+            )));
+        }
+        Ok(())
+    }
+
     /// The same record one version later, ready for [`crate::Transaction::update`].
     pub fn next_version(mut self) -> Self {
         self.version += 1;
@@ -73,6 +115,20 @@ pub struct PageRequest {
     pub offset: u64,
     /// Most results to return (1..=1000).
     pub limit: u32,
+}
+
+impl PageRequest {
+    /// Checks `1 <= limit <=` [`MAX_PAGE_LIMIT`].
+    pub fn validate(&self) -> Result<(), StorageError> {
+        if (1..=MAX_PAGE_LIMIT).contains(&self.limit) {
+            Ok(())
+        } else {
+            Err(StorageError::Invalid(format!(
+                "page limit {}: expected 1..={MAX_PAGE_LIMIT}",
+                self.limit
+            )))
+        }
+    }
 }
 
 impl Default for PageRequest {
@@ -141,5 +197,52 @@ impl<T> Page<T> {
             total: self.total,
             page: self.page,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names() {
+        assert!(validate_collection("orders_2").is_ok());
+        for bad in ["", "Orders", "a-b", "x y", &"a".repeat(64)] {
+            assert!(matches!(
+                validate_collection(bad),
+                Err(StorageError::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn page_limits() {
+        assert!(PageRequest::default().validate().is_ok());
+        assert!(
+            PageRequest {
+                offset: 0,
+                limit: 0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            PageRequest {
+                offset: 0,
+                limit: MAX_PAGE_LIMIT + 1
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn write_versions() {
+        let r = Record::new("orders", "1", serde_json::json!({}));
+        assert!(r.validate_for_write(true).is_ok());
+        assert!(r.validate_for_write(false).is_err());
+        let r = r.next_version();
+        assert!(r.validate_for_write(false).is_ok());
+        assert!(r.validate_for_write(true).is_err());
     }
 }

@@ -1,0 +1,272 @@
+//! The generic repository: any [`AggregateRoot`] stored as a record.
+
+use std::marker::PhantomData;
+
+use chassis_domain::{AggregateRoot, DomainError, UnitOfWork};
+use messaging_abstractions::Envelope;
+use storage_abstractions::{Page, Query, Record};
+
+/// Loads and saves aggregates of type `A` inside a [`UnitOfWork`].
+///
+/// The aggregate is stored as a JSON record in `A::COLLECTION` with id
+/// `A::id().to_string()`, the index entries of `A::index_entries()` and the
+/// version kept in its [`chassis_domain::Changes`]. Saving writes the record
+/// and appends the aggregate's pending integration events to the outbox in the
+/// same transaction (ordering key = aggregate id), so both commit together.
+///
+/// ```no_run
+/// # use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, UnitOfWork};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)]
+/// # struct Order { id: String, #[serde(skip)] changes: Changes<()> }
+/// # impl Entity for Order { type Id = String; fn id(&self) -> &String { &self.id } }
+/// # impl AggregateRoot for Order {
+/// #     const COLLECTION: &'static str = "orders";
+/// #     type DomainEvent = ();
+/// #     fn changes(&self) -> &Changes<()> { &self.changes }
+/// #     fn changes_mut(&mut self) -> &mut Changes<()> { &mut self.changes }
+/// # }
+/// # impl Order { fn complete(&mut self) -> Result<(), DomainError> { Ok(()) } }
+/// use chassis_storage::Repository;
+///
+/// async fn complete(uow: &mut dyn UnitOfWork, id: &String) -> Result<(), DomainError> {
+///     let orders = Repository::<Order>::new();
+///     let mut order = orders.load(uow, id).await?;  // NotFound -> 404
+///     order.complete()?;                            // raises OrderCompleted
+///     orders.save(uow, &mut order).await?;          // Concurrency -> 409
+///     Ok(())
+/// }
+/// ```
+pub struct Repository<A> {
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> std::fmt::Debug for Repository<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &std::any::type_name::<A>())
+            .finish()
+    }
+}
+
+impl<A> Clone for Repository<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for Repository<A> {}
+
+impl<A> Default for Repository<A> {
+    fn default() -> Self {
+        Self {
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A: AggregateRoot> Repository<A> {
+    /// A repository for `A`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A query over `A`'s collection (first page); add filters on index keys.
+    pub fn query_all(&self) -> Query {
+        Query::all(A::COLLECTION)
+    }
+
+    /// Loads the aggregate with `id`, if it exists.
+    pub async fn get(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        id: &A::Id,
+    ) -> Result<Option<A>, DomainError> {
+        let id = id.to_string();
+        match uow.transaction().get(A::COLLECTION, &id).await? {
+            Some(record) => Ok(Some(from_record(record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads the aggregate with `id`; [`DomainError::NotFound`] if absent.
+    pub async fn load(&self, uow: &mut dyn UnitOfWork, id: &A::Id) -> Result<A, DomainError> {
+        self.get(uow, id)
+            .await?
+            .ok_or_else(|| DomainError::not_found(A::COLLECTION, id))
+    }
+
+    /// Inserts a new aggregate (version 0 → 1) and enqueues its integration
+    /// events. [`DomainError::Concurrency`] if the id exists. Returns the
+    /// domain events raised since it was created, for in-process reactions
+    /// in the same unit of work.
+    pub async fn add(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        aggregate: &mut A,
+    ) -> Result<Vec<A::DomainEvent>, DomainError> {
+        if aggregate.version() != 0 {
+            return Err(DomainError::internal(format!(
+                "{}/{}: add expects a new aggregate (version 0), got version {}; use update",
+                A::COLLECTION,
+                aggregate.id(),
+                aggregate.version()
+            )));
+        }
+        self.write(uow, aggregate, Write::Insert).await
+    }
+
+    /// Stores the changed aggregate (version + 1) if nobody changed it since
+    /// it was loaded ([`DomainError::Concurrency`] otherwise) and enqueues its
+    /// integration events. Returns its domain events.
+    pub async fn update(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        aggregate: &mut A,
+    ) -> Result<Vec<A::DomainEvent>, DomainError> {
+        if aggregate.version() == 0 {
+            return Err(DomainError::internal(format!(
+                "{}/{}: update expects a loaded aggregate, got a new one; use add",
+                A::COLLECTION,
+                aggregate.id()
+            )));
+        }
+        self.write(uow, aggregate, Write::Update).await
+    }
+
+    /// [`add`](Self::add) for a new aggregate, [`update`](Self::update) for a
+    /// loaded one.
+    pub async fn save(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        aggregate: &mut A,
+    ) -> Result<Vec<A::DomainEvent>, DomainError> {
+        let write = if aggregate.version() == 0 {
+            Write::Insert
+        } else {
+            Write::Update
+        };
+        self.write(uow, aggregate, write).await
+    }
+
+    /// Deletes a loaded aggregate if unchanged since it was loaded, and
+    /// enqueues its pending integration events (e.g. `order.cancelled.v1`).
+    pub async fn delete(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        aggregate: &mut A,
+    ) -> Result<Vec<A::DomainEvent>, DomainError> {
+        self.write(uow, aggregate, Write::Delete).await
+    }
+
+    /// Runs a simple query over `A`'s collection (see
+    /// [`query_all`](Self::query_all)); results in insertion order.
+    pub async fn query(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        query: &Query,
+    ) -> Result<Page<A>, DomainError> {
+        if query.collection != A::COLLECTION {
+            return Err(DomainError::internal(format!(
+                "a repository of `{}` cannot query collection `{}`",
+                A::COLLECTION,
+                query.collection
+            )));
+        }
+        let page = uow.transaction().query(query).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for record in page.items {
+            items.push(from_record(record)?);
+        }
+        Ok(Page {
+            items,
+            total: page.total,
+            page: page.page,
+        })
+    }
+
+    async fn write(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        aggregate: &mut A,
+        write: Write,
+    ) -> Result<Vec<A::DomainEvent>, DomainError> {
+        let id = aggregate.id().to_string();
+        // Encode the events first: if anything fails the aggregate keeps them.
+        let envelopes = aggregate
+            .changes()
+            .integration_events()
+            .iter()
+            .map(|event| {
+                let mut envelope: Envelope = event.to_envelope()?;
+                if envelope.partition_key.is_none() {
+                    envelope.partition_key = Some(id.clone());
+                }
+                Ok(envelope)
+            })
+            .collect::<Result<Vec<_>, DomainError>>()?;
+        let current = aggregate.version();
+        let new_version = match write {
+            Write::Insert => {
+                uow.transaction()
+                    .insert(to_record(aggregate, &id, 1)?)
+                    .await?;
+                1
+            }
+            Write::Update => {
+                uow.transaction()
+                    .update(to_record(aggregate, &id, current + 1)?)
+                    .await?;
+                current + 1
+            }
+            Write::Delete => {
+                uow.transaction()
+                    .delete(A::COLLECTION, &id, current)
+                    .await?;
+                0
+            }
+        };
+        uow.enqueue(&id, envelopes).await?;
+        let changes = aggregate.changes_mut();
+        changes.set_version(new_version);
+        changes.take_integration_events();
+        Ok(changes.take_domain_events())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Write {
+    Insert,
+    Update,
+    Delete,
+}
+
+fn to_record<A: AggregateRoot>(
+    aggregate: &A,
+    id: &str,
+    version: u64,
+) -> Result<Record, DomainError> {
+    let data = serde_json::to_value(aggregate).map_err(|e| {
+        DomainError::internal(format!("cannot serialize {}/{id}: {e}", A::COLLECTION))
+    })?;
+    Ok(Record {
+        collection: A::COLLECTION.to_owned(),
+        id: id.to_owned(),
+        version,
+        data,
+        index: aggregate.index_entries(),
+    })
+}
+
+fn from_record<A: AggregateRoot>(record: Record) -> Result<A, DomainError> {
+    let mut aggregate: A = serde_json::from_value(record.data).map_err(|e| {
+        DomainError::internal(format!(
+            "stored {}/{} does not match the aggregate type {}: {e}",
+            record.collection,
+            record.id,
+            std::any::type_name::<A>()
+        ))
+    })?;
+    aggregate.changes_mut().set_version(record.version);
+    Ok(aggregate)
+}

@@ -1,0 +1,194 @@
+//! The unit of work over a [`Store`] transaction, and the [`Storage`] facade a
+//! service holds.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chassis_core::HealthCheck;
+use chassis_domain::{DomainError, UnitOfWork, UnitOfWorkFactory};
+use messaging_abstractions::{Envelope, EventBus, MessageContext};
+use storage_abstractions::{OutboxMessage, StorageConfig, StorageError, Store, Transaction};
+use uuid::Uuid;
+
+use crate::codec;
+use crate::health::OutboxBacklogCheck;
+use crate::inbox::Inbox;
+use crate::relay::{OutboxRelay, RelayHandle};
+
+/// A [`UnitOfWork`] over one store transaction: repository calls, outbox
+/// appends and inbox marks commit or roll back together. Dropping it without
+/// commit rolls back.
+pub struct StoreUnitOfWork {
+    tx: Box<dyn Transaction>,
+    context: MessageContext,
+    enqueued: usize,
+}
+
+impl std::fmt::Debug for StoreUnitOfWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreUnitOfWork")
+            .field("context", &self.context)
+            .field("enqueued", &self.enqueued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreUnitOfWork {
+    /// Opens a transaction on `store`.
+    pub async fn begin(store: &dyn Store, context: MessageContext) -> Result<Self, StorageError> {
+        Ok(Self {
+            tx: store.begin().await?,
+            context,
+            enqueued: 0,
+        })
+    }
+
+    /// Marks `message_id` as handled by consumer group `group`, in this
+    /// transaction. `false` if it already was: the caller must then skip its
+    /// effects.
+    pub async fn mark_inbox(
+        &mut self,
+        group: &str,
+        message_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        self.tx.mark_inbox(group, message_id).await
+    }
+
+    /// How many outbox messages this unit of work has written.
+    pub fn enqueued(&self) -> usize {
+        self.enqueued
+    }
+}
+
+/// Encodes envelopes (filling context fields they lack) into outbox messages
+/// with one ordering key.
+pub(crate) fn outbox_messages(
+    ordering_key: &str,
+    envelopes: Vec<Envelope>,
+    context: &MessageContext,
+) -> Result<Vec<OutboxMessage>, DomainError> {
+    envelopes
+        .into_iter()
+        .map(|envelope| {
+            let envelope = envelope.with_context(context);
+            let id = envelope.message_id;
+            let event_type = envelope.event_type.clone();
+            let body = codec::encode(envelope).map_err(|e| {
+                DomainError::internal(format!("cannot encode `{event_type}` for the outbox: {e}"))
+            })?;
+            Ok(OutboxMessage {
+                id,
+                ordering_key: ordering_key.to_owned(),
+                event_type,
+                body,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl UnitOfWork for StoreUnitOfWork {
+    fn context(&self) -> &MessageContext {
+        &self.context
+    }
+
+    fn transaction(&mut self) -> &mut dyn Transaction {
+        self.tx.as_mut()
+    }
+
+    async fn enqueue(
+        &mut self,
+        ordering_key: &str,
+        envelopes: Vec<Envelope>,
+    ) -> Result<(), DomainError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let messages = outbox_messages(ordering_key, envelopes, &self.context)?;
+        let count = messages.len();
+        self.tx.append_outbox(messages).await?;
+        self.enqueued += count;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), DomainError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), DomainError> {
+        Ok(self.tx.rollback().await?)
+    }
+}
+
+/// What a service's storage module holds: the store and the `storage` config.
+/// Cheap to clone. It opens units of work (and is the
+/// [`UnitOfWorkFactory`] of the command pipeline), starts the outbox relay,
+/// builds inboxes and readiness checks.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn Store>,
+    config: StorageConfig,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("provider", &self.store.provider())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Wraps a store built by `storage-init` (or a provider directly).
+    pub fn new(store: Arc<dyn Store>, config: StorageConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The `storage` configuration.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// Opens a unit of work.
+    pub async fn begin(&self, context: MessageContext) -> Result<StoreUnitOfWork, StorageError> {
+        StoreUnitOfWork::begin(self.store.as_ref(), context).await
+    }
+
+    /// Starts the outbox relay publishing on `bus`, configured by
+    /// `storage.outbox` and `storage.inbox` (inbox retention).
+    pub fn start_relay(&self, bus: Arc<dyn EventBus>) -> RelayHandle {
+        OutboxRelay::new(self.store.outbox(), bus, self.config.outbox.clone())
+            .inbox_retention(self.config.inbox.retention)
+            .start()
+    }
+
+    /// An inbox for consumer group `group` (normally the service name).
+    pub fn inbox(&self, group: impl Into<String>) -> Inbox {
+        Inbox::new(self.store.clone(), group)
+    }
+
+    /// Readiness checks: the store's own (database reachable, ...) and the
+    /// outbox backlog (watching `relay` when this process runs it).
+    pub fn health_checks(&self, relay: Option<&RelayHandle>) -> Vec<Arc<dyn HealthCheck>> {
+        let mut checks = self.store.health_checks();
+        let mut backlog = OutboxBacklogCheck::new(self.store.outbox(), &self.config.outbox);
+        if let Some(relay) = relay {
+            backlog = backlog.watching(relay);
+        }
+        checks.push(Arc::new(backlog));
+        checks
+    }
+}
+
+#[async_trait]
+impl UnitOfWorkFactory for Storage {
+    async fn begin(&self, context: MessageContext) -> Result<Box<dyn UnitOfWork>, DomainError> {
+        Ok(Box::new(Storage::begin(self, context).await?))
+    }
+}

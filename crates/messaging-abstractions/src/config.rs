@@ -144,12 +144,21 @@ impl Default for DeadLetterConfig {
 pub struct InMemoryConfig {
     /// Capacity of each group's queue; publishers wait when it is full.
     pub queue_capacity: usize,
+    /// How long a publish waits for room in a full queue before it fails
+    /// with `PublishError::Timeout` (bounded backpressure).
+    #[serde(with = "chassis_core::duration")]
+    pub publish_timeout: Duration,
+    /// How long `shutdown` waits for in-flight handlers to finish.
+    #[serde(with = "chassis_core::duration")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for InMemoryConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 10_000,
+            publish_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

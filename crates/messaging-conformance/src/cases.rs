@@ -1,0 +1,823 @@
+//! The cases of the suite. Each returns `Err(what was expected)` on a broken
+//! promise; the runner shuts the case's buses down, cleans up and panics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use messaging_abstractions::{
+    DeadLetter, DeadLetterStore, Delivery, Envelope, EventBus, FailureKind, HandlerError, Handlers,
+    MessagingConfig, Subscription,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::probe::{Probe, Recorder};
+use crate::{BusFactory, Report, SuiteOptions};
+
+type CaseResult = Result<(), String>;
+
+const CASES: [&str; 9] = [
+    "publish_subscribe",
+    "fan_out",
+    "competing_consumers",
+    "envelope_fields",
+    "retry_then_dead_letter",
+    "permanent_failure",
+    "malformed_payload",
+    "no_loss",
+    "shutdown_drains",
+];
+
+pub(crate) async fn run_all<F: BusFactory>(
+    factory: &F,
+    config: &MessagingConfig,
+    options: &SuiteOptions,
+) -> Report {
+    // Short and unique: keeps broker object names readable and runs apart.
+    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut report = Report::default();
+    for case in CASES {
+        let mut cx = Ctx {
+            factory,
+            config,
+            opts: options,
+            run: run.clone(),
+            case,
+            buses: Vec::new(),
+            groups: Vec::new(),
+            event_types: Vec::new(),
+        };
+        let started = Instant::now();
+        let result = match case {
+            "publish_subscribe" => publish_subscribe(&mut cx).await,
+            "fan_out" => fan_out(&mut cx).await,
+            "competing_consumers" => competing_consumers(&mut cx).await,
+            "envelope_fields" => envelope_fields(&mut cx).await,
+            "retry_then_dead_letter" => retry_then_dead_letter(&mut cx).await,
+            "permanent_failure" => permanent_failure(&mut cx).await,
+            "malformed_payload" => malformed_payload(&mut cx).await,
+            "no_loss" => no_loss(&mut cx).await,
+            "shutdown_drains" => shutdown_drains(&mut cx).await,
+            other => Err(format!("unknown case `{other}`")),
+        };
+        let closed = cx.close().await;
+        if let Err(why) = result.and(closed) {
+            panic!("messaging conformance case `{case}` (run {run}) failed: {why}");
+        }
+        report.passed.push((case, started.elapsed()));
+    }
+    report
+}
+
+struct Ctx<'a, F> {
+    factory: &'a F,
+    config: &'a MessagingConfig,
+    opts: &'a SuiteOptions,
+    run: String,
+    case: &'static str,
+    buses: Vec<Arc<dyn EventBus>>,
+    groups: Vec<String>,
+    event_types: Vec<String>,
+}
+
+impl<F: BusFactory> Ctx<'_, F> {
+    async fn bus(&mut self) -> Result<Arc<dyn EventBus>, String> {
+        let bus = self
+            .factory
+            .connect()
+            .await
+            .map_err(|e| format!("factory could not connect a bus instance: {e}"))?;
+        self.buses.push(bus.clone());
+        Ok(bus)
+    }
+
+    fn group(&mut self, name: &str) -> String {
+        let group = format!("conf-{}-{}-{name}", self.run, self.case);
+        self.groups.push(group.clone());
+        group
+    }
+
+    fn event_type(&mut self, name: &str) -> String {
+        let event_type = format!("conformance.{}.{}.{name}.v1", self.run, self.case);
+        self.event_types.push(event_type.clone());
+        event_type
+    }
+
+    fn timeout(&self) -> Duration {
+        self.opts.timeout
+    }
+
+    /// The timeout plus every backoff of a full retry cycle.
+    fn retry_timeout(&self) -> Duration {
+        let backoffs: Duration = (1..self.config.retry.max_attempts)
+            .filter_map(|n| self.config.retry.backoff(n))
+            .sum();
+        self.opts.timeout + backoffs
+    }
+
+    fn store(&self, bus: &Arc<dyn EventBus>) -> Result<Arc<dyn DeadLetterStore>, String> {
+        self.factory.dead_letters(bus).ok_or_else(|| {
+            format!(
+                "provider `{}` exposes no dead letters: `EventBus::dead_letters` returned None \
+                 and the factory does not override `BusFactory::dead_letters`",
+                bus.provider()
+            )
+        })
+    }
+
+    /// Polls the dead-letter store until the letter of `message_id` in
+    /// `group` shows up.
+    async fn dead_letter(
+        &self,
+        store: &Arc<dyn DeadLetterStore>,
+        group: &str,
+        message_id: Uuid,
+        timeout: Duration,
+    ) -> Result<DeadLetter, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let letters = store.list(Some(group)).await;
+            if let Some(letter) = letters
+                .into_iter()
+                .find(|d| d.envelope.message_id == message_id)
+            {
+                return Ok(letter);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "message {message_id} was not dead-lettered in group `{group}` within {timeout:?}"
+                ));
+            }
+            tokio::time::sleep(self.opts.poll_interval).await;
+        }
+    }
+
+    /// Shuts every bus of the case down and lets the factory clean up.
+    async fn close(&mut self) -> CaseResult {
+        let mut failure = Ok(());
+        for bus in self.buses.drain(..) {
+            match tokio::time::timeout(self.opts.timeout, bus.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Err(format!("shutdown at the end of the case failed: {e}")),
+                Err(_) => {
+                    failure = Err(format!(
+                        "shutdown at the end of the case did not return within {:?}",
+                        self.opts.timeout
+                    ))
+                }
+            }
+        }
+        self.factory.cleanup(&self.groups, &self.event_types).await;
+        failure
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ProbeEvent {
+    seq: u64,
+    note: String,
+}
+
+fn envelope(event_type: &str, seq: u64) -> Envelope {
+    let payload = serde_json::to_vec(&ProbeEvent {
+        seq,
+        note: format!("conformance message {seq}"),
+    })
+    .expect("a struct of a number and a string always encodes");
+    Envelope::new(
+        event_type,
+        messaging_abstractions::JSON_CONTENT_TYPE,
+        payload,
+    )
+}
+
+/// Decodes the probe payload the way a typed handler does: a payload that
+/// does not fit is an undecodable failure.
+fn decode(delivery: &Delivery) -> Result<ProbeEvent, HandlerError> {
+    serde_json::from_slice(&delivery.envelope.payload).map_err(HandlerError::undecodable)
+}
+
+async fn subscribe<H>(
+    bus: &Arc<dyn EventBus>,
+    group: &str,
+    event_type: &str,
+    handler: H,
+) -> CaseResult
+where
+    H: messaging_abstractions::MessageHandler,
+{
+    let handlers = Handlers::new().on_raw(event_type, Arc::new(handler));
+    bus.subscribe(Subscription::new(group, handlers))
+        .await
+        .map_err(|e| format!("subscribing group `{group}` to `{event_type}` failed: {e}"))
+}
+
+async fn publish(bus: &Arc<dyn EventBus>, envelope: Envelope) -> CaseResult {
+    let id = envelope.message_id;
+    bus.publish(envelope)
+        .await
+        .map_err(|e| format!("publishing message {id} failed: {e}"))
+}
+
+fn ok_probe(
+    consumer: usize,
+    recorder: &Arc<Recorder>,
+) -> Probe<impl Fn(Delivery) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static>
+{
+    Probe {
+        consumer,
+        recorder: recorder.clone(),
+        f: |d: Delivery| std::future::ready(decode(&d).map(drop)),
+    }
+}
+
+async fn publish_subscribe<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let bus = cx.bus().await?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    subscribe(&bus, &group, &event_type, ok_probe(0, &recorder)).await?;
+    let sent: Vec<Envelope> = (0..5).map(|n| envelope(&event_type, n)).collect();
+    for e in &sent {
+        publish(&bus, e.clone()).await?;
+    }
+    recorder
+        .wait("all 5 messages handled", cx.timeout(), |log| {
+            sent.iter().all(|e| log.handled(e.message_id) > 0)
+        })
+        .await?;
+    let log = recorder.log();
+    for e in &sent {
+        let record = log.deliveries(e.message_id)[0];
+        let d = &record.delivery;
+        if d.envelope.payload != e.payload || d.envelope.event_type != e.event_type {
+            return Err(format!(
+                "message {} arrived changed: payload {:?}, type `{}`",
+                e.message_id,
+                String::from_utf8_lossy(&d.envelope.payload),
+                d.envelope.event_type
+            ));
+        }
+        if d.group != group || d.attempt != 1 {
+            return Err(format!(
+                "first delivery of {} should name group `{group}` and attempt 1, got `{}` / {}",
+                e.message_id, d.group, d.attempt
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn fan_out<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (bus_a, bus_b) = (cx.bus().await?, cx.bus().await?);
+    let (group_a, group_b) = (cx.group("a"), cx.group("b"));
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    subscribe(&bus_a, &group_a, &event_type, ok_probe(0, &recorder)).await?;
+    subscribe(&bus_b, &group_b, &event_type, ok_probe(1, &recorder)).await?;
+    let sent: Vec<Envelope> = (0..3).map(|n| envelope(&event_type, n)).collect();
+    for e in &sent {
+        publish(&bus_a, e.clone()).await?;
+    }
+    let groups = [group_a.as_str(), group_b.as_str()];
+    recorder
+        .wait(
+            "every message handled by both groups",
+            cx.timeout(),
+            |log| {
+                sent.iter().all(|e| {
+                    groups.iter().all(|g| {
+                        log.deliveries(e.message_id)
+                            .iter()
+                            .any(|r| r.delivery.group == *g && r.result.is_ok())
+                    })
+                })
+            },
+        )
+        .await
+}
+
+async fn competing_consumers<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (bus_a, bus_b) = (cx.bus().await?, cx.bus().await?);
+    let group = cx.group("shared");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let timeout = cx.timeout();
+    // Consumer A holds every message it gets until B has handled one: if
+    // the provider gave all messages to A, B would never get one. A holds at
+    // most `prefetch` messages, so `prefetch + 1` messages leave B work.
+    let starved = Arc::new(AtomicBool::new(false));
+    let probe_a = Probe {
+        consumer: 0,
+        recorder: recorder.clone(),
+        f: {
+            let recorder = recorder.clone();
+            let starved = starved.clone();
+            move |d: Delivery| {
+                let recorder = recorder.clone();
+                let starved = starved.clone();
+                async move {
+                    let waited = recorder
+                        .wait("B handled one", timeout, |log| log.by_consumer(1) > 0)
+                        .await;
+                    if waited.is_err() {
+                        starved.store(true, Ordering::Release);
+                    }
+                    decode(&d).map(drop)
+                }
+            }
+        },
+    };
+    subscribe(&bus_a, &group, &event_type, probe_a).await?;
+    subscribe(&bus_b, &group, &event_type, ok_probe(1, &recorder)).await?;
+    let count = u64::from(cx.config.prefetch) + 1;
+    let sent: Vec<Envelope> = (0..count).map(|n| envelope(&event_type, n)).collect();
+    for e in &sent {
+        publish(&bus_a, e.clone()).await?;
+    }
+    recorder
+        .wait(
+            &format!("all {count} messages handled by the group"),
+            timeout * 2,
+            |log| sent.iter().all(|e| log.handled(e.message_id) > 0),
+        )
+        .await?;
+    if starved.load(Ordering::Acquire) {
+        return Err(format!(
+            "instance B of group `{group}` received nothing while instance A was busy with \
+             {count} messages (prefetch {}): a group's instances must share its messages",
+            cx.config.prefetch
+        ));
+    }
+    let log = recorder.log();
+    let (a, b) = (log.by_consumer(0), log.by_consumer(1));
+    if a == 0 || b == 0 {
+        return Err(format!(
+            "both instances should handle messages of group `{group}`, got A={a} B={b}"
+        ));
+    }
+    let twice: Vec<Uuid> = sent
+        .iter()
+        .map(|e| e.message_id)
+        .filter(|id| log.deliveries(*id).len() > 1)
+        .collect();
+    if !twice.is_empty() {
+        return Err(format!(
+            "with no failure, each message must be delivered once in a group; delivered more \
+             than once: {twice:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn truncate_to_millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+async fn envelope_fields<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let bus = cx.bus().await?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    subscribe(&bus, &group, &event_type, ok_probe(0, &recorder)).await?;
+
+    let mut full = envelope(&event_type, 1)
+        .with_correlation_id(format!("corr-{}", Uuid::new_v4()))
+        .with_header("x-tenant", "tenant-42")
+        .with_header("x-unicode", "größe ✓")
+        .with_header("x-empty", "")
+        .with_header("x-number-like", "00042");
+    full.causation_id = Some(Uuid::new_v4().to_string());
+    full.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    full.tracestate = Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into());
+    full.partition_key = Some("order-7".into());
+    full.content_type = "application/json; charset=utf-8".into();
+    // A timestamp with sub-millisecond digits, away from "now".
+    full.timestamp = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let bare = envelope(&event_type, 2);
+
+    for e in [&full, &bare] {
+        publish(&bus, e.clone()).await?;
+    }
+    recorder
+        .wait("both messages handled", cx.timeout(), |log| {
+            log.handled(full.message_id) > 0 && log.handled(bare.message_id) > 0
+        })
+        .await?;
+    let log = recorder.log();
+    for sent in [&full, &bare] {
+        let got = &log.deliveries(sent.message_id)[0].delivery.envelope;
+        let mut diffs = Vec::new();
+        macro_rules! same {
+            ($field:ident) => {
+                if got.$field != sent.$field {
+                    diffs.push(format!(
+                        "{}: sent {:?}, received {:?}",
+                        stringify!($field),
+                        sent.$field,
+                        got.$field
+                    ));
+                }
+            };
+        }
+        same!(message_id);
+        same!(event_type);
+        same!(correlation_id);
+        same!(causation_id);
+        same!(traceparent);
+        same!(tracestate);
+        same!(content_type);
+        same!(partition_key);
+        same!(payload);
+        if truncate_to_millis(got.timestamp) != truncate_to_millis(sent.timestamp) {
+            diffs.push(format!(
+                "timestamp: sent {:?}, received {:?} (must match to the millisecond)",
+                sent.timestamp, got.timestamp
+            ));
+        }
+        for (name, value) in &sent.headers {
+            if got.headers.get(name) != Some(value) {
+                diffs.push(format!(
+                    "header `{name}`: sent {value:?}, received {:?}",
+                    got.headers.get(name)
+                ));
+            }
+        }
+        if !diffs.is_empty() {
+            return Err(format!(
+                "envelope of message {} not preserved: {}",
+                sent.message_id,
+                diffs.join("; ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn retry_then_dead_letter<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let bus = cx.bus().await?;
+    let store = cx.store(&bus)?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let healed = Arc::new(AtomicBool::new(false));
+    let probe = Probe {
+        consumer: 0,
+        recorder: recorder.clone(),
+        f: {
+            let healed = healed.clone();
+            move |d: Delivery| {
+                let result = if healed.load(Ordering::Acquire) {
+                    Ok(())
+                } else {
+                    Err(HandlerError::retryable(format!(
+                        "conformance failure on attempt {}",
+                        d.attempt
+                    )))
+                };
+                std::future::ready(result)
+            }
+        },
+    };
+    subscribe(&bus, &group, &event_type, probe).await?;
+    let sent = envelope(&event_type, 1);
+    publish(&bus, sent.clone()).await?;
+    let max = cx.config.retry.max_attempts;
+    let letter = cx
+        .dead_letter(&store, &group, sent.message_id, cx.retry_timeout())
+        .await?;
+
+    let mut deliveries: Vec<(u32, Instant)> = recorder
+        .log()
+        .deliveries(sent.message_id)
+        .iter()
+        .map(|r| (r.delivery.attempt, r.at))
+        .collect();
+    deliveries.sort_by_key(|(_, at)| *at);
+    let attempts: Vec<u32> = deliveries.iter().map(|(n, _)| *n).collect();
+    let expected: Vec<u32> = (1..=max).collect();
+    if attempts != expected {
+        return Err(format!(
+            "a message failing retryably should be delivered with attempts {expected:?} \
+             (retry.max_attempts = {max}), got {attempts:?}"
+        ));
+    }
+    for pair in deliveries.windows(2) {
+        let (attempt, first) = pair[0];
+        let gap = pair[1].1 - first;
+        let backoff = cx.config.retry.backoff(attempt).unwrap_or_default();
+        // Timer granularity may shave a little off; a missing backoff does not pass.
+        if gap * 10 < backoff * 9 {
+            return Err(format!(
+                "retry after attempt {attempt} came after {gap:?}, expected a backoff of {backoff:?}"
+            ));
+        }
+    }
+    let expected_reason = format!("conformance failure on attempt {max}");
+    if letter.kind != FailureKind::Retryable
+        || letter.attempts != max
+        || !letter.reason.contains(&expected_reason)
+        || letter.group != group
+        || letter.envelope.payload != sent.payload
+        || letter.envelope.event_type != sent.event_type
+    {
+        return Err(format!(
+            "dead letter should record group `{group}`, kind retryable, {max} attempts, a reason \
+             containing {expected_reason:?} and the original message; got group `{}`, kind {}, \
+             {} attempts, reason {:?}",
+            letter.group,
+            letter.kind.as_str(),
+            letter.attempts,
+            letter.reason
+        ));
+    }
+
+    // Replay: the letter leaves the store and is delivered again.
+    healed.store(true, Ordering::Release);
+    match store.replay(letter.id).await {
+        Ok(true) => {}
+        other => {
+            return Err(format!(
+                "replay of dead letter {} returned {other:?}",
+                letter.id
+            ));
+        }
+    }
+    recorder
+        .wait("the replayed message handled", cx.timeout(), |log| {
+            log.handled(sent.message_id) > 0
+        })
+        .await?;
+    if store
+        .list(Some(&group))
+        .await
+        .iter()
+        .any(|d| d.id == letter.id)
+    {
+        return Err(format!(
+            "dead letter {} still listed after replay",
+            letter.id
+        ));
+    }
+    match store.replay(letter.id).await {
+        Ok(false) => Ok(()),
+        other => Err(format!(
+            "a second replay of dead letter {} should return Ok(false), got {other:?}",
+            letter.id
+        )),
+    }
+}
+
+/// A handler that fails every delivery with `failure` and the case in which
+/// the message must be dead-lettered at once.
+async fn dead_lettered_at_once<F: BusFactory>(
+    cx: &mut Ctx<'_, F>,
+    payload: Option<&[u8]>,
+    expected: FailureKind,
+) -> CaseResult {
+    let bus = cx.bus().await?;
+    let store = cx.store(&bus)?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let probe = Probe {
+        consumer: 0,
+        recorder: recorder.clone(),
+        f: |d: Delivery| {
+            let result = decode(&d).and(Err(HandlerError::permanent(
+                "conformance: this order can never be shipped",
+            )));
+            std::future::ready(result)
+        },
+    };
+    subscribe(&bus, &group, &event_type, probe).await?;
+    let mut sent = envelope(&event_type, 1);
+    if let Some(payload) = payload {
+        sent.payload = payload.to_vec();
+    }
+    publish(&bus, sent.clone()).await?;
+    let letter = cx
+        .dead_letter(&store, &group, sent.message_id, cx.timeout())
+        .await?;
+    let deliveries = recorder.log().deliveries(sent.message_id).len();
+    if deliveries != 1 || letter.attempts != 1 {
+        return Err(format!(
+            "a {} failure must be dead-lettered without retries: {deliveries} deliveries, \
+             dead letter says {} attempt(s)",
+            expected.as_str(),
+            letter.attempts
+        ));
+    }
+    if letter.kind != expected || letter.reason.is_empty() {
+        return Err(format!(
+            "dead letter should have kind {} and a reason, got kind {} and reason {:?}",
+            expected.as_str(),
+            letter.kind.as_str(),
+            letter.reason
+        ));
+    }
+    if letter.envelope.payload != sent.payload {
+        return Err("the dead letter must keep the original payload bytes".into());
+    }
+    Ok(())
+}
+
+async fn permanent_failure<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    dead_lettered_at_once(cx, None, FailureKind::Permanent).await
+}
+
+async fn malformed_payload<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    dead_lettered_at_once(
+        cx,
+        Some(b"{\"seq\": \"not a number\"".as_slice()),
+        FailureKind::Undecodable,
+    )
+    .await
+}
+
+async fn no_loss<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (bus_a, bus_b) = (cx.bus().await?, cx.bus().await?);
+    let store = cx.store(&bus_a)?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    // seq % 4: 0 succeeds, 1 fails once then succeeds, 2 fails for good,
+    // 3 keeps failing retryably.
+    let behaviour = |d: Delivery| {
+        let result = decode(&d).and_then(|e| match e.seq % 4 {
+            0 => Ok(()),
+            1 if d.attempt > 1 => Ok(()),
+            1 | 3 => Err(HandlerError::retryable("conformance: dependency down")),
+            _ => Err(HandlerError::permanent("conformance: invalid order")),
+        });
+        std::future::ready(result)
+    };
+    for (consumer, bus) in [&bus_a, &bus_b].into_iter().enumerate() {
+        let probe = Probe {
+            consumer,
+            recorder: recorder.clone(),
+            f: behaviour,
+        };
+        subscribe(bus, &group, &event_type, probe).await?;
+    }
+    let sent: Vec<Envelope> = (0..16).map(|n| envelope(&event_type, n)).collect();
+    for e in &sent {
+        publish(&bus_a, e.clone()).await?;
+    }
+    let handled: BTreeSet<Uuid> = sent
+        .iter()
+        .filter(|e| seq_of(e) % 4 < 2)
+        .map(|e| e.message_id)
+        .collect();
+    let dead: BTreeSet<Uuid> = sent
+        .iter()
+        .filter(|e| seq_of(e) % 4 >= 2)
+        .map(|e| e.message_id)
+        .collect();
+    recorder
+        .wait(
+            "every succeeding message handled",
+            cx.retry_timeout(),
+            |log| handled.iter().all(|id| log.handled(*id) > 0),
+        )
+        .await?;
+    let deadline = Instant::now() + cx.retry_timeout();
+    loop {
+        let letters: BTreeMap<Uuid, DeadLetter> = store
+            .list(Some(&group))
+            .await
+            .into_iter()
+            .map(|d| (d.envelope.message_id, d))
+            .collect();
+        let missing: Vec<&Uuid> = dead.iter().filter(|id| !letters.contains_key(id)).collect();
+        if missing.is_empty() {
+            let wrong: Vec<&Uuid> = handled
+                .iter()
+                .filter(|id| letters.contains_key(id))
+                .collect();
+            if !wrong.is_empty() {
+                return Err(format!(
+                    "messages handled successfully were dead-lettered: {wrong:?}"
+                ));
+            }
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "messages neither handled nor dead-lettered (lost) after {:?}: {missing:?}",
+                cx.retry_timeout()
+            ));
+        }
+        tokio::time::sleep(cx.opts.poll_interval).await;
+    }
+}
+
+fn seq_of(e: &Envelope) -> u64 {
+    serde_json::from_slice::<ProbeEvent>(&e.payload)
+        .map(|p| p.seq)
+        .unwrap_or(u64::MAX)
+}
+
+async fn shutdown_drains<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let bus = cx.bus().await?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let release = Arc::new(Notify::new());
+    let finished = Arc::new(AtomicBool::new(false));
+    let probe = Probe {
+        consumer: 0,
+        recorder: recorder.clone(),
+        f: {
+            let release = release.clone();
+            let finished = finished.clone();
+            move |_d: Delivery| {
+                let release = release.clone();
+                let finished = finished.clone();
+                async move {
+                    release.notified().await;
+                    finished.store(true, Ordering::Release);
+                    Ok(())
+                }
+            }
+        },
+    };
+    subscribe(&bus, &group, &event_type, probe).await?;
+    let slow = envelope(&event_type, 1);
+    publish(&bus, slow.clone()).await?;
+    recorder
+        .wait("the handler started", cx.timeout(), |log| {
+            log.started.iter().any(|(_, id)| *id == slow.message_id)
+        })
+        .await?;
+
+    let mut shutdown = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.shutdown().await })
+    };
+    if tokio::time::timeout(cx.opts.quiet_period, &mut shutdown)
+        .await
+        .is_ok()
+    {
+        return Err("shutdown returned while a handler was still running (no drain)".into());
+    }
+    release.notify_one();
+    match tokio::time::timeout(cx.timeout(), &mut shutdown).await {
+        Err(_) => {
+            return Err(format!(
+                "shutdown did not return within {:?} after the in-flight handler finished",
+                cx.timeout()
+            ));
+        }
+        Ok(Err(join)) => return Err(format!("shutdown panicked: {join}")),
+        Ok(Ok(Err(e))) => return Err(format!("shutdown failed: {e}")),
+        Ok(Ok(Ok(()))) => {}
+    }
+    if !finished.load(Ordering::Acquire) {
+        return Err("shutdown returned before the in-flight handler finished".into());
+    }
+    if bus.publish(envelope(&event_type, 2)).await.is_ok() {
+        return Err("publish after shutdown should fail, it succeeded".into());
+    }
+    let again = Handlers::new().on_raw(event_type.as_str(), Arc::new(ok_probe(0, &recorder)));
+    if bus
+        .subscribe(Subscription::new(group.as_str(), again))
+        .await
+        .is_ok()
+    {
+        return Err("subscribe after shutdown should fail, it succeeded".into());
+    }
+    if let Err(e) = bus.shutdown().await {
+        return Err(format!(
+            "a second shutdown should succeed (idempotent), got: {e}"
+        ));
+    }
+
+    // The drained message was acknowledged: a new instance of the group gets
+    // a later message but not the drained one again.
+    let next = cx.bus().await?;
+    subscribe(&next, &group, &event_type, ok_probe(1, &recorder)).await?;
+    let marker = envelope(&event_type, 3);
+    publish(&next, marker.clone()).await?;
+    recorder
+        .wait(
+            "a message published after the restart handled",
+            cx.timeout(),
+            |log| log.handled(marker.message_id) > 0,
+        )
+        .await?;
+    let redelivered = recorder.log().deliveries(slow.message_id).len();
+    if redelivered != 1 {
+        return Err(format!(
+            "the message drained at shutdown was delivered {redelivered} times: it must be \
+             acknowledged when its handler finishes"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! [`InMemoryBus`]: one connection to a shared in-process broker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chassis_core::{HealthCheck, HealthStatus};
+use messaging_abstractions::{
+    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, ShutdownError,
+    SubscribeError, Subscription,
+};
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, DeadLetters};
+use crate::observe::{BrokerStats, GroupStats, Outcomes, WaitTimeout};
+
+/// The in-process event bus: a real broker living in this process.
+///
+/// Each consumer group has one bounded queue bound to the event types its
+/// subscriptions handle; every message is encoded to bytes on publish and
+/// decoded on delivery. See the crate docs for the full semantics.
+///
+/// **Connections.** An `InMemoryBus` is a connection to a broker.
+/// [`InMemoryBus::new`] creates a broker and a first connection; `clone()`
+/// opens another connection to the *same* broker. Several services in one
+/// process each take a clone: they share queues, bindings and dead letters,
+/// and each one's [`EventBus::shutdown`] drains only its own consumers and
+/// stops only its own publishing. The broker lives until the last connection
+/// is dropped.
+pub struct InMemoryBus {
+    broker: Arc<Broker>,
+    conn: Arc<Connection>,
+}
+
+struct Connection {
+    closed: AtomicBool,
+    cancel: CancellationToken,
+    workers: AsyncMutex<JoinSet<()>>,
+}
+
+impl Connection {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            closed: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            workers: AsyncMutex::new(JoinSet::new()),
+        })
+    }
+}
+
+impl Clone for InMemoryBus {
+    /// Opens another connection to the same broker.
+    fn clone(&self) -> Self {
+        Self {
+            broker: self.broker.clone(),
+            conn: Connection::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for InMemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryBus")
+            .field("groups", &self.broker.group_names())
+            .field("closed", &self.conn.closed.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
+impl InMemoryBus {
+    /// A new broker with the settings of `config` (queue capacity, publish
+    /// timeout, prefetch, concurrency, retry policy, dead-lettering), and a
+    /// first connection to it. The config is expected to be valid
+    /// ([`MessagingConfig::validate`]); a zero capacity or concurrency is
+    /// treated as 1.
+    pub fn new(config: &MessagingConfig) -> Self {
+        let mut config = config.clone();
+        config.inmemory.queue_capacity = config.inmemory.queue_capacity.max(1);
+        config.concurrency = config.concurrency.max(1);
+        config.prefetch = config.prefetch.max(1);
+        Self {
+            broker: Arc::new(Broker::new(config)),
+            conn: Connection::new(),
+        }
+    }
+
+    /// The settings the broker runs with.
+    pub fn config(&self) -> &MessagingConfig {
+        &self.broker.config
+    }
+
+    /// Counters of every consumer group and of unroutable messages.
+    pub fn stats(&self) -> BrokerStats {
+        self.broker.stats()
+    }
+
+    /// Counters of one group, `None` if no subscription ever named it.
+    pub fn group_stats(&self, group: &str) -> Option<GroupStats> {
+        self.broker.stats().groups.remove(group)
+    }
+
+    /// A lossless stream of every delivery outcome (handled, retrying,
+    /// dead-lettered) from now on. Create it *before* publishing what you
+    /// want to await.
+    pub fn outcomes(&self) -> Outcomes {
+        self.broker.observers.register()
+    }
+
+    /// Waits until `done(stats)` holds; re-checked after every delivery
+    /// outcome and retry, so it returns as soon as the condition is met.
+    /// Fails after `timeout` with the last stats.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl FnMut(&BrokerStats) -> bool,
+    ) -> Result<BrokerStats, WaitTimeout> {
+        match tokio::time::timeout(timeout, self.broker.wait_stats(done)).await {
+            Ok(stats) => Ok(stats),
+            Err(_) => Err(WaitTimeout {
+                what: what.to_owned(),
+                waited: timeout,
+                last: self.broker.stats(),
+            }),
+        }
+    }
+
+    /// Waits until nothing is queued, in flight or waiting for a retry in
+    /// any group (messages of groups without consumers stay queued: they
+    /// count as not idle).
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<BrokerStats, WaitTimeout> {
+        self.wait_until("every queue idle", timeout, BrokerStats::is_idle)
+            .await
+    }
+
+    fn ensure_open(&self) -> bool {
+        !self.conn.closed.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl EventBus for InMemoryBus {
+    fn provider(&self) -> &'static str {
+        "inmemory"
+    }
+
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        if !self.ensure_open() {
+            return Err(PublishError::ShutDown);
+        }
+        self.broker.publish(&envelope).await
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+        subscription.validate()?;
+        let mut workers = self.conn.workers.lock().await;
+        if !self.ensure_open() {
+            return Err(SubscribeError::ShutDown);
+        }
+        let group = self.broker.group(&subscription.group);
+        self.broker
+            .bind(&group, subscription.handlers.event_types());
+        // A consumer holds at most `prefetch` unacknowledged messages and
+        // runs at most `concurrency` handlers; here every taken message is
+        // being handled, so the smaller of the two is the worker count.
+        let config = &self.broker.config;
+        let count = config.concurrency.min(usize::from(config.prefetch));
+        let handlers = Arc::new(subscription.handlers);
+        for _ in 0..count {
+            let broker = self.broker.clone();
+            let group = group.clone();
+            let handlers = handlers.clone();
+            let cancel = self.conn.cancel.clone();
+            group.counters.consumers.fetch_add(1, Ordering::AcqRel);
+            workers.spawn(async move {
+                loop {
+                    let item = tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => break,
+                        item = group.queue.pop() => item,
+                    };
+                    // Once taken, a message is handled to the end even if
+                    // shutdown starts meanwhile: that is the drain.
+                    broker.deliver(&group, &handlers, item).await;
+                }
+                group.counters.consumers.fetch_sub(1, Ordering::AcqRel);
+                broker.changed();
+            });
+        }
+        tracing::debug!(
+            group = %group.name,
+            workers = count,
+            event_types = ?handlers.event_types().collect::<Vec<_>>(),
+            "subscribed"
+        );
+        Ok(())
+    }
+
+    fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        vec![Arc::new(Health {
+            broker: self.broker.clone(),
+            conn: self.conn.clone(),
+        })]
+    }
+
+    fn dead_letters(&self) -> Option<Arc<dyn DeadLetterStore>> {
+        Some(Arc::new(DeadLetters(self.broker.clone())))
+    }
+
+    async fn shutdown(&self) -> Result<(), ShutdownError> {
+        self.conn.closed.store(true, Ordering::Release);
+        self.conn.cancel.cancel();
+        // Concurrent callers queue here and return once the first has drained.
+        let mut workers = self.conn.workers.lock().await;
+        let waited = self.broker.config.inmemory.drain_timeout;
+        let deadline = Instant::now() + waited;
+        while !workers.is_empty() {
+            match tokio::time::timeout_at(deadline, workers.join_next()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    let in_flight = workers.len();
+                    // Let the stuck handlers finish on their own rather than
+                    // abort them half-way and lose their messages.
+                    workers.detach_all();
+                    return Err(ShutdownError::Timeout { in_flight, waited });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Readiness of one connection: unhealthy once shut down, degraded while a
+/// queue is nearly full (publishers are about to wait).
+struct Health {
+    broker: Arc<Broker>,
+    conn: Arc<Connection>,
+}
+
+#[async_trait]
+impl HealthCheck for Health {
+    fn name(&self) -> &str {
+        "messaging.inmemory"
+    }
+
+    async fn check(&self) -> HealthStatus {
+        if self.conn.closed.load(Ordering::Acquire) {
+            return HealthStatus::Unhealthy("event bus connection is shut down".into());
+        }
+        let capacity = self.broker.config.inmemory.queue_capacity;
+        let full: Vec<String> = self
+            .broker
+            .stats()
+            .groups
+            .into_iter()
+            .filter(|(_, s)| s.queued.saturating_mul(10) >= capacity.saturating_mul(9))
+            .map(|(name, s)| format!("`{name}` ({}/{capacity})", s.queued))
+            .collect();
+        if full.is_empty() {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Degraded(format!("queues nearly full: {}", full.join(", ")))
+        }
+    }
+}

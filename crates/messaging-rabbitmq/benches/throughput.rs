@@ -1,0 +1,2 @@
+//! Throughput bench (placeholder until written).
+fn main() {}

@@ -1,0 +1,521 @@
+//! One subscription: its topology, its consumer on the group's queue, and
+//! what happens to each delivery (ack, delayed retry, dead letter).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery as AmqpDelivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Consumer};
+use messaging_abstractions::{
+    Delivery, FailureKind, HandlerError, Handlers, QueueType, SubscribeError,
+};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tracing::{error, warn};
+use uuid::Uuid;
+
+use crate::codec::{self, Failure, Headers};
+use crate::link::{Link, NoLink, SendError, Shared};
+use crate::topology;
+
+/// A subscription at run time.
+pub(crate) struct GroupConsumer {
+    shared: Arc<Shared>,
+    group: String,
+    queue: String,
+    handlers: Handlers,
+    /// One permit per handler allowed to run at once.
+    permits: Arc<Semaphore>,
+    /// Per partition key, the completion signal of the newest message with
+    /// that key, so messages of one key are handled one after the other.
+    order: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
+    sequence: std::sync::atomic::AtomicU64,
+}
+
+/// How a consumer stopped.
+enum Stopped {
+    Shutdown,
+    /// The channel or connection ended; attach again.
+    Lost,
+}
+
+fn is_precondition(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 406)
+}
+
+impl GroupConsumer {
+    /// Checks the subscription's names.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        group: String,
+        handlers: Handlers,
+    ) -> Result<Self, SubscribeError> {
+        shared
+            .names
+            .check_group(&group, &shared.config.retry)
+            .map_err(SubscribeError::Invalid)?;
+        if let Some(long) = handlers
+            .event_types()
+            .find(|t| t.len() > topology::MAX_NAME_LEN)
+        {
+            return Err(SubscribeError::Invalid(format!(
+                "event type `{long}` is longer than {} bytes and cannot be an AMQP routing key",
+                topology::MAX_NAME_LEN
+            )));
+        }
+        let concurrency = shared.config.concurrency;
+        Ok(Self {
+            queue: shared.names.group_queue(&group),
+            shared,
+            group,
+            handlers,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            order: Mutex::new(HashMap::new()),
+            sequence: Default::default(),
+        })
+    }
+
+    pub(crate) fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Declares the group's queues and bindings, then starts consuming with
+    /// the configured prefetch on a channel of its own.
+    pub(crate) async fn attach(&self, link: &Link) -> Result<(Channel, Consumer), SubscribeError> {
+        let map = |e: lapin::Error| {
+            if is_precondition(&e) {
+                SubscribeError::Invalid(format!(
+                    "the broker refused the topology of group `{}` (a queue exists with other \
+                     arguments? delete it or align `messaging.rabbitmq`): {e}",
+                    self.group
+                ))
+            } else {
+                SubscribeError::Unavailable(e.to_string())
+            }
+        };
+        let channel = link.connection.create_channel().await.map_err(map)?;
+        self.declare(&channel).await.map_err(map)?;
+        channel
+            .basic_qos(self.shared.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(map)?;
+        let tag = format!("{}.{}.{}", self.shared.service, self.group, Uuid::new_v4());
+        let tag = ShortString::try_new(tag).unwrap_or_else(|_| Uuid::new_v4().to_string().into());
+        let consumer = channel
+            .basic_consume(
+                ShortString::from(self.queue.as_str()),
+                tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(map)?;
+        Ok((channel, consumer))
+    }
+
+    async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let names = &self.shared.names;
+        let rabbit = &self.shared.config.rabbitmq;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let dlq = names.dead_letter_queue(&self.group);
+        channel
+            .queue_declare(
+                dlq.as_str().into(),
+                durable,
+                topology::dead_letter_queue_args(rabbit),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                dlq.as_str().into(),
+                names.dead_letter_exchange().as_str().into(),
+                self.group.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                durable,
+                topology::group_queue_args(names, &self.group, rabbit),
+            )
+            .await?;
+        for event_type in self.handlers.event_types() {
+            channel
+                .queue_bind(
+                    self.queue.as_str().into(),
+                    names.events_exchange().into(),
+                    event_type.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        for delay_ms in topology::retry_delays_ms(&self.shared.config.retry) {
+            channel
+                .queue_declare(
+                    names.retry_queue(&self.group, delay_ms).as_str().into(),
+                    durable,
+                    topology::retry_queue_args(names, &self.group, delay_ms, rabbit),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes until shutdown, re-attaching to every new link. Returns the
+    /// number of handlers still running when the grace period ran out.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        first: (Arc<Link>, Channel, Consumer),
+        grace: Duration,
+    ) -> usize {
+        let mut current = Some(first);
+        let mut after = 0;
+        loop {
+            let (link, channel, consumer) = match current.take() {
+                Some(attached) => attached,
+                None => match self.shared.wait_link(None, after).await {
+                    Err(NoLink::Closed | NoLink::Unavailable(_)) => break,
+                    Ok(link) => match self.attach(&link).await {
+                        Ok((channel, consumer)) => (link, channel, consumer),
+                        Err(e) => {
+                            warn!(group = %self.group, error = %e, "cannot resume consuming; retrying");
+                            after = link.generation - 1;
+                            if self.pause().await {
+                                break;
+                            }
+                            continue;
+                        }
+                    },
+                },
+            };
+            match self.consume(&link, &channel, consumer).await {
+                Stopped::Shutdown => {
+                    let still_running = self.drain(grace).await;
+                    // Unacked prefetched messages go back to the queue.
+                    let _ = channel.close(200, "consumer stopped".into()).await;
+                    return still_running;
+                }
+                Stopped::Lost => {
+                    if link.connection.status().connected() {
+                        // The broker cancelled us (queue deleted?) or the
+                        // channel failed: attach again on the same link.
+                        let _ = channel.close(200, "re-attaching".into()).await;
+                        after = link.generation - 1;
+                        if self.pause().await {
+                            break;
+                        }
+                    } else {
+                        after = link.generation;
+                    }
+                }
+            }
+        }
+        self.drain(grace).await
+    }
+
+    /// Waits before another attach; `true` when shutdown began meanwhile.
+    async fn pause(&self) -> bool {
+        let mut stop = self.shared.stop_consuming.subscribe();
+        let wait = self.shared.config.rabbitmq.reconnect_initial_backoff;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => self.shared.is_stopping(),
+            _ = stop.wait_for(|s| *s) => true,
+        }
+    }
+
+    /// Waits until no handler runs; the count of those still running after `grace`.
+    async fn drain(&self, grace: Duration) -> usize {
+        let all = u32::try_from(self.shared.config.concurrency).unwrap_or(u32::MAX);
+        match tokio::time::timeout(grace, self.permits.acquire_many(all)).await {
+            Ok(_) => 0,
+            Err(_) => self.shared.config.concurrency - self.permits.available_permits(),
+        }
+    }
+
+    async fn consume(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        channel: &Channel,
+        mut consumer: Consumer,
+    ) -> Stopped {
+        let mut stop = self.shared.stop_consuming.subscribe();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                permit = self.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                next = consumer.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => self.spawn_handler(link.clone(), delivery, permit),
+                Some(Err(e)) => {
+                    warn!(group = %self.group, error = %e, "consumer failed");
+                    return Stopped::Lost;
+                }
+                None => {
+                    warn!(group = %self.group, "consumer cancelled");
+                    return Stopped::Lost;
+                }
+            }
+        }
+        let _ = channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await;
+        Stopped::Shutdown
+    }
+
+    fn spawn_handler(
+        self: &Arc<Self>,
+        link: Arc<Link>,
+        delivery: AmqpDelivery,
+        permit: OwnedSemaphorePermit,
+    ) {
+        // Chain messages of one partition key in arrival order.
+        let key = Headers::of(&delivery.properties).text(codec::H_PARTITION_KEY);
+        let chain = key.map(|key| {
+            let seq = self
+                .sequence
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (done, rx) = oneshot::channel::<()>();
+            let previous = self.order.lock().insert(key.clone(), (seq, rx));
+            (key, seq, done, previous.map(|(_, rx)| rx))
+        });
+        let this = self.clone();
+        tokio::spawn(async move {
+            let chain = match chain {
+                Some((key, seq, done, previous)) => {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    Some((key, seq, done))
+                }
+                None => None,
+            };
+            this.process(&link, delivery).await;
+            if let Some((key, seq, done)) = chain {
+                let mut order = this.order.lock();
+                if order.get(&key).is_some_and(|(s, _)| *s == seq) {
+                    order.remove(&key);
+                }
+                drop(done);
+            }
+            drop(permit);
+        });
+    }
+
+    /// Handles one delivery and settles it.
+    async fn process(&self, link: &Link, delivery: AmqpDelivery) {
+        let props = &delivery.properties;
+        let headers = Headers::of(props);
+        let rabbit = &self.shared.config.rabbitmq;
+        let lost_deliveries = match rabbit.queue_type {
+            QueueType::Quorum => headers.count(codec::H_DELIVERY_COUNT),
+            QueueType::Classic => headers.count(codec::H_REDELIVERIES),
+        };
+        let attempt = headers.count(codec::H_ATTEMPTS) + lost_deliveries + 1;
+
+        if rabbit.queue_type == QueueType::Classic && delivery.redelivered {
+            return self
+                .count_redelivery(link, &delivery, lost_deliveries + 1)
+                .await;
+        }
+
+        let envelope = match codec::decode(props, delivery.routing_key.as_str(), &delivery.data) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                let failure = Failure {
+                    kind: FailureKind::Undecodable,
+                    reason: &reason,
+                    attempts: attempt,
+                };
+                return self.dead_letter(link, &delivery, &failure).await;
+            }
+        };
+        let message_id = envelope.message_id;
+        let handled = Delivery {
+            envelope,
+            group: self.group.clone(),
+            attempt,
+        };
+        let result = AssertUnwindSafe(self.handlers.dispatch(&handled))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(HandlerError::retryable(format!("handler panicked: {what}")))
+            });
+        match result {
+            Ok(()) => ack(&delivery, &self.group).await,
+            Err(e) => {
+                let failure = Failure {
+                    kind: e.kind,
+                    reason: &e.reason,
+                    attempts: attempt,
+                };
+                let wait = if e.is_retryable() {
+                    self.shared.config.retry.backoff(attempt)
+                } else {
+                    None
+                };
+                match wait {
+                    Some(wait) => {
+                        warn!(group = %self.group, %message_id, attempt, retry_in = ?wait, reason = %e.reason, "handler failed; retrying later");
+                        self.retry_later(link, &delivery, wait, &failure).await;
+                    }
+                    None => self.dead_letter(link, &delivery, &failure).await,
+                }
+            }
+        }
+    }
+
+    /// Classic queues have no delivery limit: a message delivered again
+    /// without having been settled (its consumer died) is put back with a
+    /// counter, and dead-lettered once the counter reaches the limit.
+    async fn count_redelivery(&self, link: &Link, delivery: &AmqpDelivery, redeliveries: u32) {
+        let limit = self.shared.config.rabbitmq.delivery_limit;
+        if redeliveries >= limit {
+            let reason = format!(
+                "delivery limit of {limit} reached: delivered {redeliveries} times without \
+                 being settled (does the handler crash the process?)"
+            );
+            let failure = Failure {
+                kind: FailureKind::Retryable,
+                reason: &reason,
+                attempts: redeliveries,
+            };
+            return self.dead_letter(link, delivery, &failure).await;
+        }
+        let props = codec::for_redelivery(&delivery.properties, redeliveries);
+        self.republish(link, delivery, "", &self.queue, props).await;
+    }
+
+    async fn retry_later(
+        &self,
+        link: &Link,
+        delivery: &AmqpDelivery,
+        wait: Duration,
+        failure: &Failure<'_>,
+    ) {
+        let queue = self
+            .shared
+            .names
+            .retry_queue(&self.group, topology::duration_ms(wait).max(1));
+        let props = codec::for_retry(&delivery.properties, failure);
+        match self.send(link, delivery, "", &queue, props).await {
+            Ok(()) => ack(delivery, &self.group).await,
+            Err(SendError::Link(e)) => {
+                // The delivery cannot be settled on a lost link either: the
+                // broker gives it back after the reconnection.
+                warn!(group = %self.group, error = %e, "cannot schedule retry; the message will be redelivered");
+            }
+            Err(e) => {
+                error!(group = %self.group, delay_queue = %queue, error = %e, "cannot schedule retry; dead-lettering instead");
+                self.dead_letter(link, delivery, failure).await;
+            }
+        }
+    }
+
+    async fn dead_letter(&self, link: &Link, delivery: &AmqpDelivery, failure: &Failure<'_>) {
+        let message_id = delivery.properties.message_id().clone();
+        if !self.shared.config.dead_letter.enabled {
+            error!(group = %self.group, ?message_id, kind = failure.kind.as_str(), reason = failure.reason, attempts = failure.attempts,
+                "message dropped: handling failed and dead-lettering is disabled");
+            return ack(delivery, &self.group).await;
+        }
+        error!(group = %self.group, ?message_id, kind = failure.kind.as_str(), reason = failure.reason, attempts = failure.attempts,
+            "message dead-lettered");
+        let props = codec::for_dead_letter(&delivery.properties, &self.group, failure);
+        let dlx = self.shared.names.dead_letter_exchange();
+        self.republish(link, delivery, &dlx, &self.group, props)
+            .await;
+    }
+
+    /// Publishes a copy, then acks the original; on failure the original is
+    /// left to the broker (lost link) or requeued after a pause.
+    async fn republish(
+        &self,
+        link: &Link,
+        delivery: &AmqpDelivery,
+        exchange: &str,
+        routing_key: &str,
+        props: BasicProperties,
+    ) {
+        match self
+            .send(link, delivery, exchange, routing_key, props)
+            .await
+        {
+            Ok(()) => ack(delivery, &self.group).await,
+            Err(SendError::Link(e)) => {
+                warn!(group = %self.group, error = %e, "cannot move message; it will be redelivered");
+            }
+            Err(e) => {
+                error!(group = %self.group, exchange, routing_key, error = %e, "cannot move message; requeueing it");
+                tokio::time::sleep(self.shared.config.rabbitmq.reconnect_initial_backoff).await;
+                let requeue = BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                };
+                if let Err(e) = delivery.nack(requeue).await {
+                    warn!(group = %self.group, error = %e, "nack failed");
+                }
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        link: &Link,
+        delivery: &AmqpDelivery,
+        exchange: &str,
+        routing_key: &str,
+        props: BasicProperties,
+    ) -> Result<(), SendError> {
+        // Queue and group names were checked against the AMQP limit on subscribe.
+        let routing_key = ShortString::from(routing_key);
+        let result = link
+            .send_confirmed(
+                exchange,
+                routing_key,
+                &delivery.data,
+                props,
+                self.shared.config.rabbitmq.confirm_timeout,
+            )
+            .await;
+        if let Err(SendError::Link(_)) = &result {
+            link.report_failure();
+        }
+        result
+    }
+}
+
+async fn ack(delivery: &AmqpDelivery, group: &str) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        // The channel is gone: the broker redelivers the message.
+        warn!(%group, error = %e, "ack failed; the message will be redelivered");
+    }
+}

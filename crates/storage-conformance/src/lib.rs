@@ -101,11 +101,19 @@ pub async fn run_cases<F: StoreFactory>(factory: F, cases: &[Case]) {
             case.name,
             tokio::spawn(async move {
                 let _permit = permits.acquire().await.expect("semaphore never closed");
+                let started = std::time::Instant::now();
                 let store = factory.create().await;
+                let created = started.elapsed();
                 let outcome =
                     tokio::time::timeout(CASE_TIMEOUT, tokio::spawn((case.run)(store.clone())))
                         .await;
                 factory.dispose(store).await;
+                // Shown with --nocapture: where a slow provider spends time.
+                eprintln!(
+                    "storage conformance case {}: store ready in {created:?}, done in {:?}",
+                    case.name,
+                    started.elapsed()
+                );
                 match outcome {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(join)) => Err(panic_message(join)),

@@ -1,0 +1,333 @@
+//! The relay's view of the outbox, and inbox housekeeping.
+//!
+//! **One active relay per schema.** `fetch_pending` runs on a dedicated
+//! connection that holds a session advisory lock for the schema's outbox.
+//! Only the instance holding it gets rows; every other instance (another
+//! replica of the service) gets empty batches until the holder shuts down or
+//! its connection drops, when the lock passes to whoever asks next. That
+//! keeps per-`ordering_key` order across replicas. If the holder's connection
+//! is lost mid-batch, the rows it had not yet marked sent are fetched again
+//! by the next holder (at-least-once, as the bus promises anyway).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row};
+use storage_abstractions::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore, StorageError};
+use tokio::sync::{Mutex, Notify};
+
+use crate::error::map;
+use crate::retry::Retry;
+
+/// Lock space of the relay lock (`pg_try_advisory_lock(int, int)`): "ob".
+const RELAY_LOCK_CLASS: i32 = 0x6f62;
+
+/// The relay lock connection, once opened.
+#[derive(Default)]
+struct Leadership {
+    conn: Option<PgConnection>,
+    held: bool,
+}
+
+/// The [`OutboxStore`] of a [`crate::PostgresStore`].
+pub struct PostgresOutbox {
+    pool: PgPool,
+    options: PgConnectOptions,
+    channel: String,
+    wake: Arc<Notify>,
+    retry: Retry,
+    leadership: Mutex<Leadership>,
+}
+
+impl std::fmt::Debug for PostgresOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOutbox")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+const SELECT_COLUMNS: &str = "SELECT sequence, message_id, ordering_key, event_type, body,
+        (extract(epoch FROM created_at) * 1000000)::bigint AS created_us, attempts, last_error
+    FROM outbox";
+
+fn outbox_record(row: &PgRow) -> Result<OutboxRecord, StorageError> {
+    let decode = |e: sqlx::Error| StorageError::Backend(format!("decoding an outbox row: {e}"));
+    let created_us: i64 = row.try_get("created_us").map_err(decode)?;
+    let attempts: i32 = row.try_get("attempts").map_err(decode)?;
+    Ok(OutboxRecord {
+        sequence: row.try_get("sequence").map_err(decode)?,
+        message: OutboxMessage {
+            id: row.try_get("message_id").map_err(decode)?,
+            ordering_key: row.try_get("ordering_key").map_err(decode)?,
+            event_type: row.try_get("event_type").map_err(decode)?,
+            body: row.try_get("body").map_err(decode)?,
+        },
+        created_at: SystemTime::UNIX_EPOCH
+            + Duration::from_micros(u64::try_from(created_us).unwrap_or(0)),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: row.try_get("last_error").map_err(decode)?,
+    })
+}
+
+fn missing(sequence: i64) -> StorageError {
+    StorageError::not_found("outbox", &sequence.to_string())
+}
+
+impl PostgresOutbox {
+    pub(crate) fn new(
+        pool: PgPool,
+        options: PgConnectOptions,
+        channel: String,
+        wake: Arc<Notify>,
+        retry: Retry,
+    ) -> Self {
+        Self {
+            pool,
+            options,
+            channel,
+            wake,
+            retry,
+            leadership: Mutex::new(Leadership::default()),
+        }
+    }
+
+    /// Whether this instance currently holds the relay lock (after a
+    /// `fetch_pending`).
+    pub async fn is_active_relay(&self) -> bool {
+        self.leadership.lock().await.held
+    }
+
+    /// Releases the relay lock (closing its connection), so another
+    /// instance takes over. Called by `PostgresStore::shutdown`.
+    pub(crate) async fn resign(&self) {
+        let mut leadership = self.leadership.lock().await;
+        leadership.held = false;
+        if let Some(conn) = leadership.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Fetches on the lock connection, taking the lock first if needed;
+    /// `None` while another instance holds it.
+    async fn fetch_as_leader(
+        &self,
+        leadership: &mut Leadership,
+        limit: i64,
+    ) -> Result<Option<Vec<PgRow>>, sqlx::Error> {
+        if leadership.conn.is_none() {
+            leadership.conn = Some(self.options.connect().await?);
+            leadership.held = false;
+        }
+        let conn = leadership.conn.as_mut().expect("opened above");
+        if !leadership.held {
+            leadership.held =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                    .bind(RELAY_LOCK_CLASS)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !leadership.held {
+                return Ok(None);
+            }
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_COLUMNS} WHERE sent_at IS NULL AND NOT quarantined ORDER BY sequence LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(rows))
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PostgresOutbox {
+    /// Pending rows, lowest sequence first, for the active relay only (see
+    /// the module docs); an empty batch on a standby instance.
+    async fn fetch_pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, StorageError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut leadership = self.leadership.lock().await;
+        let mut attempt = 1;
+        let rows = loop {
+            match self.fetch_as_leader(&mut leadership, limit).await {
+                Ok(rows) => break rows,
+                Err(error) => {
+                    // The lock lived on that connection: it is gone with it.
+                    if let Some(conn) = leadership.conn.take() {
+                        drop(conn);
+                    }
+                    leadership.held = false;
+                    if attempt >= self.retry.attempts || !crate::error::is_retryable(&error) {
+                        return Err(map(error));
+                    }
+                    tokio::time::sleep(self.retry.first_delay * attempt).await;
+                    attempt += 1;
+                }
+            }
+        };
+        match rows {
+            None => Ok(Vec::new()),
+            Some(rows) => rows.iter().map(outbox_record).collect(),
+        }
+    }
+
+    async fn mark_sent(&self, sequences: &[i64]) -> Result<(), StorageError> {
+        if sequences.is_empty() {
+            return Ok(());
+        }
+        let pool = &self.pool;
+        self.retry
+            .run("outbox.mark_sent", || async move {
+                sqlx::query(
+                    "UPDATE outbox SET sent_at = now()
+                     WHERE sequence = ANY($1) AND sent_at IS NULL",
+                )
+                .bind(sequences)
+                .execute(pool)
+                .await
+            })
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        sequence: i64,
+        error: &str,
+        quarantine: bool,
+    ) -> Result<(), StorageError> {
+        // Not retried: counting one failure twice would quarantine early.
+        let updated = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                 quarantined = quarantined OR ($3 AND sent_at IS NULL)
+             WHERE sequence = $1",
+        )
+        .bind(sequence)
+        .bind(error)
+        .bind(quarantine)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?
+        .rows_affected();
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(missing(sequence))
+        }
+    }
+
+    async fn quarantined(&self) -> Result<Vec<OutboxRecord>, StorageError> {
+        let pool = &self.pool;
+        let rows = self
+            .retry
+            .run("outbox.quarantined", || async move {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_COLUMNS} WHERE quarantined ORDER BY sequence"
+                )))
+                .fetch_all(pool)
+                .await
+            })
+            .await
+            .map_err(map)?;
+        rows.iter().map(outbox_record).collect()
+    }
+
+    async fn release(&self, sequence: i64) -> Result<bool, StorageError> {
+        // Looks whether the row exists in the same statement, so the answer
+        // is exact: NULL = no such row.
+        let released: Option<bool> = sqlx::query_scalar(
+            "WITH released AS (
+                 UPDATE outbox SET quarantined = false, attempts = 0
+                 WHERE sequence = $1 AND quarantined
+                 RETURNING sequence
+             )
+             SELECT EXISTS (SELECT 1 FROM released)
+             FROM outbox WHERE sequence = $1",
+        )
+        .bind(sequence)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        let released = released.ok_or_else(|| missing(sequence))?;
+        if released {
+            // Wake the active relay, wherever it runs.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&self.channel)
+                .execute(&self.pool)
+                .await
+                .map_err(map)?;
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+        }
+        Ok(released)
+    }
+
+    async fn purge_sent(&self, older_than: Duration) -> Result<u64, StorageError> {
+        let pool = &self.pool;
+        let done = self
+            .retry
+            .run("outbox.purge_sent", || async move {
+                sqlx::query(
+                    "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at <= now() - $1::interval",
+                )
+                .bind(older_than)
+                .execute(pool)
+                .await
+            })
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_inbox(&self, older_than: Duration) -> Result<u64, StorageError> {
+        let pool = &self.pool;
+        let done = self
+            .retry
+            .run("inbox.purge", || async move {
+                sqlx::query("DELETE FROM inbox WHERE processed_at <= now() - $1::interval")
+                    .bind(older_than)
+                    .execute(pool)
+                    .await
+            })
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn backlog(&self) -> Result<OutboxBacklog, StorageError> {
+        let pool = &self.pool;
+        let row = self
+            .retry
+            .run("outbox.backlog", || async move {
+                // Both counts use partial indexes, so sent rows awaiting
+                // purge cost nothing.
+                sqlx::query(
+                    "SELECT
+                         (SELECT count(*) FROM outbox WHERE sent_at IS NULL AND NOT quarantined) AS pending,
+                         (SELECT extract(epoch FROM clock_timestamp() - min(created_at))::float8
+                            FROM outbox WHERE sent_at IS NULL AND NOT quarantined) AS oldest_s,
+                         (SELECT count(*) FROM outbox WHERE quarantined) AS quarantined",
+                )
+                .fetch_one(pool)
+                .await
+            })
+            .await
+            .map_err(map)?;
+        let decode = |e: sqlx::Error| StorageError::Backend(format!("decoding the backlog: {e}"));
+        let pending: i64 = row.try_get("pending").map_err(decode)?;
+        let quarantined: i64 = row.try_get("quarantined").map_err(decode)?;
+        let oldest: Option<f64> = row.try_get("oldest_s").map_err(decode)?;
+        Ok(OutboxBacklog {
+            pending: u64::try_from(pending).unwrap_or(0),
+            oldest_pending_age: oldest.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            quarantined: u64::try_from(quarantined).unwrap_or(0),
+        })
+    }
+
+    async fn wait_for_new(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
+    }
+}

@@ -1,0 +1,84 @@
+//! Helpers shared by the PostgreSQL integration tests: every test works in a
+//! schema of its own, created fresh and dropped at the end, so tests run in
+//! parallel against the one local server.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use storage_abstractions::{StorageConfig, Store};
+use storage_conformance::StoreFactory;
+use storage_postgres::PostgresStore;
+
+/// The local test server (trust authentication).
+pub const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A new, unused schema name.
+pub fn unique_schema() -> String {
+    format!("t_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Config for a store in `schema` with a small pool.
+pub fn config(schema: &str) -> StorageConfig {
+    let mut config = StorageConfig {
+        provider: "postgres".into(),
+        ..StorageConfig::default()
+    };
+    config.postgres.url = URL.into();
+    config.postgres.schema = schema.into();
+    config.postgres.max_connections = 3;
+    config.postgres.acquire_timeout = Duration::from_secs(10);
+    config
+}
+
+/// Connects to `schema` (migrating it); a missing server fails the test.
+pub async fn connect(schema: &str) -> PostgresStore {
+    PostgresStore::connect(&config(schema))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {URL} is required for this test: {e}"))
+}
+
+/// Drops `schema` and everything in it.
+pub async fn drop_schema(schema: &str) {
+    let mut conn = PgConnection::connect(URL)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {URL}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop schema");
+    conn.close().await.ok();
+}
+
+/// Each store in a fresh schema; `dispose` shuts it down and drops it.
+#[derive(Default)]
+pub struct FreshSchemas {
+    schemas: parking_lot::Mutex<HashMap<usize, String>>,
+}
+
+fn key(store: &Arc<dyn Store>) -> usize {
+    Arc::as_ptr(store).cast::<()>() as usize
+}
+
+#[async_trait::async_trait]
+impl StoreFactory for FreshSchemas {
+    async fn create(&self) -> Arc<dyn Store> {
+        let schema = unique_schema();
+        let store: Arc<dyn Store> = Arc::new(connect(&schema).await);
+        self.schemas.lock().insert(key(&store), schema);
+        store
+    }
+
+    async fn dispose(&self, store: Arc<dyn Store>) {
+        store.shutdown().await;
+        let schema = self.schemas.lock().remove(&key(&store));
+        if let Some(schema) = schema {
+            drop_schema(&schema).await;
+        }
+    }
+}

@@ -105,7 +105,12 @@ impl PostgresOutbox {
     pub(crate) async fn resign(&self) {
         let mut leadership = self.leadership.lock().await;
         leadership.held = false;
-        if let Some(conn) = leadership.conn.take() {
+        if let Some(mut conn) = leadership.conn.take() {
+            // Unlock explicitly: the server frees a closed session's locks
+            // only when its backend has exited, a moment later.
+            let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut conn)
+                .await;
             let _ = conn.close().await;
         }
     }

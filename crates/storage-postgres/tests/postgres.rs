@@ -1,0 +1,206 @@
+//! Behaviour specific to the PostgreSQL provider: migrations, connecting,
+//! the single active relay, cross-instance wake-up, health.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chassis_core::HealthStatus;
+use storage_abstractions::{OutboxMessage, Record, StorageConfig, Store};
+use storage_postgres::{PostgresError, PostgresStore, migrate};
+use uuid::Uuid;
+
+fn message(key: &str) -> OutboxMessage {
+    OutboxMessage {
+        id: Uuid::new_v4(),
+        ordering_key: key.into(),
+        event_type: "thing.v1".into(),
+        body: b"{}".to_vec(),
+    }
+}
+
+async fn append(store: &PostgresStore, messages: Vec<OutboxMessage>) {
+    let mut tx = store.begin().await.unwrap();
+    tx.append_outbox(messages).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrations_apply_once_into_the_configured_schema() {
+    let schema = common::unique_schema();
+    // Two replicas starting at once both succeed; the migration runs once.
+    let (a, b) = tokio::join!(common::connect(&schema), common::connect(&schema));
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM chassis_migrations ORDER BY version")
+            .fetch_all(a.pool())
+            .await
+            .unwrap();
+    let expected: Vec<i32> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(versions, expected);
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+    )
+    .bind(&schema)
+    .fetch_all(a.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        ["chassis_migrations", "inbox", "outbox", "records"],
+        "everything lives in the configured schema"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    // A restart finds nothing to do and the data intact.
+    let c = common::connect(&schema).await;
+    let mut tx = c.begin().await.unwrap();
+    tx.insert(Record::new("orders", "o-1", serde_json::json!({})))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    c.shutdown().await;
+    common::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn without_migrations_a_missing_schema_fails_at_use_not_silently() {
+    let schema = common::unique_schema();
+    let mut config = common::config(&schema);
+    config.postgres.run_migrations = false;
+    let store = PostgresStore::connect(&config).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let error = tx.get("orders", "o-1").await.unwrap_err();
+    assert!(error.to_string().contains("records"), "{error}");
+    drop(tx);
+    store.shutdown().await;
+    common::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn connect_errors_are_precise() {
+    let mut config = common::config("unreachable");
+    config.postgres.url = "postgres://postgres@127.0.0.1:1/test".into();
+    config.postgres.retry_attempts = 1;
+    config.postgres.acquire_timeout = Duration::from_secs(1);
+    match PostgresStore::connect(&config).await {
+        Err(PostgresError::Connect { target, .. }) => assert_eq!(target, "127.0.0.1:1/test"),
+        other => panic!("expected Connect error, got {other:?}"),
+    }
+
+    let mut config = StorageConfig::default();
+    config.postgres.max_connections = 0;
+    let error = PostgresStore::connect(&config).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("storage.postgres.max_connections"),
+        "{error}"
+    );
+
+    let mut config = common::config("x");
+    config.postgres.url = "postgres://127.0.0.1:notaport/test".into();
+    let error = PostgresStore::connect(&config).await.unwrap_err();
+    assert!(matches!(error, PostgresError::InvalidUrl(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn statement_timeout_applies_and_surfaces_as_unavailable() {
+    let schema = common::unique_schema();
+    let mut config = common::config(&schema);
+    config.postgres.statement_timeout = Duration::from_millis(200);
+    let store = PostgresStore::connect(&config).await.unwrap();
+    let started = Instant::now();
+    let error = sqlx::query("SELECT pg_sleep(5)")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "timeout not applied"
+    );
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+    store.shutdown().await;
+    common::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn only_one_instance_relays_at_a_time() {
+    let schema = common::unique_schema();
+    let first = common::connect(&schema).await;
+    let second = common::connect(&schema).await;
+    append(&first, vec![message("a"), message("b")]).await;
+
+    let batch = first.outbox().fetch_pending(10).await.unwrap();
+    assert_eq!(batch.len(), 2);
+    assert!(first.postgres_outbox().is_active_relay().await);
+    assert!(
+        second.outbox().fetch_pending(10).await.unwrap().is_empty(),
+        "a standby instance gets nothing while the other relays"
+    );
+    assert!(!second.postgres_outbox().is_active_relay().await);
+    // Both still see the backlog (for readiness).
+    assert_eq!(second.outbox().backlog().await.unwrap().pending, 2);
+
+    // The first relayed one message, then stopped mid-batch.
+    first
+        .outbox()
+        .mark_sent(&[batch[0].sequence])
+        .await
+        .unwrap();
+    first.shutdown().await;
+    let taken_over = second.outbox().fetch_pending(10).await.unwrap();
+    assert_eq!(
+        taken_over.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        [batch[1].sequence],
+        "the next instance continues with what was not sent"
+    );
+    assert!(second.postgres_outbox().is_active_relay().await);
+    second.shutdown().await;
+    common::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn a_commit_in_another_instance_wakes_the_relay() {
+    let schema = common::unique_schema();
+    let relay = common::connect(&schema).await;
+    let writer = common::connect(&schema).await;
+    let outbox = relay.outbox();
+    let waiter = tokio::spawn(async move {
+        // Drain a permit from start-up, if any, then wait long.
+        outbox.wait_for_new(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        outbox.wait_for_new(Duration::from_secs(30)).await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append(&writer, vec![message("a")]).await;
+    let waited = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .expect("NOTIFY must wake the other instance")
+        .unwrap();
+    assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    assert_eq!(relay.outbox().fetch_pending(10).await.unwrap().len(), 1);
+    relay.shutdown().await;
+    writer.shutdown().await;
+    common::drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn health_turns_unhealthy_after_shutdown() {
+    let schema = common::unique_schema();
+    let store = common::connect(&schema).await;
+    let checks = store.health_checks();
+    assert_eq!(checks[0].name(), "storage.postgres");
+    assert_eq!(checks[0].check().await, HealthStatus::Healthy);
+    store.shutdown().await;
+    store.shutdown().await; // idempotent
+    assert!(matches!(
+        checks[0].check().await,
+        HealthStatus::Unhealthy(_)
+    ));
+    assert!(matches!(
+        store.begin().await,
+        Err(storage_abstractions::StorageError::Unavailable(_))
+    ));
+    common::drop_schema(&schema).await;
+}

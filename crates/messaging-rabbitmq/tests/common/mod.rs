@@ -1,0 +1,148 @@
+//! Shared helpers of the RabbitMQ integration tests.
+//!
+//! Every test runs against the real broker on 127.0.0.1:5672 (guest/guest)
+//! and fails when it is not there. Isolation: each test gets a vhost of its
+//! own (`rabbitmqctl add_vhost`), deleted when the test ends, pass or fail.
+//!
+//! The broker-restart test stops the whole broker application for a few
+//! seconds. All tests of this crate take a cross-process file lock: shared
+//! by ordinary tests, exclusive by the restart test, so it never runs while
+//! another test of this crate (in any test binary or process) is talking to
+//! the broker.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::{File, OpenOptions};
+use std::process::Command;
+use std::time::Duration;
+
+use messaging_abstractions::{MessagingConfig, QueueType, RetryPolicy};
+use uuid::Uuid;
+
+/// The lock file every test of this crate takes.
+const LOCK_PATH: &str = "/tmp/chassis-messaging-rabbitmq-tests.lock";
+
+/// Held for the whole test: shared or exclusive access to the broker.
+pub struct BrokerLock(File);
+
+impl BrokerLock {
+    fn open() -> File {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK_PATH)
+            .expect("cannot open the broker lock file")
+    }
+
+    /// Ordinary tests: many at once.
+    pub fn shared() -> Self {
+        let file = Self::open();
+        file.lock_shared().expect("cannot take the broker lock");
+        Self(file)
+    }
+
+    /// The broker-restart test: alone.
+    pub fn exclusive() -> Self {
+        let file = Self::open();
+        file.lock().expect("cannot take the broker lock");
+        Self(file)
+    }
+}
+
+/// Runs `rabbitmqctl` with `args`; panics with its output when it fails.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("cannot run rabbitmqctl (is RabbitMQ installed on this machine?)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A vhost of its own for one test, deleted on drop (with everything in it).
+pub struct Vhost {
+    pub name: String,
+    _lock: BrokerLock,
+}
+
+impl Vhost {
+    pub fn new() -> Self {
+        Self::with_lock(BrokerLock::shared())
+    }
+
+    pub fn with_lock(lock: BrokerLock) -> Self {
+        let name = format!(
+            "chassis-test-{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        rabbitmqctl(&["add_vhost", &name]);
+        let vhost = Self { name, _lock: lock };
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        vhost
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// A test config for this vhost: fast retries, small batches.
+    pub fn config(&self, queue_type: QueueType) -> MessagingConfig {
+        let mut config = MessagingConfig {
+            provider: "rabbitmq".into(),
+            prefetch: 16,
+            concurrency: 4,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(200),
+                multiplier: 2.0,
+            },
+            ..MessagingConfig::default()
+        };
+        config.rabbitmq.url = self.url().into();
+        config.rabbitmq.exchange = "test.events".into();
+        config.rabbitmq.queue_type = queue_type;
+        config.rabbitmq.reconnect_initial_backoff = Duration::from_millis(100);
+        config.rabbitmq.reconnect_max_backoff = Duration::from_secs(1);
+        config.validate().expect("test config is valid");
+        config
+    }
+
+    /// Closes every client connection to this vhost (as a crashing or
+    /// partitioned network would), leaving the broker and other vhosts alone.
+    pub fn close_connections(&self) {
+        rabbitmqctl(&[
+            "close_all_connections",
+            "-p",
+            &self.name,
+            "test closes the connection",
+        ]);
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let out = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+        if !matches!(&out, Ok(o) if o.status.success()) {
+            eprintln!(
+                "warning: could not delete test vhost {}: {out:?}",
+                self.name
+            );
+        }
+    }
+}

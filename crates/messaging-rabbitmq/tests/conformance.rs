@@ -1,0 +1,103 @@
+//! The shared event-bus conformance suite against the real broker, with
+//! quorum and with classic queues.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::Vhost;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+use messaging_abstractions::{EventBus, MessagingConfig, QueueType};
+use messaging_conformance::{BusFactory, ConnectError};
+use messaging_rabbitmq::RabbitMqBus;
+
+struct Factory {
+    config: MessagingConfig,
+}
+
+#[async_trait]
+impl BusFactory for Factory {
+    fn config(&self) -> MessagingConfig {
+        self.config.clone()
+    }
+
+    async fn connect(&self) -> Result<Arc<dyn EventBus>, ConnectError> {
+        Ok(Arc::new(
+            RabbitMqBus::connect(&self.config, "conformance").await?,
+        ))
+    }
+
+    /// Deletes the queues the case's groups declared (the vhost goes at the
+    /// end of the test anyway; this keeps a long run small).
+    async fn cleanup(&self, groups: &[String], _event_types: &[String]) {
+        let conn = Connection::connect(
+            self.config.rabbitmq.url.expose(),
+            ConnectionProperties::default(),
+        )
+        .await
+        .expect("cleanup: connect");
+        let channel = conn.create_channel().await.expect("cleanup: channel");
+        let exchange = &self.config.rabbitmq.exchange;
+        for group in groups {
+            let mut queues = vec![
+                format!("{exchange}.{group}"),
+                format!("{exchange}.{group}.dlq"),
+            ];
+            let retry = &self.config.retry;
+            for attempt in 1..retry.max_attempts {
+                if let Some(wait) = retry.backoff(attempt) {
+                    queues.push(format!(
+                        "{exchange}.{group}.retry.{}ms",
+                        wait.as_millis().max(1)
+                    ));
+                }
+            }
+            for queue in queues {
+                channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("cleanup: delete queue {queue}: {e}"));
+            }
+        }
+        let _ = conn.close(200, "cleanup done".into()).await;
+    }
+}
+
+async fn run(queue_type: QueueType) {
+    let vhost = Vhost::new();
+    let config = vhost.config(queue_type);
+    let report = messaging_conformance::run(Factory {
+        config: config.clone(),
+    })
+    .await;
+    println!("{report}");
+    assert_eq!(report.passed.len(), 9);
+
+    // Nothing is left behind but the two exchanges, which go too.
+    let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    for exchange in [
+        config.rabbitmq.exchange.clone(),
+        format!("{}.dlx", config.rabbitmq.exchange),
+    ] {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    conn.close(200, "done".into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_quorum_queues() {
+    run(QueueType::Quorum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_classic_queues() {
+    run(QueueType::Classic).await;
+}

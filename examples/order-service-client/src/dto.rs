@@ -1,0 +1,100 @@
+//! Request and response bodies of the order service's HTTP API.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// `POST /orders`: a customer orders items for a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    /// Who orders.
+    pub customer_id: String,
+    /// Where the items go.
+    pub destination: Destination,
+    /// What is ordered: at least one line, each SKU once.
+    pub items: Vec<OrderItem>,
+}
+
+/// A postal destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// Recipient's name.
+    pub name: String,
+    /// Street and number.
+    pub street: String,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Country.
+    pub country: String,
+}
+
+/// One order line. Weight and dimensions are per unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrderItem {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Product name.
+    pub name: String,
+    /// Price of one unit in cents (≥ 0).
+    pub unit_price_cents: i64,
+    /// Units ordered (≥ 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub quantity: i64,
+    /// Weight of one unit in grams (> 0).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub weight_grams: i64,
+    /// Length of one unit in millimetres (> 0).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub length_mm: i64,
+    /// Width of one unit in millimetres (> 0).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub width_mm: i64,
+    /// Height of one unit in millimetres (> 0).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub height_mm: i64,
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted, not yet complete.
+    Placed,
+    /// Complete: shipping has been told (`order.completed.v1`).
+    Completed,
+}
+
+/// An order as the service shows it (`POST /orders` → 201, `GET /orders/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderView {
+    /// Identity (UUID).
+    pub id: Uuid,
+    /// Who ordered.
+    pub customer_id: String,
+    /// Where the order stands.
+    pub status: OrderStatus,
+    /// Where the items go.
+    pub destination: Destination,
+    /// The lines as ordered.
+    pub items: Vec<OrderItem>,
+    /// Price of the whole order in cents.
+    pub total_cents: u64,
+    /// When it was placed (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub placed_at: OffsetDateTime,
+    /// When it was completed (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub completed_at: Option<OffsetDateTime>,
+}

@@ -1,0 +1,10 @@
+//! The order bounded context: pure business rules, no HTTP, broker or SQL.
+
+mod order;
+mod validation;
+
+pub use order::{
+    Destination, DestinationInput, Dimensions, ItemInput, MAX_ITEMS, MAX_QUANTITY, Order,
+    OrderError, OrderEvent, OrderLine, OrderStatus, PlaceOrder,
+};
+pub use validation::{FieldViolation, Violations};

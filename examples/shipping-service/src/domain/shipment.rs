@@ -1,0 +1,70 @@
+//! The shipment of one order: the record that the order was received and
+//! packed (so it is never packed twice) and of the items nothing can carry.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::address::Address;
+use super::transport::UnshippableReason;
+
+/// Units of an order line that no transport provider can carry, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnshippableItem {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Units concerned.
+    pub quantity: u32,
+    /// Why no provider can carry them.
+    pub reason: UnshippableReason,
+}
+
+/// The shipment aggregate, one per order (its id is the order's id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    order_id: Uuid,
+    destination: Address,
+    packages: Vec<Uuid>,
+    unshippable: Vec<UnshippableItem>,
+    #[serde(with = "time::serde::rfc3339")]
+    packed_at: OffsetDateTime,
+}
+
+impl Shipment {
+    pub(crate) fn new(
+        order_id: Uuid,
+        destination: Address,
+        packages: Vec<Uuid>,
+        unshippable: Vec<UnshippableItem>,
+        packed_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            order_id,
+            destination,
+            packages,
+            unshippable,
+            packed_at,
+        }
+    }
+
+    /// The order.
+    pub fn order_id(&self) -> Uuid {
+        self.order_id
+    }
+    /// Where the order was to go when it was packed.
+    pub fn destination(&self) -> &Address {
+        &self.destination
+    }
+    /// The packages holding its units.
+    pub fn packages(&self) -> &[Uuid] {
+        &self.packages
+    }
+    /// Its items nothing can carry.
+    pub fn unshippable(&self) -> &[UnshippableItem] {
+        &self.unshippable
+    }
+    /// When it was packed.
+    pub fn packed_at(&self) -> OffsetDateTime {
+        self.packed_at
+    }
+}

@@ -123,6 +123,7 @@ impl Broker {
                 )));
             }
         }
+        self.changed();
         Ok(())
     }
 
@@ -135,6 +136,7 @@ impl Broker {
         item: Queued,
     ) {
         group.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed();
         let attempt = item.attempt;
         let envelope = match wire::decode(&item.frame) {
             Ok(envelope) => envelope,

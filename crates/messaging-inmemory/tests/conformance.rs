@@ -1,11 +1,16 @@
 //! The shared conformance suite, run against the in-memory provider with a
 //! few flow-control settings.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use messaging_abstractions::{EventBus, MessagingConfig, RetryPolicy};
+use futures::FutureExt;
+use messaging_abstractions::{
+    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler,
+    MessagingConfig, PublishError, RetryPolicy, ShutdownError, SubscribeError, Subscription,
+};
 use messaging_conformance::{BusFactory, ConnectError};
 use messaging_inmemory::InMemoryBus;
 
@@ -61,4 +66,132 @@ async fn conformance_with_default_flow_control() {
 #[tokio::test(flavor = "current_thread")]
 async fn conformance_single_consumer_on_one_thread() {
     run(config(1, 1)).await;
+}
+
+// --- The suite must catch a provider that breaks a promise. ---
+
+#[derive(Clone, Copy, Debug)]
+enum Flaw {
+    /// Loses free headers on the way.
+    DropsHeaders,
+    /// Treats every failure as permanent.
+    NeverRetries,
+    /// Returns from shutdown without waiting for in-flight handlers.
+    NoDrain,
+}
+
+struct Flawed {
+    inner: Arc<InMemoryBus>,
+    flaw: Flaw,
+}
+
+struct Permanent(Arc<dyn MessageHandler>);
+
+#[async_trait]
+impl MessageHandler for Permanent {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        self.0
+            .handle(delivery)
+            .await
+            .map_err(|e| HandlerError::permanent(e.reason))
+    }
+}
+
+#[async_trait]
+impl EventBus for Flawed {
+    fn provider(&self) -> &'static str {
+        "flawed"
+    }
+
+    async fn publish(&self, mut envelope: Envelope) -> Result<(), PublishError> {
+        if let Flaw::DropsHeaders = self.flaw {
+            envelope.headers.clear();
+        }
+        self.inner.publish(envelope).await
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+        let mut subscription = subscription;
+        if let Flaw::NeverRetries = self.flaw {
+            let mut handlers = Handlers::new();
+            for event_type in subscription.handlers.event_types() {
+                let inner = subscription.handlers.get(event_type).cloned();
+                if let Some(inner) = inner {
+                    handlers = handlers.on_raw(event_type, Arc::new(Permanent(inner)));
+                }
+            }
+            subscription.handlers = handlers;
+        }
+        self.inner.subscribe(subscription).await
+    }
+
+    fn dead_letters(&self) -> Option<Arc<dyn DeadLetterStore>> {
+        self.inner.dead_letters()
+    }
+
+    async fn shutdown(&self) -> Result<(), ShutdownError> {
+        if let Flaw::NoDrain = self.flaw {
+            let inner = self.inner.clone();
+            tokio::spawn(async move { inner.shutdown().await });
+            return Ok(());
+        }
+        self.inner.shutdown().await
+    }
+}
+
+struct FlawedFactory {
+    broker: InMemoryBus,
+    flaw: Flaw,
+}
+
+#[async_trait]
+impl BusFactory for FlawedFactory {
+    fn config(&self) -> MessagingConfig {
+        self.broker.config().clone()
+    }
+
+    async fn connect(&self) -> Result<Arc<dyn EventBus>, ConnectError> {
+        Ok(Arc::new(Flawed {
+            inner: Arc::new(self.broker.clone()),
+            flaw: self.flaw,
+        }))
+    }
+}
+
+async fn failure_of(flaw: Flaw) -> String {
+    let factory = FlawedFactory {
+        broker: InMemoryBus::new(&config(4, 2)),
+        flaw,
+    };
+    let outcome = AssertUnwindSafe(messaging_conformance::run(factory))
+        .catch_unwind()
+        .await;
+    let panic = outcome.expect_err("the suite must reject a flawed provider");
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| format!("{flaw:?}: non-string panic"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_rejects_lost_headers() {
+    let message = failure_of(Flaw::DropsHeaders).await;
+    assert!(message.contains("case `envelope_fields`"), "{message}");
+    assert!(message.contains("header `x-tenant`"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_rejects_missing_retries() {
+    let message = failure_of(Flaw::NeverRetries).await;
+    assert!(
+        message.contains("case `retry_then_dead_letter`"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_rejects_a_shutdown_that_does_not_drain() {
+    let message = failure_of(Flaw::NoDrain).await;
+    assert!(message.contains("case `shutdown_drains`"), "{message}");
+    assert!(message.contains("no drain"), "{message}");
 }

@@ -1,1 +1,252 @@
-//! Builds the storage provider named in the chassis configuration; each provider is a cargo feature.
+//! Builds the storage provider named in the chassis configuration; each
+//! provider is a cargo feature.
+//!
+//! | `storage.provider` | cargo feature | provider crate |
+//! |---|---|---|
+//! | `inmemory` (default) | `inmemory` (default) | `storage-inmemory` |
+//! | `postgres` | `postgres` | `storage-postgres` |
+//!
+//! [`build`] checks the section ([`StorageConfig::validate`]) and starts the
+//! provider. A provider named in config but not compiled in fails with
+//! [`StorageInitError::NotCompiledIn`], whose message names the feature to
+//! enable: nothing silently falls back to another provider.
+//!
+//! Every call of [`build`] with `inmemory` creates a new, empty store (a
+//! service's own database); clone the `Arc` to share it.
+//!
+//! ```
+//! use storage_abstractions::StorageConfig;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), storage_init::StorageInitError> {
+//! let config = StorageConfig::default(); // provider = "inmemory"
+//! let store = storage_init::build(&config).await?;
+//! assert_eq!(store.provider(), "inmemory");
+//! store.shutdown().await;
+//!
+//! let mut config = StorageConfig::default();
+//! config.provider = "mongodb".into();
+//! let err = storage_init::build(&config).await.err().unwrap();
+//! assert!(err.to_string().contains("inmemory, postgres"));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use storage_abstractions::{StorageConfig, Store};
+use thiserror::Error;
+
+/// Every provider name `storage.provider` accepts, compiled in or not.
+pub const KNOWN_PROVIDERS: &[&str] = &["inmemory", "postgres"];
+
+/// The store could not be built.
+#[derive(Debug, Error)]
+pub enum StorageInitError {
+    /// `storage.provider` names no provider this chassis knows.
+    #[error(
+        "storage.provider: unknown provider `{name}`; expected one of: {}",
+        KNOWN_PROVIDERS.join(", ")
+    )]
+    UnknownProvider {
+        /// The configured name.
+        name: String,
+    },
+    /// The provider exists but its cargo feature is off in this build.
+    #[error(
+        "storage.provider = `{provider}` is not compiled into this service: enable feature \
+         `{feature}` of storage-init (or chassis-web)"
+    )]
+    NotCompiledIn {
+        /// The configured provider.
+        provider: String,
+        /// The cargo feature that compiles it in.
+        feature: &'static str,
+    },
+    /// A value of the `storage` section is out of range.
+    #[error("{key}: {expected}")]
+    InvalidConfig {
+        /// Key path, e.g. `storage.postgres.max_connections`.
+        key: String,
+        /// What was expected there.
+        expected: String,
+    },
+    /// The provider could not start (database unreachable, migration failed, ...).
+    #[error("storage provider `{provider}` failed to start: {source}")]
+    ProviderFailed {
+        /// The provider.
+        provider: &'static str,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StorageInitError {
+    /// Splits a `"key.path: expectation"` validation message.
+    fn invalid(message: &str) -> Self {
+        let (key, expected) = message.split_once(": ").unwrap_or(("storage", message));
+        Self::InvalidConfig {
+            key: key.to_owned(),
+            expected: expected.to_owned(),
+        }
+    }
+}
+
+/// The providers compiled into this build.
+pub fn compiled_providers() -> Vec<&'static str> {
+    let mut providers = Vec::new();
+    if cfg!(feature = "inmemory") {
+        providers.push("inmemory");
+    }
+    if cfg!(feature = "postgres") {
+        providers.push("postgres");
+    }
+    providers
+}
+
+/// Builds the store `config.provider` names.
+pub async fn build(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
+    if !KNOWN_PROVIDERS.contains(&config.provider.as_str()) {
+        return Err(StorageInitError::UnknownProvider {
+            name: config.provider.clone(),
+        });
+    }
+    config
+        .validate()
+        .map_err(|message| StorageInitError::invalid(&message))?;
+    match config.provider.as_str() {
+        "inmemory" => build_inmemory(),
+        "postgres" => build_postgres(config).await,
+        _ => unreachable!("checked against KNOWN_PROVIDERS above"),
+    }
+}
+
+#[cfg(feature = "inmemory")]
+fn build_inmemory() -> Result<Arc<dyn Store>, StorageInitError> {
+    Ok(Arc::new(storage_inmemory::InMemoryStore::new()))
+}
+
+#[cfg(not(feature = "inmemory"))]
+fn build_inmemory() -> Result<Arc<dyn Store>, StorageInitError> {
+    Err(StorageInitError::NotCompiledIn {
+        provider: "inmemory".into(),
+        feature: "inmemory",
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn build_postgres(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
+    match storage_postgres::PostgresStore::connect(config).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(storage_postgres::PostgresError::InvalidConfig(message)) => {
+            Err(StorageInitError::invalid(&message))
+        }
+        Err(storage_postgres::PostgresError::InvalidUrl(message)) => {
+            Err(StorageInitError::InvalidConfig {
+                key: "storage.postgres.url".into(),
+                expected: format!("a URL like postgres://user@host:5432/database ({message})"),
+            })
+        }
+        Err(error) => Err(StorageInitError::ProviderFailed {
+            provider: "postgres",
+            source: Box::new(error),
+        }),
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn build_postgres(_config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
+    Err(StorageInitError::NotCompiledIn {
+        provider: "postgres".into(),
+        feature: "postgres",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_provider_lists_the_known_ones() {
+        let config = StorageConfig {
+            provider: "mongodb".into(),
+            ..StorageConfig::default()
+        };
+        let error = build(&config).await.err().unwrap();
+        assert!(matches!(error, StorageInitError::UnknownProvider { .. }));
+        assert_eq!(
+            error.to_string(),
+            "storage.provider: unknown provider `mongodb`; expected one of: inmemory, postgres"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_config_names_the_key() {
+        let mut config = StorageConfig::default();
+        config.outbox.batch_size = 0;
+        match build(&config).await.err().unwrap() {
+            StorageInitError::InvalidConfig { key, expected } => {
+                assert_eq!(key, "storage.outbox.batch_size");
+                assert!(expected.contains(">= 1"), "{expected}");
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "inmemory")]
+    #[tokio::test]
+    async fn builds_inmemory_by_default() {
+        let store = build(&StorageConfig::default()).await.unwrap();
+        assert_eq!(store.provider(), "inmemory");
+        let mut tx = store.begin().await.unwrap();
+        tx.insert(storage_abstractions::Record::new(
+            "orders",
+            "o-1",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        store.shutdown().await;
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn postgres_not_compiled_in_names_the_feature() {
+        let config = StorageConfig {
+            provider: "postgres".into(),
+            ..StorageConfig::default()
+        };
+        let error = build(&config).await.err().unwrap();
+        assert!(matches!(
+            error,
+            StorageInitError::NotCompiledIn {
+                feature: "postgres",
+                ..
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "storage.provider = `postgres` is not compiled into this service: enable feature \
+             `postgres` of storage-init (or chassis-web)"
+        );
+    }
+
+    #[cfg(not(feature = "inmemory"))]
+    #[tokio::test]
+    async fn inmemory_not_compiled_in_names_the_feature() {
+        let error = build(&StorageConfig::default()).await.err().unwrap();
+        assert!(
+            error.to_string().contains("enable feature `inmemory`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn compiled_providers_follow_features() {
+        let compiled = compiled_providers();
+        assert_eq!(compiled.contains(&"inmemory"), cfg!(feature = "inmemory"));
+        assert_eq!(compiled.contains(&"postgres"), cfg!(feature = "postgres"));
+    }
+}

@@ -336,8 +336,9 @@ impl GroupConsumer {
         let attempt = headers.count(codec::H_ATTEMPTS) + lost_deliveries + 1;
 
         if rabbit.queue_type == QueueType::Classic && delivery.redelivered {
+            let prior = headers.count(codec::H_ATTEMPTS);
             return self
-                .count_redelivery(link, &delivery, lost_deliveries + 1)
+                .count_redelivery(link, &delivery, prior, lost_deliveries + 1)
                 .await;
         }
 
@@ -396,17 +397,26 @@ impl GroupConsumer {
     /// Classic queues have no delivery limit: a message delivered again
     /// without having been settled (its consumer died) is put back with a
     /// counter, and dead-lettered once the counter reaches the limit.
-    async fn count_redelivery(&self, link: &Link, delivery: &AmqpDelivery, redeliveries: u32) {
+    async fn count_redelivery(
+        &self,
+        link: &Link,
+        delivery: &AmqpDelivery,
+        prior_attempts: u32,
+        redeliveries: u32,
+    ) {
         let limit = self.shared.config.rabbitmq.delivery_limit;
-        if redeliveries >= limit {
+        // Same rule as the quorum `x-delivery-limit`: dead-letter once a
+        // message came back unsettled more than `limit` times.
+        if redeliveries > limit {
             let reason = format!(
-                "delivery limit of {limit} reached: delivered {redeliveries} times without \
-                 being settled (does the handler crash the process?)"
+                "delivery limit of {limit} exceeded: delivered {} times without being settled \
+                 (does the handler crash the process?)",
+                redeliveries + 1
             );
             let failure = Failure {
                 kind: FailureKind::Retryable,
                 reason: &reason,
-                attempts: redeliveries,
+                attempts: prior_attempts + redeliveries + 1,
             };
             return self.dead_letter(link, delivery, &failure).await;
         }

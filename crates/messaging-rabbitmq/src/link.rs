@@ -330,6 +330,10 @@ impl Shared {
         loop {
             tokio::select! {
                 event = events.next() => match event {
+                    // A channel-level (soft) error closes that channel only;
+                    // its owner handles it.
+                    Some(Event::Error(e))
+                        if e.is_amqp_soft_error() && link.connection.status().connected() => {}
                     Some(Event::Error(e)) => return e.to_string(),
                     Some(Event::ConnectionBlocked(reason)) => *self.blocked.lock() = Some(reason),
                     Some(Event::ConnectionUnblocked) => *self.blocked.lock() = None,

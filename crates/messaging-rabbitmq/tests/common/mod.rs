@@ -146,3 +146,83 @@ impl Drop for Vhost {
         }
     }
 }
+
+/// A raw handler from an async closure.
+pub struct FnHandler<F>(pub F);
+
+#[async_trait::async_trait]
+impl<F, Fut> messaging_abstractions::MessageHandler for FnHandler<F>
+where
+    F: Fn(messaging_abstractions::Delivery) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), messaging_abstractions::HandlerError>>
+        + Send
+        + 'static,
+{
+    async fn handle(
+        &self,
+        delivery: &messaging_abstractions::Delivery,
+    ) -> Result<(), messaging_abstractions::HandlerError> {
+        (self.0)(delivery.clone()).await
+    }
+}
+
+/// Handlers taking `event_type` with `f`.
+pub fn on<F, Fut>(event_type: &str, f: F) -> messaging_abstractions::Handlers
+where
+    F: Fn(messaging_abstractions::Delivery) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), messaging_abstractions::HandlerError>>
+        + Send
+        + 'static,
+{
+    messaging_abstractions::Handlers::new().on_raw(event_type, std::sync::Arc::new(FnHandler(f)))
+}
+
+/// A small JSON envelope of `event_type` carrying `n`.
+pub fn envelope(event_type: &str, n: u64) -> messaging_abstractions::Envelope {
+    messaging_abstractions::Envelope::new(
+        event_type,
+        messaging_abstractions::JSON_CONTENT_TYPE,
+        format!("{{\"n\":{n}}}").into_bytes(),
+    )
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not seen within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `store` until the dead letter of `message_id` in `group` shows up.
+pub async fn dead_letter(
+    store: &std::sync::Arc<dyn messaging_abstractions::DeadLetterStore>,
+    group: &str,
+    message_id: Uuid,
+    timeout: Duration,
+) -> messaging_abstractions::DeadLetter {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(letter) = store
+            .list(Some(group))
+            .await
+            .into_iter()
+            .find(|l| l.envelope.message_id == message_id)
+        {
+            return letter;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message {message_id} not dead-lettered in group {group} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

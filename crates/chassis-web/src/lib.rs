@@ -1,1 +1,61 @@
-//! The service host of the chassis: layered configuration, start-up of every concern, the axum router with the standard middleware stack, health, metrics and graceful shutdown.
+//! The service host of the chassis: layered configuration, start-up of every
+//! concern through its init crate, the axum router under the standard
+//! middleware stack, health probes and graceful shutdown.
+//!
+//! A service's `main`:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use chassis_web::{Json, ServiceHost};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     ServiceHost::builder("order-service")
+//!         .version(env!("CARGO_PKG_VERSION"))
+//!         .routes(|ctx| {
+//!             let bus = ctx.bus().clone();
+//!             Router::new().route("/hello", get(|| async { Json(serde_json::json!({ "hello": "world" })) }))
+//!         })
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! - Configuration: [`config`] (layers: defaults < `config/default.toml` <
+//!   `config/{CHASSIS_ENV}.toml` < `CHASSIS__…` variables); `--print-config`
+//!   prints the effective values and where each came from.
+//! - Errors: handlers return [`Problem`] (RFC 9457); the [`Json`] extractor
+//!   rejects bad bodies with 400/415/413/422 problems naming the field.
+//! - Correlation: [`CorrelationId`] extractor, [`current_message_context`] for
+//!   publishing messages that carry the request's correlation id.
+//! - Health: `/health/live`, `/health/ready` ([`Health`]).
+//! - Tests: [`ServiceHostBuilder::start`] with `.config("http.port", 0)`,
+//!   injected bus/store, and [`RunningService::shutdown`].
+
+pub mod config;
+mod correlation;
+mod extract;
+mod health;
+mod host;
+pub mod middleware;
+mod problem;
+mod shutdown;
+
+pub use config::{
+    ChassisConfig, ConfigError, ConfigLoader, Configuration, HttpConfig, ServiceConfig,
+};
+pub use correlation::{
+    CORRELATION_HEADER, CorrelationId, MAX_CORRELATION_ID_LEN, current_correlation_id,
+    current_message_context, with_message_context,
+};
+pub use extract::{Json, decode};
+pub use health::{Health, LIVE_PATH, READY_PATH, Readiness};
+pub use host::{
+    BoxError, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHost, ServiceHostBuilder,
+    ShutdownError, StartupError,
+};
+pub use problem::{ApiError, ApiResult, FieldError, PROBLEM_JSON, Problem, ProblemDetails};
+pub use shutdown::{ShutdownHandle, ShutdownSignal, os_signal};
+
+/// Re-exported so services need no direct dependency to write routes.
+pub use axum;

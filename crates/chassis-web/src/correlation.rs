@@ -1,0 +1,116 @@
+//! Correlation ids: accepted from `x-correlation-id` or generated, echoed in
+//! the response, recorded in the request's log span and made available to
+//! code that publishes messages.
+
+use std::fmt;
+
+use messaging_abstractions::MessageContext;
+
+/// The header carrying the correlation id.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Longest correlation id accepted from a client; longer ones are replaced.
+pub const MAX_CORRELATION_ID_LEN: usize = 128;
+
+tokio::task_local! {
+    static CONTEXT: MessageContext;
+}
+
+/// The correlation id of the current request, also an axum extractor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CorrelationId(pub String);
+
+impl CorrelationId {
+    /// A fresh random id (a UUID v4, from a fast thread-local generator).
+    pub fn generate() -> Self {
+        let bytes: [u8; 16] = rand::random();
+        Self(
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .to_string(),
+        )
+    }
+
+    /// The id given by a client, if it is usable: 1 to 128 visible ASCII
+    /// characters (so it is safe in headers and logs).
+    pub fn from_client(value: &[u8]) -> Option<Self> {
+        let valid = !value.is_empty()
+            && value.len() <= MAX_CORRELATION_ID_LEN
+            && value.iter().all(|b| b.is_ascii_graphic());
+        // Only visible ASCII was accepted, so this is valid UTF-8.
+        valid.then(|| Self(String::from_utf8_lossy(value).into_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The message context of the request (or message handler) being served:
+/// what `Envelope::with_context` / `EventBusExt::publish_event_in` need so
+/// published messages carry the request's correlation id.
+///
+/// Outside a request it is empty. It follows the request's task, not tasks
+/// it spawns: capture it before `tokio::spawn` and use
+/// [`with_message_context`] inside.
+pub fn current_message_context() -> MessageContext {
+    CONTEXT.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The correlation id of the request being served, if any.
+pub fn current_correlation_id() -> Option<String> {
+    CONTEXT
+        .try_with(|c| c.correlation_id.clone())
+        .ok()
+        .flatten()
+}
+
+/// Runs `future` with `context` as the current message context (what the
+/// middleware does for each request; message consumers and spawned tasks
+/// use it too).
+pub async fn with_message_context<F: Future>(context: MessageContext, future: F) -> F::Output {
+    CONTEXT.scope(context, future).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_checked() {
+        assert_eq!(
+            CorrelationId::from_client(b"abc-1").unwrap().as_str(),
+            "abc-1"
+        );
+        assert!(CorrelationId::from_client(b"").is_none());
+        assert!(CorrelationId::from_client(b"has space").is_none());
+        assert!(CorrelationId::from_client("é".as_bytes()).is_none());
+        assert!(CorrelationId::from_client(&[b'a'; 129]).is_none());
+    }
+
+    #[test]
+    fn generated_ids_are_uuids() {
+        let id = CorrelationId::generate();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_ne!(id, CorrelationId::generate());
+    }
+
+    #[tokio::test]
+    async fn context_is_scoped() {
+        assert_eq!(current_correlation_id(), None);
+        let ctx = MessageContext {
+            correlation_id: Some("c-1".into()),
+            ..Default::default()
+        };
+        let seen = with_message_context(ctx, async { current_correlation_id() }).await;
+        assert_eq!(seen.as_deref(), Some("c-1"));
+    }
+}

@@ -1,0 +1,252 @@
+//! RFC 9457 problem details: the one error format of every chassis service.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+
+use crate::correlation;
+
+/// The media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem: what handlers return as their error, and what the
+/// middleware turns every framework error (404, 405, 413, 415, timeouts,
+/// panics) into.
+///
+/// ```
+/// use chassis_web::Problem;
+/// use http::StatusCode;
+///
+/// async fn handler() -> Result<String, Problem> {
+///     Err(Problem::not_found("order o-1 does not exist"))
+/// }
+///
+/// let p = Problem::new(StatusCode::CONFLICT)
+///     .with_detail("order o-1 changed meanwhile")
+///     .with_extension("expected_version", 3);
+/// assert_eq!(p.status, 409);
+/// assert_eq!(p.title, "Conflict");
+/// ```
+///
+/// `Problem` is one pointer wide (the members live in a [`ProblemDetails`]
+/// box, reachable through `Deref`), so `Result<T, Problem>` stays small.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDetails>);
+
+/// The members of a [`Problem`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemDetails {
+    /// A URI identifying the problem type; `about:blank` when the status says
+    /// it all.
+    #[serde(rename = "type", default = "about_blank")]
+    pub problem_type: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// Explanation of this occurrence, for the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// URI of this occurrence (the request path, as the chassis fills it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Extension members (`correlation_id`, `errors`, ...).
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, serde_json::Value>,
+}
+
+fn about_blank() -> String {
+    "about:blank".to_owned()
+}
+
+/// The name services use for their handler error type; the same as [`Problem`].
+pub type ApiError = Problem;
+
+/// `Result` of a handler whose error is a [`Problem`].
+pub type ApiResult<T> = Result<T, Problem>;
+
+impl Problem {
+    /// A problem of this status, titled by the status' reason phrase.
+    pub fn new(status: StatusCode) -> Self {
+        Self(Box::new(ProblemDetails {
+            problem_type: about_blank(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            extensions: BTreeMap::new(),
+        }))
+    }
+
+    /// Sets the detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Sets the title.
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// Sets the type URI.
+    pub fn with_type(mut self, uri: impl Into<String>) -> Self {
+        self.problem_type = uri.into();
+        self
+    }
+
+    /// Sets the instance.
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    /// Adds an extension member.
+    pub fn with_extension(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.extensions.insert(key.into(), value);
+        self
+    }
+
+    /// 400, the request cannot be read.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST).with_detail(detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND).with_detail(detail)
+    }
+
+    /// 409, e.g. an optimistic-concurrency conflict.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT).with_detail(detail)
+    }
+
+    /// 422 with the field errors as the `errors` extension
+    /// (`[{"field": "items[0].price", "detail": "..."}]`).
+    pub fn validation(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        let problem = Self::new(StatusCode::UNPROCESSABLE_ENTITY).with_detail(detail);
+        if errors.is_empty() {
+            problem
+        } else {
+            problem.with_extension("errors", errors)
+        }
+    }
+
+    /// 500 that says nothing about the cause. The cause is logged at ERROR
+    /// (with the request's correlation id), never sent to the client.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail("The server could not complete the request.")
+    }
+
+    /// The status as a [`StatusCode`] (500 if the number is not a status).
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDetails {
+        &mut self.0
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.title)?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl IntoResponse for Problem {
+    fn into_response(mut self) -> Response {
+        if let Some(id) = correlation::current_correlation_id() {
+            self.extensions
+                .entry("correlation_id".to_owned())
+                .or_insert(serde_json::Value::String(id));
+        }
+        let status = self.status_code();
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// One invalid field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Path of the field, e.g. `items[0].price` (`.` for the whole body).
+    pub field: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_rfc9457_members() {
+        let p = Problem::validation(
+            "invalid body",
+            vec![FieldError::new("items[0].price", "expected a number")],
+        )
+        .with_instance("/orders");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["type"], "about:blank");
+        assert_eq!(json["title"], "Unprocessable Entity");
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["instance"], "/orders");
+        assert_eq!(json["errors"][0]["field"], "items[0].price");
+        let back: Problem = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn response_has_problem_content_type_and_status() {
+        let response = Problem::conflict("changed").into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn internal_hides_the_cause() {
+        let p = Problem::internal("connection string postgres://x:secret@db");
+        assert!(!p.to_string().contains("secret"));
+        assert_eq!(p.status, 500);
+    }
+}

@@ -1,0 +1,283 @@
+//! Configuration layering, secrets from files, service sections, print-config.
+
+mod common;
+
+use chassis_web::{ConfigError, ConfigLoader};
+use common::TempDir;
+use serde::Deserialize;
+
+fn loader(dir: &TempDir, vars: &[(&str, &str)]) -> ConfigLoader {
+    ConfigLoader::new()
+        .config_dir(dir.path())
+        .env_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .default_value("service.name", "layers")
+}
+
+#[test]
+fn each_layer_overrides_the_one_below() {
+    let dir = TempDir::new();
+    dir.write(
+        "default.toml",
+        "[http]\nport = 7001\nbody_limit = 1000\nrequest_timeout = \"10s\"\n",
+    );
+    dir.write(
+        "test.toml",
+        "[http]\nbody_limit = 2000\nrequest_timeout = \"20s\"\n",
+    );
+    let vars = [
+        ("CHASSIS_ENV", "test"),
+        ("CHASSIS__HTTP__REQUEST_TIMEOUT", "40s"),
+    ];
+    let config = loader(&dir, &vars).load().unwrap();
+    let http = &config.chassis().http;
+
+    // built-in default (no layer sets it)
+    assert_eq!(http.shutdown_timeout.as_secs(), 30);
+    assert_eq!(config.origin("http.shutdown_timeout"), "built-in default");
+    // default.toml beats the built-in default
+    assert_eq!(http.port, 7001);
+    assert!(config.origin("http.port").ends_with("default.toml"));
+    // test.toml (CHASSIS_ENV=test) beats default.toml
+    assert_eq!(http.body_limit, 2000);
+    assert!(config.origin("http.body_limit").ends_with("test.toml"));
+    // the variable beats both files
+    assert_eq!(http.request_timeout.as_secs(), 40);
+    assert_eq!(
+        config.origin("http.request_timeout"),
+        "env CHASSIS__HTTP__REQUEST_TIMEOUT"
+    );
+    assert_eq!(config.environment(), "test");
+    assert_eq!(config.files().len(), 2);
+
+    // An override in code beats the variable.
+    let config = loader(&dir, &vars)
+        .set("http.request_timeout", "50s")
+        .load()
+        .unwrap();
+    assert_eq!(config.chassis().http.request_timeout.as_secs(), 50);
+}
+
+#[test]
+fn environment_defaults_to_development() {
+    let dir = TempDir::new();
+    dir.write("development.toml", "[http]\nport = 7002\n");
+    let config = loader(&dir, &[]).load().unwrap();
+    assert_eq!(config.environment(), "development");
+    assert_eq!(config.chassis().http.port, 7002);
+}
+
+#[test]
+fn provider_keys_and_nested_sections_from_variables() {
+    let dir = TempDir::new();
+    let vars = [
+        ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq"),
+        (
+            "CHASSIS__STORAGE__POSTGRES__URL",
+            "postgres://app@db:5432/orders",
+        ),
+        ("CHASSIS__LOGGING__FORMAT", "json"),
+        ("CHASSIS__MESSAGING__RETRY__MAX_ATTEMPTS", "9"),
+    ];
+    let config = loader(&dir, &vars).load().unwrap();
+    let c = config.chassis();
+    assert_eq!(c.messaging.provider, "rabbitmq");
+    assert_eq!(
+        c.storage.postgres.url.expose(),
+        "postgres://app@db:5432/orders"
+    );
+    assert_eq!(c.logging.format, logging_abstractions::LogFormat::Json);
+    assert_eq!(c.messaging.retry.max_attempts, 9);
+}
+
+#[test]
+fn secrets_come_from_mounted_files() {
+    let dir = TempDir::new();
+    let secret = dir.write("pg-password", "s3cr3t\n");
+    let var = secret.to_str().unwrap();
+    let config = loader(&dir, &[("CHASSIS__STORAGE__POSTGRES__PASSWORD_FILE", var)])
+        .load()
+        .unwrap();
+    let password = config.chassis().storage.postgres.password.clone().unwrap();
+    assert_eq!(password.expose(), "s3cr3t");
+    assert!(
+        config
+            .origin("storage.postgres.password")
+            .contains("CHASSIS__STORAGE__POSTGRES__PASSWORD_FILE")
+    );
+
+    let missing = dir.path().join("nope");
+    let err = loader(
+        &dir,
+        &[(
+            "CHASSIS__STORAGE__POSTGRES__PASSWORD_FILE",
+            missing.to_str().unwrap(),
+        )],
+    )
+    .load()
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::SecretFile { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("CHASSIS__STORAGE__POSTGRES__PASSWORD_FILE: cannot read")
+    );
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+struct Shipping {
+    max_package_weight_kg: u32,
+    carrier: String,
+}
+
+impl Default for Shipping {
+    fn default() -> Self {
+        Self {
+            max_package_weight_kg: 30,
+            carrier: "dhl".into(),
+        }
+    }
+}
+
+#[test]
+fn services_read_their_own_sections() {
+    let dir = TempDir::new();
+    dir.write("default.toml", "[shipping]\ncarrier = \"ups\"\n");
+    let config = loader(&dir, &[("CHASSIS__SHIPPING__MAX_PACKAGE_WEIGHT_KG", "40")])
+        .load()
+        .unwrap();
+    let shipping: Shipping = config.section("shipping").unwrap();
+    assert_eq!(
+        shipping,
+        Shipping {
+            max_package_weight_kg: 40,
+            carrier: "ups".into()
+        }
+    );
+    // An absent section gets its defaults.
+    let absent: Shipping = config.section("billing").unwrap();
+    assert_eq!(absent, Shipping::default());
+
+    let config = loader(
+        &dir,
+        &[("CHASSIS__SHIPPING__MAX_PACKAGE_WEIGHT_KG", "heavy")],
+    )
+    .load()
+    .unwrap();
+    let err = config
+        .section::<Shipping>("shipping")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "shipping.max_package_weight_kg: expected an integer, found string \"heavy\" (from env CHASSIS__SHIPPING__MAX_PACKAGE_WEIGHT_KG)"
+    );
+}
+
+#[test]
+fn print_config_shows_origins_and_redacts_secrets() {
+    let dir = TempDir::new();
+    dir.write(
+        "default.toml",
+        "[http]\nport = 7003\n[shipping]\napi_key = \"k-123\"\nendpoint = \"https://user:hunter2@carrier.example/api\"\n",
+    );
+    let vars = [
+        (
+            "CHASSIS__STORAGE__POSTGRES__URL",
+            "postgres://app:pw@db/orders",
+        ),
+        ("CHASSIS__MESSAGING__RABBITMQ__URL", "amqp://u:p@mq/"),
+        ("CHASSIS__STORAGE__POSTGRES__PASSWORD", "pw"),
+    ];
+    let text = loader(&dir, &vars).load().unwrap().render();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} missing in\n{text}"))
+            .to_owned()
+    };
+    assert!(line("http.port").contains("= 7003") && line("http.port").ends_with("default.toml"));
+    assert!(line("http.host").ends_with("# built-in default"));
+    assert!(line("service.name").ends_with("# code default"));
+    assert!(line("storage.postgres.url").contains("\"***\""));
+    assert!(line("storage.postgres.url").ends_with("# env CHASSIS__STORAGE__POSTGRES__URL"));
+    assert!(line("storage.postgres.password").contains("\"***\""));
+    assert!(line("shipping.api_key").contains("\"***\""));
+    assert!(line("shipping.endpoint").contains("https://user:***@carrier.example/api"));
+    for leaked in ["k-123", "hunter2", ":pw@", "u:p@"] {
+        assert!(!text.contains(leaked), "{leaked} leaked:\n{text}");
+    }
+}
+
+#[test]
+fn wrong_types_and_ranges_name_key_expectation_and_origin() {
+    let dir = TempDir::new();
+    dir.write("default.toml", "[http]\nport = 70000\n");
+    let err = loader(&dir, &[]).load().unwrap_err().to_string();
+    assert!(
+        err.starts_with("http.port: expected an unsigned 16 bit integer, found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("70000") && err.contains("default.toml"),
+        "{err}"
+    );
+
+    let dir = TempDir::new();
+    let cases = [
+        (
+            ("CHASSIS__HTTP__PORT", "eighty"),
+            "http.port: expected an integer, found string \"eighty\" (from env CHASSIS__HTTP__PORT)",
+        ),
+        (
+            ("CHASSIS__HTTP__REQUEST_TIMEOUT", "0s"),
+            "http.request_timeout: expected a duration > 0",
+        ),
+        (
+            ("CHASSIS__MESSAGING__PREFETCH", "0"),
+            "messaging.prefetch: expected an integer >= 1",
+        ),
+        (
+            ("CHASSIS__LOGGING__LEVEL", "chatty"),
+            "logging.level: invalid directive `chatty`",
+        ),
+        (
+            ("CHASSIS__HTTP__PROT", "1"),
+            "http.prot: unknown field `prot`, expected one of",
+        ),
+        (
+            ("CHASSIS__HTTP__SHUTDOWN_TIMEOUT", "5 minutes"),
+            "http.shutdown_timeout: invalid duration `5 minutes`",
+        ),
+    ];
+    for ((var, value), expected) in cases {
+        let err = loader(&dir, &[(var, value)])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(expected), "{var}={value}: got `{err}`");
+    }
+}
+
+#[test]
+fn explicit_missing_directory_is_an_error() {
+    let dir = TempDir::new();
+    let err = ConfigLoader::new()
+        .env_vars([(
+            "CHASSIS_CONFIG_DIR",
+            dir.path().join("absent").to_str().unwrap(),
+        )])
+        .load()
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("CHASSIS_CONFIG_DIR: directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_file_names_the_file() {
+    let dir = TempDir::new();
+    dir.write("default.toml", "[http\nport = 1\n");
+    let err = loader(&dir, &[]).load().unwrap_err().to_string();
+    assert!(err.contains("default.toml"), "{err}");
+}

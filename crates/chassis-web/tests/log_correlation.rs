@@ -1,0 +1,87 @@
+//! Every log line written while handling a request carries its correlation
+//! id. Own test binary: it installs the global subscriber.
+
+mod common;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+use common::{TempDir, client, isolated};
+use logging_abstractions::{LogFormat, LoggingConfig};
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn log_lines_of_a_request_carry_its_correlation_id() {
+    let capture = Capture::default();
+    let config = LoggingConfig {
+        format: LogFormat::Json,
+        level: "info".into(),
+        ..Default::default()
+    };
+    let layer = logging_console::layer_with_writer(&config, None, capture.clone()).unwrap();
+    // The host's own path: the provider layer plus extra layers on one registry.
+    let dir = TempDir::new();
+    let service = isolated("log-test", &dir)
+        .install_logging(true)
+        .config("logging.provider", "console")
+        .log_layer(layer)
+        .routes(|_| {
+            Router::new().route(
+                "/work",
+                get(|| async {
+                    tracing::info!("validating order");
+                    tokio::task::yield_now().await;
+                    tracing::warn!(sku = "a-1", "stock low");
+                    "done"
+                }),
+            )
+        })
+        .start()
+        .await
+        .unwrap();
+    let response = client()
+        .get(format!("{}/work", service.base_url()))
+        .header("x-correlation-id", "corr-77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "done");
+    service.shutdown().await.unwrap();
+
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let request_lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["message"] == "validating order" || l["message"] == "stock low")
+        .collect();
+    assert_eq!(request_lines.len(), 2, "{text}");
+    for line in request_lines {
+        let spans = line["spans"].as_array().unwrap();
+        assert!(
+            spans.iter().any(|s| s["correlation_id"] == "corr-77"),
+            "line without correlation id: {line}"
+        );
+    }
+}

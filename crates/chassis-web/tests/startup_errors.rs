@@ -1,0 +1,193 @@
+//! Start-up fails with one clear message naming the key and what was
+//! expected, and `run` exits non-zero without a panic.
+
+mod common;
+
+use std::process::Command;
+
+use chassis_web::{ServiceHost, StartupError};
+use common::{TempDir, isolated};
+
+async fn start_error(vars: &[(&str, &str)]) -> String {
+    let dir = TempDir::new();
+    let err = isolated("startup-test", &dir)
+        .env_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .start()
+        .await
+        .expect_err("start-up must fail");
+    err.to_string()
+}
+
+#[tokio::test]
+async fn unknown_providers_are_named() {
+    let err = start_error(&[("CHASSIS__MESSAGING__PROVIDER", "kafka")]).await;
+    assert!(
+        err.starts_with("messaging.provider: unknown provider `kafka`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("inmemory") && err.contains("rabbitmq"),
+        "{err}"
+    );
+
+    let err = start_error(&[("CHASSIS__LOGGING__PROVIDER", "syslog")]).await;
+    assert_eq!(
+        err,
+        "logging.provider: unknown provider `syslog` (expected one of: console)"
+    );
+
+    let err = start_error(&[("CHASSIS__STORAGE__PROVIDER", "mongodb")]).await;
+    assert!(
+        err.starts_with("storage.provider: unknown provider `mongodb`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_type_and_out_of_range_name_key_and_expectation() {
+    let err = start_error(&[("CHASSIS__HTTP__BODY_LIMIT", "1MB")]).await;
+    assert_eq!(
+        err,
+        "http.body_limit: expected an integer, found string \"1MB\" (from env CHASSIS__HTTP__BODY_LIMIT)"
+    );
+    let err = start_error(&[("CHASSIS__MESSAGING__RETRY__MULTIPLIER", "0.5")]).await;
+    assert!(err.starts_with("messaging.retry.multiplier"), "{err}");
+    assert!(err.contains(">= 1.0"), "{err}");
+    let err = start_error(&[("CHASSIS__STORAGE__OUTBOX__BATCH_SIZE", "0")]).await;
+    assert!(
+        err.starts_with("storage.outbox.batch_size: expected an integer >= 1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn occupied_port_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let err = isolated("bind-test", &dir)
+        .config("http.port", i64::from(port))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartupError::Bind { .. }));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("http: cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn failing_start_hook_aborts_start_up() {
+    let dir = TempDir::new();
+    let err = isolated("hook-test", &dir)
+        .on_start(|_| async { Err("queue declaration refused".into()) })
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "start-up hook failed: queue declaration refused"
+    );
+}
+
+/// Set in the child process this test binary re-runs itself as.
+const CHILD: &str = "CHASSIS_WEB_TEST_CHILD";
+
+/// The child: a real `main`, configured by the variables the parent set.
+fn child_main() -> std::process::ExitCode {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(
+        ServiceHost::builder("exit-test")
+            .args(std::env::var("CHILD_ARGS").ok())
+            .run(),
+    )
+}
+
+fn run_child(test: &str, vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = TempDir::new();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("CHASSIS_CONFIG_DIR", dir.path())
+        .env("CHASSIS__HTTP__HOST", "127.0.0.1")
+        .env("CHASSIS__HTTP__PORT", "0")
+        .env("CHASSIS__LOGGING__ANSI", "false");
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn run_exits_non_zero_with_one_clear_line() {
+    if std::env::var_os(CHILD).is_some() {
+        std::process::exit(if child_main() == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
+    }
+    let out = run_child(
+        "run_exits_non_zero_with_one_clear_line",
+        &[("CHASSIS__MESSAGING__PROVIDER", "kafka")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: messaging.provider: unknown provider `kafka`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn print_config_flag_prints_and_exits_zero() {
+    if std::env::var_os(CHILD).is_some() {
+        std::process::exit(if child_main() == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
+    }
+    let out = run_child(
+        "print_config_flag_prints_and_exits_zero",
+        &[
+            ("CHILD_ARGS", "--print-config"),
+            ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq"),
+            (
+                "CHASSIS__MESSAGING__RABBITMQ__URL",
+                "amqp://app:topsecret@mq:5672/%2f",
+            ),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("messaging.provider = \"rabbitmq\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("# env CHASSIS__MESSAGING__PROVIDER"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("topsecret"), "{stdout}");
+}
+
+/// Only meaningful in a build without the `rabbitmq` feature; `scripts/test`
+/// runs this file once that way (`--no-default-features --features inmemory`).
+#[cfg(not(feature = "rabbitmq"))]
+#[tokio::test]
+async fn provider_not_compiled_in_names_the_feature() {
+    let err = start_error(&[("CHASSIS__MESSAGING__PROVIDER", "rabbitmq")]).await;
+    assert!(err.contains("enable feature `rabbitmq`"), "{err}");
+}

@@ -54,7 +54,9 @@ pub use host::{
     BoxError, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHost, ServiceHostBuilder,
     ShutdownError, StartupError,
 };
-pub use problem::{ApiError, ApiResult, FieldError, PROBLEM_JSON, Problem, ProblemDetails};
+pub use problem::{
+    ApiError, ApiResult, DOMAIN_PROBLEM_BASE, FieldError, PROBLEM_JSON, Problem, ProblemDetails,
+};
 pub use shutdown::{ShutdownHandle, ShutdownSignal, os_signal};
 
 /// Re-exported so services need no direct dependency to write routes.

@@ -196,6 +196,36 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Base of the `type` URI of problems mapped from domain errors; the
+/// error's stable code is appended (`.../not_found`).
+pub const DOMAIN_PROBLEM_BASE: &str = "urn:chassis:problem:";
+
+/// Maps a domain error to its problem: validation 422 (with `errors`), not
+/// found 404, conflict and concurrency 409, forbidden 403, unavailable 503,
+/// internal 500. Unavailable and internal details go to the log only.
+impl From<chassis_domain::DomainError> for Problem {
+    fn from(error: chassis_domain::DomainError) -> Self {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(%error, "domain error");
+        }
+        let errors: Vec<FieldError> = error
+            .field_errors()
+            .iter()
+            .map(|e| FieldError::new(e.field.clone(), e.message.clone()))
+            .collect();
+        let mut problem = Problem::new(status)
+            .with_type(format!("{DOMAIN_PROBLEM_BASE}{}", error.code()))
+            .with_title(error.title())
+            .with_detail(error.public_detail());
+        if !errors.is_empty() {
+            problem = problem.with_extension("errors", errors);
+        }
+        problem
+    }
+}
+
 /// One invalid field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
@@ -241,6 +271,29 @@ mod tests {
         let response = Problem::conflict("changed").into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn domain_errors_map_to_status_and_fields() {
+        use chassis_domain::{DomainError, FieldError as DomainField};
+        let p = Problem::from(DomainError::validation([DomainField::new(
+            "items[0].weight_kg",
+            "must be > 0",
+        )]));
+        assert_eq!(p.status, 422);
+        assert_eq!(p.problem_type, "urn:chassis:problem:validation");
+        assert_eq!(p.extensions["errors"][0]["field"], "items[0].weight_kg");
+        assert_eq!(
+            Problem::from(DomainError::not_found("order", "o-1")).status,
+            404
+        );
+        assert_eq!(
+            Problem::from(DomainError::conflict("already sent")).status,
+            409
+        );
+        let p = Problem::from(DomainError::internal("decode failed: row 7 secret"));
+        assert_eq!(p.status, 500);
+        assert!(!p.to_string().contains("secret"));
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! The broker application is stopped and started (`rabbitmqctl stop_app` /
+//! `start_app`) while messages flow: no confirmed message is lost, and with
+//! the inbox of `chassis-storage` no message has its effect twice.
+//!
+//! This stops the whole broker for a few seconds, so it lives in a test
+//! binary of its own and takes the crate's broker lock exclusively: no other
+//! test of this crate runs meanwhile (they take it shared). CI runs this
+//! binary on its own as well (`cargo test -p messaging-rabbitmq --test
+//! broker_restart`), since tests of other crates do not take the lock. A
+//! drop guard starts the broker application again whatever happens, so the
+//! broker is always left running.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chassis_core::HealthStatus;
+use chassis_storage::{Inbox, InboxOutcome};
+use common::{BrokerLock, Vhost, envelope, eventually, on};
+use messaging_abstractions::{EventBus, HandlerError, PublishError, QueueType, Subscription};
+use messaging_rabbitmq::RabbitMqBus;
+use parking_lot::Mutex;
+use storage_inmemory::InMemoryStore;
+use uuid::Uuid;
+
+/// Starts the broker application again on drop, and waits until it serves.
+struct RestartGuard;
+
+impl RestartGuard {
+    fn stop_app() -> Self {
+        let guard = RestartGuard;
+        common::rabbitmqctl(&["stop_app"]);
+        guard
+    }
+}
+
+fn start_app_and_wait() {
+    common::rabbitmqctl(&["start_app"]);
+    common::rabbitmqctl(&["await_startup", "--timeout", "60"]);
+}
+
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        // Never panic here (we may already be unwinding); report instead.
+        for _ in 0..3 {
+            let started = Command::new("rabbitmqctl").arg("start_app").status();
+            let ready = Command::new("rabbitmqctl")
+                .args(["await_startup", "--timeout", "60"])
+                .status();
+            if matches!((started, ready), (Ok(s), Ok(r)) if s.success() && r.success()) {
+                return;
+            }
+        }
+        eprintln!(
+            "error: could not start the RabbitMQ application again; run `rabbitmqctl start_app`"
+        );
+    }
+}
+
+async fn restart_while_flowing(queue_type: QueueType) {
+    let vhost = Vhost::with_lock(BrokerLock::exclusive());
+    let mut config = vhost.config(queue_type);
+    config.rabbitmq.publish_wait = Duration::from_secs(2);
+    config.rabbitmq.reconnect_initial_backoff = Duration::from_millis(100);
+    config.rabbitmq.reconnect_max_backoff = Duration::from_millis(500);
+    let publisher = RabbitMqBus::connect(&config, "orders").await.unwrap();
+    let consumer = RabbitMqBus::connect(&config, "shipping").await.unwrap();
+
+    // The handler's effect goes through the inbox: an effect per message id.
+    let store = Arc::new(InMemoryStore::new());
+    let inbox = Inbox::new(store, "shipping");
+    let effects: Arc<Mutex<BTreeMap<Uuid, usize>>> = Arc::default();
+    let duplicates = Arc::new(Mutex::new(0usize));
+    let (log, dup) = (effects.clone(), duplicates.clone());
+    consumer
+        .subscribe(Subscription::new(
+            "shipping",
+            on("order.placed.v1", move |d| {
+                let (inbox, log, dup) = (inbox.clone(), log.clone(), dup.clone());
+                async move {
+                    let outcome = inbox
+                        .process(&d.envelope, |_uow| Box::pin(async { Ok(()) }))
+                        .await
+                        .map_err(HandlerError::from)?;
+                    match outcome {
+                        InboxOutcome::Processed(()) => {
+                            *log.lock().entry(d.envelope.message_id).or_default() += 1;
+                        }
+                        InboxOutcome::Duplicate => *dup.lock() += 1,
+                    }
+                    Ok(())
+                }
+            }),
+        ))
+        .await
+        .unwrap();
+
+    // A publisher that behaves like the outbox relay: a message is retried
+    // until the bus confirms it; only confirmed messages must arrive.
+    let stop = Arc::new(AtomicBool::new(false));
+    let confirmed: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    let unavailable = Arc::new(Mutex::new(0usize));
+    let flow = {
+        let (bus, stop, confirmed, unavailable) = (
+            publisher.clone(),
+            stop.clone(),
+            confirmed.clone(),
+            unavailable.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Acquire) {
+                let e = envelope("order.placed.v1", n);
+                loop {
+                    match bus.publish(e.clone()).await {
+                        Ok(()) => break,
+                        Err(PublishError::Unavailable(_) | PublishError::Timeout(_)) => {
+                            *unavailable.lock() += 1;
+                        }
+                        Err(other) => panic!("publish failed for another reason: {other}"),
+                    }
+                }
+                confirmed.lock().push(e.message_id);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    eventually("traffic flowing", Duration::from_secs(20), || {
+        let n = effects.lock().len();
+        async move { n >= 100 }
+    })
+    .await;
+    let health = consumer.health_checks().pop().unwrap();
+    let before_stop = confirmed.lock().len();
+    {
+        let _guard = RestartGuard::stop_app();
+        eventually(
+            "health reports the broker down",
+            Duration::from_secs(20),
+            || {
+                let health = health.clone();
+                async move { matches!(health.check().await, HealthStatus::Unhealthy(_)) }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        start_app_and_wait();
+    }
+    eventually(
+        "health reports the broker back",
+        Duration::from_secs(60),
+        || {
+            let health = health.clone();
+            async move { health.check().await == HealthStatus::Healthy }
+        },
+    )
+    .await;
+    let after_restart = confirmed.lock().len();
+    eventually(
+        "traffic flowing after the restart",
+        Duration::from_secs(60),
+        || {
+            let n = confirmed.lock().len();
+            async move { n >= after_restart + 100 }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Release);
+    flow.await.unwrap();
+
+    let sent: Vec<Uuid> = confirmed.lock().clone();
+    eventually(
+        "every confirmed message handled",
+        Duration::from_secs(60),
+        || {
+            let effects = effects.lock();
+            let done = sent.iter().all(|id| effects.contains_key(id));
+            async move { done }
+        },
+    )
+    .await;
+    let effects = effects.lock().clone();
+    let lost: Vec<&Uuid> = sent.iter().filter(|id| !effects.contains_key(id)).collect();
+    let twice: BTreeSet<&Uuid> = effects
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    println!(
+        "{queue_type:?}: {} confirmed ({before_stop} before the stop), {} handled, {} lost, \
+         {} effects twice, {} duplicate deliveries absorbed by the inbox, {} publishes refused \
+         while the broker was down",
+        sent.len(),
+        effects.len(),
+        lost.len(),
+        twice.len(),
+        *duplicates.lock(),
+        *unavailable.lock()
+    );
+    assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    assert!(twice.is_empty(), "effects applied twice: {twice:?}");
+    assert!(
+        *unavailable.lock() > 0,
+        "publishes during the outage fail with Unavailable after publish_wait"
+    );
+    publisher.shutdown().await.unwrap();
+    consumer.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_lost_across_a_broker_restart_quorum() {
+    restart_while_flowing(QueueType::Quorum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_lost_across_a_broker_restart_classic() {
+    restart_while_flowing(QueueType::Classic).await;
+}

@@ -102,16 +102,16 @@ impl Inbox {
                 event_type = %envelope.event_type,
                 "message already processed: acknowledged without effect"
             );
-            Box::new(uow).rollback().await?;
+            uow.rollback().await?;
             return Ok(InboxOutcome::Duplicate);
         }
         match work(&mut uow).await {
             Ok(value) => {
-                Box::new(uow).commit().await?;
+                uow.commit().await?;
                 Ok(InboxOutcome::Processed(value))
             }
             Err(error) => {
-                if let Err(rollback) = Box::new(uow).rollback().await {
+                if let Err(rollback) = uow.rollback().await {
                     tracing::warn!(error = %rollback, "rollback after a failed handler failed");
                 }
                 Err(error)

@@ -54,6 +54,17 @@ impl StoreUnitOfWork {
         self.tx.mark_inbox(group, message_id).await
     }
 
+    /// Commits everything at once (the same as [`UnitOfWork::commit`],
+    /// without boxing).
+    pub async fn commit(self) -> Result<(), StorageError> {
+        self.tx.commit().await
+    }
+
+    /// Discards everything (the same as dropping it, but reports errors).
+    pub async fn rollback(self) -> Result<(), StorageError> {
+        self.tx.rollback().await
+    }
+
     /// How many outbox messages this unit of work has written.
     pub fn enqueued(&self) -> usize {
         self.enqueued

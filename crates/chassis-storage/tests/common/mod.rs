@@ -6,7 +6,7 @@
 pub mod doubles;
 pub mod model;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chassis_core::{HealthCheck, HealthStatus};
-use chassis_domain::{CommandPipeline, DomainError, MessageContext, UnitOfWork};
+use chassis_domain::{CommandPipeline, DomainError, MessageContext};
 use chassis_storage::{
     InboxOutcome, OutboxBacklogCheck, OutboxRelay, Repository, Storage, decode_outbox_body,
 };
@@ -76,6 +76,23 @@ macro_rules! outbox_suite {
             }
         )+
     };
+}
+
+/// Waits until `condition` holds, checking every 5 ms; panics naming `what`
+/// after [`TIMEOUT`].
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn fast_outbox() -> OutboxConfig {
@@ -311,17 +328,11 @@ pub async fn relay_restarted_mid_batch_loses_nothing(store: Arc<dyn Store>) {
     let bus = TestBus::new(bus());
     let flaky = FlakyOutbox::new(store.outbox(), 2);
     let first = OutboxRelay::new(flaky, bus.clone(), fast_outbox()).start();
-    let first_published = {
-        let deadline = Instant::now() + TIMEOUT;
-        while first.stats().storage_errors < 1 {
-            assert!(
-                Instant::now() < deadline,
-                "the first relay never hit the failing mark"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        first.shutdown().await.unwrap()
-    };
+    eventually("the first relay hits the failing mark", || async {
+        first.stats().storage_errors >= 1
+    })
+    .await;
+    let first_published = first.shutdown().await.unwrap();
     assert_eq!(
         first_published.published, 10,
         "only the first batch was marked"
@@ -343,11 +354,7 @@ pub async fn relay_restarted_mid_batch_loses_nothing(store: Arc<dyn Store>) {
             == all
     })
     .await;
-    let deadline = Instant::now() + TIMEOUT;
-    while pending(&store).await > 0 {
-        assert!(Instant::now() < deadline, "the outbox never drained");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the outbox drains", || async { pending(&store).await == 0 }).await;
     second.shutdown().await.unwrap();
     let published = bus.published();
     assert!(
@@ -588,7 +595,7 @@ pub async fn repository_crud_concurrency_and_paging(store: Arc<dyn Store>) {
     let mut dup = Counter::new("c-0");
     let err = counters.add(&mut uow, &mut dup).await.unwrap_err();
     assert_eq!(err.code(), "concurrency", "{err}");
-    Box::new(uow).rollback().await.unwrap();
+    uow.rollback().await.unwrap();
     // The failed insert poisoned nothing visible: nothing was committed.
     let mut uow = storage.begin(ctx("corr")).await.unwrap();
     assert!(
@@ -605,7 +612,7 @@ pub async fn repository_crud_concurrency_and_paging(store: Arc<dyn Store>) {
         }
         counters.save(&mut uow, &mut c).await.unwrap();
     }
-    Box::new(uow).commit().await.unwrap();
+    uow.commit().await.unwrap();
 
     // Query by index with paging, insertion order.
     let mut uow = storage.begin(ctx("corr")).await.unwrap();
@@ -633,11 +640,11 @@ pub async fn repository_crud_concurrency_and_paging(store: Arc<dyn Store>) {
     let mut b = counters.load(&mut other, &"c-1".to_owned()).await.unwrap();
     b.increment(false);
     counters.update(&mut other, &mut b).await.unwrap();
-    Box::new(other).commit().await.unwrap();
+    other.commit().await.unwrap();
     a.increment(false);
     let conflict = match counters.update(&mut uow, &mut a).await {
         Err(e) => e,
-        Ok(_) => Box::new(uow).commit().await.unwrap_err(),
+        Ok(_) => DomainError::from(uow.commit().await.unwrap_err()),
     };
     assert_eq!(
         (conflict.status(), conflict.code()),
@@ -649,7 +656,7 @@ pub async fn repository_crud_concurrency_and_paging(store: Arc<dyn Store>) {
     let mut uow = storage.begin(ctx("corr")).await.unwrap();
     let mut c4 = counters.load(&mut uow, &"c-4".to_owned()).await.unwrap();
     counters.delete(&mut uow, &mut c4).await.unwrap();
-    Box::new(uow).commit().await.unwrap();
+    uow.commit().await.unwrap();
     let mut uow = storage.begin(ctx("corr")).await.unwrap();
     let err = counters
         .load(&mut uow, &"c-4".to_owned())
@@ -680,16 +687,11 @@ pub async fn backlog_health_check(store: Arc<dyn Store>) {
     assert!(matches!(check.check().await, HealthStatus::Degraded(_)));
     let stuck = OutboxBacklogCheck::new(store.outbox(), &storage.config().outbox)
         .stuck_after(Duration::ZERO);
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        // The oldest pending message must be measurably old first.
-        if let HealthStatus::Unhealthy(reason) = stuck.check().await {
-            assert!(reason.contains("stuck"), "{reason}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never reported stuck");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The oldest pending message must be measurably old first.
+    eventually("the relay is reported stuck", || async {
+        matches!(stuck.check().await, HealthStatus::Unhealthy(reason) if reason.contains("stuck"))
+    })
+    .await;
 
     let bus = TestBus::new(bus());
     let relay = storage.start_relay(bus.clone());
@@ -701,14 +703,10 @@ pub async fn backlog_health_check(store: Arc<dyn Store>) {
         .clone();
     bus.wait_for("3 publishes", TIMEOUT, |b| b.published().len() >= 3)
         .await;
-    let deadline = Instant::now() + TIMEOUT;
-    while backlog.check().await != HealthStatus::Healthy {
-        assert!(
-            Instant::now() < deadline,
-            "never healthy after the relay drained the outbox"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("healthy once the relay drained the outbox", || async {
+        backlog.check().await == HealthStatus::Healthy
+    })
+    .await;
     relay.shutdown().await.unwrap();
     assert_eq!(
         backlog.check().await,
@@ -755,15 +753,11 @@ pub async fn housekeeping_purges_sent_rows_and_inbox_marks(store: Arc<dyn Store>
     .start();
     bus.wait_for("3 publishes", TIMEOUT, |b| b.published().len() >= 3)
         .await;
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
+    eventually("sent rows and the inbox mark purged", || async {
         let stats = relay.stats();
-        if stats.purged_sent >= 3 && stats.purged_inbox >= 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never purged: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        stats.purged_sent >= 3 && stats.purged_inbox >= 1
+    })
+    .await;
     relay.shutdown().await.unwrap();
     // The mark is gone: the message would be processed again.
     let again = inbox
@@ -772,15 +766,3 @@ pub async fn housekeeping_purges_sent_rows_and_inbox_marks(store: Arc<dyn Store>
         .unwrap();
     assert_eq!(again, InboxOutcome::Processed(()));
 }
-
-/// Ids of messages per counter, for debugging failures.
-pub fn describe(events: &[Incremented]) -> BTreeMap<String, Vec<u64>> {
-    let mut map: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for e in events {
-        map.entry(e.counter_id.clone()).or_default().push(e.value);
-    }
-    map
-}
-
-/// Silences "unused" for helpers only some suites use.
-pub fn _uses(_: &dyn UnitOfWork) {}

@@ -36,16 +36,9 @@ CREATE INDEX outbox_pending ON outbox (sequence) WHERE sent_at IS NULL AND NOT q
 CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX outbox_quarantined ON outbox (sequence) WHERE quarantined;
 
--- Wakes relays (LISTEN) when outbox rows commit: NOTIFY is delivered at
--- commit, and several in one transaction are folded into one.
-CREATE FUNCTION chassis_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify(left('chassis_outbox_' || TG_TABLE_SCHEMA, 63), '');
-    RETURN NULL;
-END;
-$$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION chassis_outbox_notify();
+-- Relays are woken by NOTIFY from the store after commit (outside the
+-- transaction, coalesced), not by a trigger: NOTIFY inside a transaction
+-- holds a database-wide lock through commit and serializes all writers.
 
 -- Inbox: ids of messages a consumer has handled, written in the handler's
 -- transaction. The primary key makes a concurrent second delivery wait for

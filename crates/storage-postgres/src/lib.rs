@@ -19,9 +19,9 @@
 //! - Outbox: `fetch_pending` selects unsent rows ordered by sequence (never
 //!   "after the last seen one", so rows committed out of sequence order are
 //!   not skipped) and only on the instance holding the relay lock (see
-//!   [`PostgresOutbox`]). `wait_for_new` wakes on `NOTIFY` (a trigger on the
-//!   outbox table) or a commit in this process, with the timeout as polling
-//!   fallback.
+//!   [`PostgresOutbox`]). `wait_for_new` wakes on a commit in this process
+//!   or on the `NOTIFY` another instance sends after its commits (coalesced,
+//!   outside the transaction), with the timeout as polling fallback.
 //!
 //! ```no_run
 //! use storage_abstractions::{Record, StorageConfig, Store};
@@ -45,6 +45,7 @@ pub mod migrate;
 mod outbox;
 mod retry;
 mod transaction;
+mod wakeup;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -56,19 +57,18 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use storage_abstractions::{
     OutboxStore, PostgresConfig, StorageConfig, StorageError, Store, Transaction,
 };
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use error::PostgresError;
 pub use outbox::PostgresOutbox;
 use retry::Retry;
 use transaction::PgTransaction;
+use wakeup::Wakeup;
 
 /// The provider name written in config (`storage.provider = "postgres"`).
 pub const PROVIDER: &str = "postgres";
 
-/// The `NOTIFY` channel relays of `schema` listen on (the migration's
-/// trigger computes the same name).
+/// The `NOTIFY` channel the relays of `schema` listen on.
 pub fn notify_channel(schema: &str) -> String {
     let mut channel = format!("chassis_outbox_{schema}");
     // Identifiers are at most 63 bytes; schema names are ASCII.
@@ -85,11 +85,27 @@ pub struct PostgresStore {
 struct Inner {
     pool: PgPool,
     schema: String,
-    wake: Arc<Notify>,
+    wakeup: Arc<Wakeup>,
     retry: Retry,
     health_timeout: Duration,
     outbox: Arc<PostgresOutbox>,
-    listener: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    /// The LISTEN and NOTIFY tasks.
+    tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stop_tasks(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// A store dropped without `shutdown` still stops its background tasks.
+    fn drop(&mut self) {
+        self.stop_tasks();
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -159,7 +175,7 @@ impl PostgresStore {
         }
 
         let channel = notify_channel(&pg.schema);
-        let wake = Arc::new(Notify::new());
+        let wakeup = Arc::new(Wakeup::default());
         // The listener has a connection of its own, outside the pool.
         let listen_pool = PgPoolOptions::new()
             .max_connections(1)
@@ -169,24 +185,26 @@ impl PostgresStore {
             .await
             .map_err(connect_error)?;
         listener.listen(&channel).await.map_err(connect_error)?;
-        let listener = tokio::spawn(listen(listener, wake.clone()));
+        let tasks = vec![
+            tokio::spawn(wakeup.clone().listen(listener)),
+            tokio::spawn(wakeup.clone().announce(options.clone(), channel)),
+        ];
 
         let outbox = Arc::new(PostgresOutbox::new(
             pool.clone(),
             options.clone(),
-            channel,
-            wake.clone(),
+            wakeup.clone(),
             retry,
         ));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 schema: pg.schema.clone(),
-                wake,
+                wakeup,
                 retry,
                 health_timeout: pg.acquire_timeout.min(Duration::from_secs(5)),
                 outbox,
-                listener: parking_lot::Mutex::new(Some(listener)),
+                tasks: parking_lot::Mutex::new(tasks),
             }),
         })
     }
@@ -207,32 +225,6 @@ impl PostgresStore {
     }
 }
 
-/// Wakes local waiters on every notification. On a lost connection it wakes
-/// them too (a notification may have been missed) and reconnects.
-async fn listen(mut listener: PgListener, wake: Arc<Notify>) {
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(_)) => {
-                pause = Duration::from_millis(100);
-                wake.notify_waiters();
-                wake.notify_one();
-            }
-            Ok(None) => {
-                tracing::warn!("outbox listener lost its connection; reconnecting");
-                wake.notify_waiters();
-            }
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(error) => {
-                tracing::warn!(%error, "outbox listener failed; retrying in {pause:?}");
-                wake.notify_waiters();
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     fn provider(&self) -> &'static str {
@@ -247,7 +239,7 @@ impl Store for PostgresStore {
             .run("begin", || pool.begin())
             .await
             .map_err(error::map)?;
-        Ok(Box::new(PgTransaction::new(tx, self.inner.wake.clone())))
+        Ok(Box::new(PgTransaction::new(tx, self.inner.wakeup.clone())))
     }
 
     fn outbox(&self) -> Arc<dyn OutboxStore> {
@@ -263,12 +255,10 @@ impl Store for PostgresStore {
 
     /// Stops the listener, hands the relay lock on and closes the pool.
     async fn shutdown(&self) {
-        if let Some(listener) = self.inner.listener.lock().take() {
-            listener.abort();
-        }
+        self.inner.stop_tasks();
         self.inner.outbox.resign().await;
         self.inner.pool.close().await;
-        self.inner.wake.notify_waiters();
+        self.inner.wakeup.wake_local();
     }
 }
 

@@ -16,10 +16,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 use storage_abstractions::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore, StorageError};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 
 use crate::error::map;
 use crate::retry::Retry;
+use crate::wakeup::Wakeup;
 
 /// Lock space of the relay lock (`pg_try_advisory_lock(int, int)`): "ob".
 const RELAY_LOCK_CLASS: i32 = 0x6f62;
@@ -35,17 +36,14 @@ struct Leadership {
 pub struct PostgresOutbox {
     pool: PgPool,
     options: PgConnectOptions,
-    channel: String,
-    wake: Arc<Notify>,
+    wakeup: Arc<Wakeup>,
     retry: Retry,
     leadership: Mutex<Leadership>,
 }
 
 impl std::fmt::Debug for PostgresOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresOutbox")
-            .field("channel", &self.channel)
-            .finish_non_exhaustive()
+        f.debug_struct("PostgresOutbox").finish_non_exhaustive()
     }
 }
 
@@ -80,15 +78,13 @@ impl PostgresOutbox {
     pub(crate) fn new(
         pool: PgPool,
         options: PgConnectOptions,
-        channel: String,
-        wake: Arc<Notify>,
+        wakeup: Arc<Wakeup>,
         retry: Retry,
     ) -> Self {
         Self {
             pool,
             options,
-            channel,
-            wake,
+            wakeup,
             retry,
             leadership: Mutex::new(Leadership::default()),
         }
@@ -259,13 +255,7 @@ impl OutboxStore for PostgresOutbox {
         let released = released.ok_or_else(|| missing(sequence))?;
         if released {
             // Wake the active relay, wherever it runs.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(&self.channel)
-                .execute(&self.pool)
-                .await
-                .map_err(map)?;
-            self.wake.notify_waiters();
-            self.wake.notify_one();
+            self.wakeup.committed();
         }
         Ok(released)
     }
@@ -333,6 +323,6 @@ impl OutboxStore for PostgresOutbox {
     }
 
     async fn wait_for_new(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
+        self.wakeup.wait(timeout).await;
     }
 }

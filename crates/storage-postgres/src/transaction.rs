@@ -15,23 +15,23 @@ use sqlx::{Postgres, Row};
 use storage_abstractions::{
     IndexEntry, OutboxMessage, Page, Query, Record, StorageError, Transaction, validate_collection,
 };
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::map;
+use crate::wakeup::Wakeup;
 
 pub(crate) struct PgTransaction {
     tx: sqlx::Transaction<'static, Postgres>,
     appended: bool,
-    wake: Arc<Notify>,
+    wakeup: Arc<Wakeup>,
 }
 
 impl PgTransaction {
-    pub(crate) fn new(tx: sqlx::Transaction<'static, Postgres>, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(tx: sqlx::Transaction<'static, Postgres>, wakeup: Arc<Wakeup>) -> Self {
         Self {
             tx,
             appended: false,
-            wake,
+            wakeup,
         }
     }
 
@@ -258,9 +258,7 @@ impl Transaction for PgTransaction {
         let this = *self;
         this.tx.commit().await.map_err(map)?;
         if this.appended {
-            // Same-process relays wake at once; others get the NOTIFY.
-            this.wake.notify_waiters();
-            this.wake.notify_one();
+            this.wakeup.committed();
         }
         Ok(())
     }

@@ -17,6 +17,9 @@ pub const PROVIDER_OTLP: &str = "otlp";
 /// Every provider name the chassis knows.
 pub const KNOWN_PROVIDERS: [&str; 3] = [PROVIDER_NONE, PROVIDER_STDOUT, PROVIDER_OTLP];
 
+/// Values `tracing.span_level` accepts.
+pub const SPAN_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
 /// Service name used when neither configuration, environment nor host gives one
 /// (the OpenTelemetry default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -45,6 +48,7 @@ pub fn process_env(key: &str) -> Option<String> {
 /// [tracing]
 /// provider = "otlp"            # "none" (default) | "stdout" | "otlp"
 /// sampling_ratio = 0.25        # 0.0..=1.0, applied to new traces only
+/// span_level = "info"          # most verbose `tracing` span level exported
 /// service_name = "orders"      # else OTEL_SERVICE_NAME, else the host's name
 /// service_version = "1.4.2"
 /// [tracing.resource_attributes]
@@ -80,6 +84,10 @@ pub struct TracingConfig {
     /// Share of new traces recorded, `0.0..=1.0`. A trace continued from a
     /// caller follows the caller's sampling decision.
     pub sampling_ratio: f64,
+    /// Most verbose level of the `tracing` spans turned into OpenTelemetry
+    /// spans: `error`, `warn`, `info` (default), `debug` or `trace`. Spans
+    /// of the exporter's own HTTP/gRPC stack are never exported.
+    pub span_level: String,
     /// `service.name` of every span.
     pub service_name: Option<String>,
     /// `service.version` of every span.
@@ -99,6 +107,7 @@ impl Default for TracingConfig {
         Self {
             provider: PROVIDER_NONE.to_owned(),
             sampling_ratio: 1.0,
+            span_level: "info".to_owned(),
             service_name: None,
             service_version: None,
             resource_attributes: BTreeMap::new(),
@@ -245,6 +254,16 @@ impl TracingConfig {
                 "tracing.sampling_ratio",
                 "a number from 0.0 to 1.0",
                 self.sampling_ratio,
+            ));
+        }
+        if !SPAN_LEVELS
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(self.span_level.trim()))
+        {
+            return Err(TracingConfigError::new(
+                "tracing.span_level",
+                "one of error, warn, info, debug, trace",
+                &self.span_level,
             ));
         }
         if let Some(name) = &self.service_name {
@@ -568,6 +587,16 @@ mod tests {
         config.otlp.headers.clear();
         config.service_name = Some(" ".into());
         assert_eq!(config.validate().unwrap_err().key, "tracing.service_name");
+        config.service_name = None;
+        config.span_level = "verbose".into();
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "tracing.span_level");
+        assert!(
+            err.to_string()
+                .contains("one of error, warn, info, debug, trace")
+        );
+        config.span_level = "DEBUG".into();
+        config.validate().unwrap();
     }
 
     #[test]

@@ -43,8 +43,8 @@ mod context;
 pub use config::{
     DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, EnvLookup, HTTP_TRACES_PATH,
     KNOWN_PROVIDERS, OtlpConfig, OtlpProtocol, OtlpSettings, PROVIDER_NONE, PROVIDER_OTLP,
-    PROVIDER_STDOUT, ServiceIdentity, TracingConfig, TracingConfigError, TracingSettings,
-    UNKNOWN_SERVICE, process_env,
+    PROVIDER_STDOUT, SPAN_LEVELS, ServiceIdentity, TracingConfig, TracingConfigError,
+    TracingSettings, UNKNOWN_SERVICE, process_env,
 };
 pub use context::{
     FLAG_SAMPLED, SpanId, TRACEPARENT, TRACESTATE, TraceContext, TraceContextError, TraceId,

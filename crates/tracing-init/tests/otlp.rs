@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use chassis_core::Secret;
 use otlp_test_receiver::{OtlpReceiver, ReceivedSpan, Transport};
+use tracing::level_filters::LevelFilter;
 use tracing_abstractions::{OtlpProtocol, TracingConfig};
-use tracing_init::{TracingInitError, TracingProvider, propagation};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_init::{BoxedLayer, TracingInitError, TracingProvider, propagation};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Identity, SubscriberExt};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -44,10 +46,15 @@ fn build(config: &TracingConfig) -> TracingProvider {
     tracing_init::build_with_env(config, &|_| None).expect("otlp provider builds")
 }
 
-/// Runs `f` with a subscriber made of `provider`'s layer only (scoped to
-/// this thread, nothing global).
+/// Runs `f` with a subscriber composed the way a host composes it
+/// (`logging-init`: a `Registry` with a `Vec` of boxed layers, the logging
+/// layer first with its own filter, then the tracing layer), scoped to this
+/// thread: nothing global.
 fn with_provider<T>(provider: &TracingProvider, f: impl FnOnce() -> T) -> T {
-    let subscriber = tracing_subscriber::registry().with(provider.layer());
+    let logging_stand_in: BoxedLayer = Box::new(Identity::new().with_filter(LevelFilter::WARN));
+    let mut layers = vec![logging_stand_in];
+    layers.extend(provider.layer());
+    let subscriber = tracing_subscriber::registry().with(layers);
     tracing::subscriber::with_default(subscriber, f)
 }
 

@@ -25,6 +25,14 @@ pub trait EventBus: Send + Sync + 'static {
     /// for it (confirmed), never "maybe".
     async fn publish(&self, envelope: Envelope) -> Result<(), PublishError>;
 
+    /// Publishes a message the caller keeps (the typed helpers of
+    /// [`EventBusExt`] return the envelope they sent). Same promise as
+    /// [`EventBus::publish`]; the default clones, providers that encode from
+    /// a reference override it to save the copy.
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.publish(envelope.clone()).await
+    }
+
     /// Publishes several messages, in order. Providers pipeline confirms; on
     /// error, the messages before the failing one may have been published.
     async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
@@ -111,7 +119,7 @@ impl<B: EventBus + ?Sized> EventBusExt for B {
         context: &MessageContext,
     ) -> Result<Envelope, PublishError> {
         let envelope = Envelope::for_event(event)?.with_context(context);
-        self.publish(envelope.clone()).await?;
+        self.publish_ref(&envelope).await?;
         Ok(envelope)
     }
 }

@@ -307,33 +307,39 @@ async fn competing_consumers<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     let event_type = cx.event_type("probe");
     let recorder = Arc::new(Recorder::default());
     let timeout = cx.timeout();
-    // Consumer A holds every message it gets until B has handled one: if
-    // the provider gave all messages to A, B would never get one. A holds at
-    // most `prefetch` messages, so `prefetch + 1` messages leave B work.
+    // Each instance holds every message it gets until the other instance has
+    // started one. An instance holds at most `prefetch` messages, so with
+    // `prefetch + 1` messages a provider that sends everything to one
+    // instance still leaves the other one work, and a provider that never
+    // feeds the second instance is caught as starvation.
     let starved = Arc::new(AtomicBool::new(false));
-    let probe_a = Probe {
-        consumer: 0,
-        recorder: recorder.clone(),
-        f: {
-            let recorder = recorder.clone();
-            let starved = starved.clone();
-            move |d: Delivery| {
+    for (consumer, bus) in [&bus_a, &bus_b].into_iter().enumerate() {
+        let other = 1 - consumer;
+        let probe = Probe {
+            consumer,
+            recorder: recorder.clone(),
+            f: {
                 let recorder = recorder.clone();
                 let starved = starved.clone();
-                async move {
-                    let waited = recorder
-                        .wait("B handled one", timeout, |log| log.by_consumer(1) > 0)
-                        .await;
-                    if waited.is_err() {
-                        starved.store(true, Ordering::Release);
+                move |d: Delivery| {
+                    let recorder = recorder.clone();
+                    let starved = starved.clone();
+                    async move {
+                        let waited = recorder
+                            .wait("the other instance started one", timeout, |log| {
+                                log.started.iter().any(|(c, _)| *c == other)
+                            })
+                            .await;
+                        if waited.is_err() {
+                            starved.store(true, Ordering::Release);
+                        }
+                        decode(&d).map(drop)
                     }
-                    decode(&d).map(drop)
                 }
-            }
-        },
-    };
-    subscribe(&bus_a, &group, &event_type, probe_a).await?;
-    subscribe(&bus_b, &group, &event_type, ok_probe(1, &recorder)).await?;
+            },
+        };
+        subscribe(bus, &group, &event_type, probe).await?;
+    }
     let count = u64::from(cx.config.prefetch) + 1;
     let sent: Vec<Envelope> = (0..count).map(|n| envelope(&event_type, n)).collect();
     for e in &sent {
@@ -348,7 +354,7 @@ async fn competing_consumers<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
         .await?;
     if starved.load(Ordering::Acquire) {
         return Err(format!(
-            "instance B of group `{group}` received nothing while instance A was busy with \
+            "one instance of group `{group}` received nothing while the other was busy with \
              {count} messages (prefetch {}): a group's instances must share its messages",
             cx.config.prefetch
         ));
@@ -574,8 +580,9 @@ async fn retry_then_dead_letter<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResul
     }
 }
 
-/// A handler that fails every delivery with `failure` and the case in which
-/// the message must be dead-lettered at once.
+/// Publishes one message (with `payload` instead of the probe's when given)
+/// to a handler that fails it for good, and checks it is dead-lettered with
+/// `expected` after a single delivery.
 async fn dead_lettered_at_once<F: BusFactory>(
     cx: &mut Ctx<'_, F>,
     payload: Option<&[u8]>,

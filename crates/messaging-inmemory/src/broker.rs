@@ -110,11 +110,12 @@ impl Broker {
         };
         let frame = Bytes::from(wire::encode(envelope));
         let timeout = self.config.inmemory.publish_timeout;
+        let mut frames = std::iter::repeat_n(frame, groups.len());
         for group in groups.iter() {
-            let item = Queued {
-                frame: frame.clone(),
-                attempt: 1,
-            };
+            // `repeat_n` moves the frame into the last group instead of
+            // cloning it: the common single-group route shares nothing.
+            let Some(frame) = frames.next() else { break };
+            let item = Queued { frame, attempt: 1 };
             if group.queue.push(item, timeout).await.is_err() {
                 return Err(PublishError::Unavailable(format!(
                     "queue of group `{}` stayed full ({} messages) for {timeout:?}",

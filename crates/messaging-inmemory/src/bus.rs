@@ -149,10 +149,14 @@ impl EventBus for InMemoryBus {
     }
 
     async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        self.publish_ref(&envelope).await
+    }
+
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
         if !self.ensure_open() {
             return Err(PublishError::ShutDown);
         }
-        self.broker.publish(&envelope).await
+        self.broker.publish(envelope).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
@@ -165,10 +169,13 @@ impl EventBus for InMemoryBus {
         self.broker
             .bind(&group, subscription.handlers.event_types());
         // A consumer holds at most `prefetch` unacknowledged messages and
-        // runs at most `concurrency` handlers; here every taken message is
-        // being handled, so the smaller of the two is the worker count.
+        // runs at most `concurrency` handlers: `count` workers, each taking
+        // up to `batch` messages at a time (fewer lock round trips and
+        // wake-ups under load) and handling them one after the other.
         let config = &self.broker.config;
-        let count = config.concurrency.min(usize::from(config.prefetch));
+        let prefetch = usize::from(config.prefetch);
+        let count = config.concurrency.min(prefetch);
+        let batch = (prefetch / count).max(1);
         let handlers = Arc::new(subscription.handlers);
         for _ in 0..count {
             let broker = self.broker.clone();
@@ -177,15 +184,25 @@ impl EventBus for InMemoryBus {
             let cancel = self.conn.cancel.clone();
             group.counters.consumers.fetch_add(1, Ordering::AcqRel);
             workers.spawn(async move {
+                let mut taken = Vec::with_capacity(batch);
                 loop {
-                    let item = tokio::select! {
+                    tokio::select! {
                         biased;
                         () = cancel.cancelled() => break,
-                        item = group.queue.pop() => item,
-                    };
-                    // Once taken, a message is handled to the end even if
-                    // shutdown starts meanwhile: that is the drain.
-                    broker.deliver(&group, &handlers, item).await;
+                        () = group.queue.take(batch, count, &mut taken) => {}
+                    }
+                    let mut items = taken.drain(..);
+                    while let Some(item) = items.next() {
+                        // Once started, a message is handled to the end even
+                        // if shutdown starts meanwhile: that is the drain.
+                        broker.deliver(&group, &handlers, item).await;
+                        if cancel.is_cancelled() {
+                            // Taken but not started: back to the head of the
+                            // queue for the group's other consumers.
+                            group.queue.requeue_front(items);
+                            break;
+                        }
+                    }
                 }
                 group.counters.consumers.fetch_sub(1, Ordering::AcqRel);
                 broker.changed();
@@ -194,6 +211,7 @@ impl EventBus for InMemoryBus {
         tracing::debug!(
             group = %group.name,
             workers = count,
+            batch,
             event_types = ?handlers.event_types().collect::<Vec<_>>(),
             "subscribed"
         );

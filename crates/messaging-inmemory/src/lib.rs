@@ -30,8 +30,9 @@
 //!   that restarts its consumers misses nothing.
 //! - **Shutdown** of a connection stops its consumers taking messages, lets
 //!   in-flight handlers finish (within `messaging.inmemory.drain_timeout`)
-//!   and refuses later publishes; it is idempotent. Messages still queued
-//!   stay for the group's other consumers. Nothing is persisted: messages
+//!   and refuses later publishes; it is idempotent. Messages its consumers
+//!   had taken but not started go back to the head of their queue; queued
+//!   messages stay for the group's other consumers. Nothing is persisted: messages
 //!   queued when the process ends are gone.
 //! - **No ordering promise** across the messages of one partition key while
 //!   `concurrency > 1` (set `concurrency = 1` for FIFO per group).

@@ -25,9 +25,15 @@ pub(crate) struct Queued {
 pub(crate) struct BoundedQueue {
     items: Mutex<VecDeque<Queued>>,
     capacity: usize,
-    /// Signalled once per pushed item: wakes one waiting consumer.
+    /// Waiting publishers are woken once the queue is down to this length,
+    /// not on every pop: a full queue then costs one wake per batch of
+    /// room, not one per message.
+    low_water: usize,
+    /// Wakes one waiting consumer. Signalled when a push makes the queue
+    /// non-empty and when a consumer leaves messages behind, so that busy
+    /// queues cost no wake per message while idle consumers never miss one.
     ready: Notify,
-    /// Signalled once per popped item: wakes one waiting publisher.
+    /// Wakes one waiting publisher.
     space: Notify,
 }
 
@@ -36,6 +42,7 @@ impl BoundedQueue {
         Self {
             items: Mutex::new(VecDeque::new()),
             capacity,
+            low_water: capacity - (capacity / 4).max(1),
             ready: Notify::new(),
             space: Notify::new(),
         }
@@ -50,14 +57,17 @@ impl BoundedQueue {
     }
 
     fn try_push(&self, item: Queued) -> Result<(), Queued> {
-        {
+        let was_empty = {
             let mut items = self.items.lock();
             if items.len() >= self.capacity {
                 return Err(item);
             }
             items.push_back(item);
+            items.len() == 1
+        };
+        if was_empty {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
         Ok(())
     }
 
@@ -87,29 +97,71 @@ impl BoundedQueue {
     /// message was already accepted once, and a retry must never wait for a
     /// publisher (which may itself wait for this very consumer).
     pub(crate) fn push_overflow(&self, item: Queued) {
-        self.items.lock().push_back(item);
+        let was_empty = {
+            let mut items = self.items.lock();
+            items.push_back(item);
+            items.len() == 1
+        };
+        if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Puts messages a consumer took but did not start back at the head, in
+    /// their order (a closing consumer's unacknowledged messages).
+    pub(crate) fn requeue_front(&self, returned: impl DoubleEndedIterator<Item = Queued>) {
+        {
+            let mut items = self.items.lock();
+            for item in returned.rev() {
+                items.push_front(item);
+            }
+        }
         self.ready.notify_one();
     }
 
-    fn try_pop(&self) -> Option<Queued> {
-        let item = self.items.lock().pop_front();
-        if item.is_some() {
-            self.space.notify_one();
+    /// Moves up to `max` of the oldest items into `out`, but no more than a
+    /// `1 / share` part of the queue, so that a short queue is spread over
+    /// the `share` workers of a consumer instead of waiting behind one of
+    /// them; returns how many it took.
+    fn try_take(&self, max: usize, share: usize, out: &mut Vec<Queued>) -> usize {
+        let (taken, left) = {
+            let mut items = self.items.lock();
+            let taken = max.min((items.len() / share).max(1)).min(items.len());
+            out.extend(items.drain(..taken));
+            (taken, items.len())
+        };
+        if taken > 0 {
+            if left > 0 {
+                // Hand the rest to another idle consumer.
+                self.ready.notify_one();
+            }
+            if left <= self.low_water {
+                self.space.notify_one();
+            }
         }
-        item
+        taken
     }
 
-    /// Takes the oldest item, waiting for one. Cancel-safe: an item is only
-    /// taken in the poll that returns it.
-    pub(crate) async fn pop(&self) -> Queued {
+    /// Takes between 1 and `max` of the oldest items into `out` (see
+    /// `try_take` for `share`), waiting for one. Cancel-safe: items are only
+    /// taken in the poll that returns.
+    pub(crate) async fn take(&self, max: usize, share: usize, out: &mut Vec<Queued>) {
         loop {
             let mut ready = pin!(self.ready.notified());
             ready.as_mut().enable();
-            if let Some(item) = self.try_pop() {
-                return item;
+            if self.try_take(max, share, out) > 0 {
+                return;
             }
             ready.await;
         }
+    }
+
+    /// Takes the oldest item, waiting for one.
+    #[cfg(test)]
+    pub(crate) async fn pop(&self) -> Queued {
+        let mut out = Vec::with_capacity(1);
+        self.take(1, 1, &mut out).await;
+        out.remove(0)
     }
 }
 
@@ -135,9 +187,30 @@ mod tests {
         q.push(item(3), Duration::ZERO).await.unwrap();
         q.push_overflow(item(4));
         assert_eq!(q.len(), 3);
+        let mut batch = Vec::new();
+        q.take(2, 1, &mut batch).await;
+        assert_eq!(batch.iter().map(|i| i.frame[0]).collect::<Vec<_>>(), [2, 3]);
+        q.requeue_front(batch.into_iter());
         for n in 2..=4 {
             assert_eq!(q.pop().await.frame[0], n);
         }
+    }
+
+    #[tokio::test]
+    async fn a_short_queue_is_shared_among_workers() {
+        let q = BoundedQueue::new(100);
+        for n in 0..10 {
+            q.push(item(n), Duration::ZERO).await.unwrap();
+        }
+        let mut taken = Vec::new();
+        q.take(8, 3, &mut taken).await;
+        assert_eq!(taken.len(), 3, "10 items over 3 workers");
+        taken.clear();
+        q.take(8, 3, &mut taken).await;
+        assert_eq!(taken.len(), 2);
+        taken.clear();
+        q.take(8, 1, &mut taken).await;
+        assert_eq!(taken.len(), 5, "all that is left");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

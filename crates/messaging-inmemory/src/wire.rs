@@ -28,24 +28,7 @@ pub(crate) struct WireError {
 
 /// Encodes `envelope` into one frame.
 pub(crate) fn encode(envelope: &Envelope) -> Vec<u8> {
-    let strings = envelope.event_type.len()
-        + envelope.content_type.len()
-        + [
-            &envelope.correlation_id,
-            &envelope.causation_id,
-            &envelope.traceparent,
-            &envelope.tracestate,
-            &envelope.partition_key,
-        ]
-        .iter()
-        .map(|o| o.as_ref().map_or(0, String::len) + 5)
-        .sum::<usize>()
-        + envelope
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 8)
-            .sum::<usize>();
-    let mut out = Vec::with_capacity(48 + strings + envelope.payload.len());
+    let mut out = Vec::with_capacity(encoded_len(envelope));
     out.push(VERSION);
     out.extend_from_slice(envelope.message_id.as_bytes());
     let (negative, since) = match envelope.timestamp.duration_since(UNIX_EPOCH) {
@@ -68,7 +51,32 @@ pub(crate) fn encode(envelope: &Envelope) -> Vec<u8> {
         put_str(&mut out, value);
     }
     put_bytes(&mut out, &envelope.payload);
+    debug_assert_eq!(out.len(), out.capacity(), "encoded_len is exact");
     out
+}
+
+/// The exact size of `envelope`'s frame: one allocation, no spare room
+/// (so turning the frame into `Bytes` does not copy either).
+fn encoded_len(envelope: &Envelope) -> usize {
+    const FIXED: usize = 1 + 16 + 1 + 8 + 4; // version, id, sign, secs, nanos
+    let string = |s: &str| 4 + s.len();
+    let optional = |o: &Option<String>| 1 + o.as_deref().map_or(0, string);
+    FIXED
+        + string(&envelope.event_type)
+        + string(&envelope.content_type)
+        + optional(&envelope.correlation_id)
+        + optional(&envelope.causation_id)
+        + optional(&envelope.traceparent)
+        + optional(&envelope.tracestate)
+        + optional(&envelope.partition_key)
+        + 4
+        + envelope
+            .headers
+            .iter()
+            .map(|(k, v)| string(k) + string(v))
+            .sum::<usize>()
+        + 4
+        + envelope.payload.len()
 }
 
 /// Decodes one frame.
@@ -242,7 +250,9 @@ mod tests {
             full(),
             Envelope::new("x.v1", "application/octet-stream", Vec::new()),
         ] {
-            assert_eq!(decode(&encode(&e)).unwrap(), e);
+            let frame = encode(&e);
+            assert_eq!(frame.len(), encoded_len(&e));
+            assert_eq!(decode(&frame).unwrap(), e);
         }
     }
 

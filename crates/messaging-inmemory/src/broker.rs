@@ -234,14 +234,23 @@ impl Broker {
     /// Dead-letters (or, when disabled, logs and drops) a failed message.
     fn fail(&self, group: &Arc<Group>, envelope: Envelope, attempts: u32, failure: HandlerError) {
         let HandlerError { kind, reason } = failure;
+        macro_rules! log_failure {
+            ($level:expr, $message:literal) => {
+                tracing::event!(
+                    $level,
+                    group = %group.name,
+                    message_id = %envelope.message_id,
+                    event_type = %envelope.event_type,
+                    attempts,
+                    kind = kind.as_str(),
+                    %reason,
+                    $message
+                )
+            };
+        }
         if !self.config.dead_letter.enabled {
-            tracing::error!(
-                group = %group.name,
-                message_id = %envelope.message_id,
-                event_type = %envelope.event_type,
-                attempts,
-                kind = kind.as_str(),
-                %reason,
+            log_failure!(
+                tracing::Level::ERROR,
                 "message failed and dead-lettering is disabled: dropped"
             );
             group.counters.discarded.fetch_add(1, Ordering::AcqRel);
@@ -251,15 +260,7 @@ impl Broker {
             });
             return;
         }
-        tracing::warn!(
-            group = %group.name,
-            message_id = %envelope.message_id,
-            event_type = %envelope.event_type,
-            attempts,
-            kind = kind.as_str(),
-            %reason,
-            "message dead-lettered"
-        );
+        log_failure!(tracing::Level::WARN, "message dead-lettered");
         let message_id = envelope.message_id;
         let event_type = envelope.event_type.clone();
         // Store first, then tell observers: whoever sees the outcome can list it.

@@ -212,6 +212,37 @@ impl CommandPipeline {
         self
     }
 
+    /// Runs `command` again, in a fresh unit of work, while it fails with a
+    /// retryable error ([`DomainError::Concurrency`], [`DomainError::Unavailable`]),
+    /// `attempts` times in all; then returns the last error. For commands
+    /// whose handler re-reads what it changes (load, change, save), which
+    /// makes a retry after a concurrency conflict safe.
+    pub async fn execute_with_retries<C, H>(
+        &self,
+        handler: &H,
+        command: C,
+        context: MessageContext,
+        attempts: u32,
+    ) -> Result<C::Output, DomainError>
+    where
+        C: Command + Clone,
+        H: CommandHandler<C> + ?Sized,
+    {
+        let mut attempt = 1;
+        loop {
+            match self
+                .execute(handler, command.clone(), context.clone())
+                .await
+            {
+                Err(error) if error.is_retryable() && attempt < attempts => {
+                    tracing::debug!(command = C::NAME, attempt, error = %error, "retrying command");
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Runs `command` with `handler` in `context`.
     pub async fn execute<C, H>(
         &self,
@@ -423,6 +454,48 @@ mod tests {
         assert_eq!(key, &env.message_id.to_string());
         assert_eq!(env.correlation_id.as_deref(), Some("corr-7"));
         assert_eq!(env.decode::<Noted>().unwrap().n, 5);
+    }
+
+    #[tokio::test]
+    async fn retries_retryable_errors_only() {
+        #[derive(Clone)]
+        struct Flaky;
+        impl Command for Flaky {
+            const NAME: &'static str = "test.flaky";
+            type Output = u32;
+        }
+        struct FlakyHandler(Mutex<u32>);
+        #[async_trait]
+        impl CommandHandler<Flaky> for FlakyHandler {
+            async fn handle(&self, _: Flaky, _: &mut CommandContext) -> Result<u32, DomainError> {
+                let mut calls = self.0.lock().unwrap();
+                *calls += 1;
+                match *calls {
+                    1 | 2 => Err(DomainError::unavailable("db blip")),
+                    3 => Ok(3),
+                    _ => Err(DomainError::conflict("not retried")),
+                }
+            }
+        }
+        let handler = FlakyHandler(Mutex::new(0));
+        let pipeline = CommandPipeline::new();
+        let ctx = MessageContext::default();
+        let err = pipeline
+            .execute_with_retries(&handler, Flaky, ctx.clone(), 2)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unavailable");
+        *handler.0.lock().unwrap() = 0;
+        let out = pipeline
+            .execute_with_retries(&handler, Flaky, ctx.clone(), 5)
+            .await;
+        assert_eq!(out, Ok(3));
+        let err = pipeline
+            .execute_with_retries(&handler, Flaky, ctx, 5)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict");
+        assert_eq!(*handler.0.lock().unwrap(), 4, "a conflict is not retried");
     }
 
     #[tokio::test]

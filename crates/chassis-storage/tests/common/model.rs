@@ -86,6 +86,7 @@ impl Counter {
 }
 
 /// Load-or-create a counter, increment it, save it.
+#[derive(Debug, Clone)]
 pub struct Increment {
     pub id: String,
     pub poison: bool,

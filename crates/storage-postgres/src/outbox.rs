@@ -111,6 +111,24 @@ impl PostgresOutbox {
         }
     }
 
+    /// Runs a retention `DELETE` whose `$1` is the age (idempotent, so retried).
+    async fn delete_older(
+        &self,
+        what: &str,
+        sql: &'static str,
+        older_than: Duration,
+    ) -> Result<u64, StorageError> {
+        let pool = &self.pool;
+        let done = self
+            .retry
+            .run(what, || async move {
+                sqlx::query(sql).bind(older_than).execute(pool).await
+            })
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected())
+    }
+
     /// Fetches on the lock connection, taking the lock first if needed;
     /// `None` while another instance holds it.
     async fn fetch_as_leader(
@@ -261,35 +279,21 @@ impl OutboxStore for PostgresOutbox {
     }
 
     async fn purge_sent(&self, older_than: Duration) -> Result<u64, StorageError> {
-        let pool = &self.pool;
-        let done = self
-            .retry
-            .run("outbox.purge_sent", || async move {
-                sqlx::query(
-                    "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at <= now() - $1::interval",
-                )
-                .bind(older_than)
-                .execute(pool)
-                .await
-            })
-            .await
-            .map_err(map)?;
-        Ok(done.rows_affected())
+        self.delete_older(
+            "outbox.purge_sent",
+            "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at <= now() - $1::interval",
+            older_than,
+        )
+        .await
     }
 
     async fn purge_inbox(&self, older_than: Duration) -> Result<u64, StorageError> {
-        let pool = &self.pool;
-        let done = self
-            .retry
-            .run("inbox.purge", || async move {
-                sqlx::query("DELETE FROM inbox WHERE processed_at <= now() - $1::interval")
-                    .bind(older_than)
-                    .execute(pool)
-                    .await
-            })
-            .await
-            .map_err(map)?;
-        Ok(done.rows_affected())
+        self.delete_older(
+            "inbox.purge",
+            "DELETE FROM inbox WHERE processed_at <= now() - $1::interval",
+            older_than,
+        )
+        .await
     }
 
     async fn backlog(&self) -> Result<OutboxBacklog, StorageError> {

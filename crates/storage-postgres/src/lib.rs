@@ -124,6 +124,10 @@ pub fn connect_options(config: &PostgresConfig) -> Result<PgConnectOptions, Post
     if let Some(password) = &config.password {
         options = options.password(password.expose());
     }
+    if options.get_application_name().is_none() {
+        // Shows in pg_stat_activity which schema's store holds a connection.
+        options = options.application_name(&format!("chassis:{}", config.schema));
+    }
     let mut settings = vec![("search_path", config.schema.clone())];
     if !config.statement_timeout.is_zero() {
         settings.push((
@@ -303,6 +307,7 @@ mod tests {
         let options = connect_options(&config).unwrap();
         assert_eq!(target(&options), "db.example:6543/orders");
         assert_eq!(options.get_username(), "app");
+        assert_eq!(options.get_application_name(), Some("chassis:orders_svc"));
         let settings = options.get_options().unwrap();
         assert!(settings.contains("search_path"), "{settings}");
         assert!(settings.contains("orders_svc"), "{settings}");

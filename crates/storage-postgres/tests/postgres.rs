@@ -204,3 +204,72 @@ async fn health_turns_unhealthy_after_shutdown() {
     ));
     common::drop_schema(&schema).await;
 }
+
+/// Terminates every server session of the store in `schema`.
+async fn kill_sessions(admin: &PostgresStore, schema: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(format!("chassis:{schema}"))
+    .fetch_one(admin.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn recovers_when_the_server_drops_every_connection() {
+    let schema = common::unique_schema();
+    let store = common::connect(&schema).await;
+    let admin_schema = common::unique_schema();
+    let admin = common::connect(&admin_schema).await;
+    append(&store, vec![message("a")]).await;
+    assert_eq!(store.outbox().fetch_pending(10).await.unwrap().len(), 1);
+    assert!(store.postgres_outbox().is_active_relay().await);
+
+    // Pool, relay-lock, LISTEN and NOTIFY connections all go.
+    assert!(kill_sessions(&admin, &schema).await >= 3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The relay reconnects, takes the lock again and sees the row.
+    let pending = store.outbox().fetch_pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the relay recovered");
+    assert!(store.postgres_outbox().is_active_relay().await);
+    // Units of work get fresh connections.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert(Record::new("orders", "o-1", serde_json::json!({})))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // The listener reconnects: a commit elsewhere still wakes the relay.
+    let writer = common::connect(&schema).await;
+    let outbox = store.outbox();
+    let mut woken = false;
+    for _ in 0..10 {
+        outbox.wait_for_new(Duration::from_millis(10)).await; // drain permits
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                outbox.wait_for_new(Duration::from_secs(5)).await;
+                started.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        append(&writer, vec![message("b")]).await;
+        if waiter.await.unwrap() < Duration::from_secs(4) {
+            woken = true;
+            break;
+        }
+    }
+    assert!(
+        woken,
+        "NOTIFY wake-ups resume after the listener reconnects"
+    );
+    for s in [&store, &writer, &admin] {
+        s.shutdown().await;
+    }
+    common::drop_schema(&schema).await;
+    common::drop_schema(&admin_schema).await;
+}

@@ -131,3 +131,93 @@ impl HealthCheck for InMemoryHealth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use storage_abstractions::{OutboxMessage, Record};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn clones_share_data() {
+        let store = InMemoryStore::new();
+        let clone = store.clone();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert(Record::new("orders", "o-1", serde_json::json!({})))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = clone.begin().await.unwrap();
+        assert!(tx.get("orders", "o-1").await.unwrap().is_some());
+        assert!(
+            InMemoryStore::new()
+                .begin()
+                .await
+                .unwrap()
+                .get("orders", "o-1")
+                .await
+                .unwrap()
+                .is_none(),
+            "a new store is empty"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_every_clone() {
+        let store = InMemoryStore::new();
+        let clone = store.clone();
+        let open = store.begin().await.unwrap();
+        let health = clone.health_checks();
+        assert_eq!(health[0].name(), "storage.inmemory");
+        assert_eq!(health[0].check().await, HealthStatus::Healthy);
+        store.shutdown().await;
+        store.shutdown().await; // idempotent
+        assert!(matches!(
+            clone.begin().await,
+            Err(StorageError::Unavailable(_))
+        ));
+        assert!(matches!(
+            open.commit().await,
+            Err(StorageError::Unavailable(_))
+        ));
+        assert!(matches!(
+            health[0].check().await,
+            HealthStatus::Unhealthy(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn release_wakes_the_relay() {
+        let store = InMemoryStore::new();
+        let mut tx = store.begin().await.unwrap();
+        tx.append_outbox(vec![OutboxMessage {
+            id: uuid::Uuid::new_v4(),
+            ordering_key: "k".into(),
+            event_type: "e".into(),
+            body: Vec::new(),
+        }])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let outbox = store.outbox();
+        let sequence = outbox.fetch_pending(1).await.unwrap()[0].sequence;
+        outbox.record_failure(sequence, "bad", true).await.unwrap();
+        outbox.wait_for_new(Duration::from_millis(1)).await; // drain the commit's permit
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(20),
+                    outbox.wait_for_new(Duration::from_secs(30)),
+                )
+                .await
+                .is_ok()
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(outbox.release(sequence).await.unwrap());
+        assert!(waiter.await.unwrap(), "woken before the timeout");
+    }
+}

@@ -163,7 +163,12 @@ async fn phase(
         let tag = tag.to_owned();
         workers.push(tokio::spawn(async move {
             let mut done = 0u64;
-            let mut ticker = pace.map(tokio::time::interval);
+            let mut ticker = pace.map(|every| {
+                let mut ticker = tokio::time::interval(every);
+                // After a stall, keep the pace instead of catching up in a burst.
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticker
+            });
             while !stop.load(Ordering::Relaxed) {
                 if let Some(ticker) = ticker.as_mut() {
                     ticker.tick().await;

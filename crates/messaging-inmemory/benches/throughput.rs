@@ -56,6 +56,7 @@ fn event(n: u64) -> OrderCompleted {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Scenario {
     name: &'static str,
     concurrency: usize,
@@ -141,6 +142,17 @@ async fn measure(scenario: &Scenario, events: u64) -> Figures {
     }
 }
 
+/// Runs one measurement as a task of the runtime, so that the publisher and
+/// the consumers share its two worker threads (as in a service).
+fn run(runtime: &tokio::runtime::Runtime, scenario: &Scenario, events: u64) -> Figures {
+    let scenario = *scenario;
+    runtime.block_on(async move {
+        tokio::spawn(async move { measure(&scenario, events).await })
+            .await
+            .expect("the measurement task does not panic")
+    })
+}
+
 fn main() {
     let events: u64 = std::env::args()
         .skip(1)
@@ -178,10 +190,8 @@ fn main() {
     ];
     for scenario in &scenarios {
         // One warm-up round, then the best of three: the machine is shared.
-        runtime.block_on(measure(scenario, events / 10));
-        let runs: Vec<Figures> = (0..3)
-            .map(|_| runtime.block_on(measure(scenario, events)))
-            .collect();
+        run(&runtime, scenario, events / 10);
+        let runs: Vec<Figures> = (0..3).map(|_| run(&runtime, scenario, events)).collect();
         let wall = runs.iter().map(|f| f.wall).fold(0.0, f64::max);
         let cpu = runs
             .iter()

@@ -137,7 +137,7 @@ impl InMemoryBus {
             .await
     }
 
-    fn ensure_open(&self) -> bool {
+    fn is_open(&self) -> bool {
         !self.conn.closed.load(Ordering::Acquire)
     }
 }
@@ -153,7 +153,7 @@ impl EventBus for InMemoryBus {
     }
 
     async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        if !self.ensure_open() {
+        if !self.is_open() {
             return Err(PublishError::ShutDown);
         }
         self.broker.publish(envelope).await
@@ -162,7 +162,7 @@ impl EventBus for InMemoryBus {
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
         subscription.validate()?;
         let mut workers = self.conn.workers.lock().await;
-        if !self.ensure_open() {
+        if !self.is_open() {
             return Err(SubscribeError::ShutDown);
         }
         let group = self.broker.group(&subscription.group);

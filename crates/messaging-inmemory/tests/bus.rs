@@ -349,3 +349,31 @@ async fn subscriptions_are_validated() {
     assert!(err.to_string().contains("bad group"), "{err}");
     assert!(bus.stats().groups.is_empty());
 }
+
+#[tokio::test]
+async fn waits_fail_clearly_with_the_last_state() {
+    let bus = InMemoryBus::new(&MessagingConfig::default());
+    let consumer = bus.clone();
+    consumer
+        .subscribe(Subscription::new("idle", ok_handlers()))
+        .await
+        .unwrap();
+    consumer.shutdown().await.unwrap();
+    let sent = bus.publish_event(&Ping { n: 1 }).await.unwrap();
+
+    // Nobody consumes "idle": the message stays queued, so neither wait ends.
+    let err = bus.wait_idle(Duration::from_millis(20)).await.unwrap_err();
+    assert_eq!(err.last.groups["idle"].queued, 1);
+    assert!(
+        err.to_string()
+            .starts_with("every queue idle not reached within 20ms"),
+        "{err}"
+    );
+    let mut outcomes = bus.outcomes();
+    let err = outcomes
+        .settled("idle", sent.message_id, Duration::from_millis(20))
+        .await
+        .unwrap_err();
+    assert_eq!(err.message_id, sent.message_id);
+    assert!(err.to_string().contains("group `idle`"), "{err}");
+}

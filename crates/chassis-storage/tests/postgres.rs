@@ -19,7 +19,7 @@ async fn fixture() -> common::Fixture {
         postgres: PostgresConfig {
             url: URL.into(),
             schema: schema.clone(),
-            max_connections: 12,
+            max_connections: 6,
             ..PostgresConfig::default()
         },
         ..StorageConfig::default()

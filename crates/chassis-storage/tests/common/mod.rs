@@ -59,6 +59,7 @@ macro_rules! outbox_suite {
             command_commits_aggregate_and_events_atomically,
             rollback_publishes_nothing,
             relay_publishes_in_order_per_aggregate,
+            late_commit_is_not_skipped,
             relay_restarted_mid_batch_loses_nothing,
             bus_down_backs_off_then_delivers,
             poison_message_quarantined_while_others_flow,
@@ -294,6 +295,30 @@ pub async fn relay_publishes_in_order_per_aggregate(store: Arc<dyn Store>) {
             "order of c-{c}"
         );
     }
+}
+
+pub async fn late_commit_is_not_skipped(store: Arc<dyn Store>) {
+    let storage = storage(&store, fast_outbox());
+    let bus = TestBus::new(bus());
+    let relay = storage.start_relay(bus.clone());
+    // A transaction writes its event first but commits last.
+    let mut slow = storage.begin(ctx("slow")).await.unwrap();
+    let mut a = Counter::new("a");
+    a.increment(false);
+    Repository::<Counter>::new()
+        .add(&mut slow, &mut a)
+        .await
+        .unwrap();
+    increment(&pipeline(&storage), "b").await;
+    bus.wait_for("b published", TIMEOUT, |b| !b.published().is_empty())
+        .await;
+    slow.commit().await.unwrap();
+    bus.wait_for("a published after its late commit", TIMEOUT, |b| {
+        first_seen_values(&b.increments(), "a") == vec![1]
+    })
+    .await;
+    relay.shutdown().await.unwrap();
+    assert_eq!(pending(&store).await, 0);
 }
 
 pub async fn relay_restarted_mid_batch_loses_nothing(store: Arc<dyn Store>) {

@@ -27,7 +27,7 @@ async fn append(store: &PostgresStore, messages: Vec<OutboxMessage>) {
 
 #[tokio::test]
 async fn migrations_apply_once_into_the_configured_schema() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     // Two replicas starting at once both succeed; the migration runs once.
     let (a, b) = tokio::join!(common::connect(&schema), common::connect(&schema));
     let versions: Vec<i32> =
@@ -40,7 +40,7 @@ async fn migrations_apply_once_into_the_configured_schema() {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
     )
-    .bind(&schema)
+    .bind(schema.as_str())
     .fetch_all(a.pool())
     .await
     .unwrap();
@@ -59,12 +59,11 @@ async fn migrations_apply_once_into_the_configured_schema() {
         .unwrap();
     tx.commit().await.unwrap();
     c.shutdown().await;
-    common::drop_schema(&schema).await;
 }
 
 #[tokio::test]
 async fn without_migrations_a_missing_schema_fails_at_use_not_silently() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     let mut config = common::config(&schema);
     config.postgres.run_migrations = false;
     let store = PostgresStore::connect(&config).await.unwrap();
@@ -73,7 +72,6 @@ async fn without_migrations_a_missing_schema_fails_at_use_not_silently() {
     assert!(error.to_string().contains("records"), "{error}");
     drop(tx);
     store.shutdown().await;
-    common::drop_schema(&schema).await;
 }
 
 #[tokio::test]
@@ -105,7 +103,7 @@ async fn connect_errors_are_precise() {
 
 #[tokio::test]
 async fn statement_timeout_applies_and_surfaces_as_unavailable() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     let mut config = common::config(&schema);
     config.postgres.statement_timeout = Duration::from_millis(200);
     let store = PostgresStore::connect(&config).await.unwrap();
@@ -120,12 +118,11 @@ async fn statement_timeout_applies_and_surfaces_as_unavailable() {
     );
     assert!(error.to_string().contains("statement timeout"), "{error}");
     store.shutdown().await;
-    common::drop_schema(&schema).await;
 }
 
 #[tokio::test]
 async fn only_one_instance_relays_at_a_time() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     let first = common::connect(&schema).await;
     let second = common::connect(&schema).await;
     append(&first, vec![message("a"), message("b")]).await;
@@ -156,12 +153,11 @@ async fn only_one_instance_relays_at_a_time() {
     );
     assert!(second.postgres_outbox().is_active_relay().await);
     second.shutdown().await;
-    common::drop_schema(&schema).await;
 }
 
 #[tokio::test]
 async fn a_commit_in_another_instance_wakes_the_relay() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     let relay = common::connect(&schema).await;
     let writer = common::connect(&schema).await;
     let outbox = relay.outbox();
@@ -182,12 +178,11 @@ async fn a_commit_in_another_instance_wakes_the_relay() {
     assert_eq!(relay.outbox().fetch_pending(10).await.unwrap().len(), 1);
     relay.shutdown().await;
     writer.shutdown().await;
-    common::drop_schema(&schema).await;
 }
 
 #[tokio::test]
 async fn health_turns_unhealthy_after_shutdown() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     let store = common::connect(&schema).await;
     let checks = store.health_checks();
     assert_eq!(checks[0].name(), "storage.postgres");
@@ -202,7 +197,6 @@ async fn health_turns_unhealthy_after_shutdown() {
         store.begin().await,
         Err(storage_abstractions::StorageError::Unavailable(_))
     ));
-    common::drop_schema(&schema).await;
 }
 
 /// Terminates every server session of the store in `schema`.
@@ -219,9 +213,9 @@ async fn kill_sessions(admin: &PostgresStore, schema: &str) -> i64 {
 
 #[tokio::test]
 async fn recovers_when_the_server_drops_every_connection() {
-    let schema = common::unique_schema();
+    let schema = common::TestSchema::new();
     let store = common::connect(&schema).await;
-    let admin_schema = common::unique_schema();
+    let admin_schema = common::TestSchema::new();
     let admin = common::connect(&admin_schema).await;
     append(&store, vec![message("a")]).await;
     assert_eq!(store.outbox().fetch_pending(10).await.unwrap().len(), 1);
@@ -270,6 +264,4 @@ async fn recovers_when_the_server_drops_every_connection() {
     for s in [&store, &writer, &admin] {
         s.shutdown().await;
     }
-    common::drop_schema(&schema).await;
-    common::drop_schema(&admin_schema).await;
 }

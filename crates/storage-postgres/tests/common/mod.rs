@@ -82,3 +82,47 @@ impl StoreFactory for FreshSchemas {
         }
     }
 }
+
+/// A fresh schema name that is dropped (with everything in it) when the
+/// guard goes out of scope, also when the test panics.
+pub struct TestSchema(String);
+
+impl TestSchema {
+    pub fn new() -> Self {
+        Self(unique_schema())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TestSchema {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TestSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        // Drop cannot await: run the cleanup on a runtime of its own.
+        let schema = self.0.clone();
+        let cleanup = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime")
+                .block_on(drop_schema(&schema));
+        });
+        if cleanup.join().is_err() && !std::thread::panicking() {
+            panic!("dropping test schema {} failed", self.0);
+        }
+    }
+}

@@ -70,11 +70,23 @@
 //! [`PublishError::Unroutable`], a `basic.nack` with
 //! [`PublishError::Rejected`], a missing confirm after `confirm_timeout` with
 //! [`PublishError::Timeout`]. All publishes of a bus share one channel;
-//! [`EventBus::publish_all`] keeps up to 1000 confirms in flight. The
-//! envelope's fields travel in AMQP properties and headers (see the table of
-//! the `codec` module: `message_id`, `type`, `correlation_id`, `content_type`,
-//! `timestamp` properties; `traceparent`/`tracestate`, `chassis-*` headers;
-//! free headers in the nested table `chassis-headers`) and round-trip exactly.
+//! [`EventBus::publish_all`] keeps up to 1000 confirms in flight.
+//!
+//! The envelope travels in AMQP properties and headers and round-trips
+//! exactly (an absent header is `None`, a present one `Some`, even empty):
+//!
+//! | envelope field | AMQP |
+//! |---|---|
+//! | `message_id` | property `message_id` (UUID text) |
+//! | `event_type` | property `type`, and the routing key |
+//! | `correlation_id` | property `correlation_id` (header `chassis-correlation-id` when longer than 255 bytes) |
+//! | `causation_id` | header `chassis-causation-id` |
+//! | `traceparent`, `tracestate` | headers `traceparent`, `tracestate` (W3C names) |
+//! | `timestamp` | header `chassis-timestamp` (`secs.nanos`, exact) and property `timestamp` (seconds) |
+//! | `content_type` | property `content_type` |
+//! | `partition_key` | header `chassis-partition-key` |
+//! | `headers` | header `chassis-headers`, a nested table of strings (so free headers never collide with `x-death` and the like) |
+//! | `payload` | body |
 //!
 //! When the connection is down a publish waits for it up to
 //! `messaging.rabbitmq.publish_wait`, then fails with
@@ -246,37 +258,32 @@ impl RabbitMqBus {
             })
     }
 
-    /// Publishes `messages` in order with up to [`CONFIRM_WINDOW`] confirms in
-    /// flight. On a lost connection, everything from the first unconfirmed
-    /// message on is sent again on the next connection.
-    async fn publish_encoded(
-        &self,
-        envelopes: &[Envelope],
-        messages: &[Outgoing],
-    ) -> Result<(), PublishError> {
+    /// Publishes `envelopes` in order with up to [`CONFIRM_WINDOW`] confirms
+    /// in flight, encoding each as it is sent. On a lost connection,
+    /// everything from the first unconfirmed message on is sent again on the
+    /// next connection.
+    async fn publish_in_order(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
         let exchange = self.shared().names.events_exchange();
         let confirm_timeout = self.shared().config.rabbitmq.confirm_timeout;
         let mut confirmed = 0;
         let mut after = 0;
-        while confirmed < messages.len() {
+        while confirmed < envelopes.len() {
             let link = self.link_for_publish(after).await?;
             let mut window = std::collections::VecDeque::with_capacity(CONFIRM_WINDOW);
             let mut sent = confirmed;
             let mut send_failed: Option<SendError> = None;
             let failure = loop {
                 while send_failed.is_none()
-                    && sent < messages.len()
+                    && sent < envelopes.len()
                     && window.len() < CONFIRM_WINDOW
                 {
-                    let m = &messages[sent];
-                    let payload = &envelopes[sent].payload;
+                    let envelope = &envelopes[sent];
+                    let Outgoing {
+                        routing_key,
+                        properties,
+                    } = codec::encode(envelope)?;
                     match link
-                        .send(
-                            exchange,
-                            m.routing_key.clone(),
-                            payload,
-                            m.properties.clone(),
-                        )
+                        .send(exchange, routing_key, &envelope.payload, properties)
                         .await
                     {
                         Ok(confirm) => {
@@ -330,20 +337,14 @@ impl EventBus for RabbitMqBus {
     }
 
     async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
-        let message = codec::encode(&envelope)?;
-        self.publish_encoded(
-            std::slice::from_ref(&envelope),
-            std::slice::from_ref(&message),
-        )
-        .await
+        self.publish_in_order(std::slice::from_ref(&envelope)).await
     }
 
+    /// Pipelined: up to 1000 confirms in flight on the shared channel. An
+    /// envelope that cannot be encoded stops the batch there (the ones before
+    /// it may have been published).
     async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
-        let messages = envelopes
-            .iter()
-            .map(codec::encode)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.publish_encoded(&envelopes, &messages).await
+        self.publish_in_order(&envelopes).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {

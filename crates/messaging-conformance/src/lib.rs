@@ -26,32 +26,37 @@
 //! messages. Waits are bounded by [`SuiteOptions::timeout`] (a safety net
 //! that fails clearly, never a sleep standing in for synchronisation).
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
+//! use std::time::Duration;
 //! use async_trait::async_trait;
 //! use messaging_abstractions::{EventBus, MessagingConfig};
 //! use messaging_conformance::{BusFactory, ConnectError};
+//! use messaging_inmemory::InMemoryBus;
 //!
-//! struct MyFactory {
-//!     config: MessagingConfig,
+//! /// Every `connect` opens another connection to the same broker.
+//! struct Factory {
+//!     broker: InMemoryBus,
 //! }
 //!
 //! #[async_trait]
-//! impl BusFactory for MyFactory {
+//! impl BusFactory for Factory {
 //!     fn config(&self) -> MessagingConfig {
-//!         self.config.clone()
+//!         self.broker.config().clone()
 //!     }
 //!     async fn connect(&self) -> Result<Arc<dyn EventBus>, ConnectError> {
-//!         // Open a new instance of your provider on the broker under test.
-//!         # unimplemented!()
+//!         Ok(Arc::new(self.broker.clone()))
 //!     }
 //! }
 //!
-//! # async fn provider_test() {
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
 //! let mut config = MessagingConfig::default();
-//! config.retry.initial_backoff = std::time::Duration::from_millis(20);
-//! let report = messaging_conformance::run(MyFactory { config }).await;
-//! println!("{report}");
+//! config.retry.max_attempts = 3;
+//! config.retry.initial_backoff = Duration::from_millis(10);
+//! let broker = InMemoryBus::new(&config);
+//! let report = messaging_conformance::run(Factory { broker }).await;
+//! assert_eq!(report.passed.len(), 9);
 //! # }
 //! ```
 //!

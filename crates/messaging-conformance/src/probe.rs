@@ -128,3 +128,54 @@ where
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messaging_abstractions::Envelope;
+
+    fn delivery() -> Delivery {
+        Delivery {
+            envelope: Envelope::new("t.v1", "application/json", b"{}".to_vec()),
+            group: "g".into(),
+            attempt: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probes_record_and_waits_wake_up() {
+        let recorder = Arc::new(Recorder::default());
+        let probe = Probe {
+            consumer: 3,
+            recorder: recorder.clone(),
+            f: |_d: Delivery| std::future::ready(Err(HandlerError::permanent("no"))),
+        };
+        let d = delivery();
+        let id = d.envelope.message_id;
+        let waiter = {
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                recorder
+                    .wait("one delivery", Duration::from_secs(10), |log| {
+                        log.deliveries(id).len() == 1
+                    })
+                    .await
+            })
+        };
+        assert!(probe.handle(&d).await.is_err());
+        waiter.await.unwrap().unwrap();
+        let log = recorder.log();
+        assert_eq!(log.started, [(3, id)]);
+        assert_eq!((log.handled(id), log.by_consumer(3)), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_times_out_says_what_it_waited_for() {
+        let recorder = Recorder::default();
+        let err = recorder
+            .wait("the impossible", Duration::from_millis(10), |_| false)
+            .await
+            .unwrap_err();
+        assert_eq!(err, "the impossible: not seen within 10ms");
+    }
+}

@@ -248,6 +248,19 @@ mod tests {
     }
 
     #[test]
+    fn inmemory_timeouts_parse_as_durations() {
+        let c: InMemoryConfig = serde_json::from_str(
+            r#"{"queue_capacity": 5, "publish_timeout": "250ms", "drain_timeout": "2s"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.queue_capacity, 5);
+        assert_eq!(c.publish_timeout, Duration::from_millis(250));
+        assert_eq!(c.drain_timeout, Duration::from_secs(2));
+        let defaults: InMemoryConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(defaults, InMemoryConfig::default());
+    }
+
+    #[test]
     fn url_is_redacted_when_serialized() {
         let json = serde_json::to_string(&MessagingConfig::default()).unwrap();
         assert!(!json.contains("guest:guest"));

@@ -40,6 +40,20 @@ pub fn current_trace_id() -> Option<TraceId> {
     current_context().map(|cx| cx.traceparent.trace_id)
 }
 
+/// Name of the span field [`record_trace_id`] fills.
+pub const TRACE_ID_FIELD: &str = "trace_id";
+
+/// Records the trace id of `span` in its `trace_id` field, so every log line
+/// inside the span carries it. The span must declare the field
+/// (`trace_id = tracing::field::Empty`). Call it after [`set_parent`]:
+/// reading the context starts the OpenTelemetry span, after which the parent
+/// can no longer change. Returns the id, `None` without a tracing layer.
+pub fn record_trace_id(span: &tracing::Span) -> Option<TraceId> {
+    let trace_id = context_of(span)?.traceparent.trace_id;
+    span.record(TRACE_ID_FIELD, tracing::field::display(trace_id));
+    Some(trace_id)
+}
+
 /// Writes the current span's context into the two envelope fields
 /// (`Envelope::traceparent`/`tracestate`, `MessageContext` likewise).
 /// Returns whether there was a context; when not, the fields are untouched.

@@ -159,12 +159,21 @@ async fn one_trace_across_two_services() {
 
     // Service 2: the consumer continues the trace from the envelope.
     let handler_trace = with_provider(&shipping, || {
-        let handler = tracing::info_span!("handle order.completed.v1");
+        let handler = tracing::info_span!(
+            "handle order.completed.v1",
+            otel.kind = "consumer",
+            trace_id = tracing::field::Empty
+        );
         assert!(propagation::set_parent(
             &handler,
             envelope.traceparent.as_deref(),
             envelope.tracestate.as_deref(),
         ));
+        assert_eq!(propagation::record_trace_id(&handler), Some(trace_id));
+        assert!(
+            !propagation::set_parent(&handler, envelope.traceparent.as_deref(), None),
+            "the parent is fixed once the span has started"
+        );
         let _handler = handler.enter();
         tracing::info_span!("pack items").in_scope(|| {});
         propagation::current_trace_id().unwrap()
@@ -193,6 +202,8 @@ async fn one_trace_across_two_services() {
         "the consumer's span is a child of the producer's publish span"
     );
     assert_eq!(handler.service_name, "shipping");
+    assert_eq!(handler.kind, "SPAN_KIND_CONSUMER");
+    assert_eq!(handler.attributes["trace_id"], trace_id.to_string());
     assert_eq!(pack.parent_span_id, Some(handler.span_id));
     // Every span of the whole receiver belongs to this one trace.
     assert_eq!(receiver.spans().len(), 4);
@@ -347,4 +358,41 @@ async fn invalid_otlp_settings_name_their_source() {
         err.to_string(),
         "OTEL_EXPORTER_OTLP_PROTOCOL: expected `grpc` or `http/protobuf`, got `http/json`"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_headers_carry_the_trace_to_a_server_span() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let client = build(&otlp_config("gateway", &receiver, OtlpProtocol::Grpc, 1.0));
+    let server = build(&otlp_config("orders", &receiver, OtlpProtocol::Grpc, 1.0));
+
+    let mut headers = http::HeaderMap::new();
+    headers.insert("tracestate", "stale=1".parse().unwrap());
+    let (trace_id, client_span_id) = with_provider(&client, || {
+        let call = tracing::info_span!("GET /orders/42", otel.kind = "client");
+        let _call = call.enter();
+        assert!(propagation::inject_http(&mut headers));
+        let cx = propagation::current_context().unwrap();
+        (cx.traceparent.trace_id, cx.traceparent.parent_id)
+    });
+    assert!(
+        headers.get("tracestate").is_none(),
+        "no vendor state: stale header removed"
+    );
+
+    with_provider(&server, || {
+        let request = tracing::info_span!("GET /orders/{id}", otel.kind = "server");
+        assert!(propagation::set_parent_from_headers(&request, &headers));
+        request.in_scope(|| {});
+    });
+    client.shutdown().await.unwrap();
+    server.shutdown().await.unwrap();
+
+    let spans = receiver.wait_for_trace(trace_id, 2, WAIT).await.unwrap();
+    let server_span = by_name(&spans, "GET /orders/{id}");
+    assert_eq!(server_span.service_name, "orders");
+    assert_eq!(server_span.kind, "SPAN_KIND_SERVER");
+    assert_eq!(server_span.parent_span_id, Some(client_span_id));
+    assert_eq!(by_name(&spans, "GET /orders/42").kind, "SPAN_KIND_CLIENT");
+    receiver.shutdown().await;
 }

@@ -396,3 +396,46 @@ async fn http_headers_carry_the_trace_to_a_server_span() {
     assert_eq!(by_name(&spans, "GET /orders/42").kind, "SPAN_KIND_CLIENT");
     receiver.shutdown().await;
 }
+
+/// Exports one span to `endpoint` and shuts down; shutdown must end well
+/// within `bound` and report the failed export.
+async fn shutdown_fails_within(endpoint: &str, bound: Duration) {
+    for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+        let mut config = TracingConfig {
+            provider: "otlp".into(),
+            ..TracingConfig::default()
+        };
+        config.otlp.protocol = Some(protocol);
+        config.otlp.endpoint = Some(endpoint.to_owned());
+        config.otlp.timeout = Some(Duration::from_millis(500));
+        let provider = build(&config);
+        with_provider(&provider, || tracing::info_span!("lost").in_scope(|| {}));
+        let err = tokio::time::timeout(bound, provider.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("{protocol}: shutdown must not hang"))
+            .expect_err("the lost export is reported");
+        assert!(
+            err.to_string()
+                .starts_with("tracing provider `otlp`: shutdown failed:"),
+            "{protocol}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reports_an_unreachable_collector() {
+    // A port nobody listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    shutdown_fails_within(&endpoint, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_by_the_timeout_when_the_collector_hangs() {
+    // Connections are accepted by the kernel but never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    shutdown_fails_within(&endpoint, Duration::from_secs(10)).await;
+    drop(silent);
+}

@@ -1,8 +1,8 @@
-//! Translation between the domain and the published contracts (HTTP DTOs and
-//! the `OrderCompleted` integration event). The only place that knows both.
+//! Translation between the domain and the HTTP DTOs of the published
+//! contract. The only place that knows both.
 
+use chassis_domain::Entity;
 use order_service_client::dto;
-use order_service_client::events::{ItemToShip, OrderCompleted};
 
 use crate::domain::{
     Destination, DestinationInput, ItemInput, Order, OrderLine, OrderStatus, PlaceOrder,
@@ -63,7 +63,7 @@ fn item(line: &OrderLine) -> dto::OrderItem {
 /// The order as the API shows it.
 pub fn order_view(order: &Order) -> dto::OrderView {
     dto::OrderView {
-        id: order.id(),
+        id: *order.id(),
         customer_id: order.customer_id().to_owned(),
         status: match order.status() {
             OrderStatus::Placed => dto::OrderStatus::Placed,
@@ -75,28 +75,6 @@ pub fn order_view(order: &Order) -> dto::OrderView {
         placed_at: order.placed_at(),
         completed_at: order.completed_at(),
     }
-}
-
-/// The integration event for a completed order: what shipping needs, no
-/// prices. `None` while the order is not completed.
-pub fn order_completed(order: &Order) -> Option<OrderCompleted> {
-    Some(OrderCompleted {
-        order_id: order.id(),
-        destination: destination(order.destination()),
-        items: order
-            .items()
-            .iter()
-            .map(|l| ItemToShip {
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                weight_grams: l.weight_grams,
-                length_mm: l.dimensions.length_mm,
-                width_mm: l.dimensions.width_mm,
-                height_mm: l.dimensions.height_mm,
-            })
-            .collect(),
-        completed_at: order.completed_at()?,
-    })
 }
 
 #[cfg(test)]
@@ -114,23 +92,6 @@ mod tests {
                        "weight_grams": 1200, "length_mm": 300, "width_mm": 200, "height_mm": 150}]
         }))
         .unwrap()
-    }
-
-    #[test]
-    fn the_event_carries_what_shipping_needs_and_no_prices() {
-        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let mut order = Order::place(Uuid::now_v7(), place_order_command(request()), now).unwrap();
-        assert_eq!(order_completed(&order), None);
-        order.complete(now).unwrap();
-        let event = order_completed(&order).unwrap();
-        assert_eq!(event.order_id, order.id());
-        assert_eq!(event.destination.city, "London");
-        assert_eq!(event.items[0].quantity, 2);
-        assert_eq!(event.items[0].weight_grams, 1200);
-        assert_eq!(event.items[0].height_mm, 150);
-        let json = serde_json::to_string(&event).unwrap();
-        assert!(!json.contains("price"), "{json}");
-        assert!(!json.contains("4999"), "{json}");
     }
 
     #[test]

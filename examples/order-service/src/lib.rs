@@ -33,8 +33,52 @@
 //!     }],
 //! };
 //! let err = Order::place(Uuid::now_v7(), command, OffsetDateTime::now_utc()).unwrap_err();
-//! assert_eq!(err.to_string(), "items[0].quantity: must be between 1 and 10000");
+//! assert_eq!(err.status(), 422);
+//! assert_eq!(err.field_errors()[0].field, "items[0].quantity");
 //! ```
 
+pub mod api;
+pub mod app;
 pub mod domain;
 pub mod integration;
+
+use chassis_storage::{OutboxBacklogCheck, Storage};
+use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
+use std::sync::Arc;
+
+/// The service's name: consumer group, `service.name` default.
+pub const SERVICE_NAME: &str = "order-service";
+
+/// The order service on the chassis host: the whole of `main` is
+/// `order_service::host().run().await`. Tests and the demo add
+/// `.event_bus(..)`, `.store(..)` or `.config("http.port", 0)` and `start()`.
+pub fn host() -> ServiceHostBuilder {
+    ServiceHost::builder(SERVICE_NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .on_start(start_outbox_relay)
+        .routes(|ctx| api::router(app::Orders::new(storage(ctx))))
+}
+
+fn storage(ctx: &ServiceContext) -> Storage {
+    Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
+}
+
+/// Publishes what orders wrote to the outbox; readiness watches the backlog.
+async fn start_outbox_relay(ctx: ServiceContext) -> Result<(), BoxError> {
+    let storage = storage(&ctx);
+    let backlog = OutboxBacklogCheck::new(ctx.store().outbox(), &storage.config().outbox);
+    if !storage.config().outbox.relay_enabled {
+        // Another process relays this store's outbox.
+        ctx.health().register(Arc::new(backlog));
+        return Ok(());
+    }
+    let relay = storage.start_relay(ctx.bus().clone());
+    ctx.health().register(Arc::new(backlog.watching(&relay)));
+    let stopping = ctx.shutdown_signal();
+    ctx.spawn("outbox-relay", async move {
+        stopping.stopping().await;
+        relay.shutdown().await?;
+        Ok(())
+    });
+    Ok(())
+}

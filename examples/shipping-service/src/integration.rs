@@ -2,6 +2,7 @@
 //! `OrderCompleted` event it consumes and its own HTTP DTOs. The only place
 //! that knows both sides.
 
+use chassis_domain::{DomainError, Entity, FieldError};
 use order_service_client::events::OrderCompleted;
 use shipping_service_client::dto;
 
@@ -11,10 +12,12 @@ use crate::domain::{
 };
 
 /// The order to pack from the event. An event whose destination is invalid
-/// is refused with every invalid field (`destination.city: ...`).
-pub fn order_to_pack(event: &OrderCompleted) -> Result<OrderToPack, Vec<InvalidAddress>> {
+/// is refused (422-like, not retryable) naming every invalid field
+/// (`destination.city`).
+pub fn order_to_pack(event: &OrderCompleted) -> Result<OrderToPack, DomainError> {
     let d = &event.destination;
-    let destination = Address::new(&d.name, &d.street, &d.city, &d.postal_code, &d.country)?;
+    let destination = Address::new(&d.name, &d.street, &d.city, &d.postal_code, &d.country)
+        .map_err(|errors| invalid("destination.", errors))?;
     Ok(OrderToPack {
         order_id: event.order_id,
         destination,
@@ -31,9 +34,18 @@ pub fn order_to_pack(event: &OrderCompleted) -> Result<OrderToPack, Vec<InvalidA
     })
 }
 
-/// The address from a request body.
-pub fn address(d: &dto::Destination) -> Result<Address, Vec<InvalidAddress>> {
+/// The address from a request body; a validation error names each field.
+pub fn address(d: &dto::Destination) -> Result<Address, DomainError> {
     Address::new(&d.name, &d.street, &d.city, &d.postal_code, &d.country)
+        .map_err(|errors| invalid("", errors))
+}
+
+fn invalid(prefix: &str, errors: Vec<InvalidAddress>) -> DomainError {
+    DomainError::validation(
+        errors
+            .into_iter()
+            .map(|e| FieldError::new(format!("{prefix}{}", e.field), e.message)),
+    )
 }
 
 fn destination(a: &Address) -> dto::Destination {
@@ -56,7 +68,7 @@ fn status(s: PackageStatus) -> dto::PackageStatus {
 /// The package as the API shows it.
 pub fn package_view(p: &Package) -> dto::PackageView {
     dto::PackageView {
-        id: p.id(),
+        id: *p.id(),
         status: status(p.status()),
         destination: destination(p.destination()),
         transport_provider: p.transport_provider().name().to_owned(),
@@ -100,7 +112,7 @@ fn tracking_status_view(s: TrackingStatus) -> dto::TrackingStatus {
 /// The package's tracking as the API shows it.
 pub fn tracking_view(p: &Package) -> dto::Tracking {
     dto::Tracking {
-        package_id: p.id(),
+        package_id: *p.id(),
         status: status(p.status()),
         tracking_id: p.tracking_id().map(str::to_owned),
         events: p
@@ -186,13 +198,14 @@ mod tests {
         assert_eq!(tracking["events"], serde_json::json!([]));
         assert_eq!(
             shipment_view(&packed.shipment).packages,
-            [packed.opened[0].id()]
+            [*packed.opened[0].id()]
         );
     }
 
     #[test]
     fn an_invalid_destination_names_the_fields() {
-        let errors = order_to_pack(&event(" ")).unwrap_err();
-        assert_eq!(errors[0].field, "city");
+        let error = order_to_pack(&event(" ")).unwrap_err();
+        assert_eq!(error.field_errors()[0].field, "destination.city");
+        assert!(!error.is_retryable());
     }
 }

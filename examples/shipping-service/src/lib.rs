@@ -34,5 +34,48 @@
 //! assert_eq!(packed.opened[0].total_weight_grams(), 24_000);
 //! ```
 
+pub mod api;
+pub mod app;
 pub mod domain;
 pub mod integration;
+
+use std::sync::Arc;
+
+use chassis_domain::messaging::{Handlers, Subscription};
+use chassis_storage::Storage;
+use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
+use order_service_client::OrderCompleted;
+
+use crate::domain::{ShippingConfig, TransportProviders};
+
+/// The service's name: its consumer group and `service.name` default.
+pub const SERVICE_NAME: &str = "shipping-service";
+
+/// The shipping service on the chassis host: the whole of `main` is
+/// `shipping_service::host().run().await`. Tests and the demo add
+/// `.event_bus(..)`, `.store(..)` or `.config("http.port", 0)` and `start()`.
+pub fn host() -> ServiceHostBuilder {
+    ServiceHost::builder(SERVICE_NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .on_start(subscribe)
+        .routes(|ctx| api::router(app::Shipping::new(storage(ctx))))
+}
+
+fn storage(ctx: &ServiceContext) -> Storage {
+    Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
+}
+
+/// Reads the `[shipping]` section and packs every `order.completed.v1`
+/// through the inbox of the service's consumer group.
+async fn subscribe(ctx: ServiceContext) -> Result<(), BoxError> {
+    let config: ShippingConfig = ctx.section("shipping")?;
+    let providers = Arc::new(TransportProviders::from_config(&config)?);
+    let group = ctx.name().to_owned();
+    let inbox = storage(&ctx).inbox(group.clone());
+    let handlers =
+        Handlers::new().on::<OrderCompleted>(inbox.handler(app::PackOrder::new(providers)));
+    ctx.bus()
+        .subscribe(Subscription::new(group, handlers))
+        .await?;
+    Ok(())
+}

@@ -5,6 +5,6 @@ mod validation;
 
 pub use order::{
     Destination, DestinationInput, Dimensions, ItemInput, MAX_ITEMS, MAX_QUANTITY, Order,
-    OrderError, OrderEvent, OrderLine, OrderStatus, PlaceOrder,
+    OrderEvent, OrderLine, OrderStatus, PlaceOrder,
 };
-pub use validation::{FieldViolation, Violations};
+pub use validation::Violations;

@@ -1,6 +1,8 @@
 //! The order aggregate: what a customer buys, for where, and whether the
 //! order is complete (paid) so that shipping may start.
 
+use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, IndexEntry};
+use order_service_client::events::{self, ItemToShip, OrderCompleted};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -135,8 +137,7 @@ impl OrderStatus {
     }
 }
 
-/// What happened to an order; the service turns these into integration
-/// events (`OrderCompleted`) written to the outbox with the order.
+/// What happened to an order (in-process domain events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderEvent {
     /// The order was completed.
@@ -148,20 +149,10 @@ pub enum OrderEvent {
     },
 }
 
-/// Why an order cannot do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OrderError {
-    /// The order was already completed.
-    #[error("order {order_id} is already completed")]
-    AlreadyCompleted {
-        /// The order.
-        order_id: Uuid,
-    },
-}
-
 /// The order aggregate. State changes only through its methods; the events
-/// it raises wait in [`Order::take_events`] until they are persisted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// it raises wait in its [`Changes`] until the repository saves it (the
+/// integration events then go to the outbox in the same transaction).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Order {
     id: Uuid,
     customer_id: String,
@@ -173,14 +164,48 @@ pub struct Order {
     #[serde(with = "time::serde::rfc3339::option", default)]
     completed_at: Option<OffsetDateTime>,
     #[serde(skip)]
-    events: Vec<OrderEvent>,
+    changes: Changes<OrderEvent>,
+}
+
+impl Entity for Order {
+    type Id = Uuid;
+
+    fn id(&self) -> &Uuid {
+        &self.id
+    }
+}
+
+impl AggregateRoot for Order {
+    const COLLECTION: &'static str = "orders";
+    type DomainEvent = OrderEvent;
+
+    fn changes(&self) -> &Changes<OrderEvent> {
+        &self.changes
+    }
+
+    fn changes_mut(&mut self) -> &mut Changes<OrderEvent> {
+        &mut self.changes
+    }
+
+    fn index_entries(&self) -> Vec<IndexEntry> {
+        vec![
+            IndexEntry {
+                key: "customer_id".into(),
+                value: self.customer_id.clone(),
+            },
+            IndexEntry {
+                key: "status".into(),
+                value: self.status.as_str().into(),
+            },
+        ]
+    }
 }
 
 impl Order {
     /// Validates `command` and places the order. Every invalid field is
     /// reported with its path (`customer_id`, `destination.city`,
     /// `items[2].quantity`).
-    pub fn place(id: Uuid, command: PlaceOrder, now: OffsetDateTime) -> Result<Self, Violations> {
+    pub fn place(id: Uuid, command: PlaceOrder, now: OffsetDateTime) -> Result<Self, DomainError> {
         let mut v = Violations::default();
         let customer_id = v.text("customer_id", &command.customer_id, MAX_TEXT);
         let destination = parse_destination(&mut v, &command.destination);
@@ -202,7 +227,7 @@ impl Order {
             }
             items.push(line);
         }
-        v.into_result(|| Self {
+        Ok(v.into_result(|| Self {
             id,
             customer_id,
             destination,
@@ -210,33 +235,58 @@ impl Order {
             status: OrderStatus::Placed,
             placed_at: now,
             completed_at: None,
-            events: Vec::new(),
-        })
+            changes: Changes::default(),
+        })?)
     }
 
-    /// Completes the order (the customer has paid); raises
-    /// [`OrderEvent::Completed`].
-    pub fn complete(&mut self, now: OffsetDateTime) -> Result<(), OrderError> {
+    /// Completes the order (the customer has paid): raises
+    /// [`OrderEvent::Completed`] and publishes [`OrderCompleted`] with what
+    /// shipping needs. A second completion is a conflict (409).
+    pub fn complete(&mut self, now: OffsetDateTime) -> Result<(), DomainError> {
         if self.status == OrderStatus::Completed {
-            return Err(OrderError::AlreadyCompleted { order_id: self.id });
+            return Err(DomainError::conflict(format!(
+                "order {} is already completed",
+                self.id
+            )));
         }
         self.status = OrderStatus::Completed;
         self.completed_at = Some(now);
-        self.events.push(OrderEvent::Completed {
+        self.changes.raise(OrderEvent::Completed {
             order_id: self.id,
             at: now,
         });
+        let event = self.completed_event(now);
+        self.changes.publish(event);
         Ok(())
     }
 
-    /// The events raised since the last call.
-    pub fn take_events(&mut self) -> Vec<OrderEvent> {
-        std::mem::take(&mut self.events)
-    }
-
-    /// Identity.
-    pub fn id(&self) -> Uuid {
-        self.id
+    /// The integration event: destination and items with quantity, weight
+    /// and dimensions — no prices.
+    fn completed_event(&self, completed_at: OffsetDateTime) -> OrderCompleted {
+        let d = &self.destination;
+        OrderCompleted {
+            order_id: self.id,
+            destination: events::Destination {
+                name: d.name.clone(),
+                street: d.street.clone(),
+                city: d.city.clone(),
+                postal_code: d.postal_code.clone(),
+                country: d.country.clone(),
+            },
+            items: self
+                .items
+                .iter()
+                .map(|l| ItemToShip {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    weight_grams: l.weight_grams,
+                    length_mm: l.dimensions.length_mm,
+                    width_mm: l.dimensions.width_mm,
+                    height_mm: l.dimensions.height_mm,
+                })
+                .collect(),
+            completed_at,
+        }
     }
 
     /// Who ordered.
@@ -349,8 +399,8 @@ pub(crate) mod tests {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
     }
 
-    fn fields(v: &Violations) -> Vec<&str> {
-        v.iter().map(|x| x.field.as_str()).collect()
+    fn fields(e: &DomainError) -> Vec<&str> {
+        e.field_errors().iter().map(|x| x.field.as_str()).collect()
     }
 
     #[test]
@@ -359,6 +409,8 @@ pub(crate) mod tests {
         cmd.destination.city = "  London ".into();
         let order = Order::place(Uuid::nil(), cmd, now()).unwrap();
         assert_eq!(order.status(), OrderStatus::Placed);
+        assert_eq!(order.version(), 0);
+        assert!(order.changes().integration_events().is_empty());
         assert_eq!(order.destination().city, "London");
         assert_eq!(order.items().len(), 2);
         assert_eq!(order.total_cents(), 2 * 2 * 1999);
@@ -426,23 +478,32 @@ pub(crate) mod tests {
     fn completing_raises_one_event_and_only_once() {
         let id = Uuid::now_v7();
         let mut order = Order::place(id, command(vec![item("A")]), now()).unwrap();
-        assert!(order.take_events().is_empty());
         order.complete(now()).unwrap();
         assert_eq!(order.status(), OrderStatus::Completed);
         assert_eq!(order.completed_at(), Some(now()));
         assert_eq!(
-            order.take_events(),
+            order.changes().domain_events(),
             [OrderEvent::Completed {
                 order_id: id,
                 at: now()
             }]
         );
-        assert!(order.take_events().is_empty());
+        let published = order.changes().integration_events();
+        assert_eq!(published.len(), 1);
+        let envelope = published[0].to_envelope().unwrap();
+        let event: OrderCompleted = envelope.decode().unwrap();
+        assert_eq!(event.order_id, id);
+        assert_eq!(event.destination.city, "London");
         assert_eq!(
-            order.complete(now()),
-            Err(OrderError::AlreadyCompleted { order_id: id })
+            (event.items[0].quantity, event.items[0].weight_grams),
+            (2, 1500)
         );
-        assert!(order.take_events().is_empty());
+        let json = String::from_utf8(envelope.payload).unwrap();
+        assert!(!json.contains("price") && !json.contains("1999"), "{json}");
+
+        let err = order.complete(now()).unwrap_err();
+        assert_eq!(err.status(), 409);
+        assert_eq!(order.changes().integration_events().len(), 1);
     }
 
     #[test]
@@ -452,8 +513,9 @@ pub(crate) mod tests {
         let json = serde_json::to_value(&order).unwrap();
         assert_eq!(json["status"], "completed");
         assert_eq!(json["placed_at"], "2027-01-15T08:00:00Z");
-        let back: Order = serde_json::from_value(json).unwrap();
-        order.take_events();
-        assert_eq!(back, order);
+        let back: Order = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        assert!(back.changes().integration_events().is_empty());
+        assert_eq!(back.id(), order.id());
     }
 }

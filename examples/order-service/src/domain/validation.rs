@@ -4,30 +4,20 @@
 
 use std::fmt;
 
-/// One rejected field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    /// Path of the field, e.g. `destination.city` or `items[2].quantity`.
-    pub field: String,
-    /// What was expected.
-    pub message: String,
-}
+use chassis_domain::{DomainError, FieldError};
 
 /// Every problem found in one input; empty means valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations(Vec<FieldError>);
 
 impl Violations {
     /// Records that `field` is invalid.
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldViolation {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError::new(field, message));
     }
 
     /// The violations, in the order they were found.
-    pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
+    pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
         self.0.iter()
     }
 
@@ -86,6 +76,13 @@ impl fmt::Display for Violations {
 
 impl std::error::Error for Violations {}
 
+impl From<Violations> for DomainError {
+    /// A 422 naming every invalid field.
+    fn from(violations: Violations) -> Self {
+        DomainError::validation(violations.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +104,10 @@ mod tests {
             "city: must not be empty; street: must be at most 5 characters long; \
              items[0].quantity: must be between 1 and 10"
         );
-        assert!(v.into_result(|| ()).is_err());
+        assert!(v.clone().into_result(|| ()).is_err());
+        let err = DomainError::from(v);
+        assert_eq!(err.status(), 422);
+        assert_eq!(err.field_errors()[0].field, "city");
         assert_eq!(Violations::default().into_result(|| 7), Ok(7));
     }
 }

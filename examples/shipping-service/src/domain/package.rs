@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, IndexEntry};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -128,9 +129,43 @@ pub enum PackageError {
     NoUnits,
 }
 
+/// What happened to a package (in-process domain events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageEvent {
+    /// Units were added.
+    Filled {
+        /// The order they belong to.
+        order_id: Uuid,
+        /// How many.
+        quantity: u32,
+    },
+    /// It goes somewhere else now.
+    DestinationChanged,
+    /// It was handed to its provider.
+    Sent {
+        /// The provider's tracking id.
+        tracking_id: String,
+    },
+}
+
+impl From<PackageError> for DomainError {
+    /// Refusals because of the package's state are conflicts (409); a
+    /// package asked to take what it cannot is a bug of the caller (500).
+    fn from(error: PackageError) -> Self {
+        match error {
+            PackageError::AlreadySent { .. }
+            | PackageError::NotSent { .. }
+            | PackageError::AlreadyDelivered { .. } => DomainError::conflict(error.to_string()),
+            PackageError::TooHeavy { .. }
+            | PackageError::TooLarge { .. }
+            | PackageError::NoUnits => DomainError::internal(error.to_string()),
+        }
+    }
+}
+
 /// The package aggregate. It holds at least one unit and never more than
 /// its provider's maximum weight; once sent it is closed for changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Package {
     id: Uuid,
     destination: Address,
@@ -141,6 +176,48 @@ pub struct Package {
     tracking: Vec<TrackingEvent>,
     #[serde(with = "time::serde::rfc3339")]
     opened_at: OffsetDateTime,
+    #[serde(skip)]
+    changes: Changes<PackageEvent>,
+}
+
+impl Entity for Package {
+    type Id = Uuid;
+
+    fn id(&self) -> &Uuid {
+        &self.id
+    }
+}
+
+impl AggregateRoot for Package {
+    const COLLECTION: &'static str = "packages";
+    type DomainEvent = PackageEvent;
+
+    fn changes(&self) -> &Changes<PackageEvent> {
+        &self.changes
+    }
+
+    fn changes_mut(&mut self) -> &mut Changes<PackageEvent> {
+        &mut self.changes
+    }
+
+    /// `status`, `place` (open packages to a place are looked up by it) and
+    /// one `order_id` entry per order with units inside.
+    fn index_entries(&self) -> Vec<IndexEntry> {
+        let entry = |key: &str, value: String| IndexEntry {
+            key: key.into(),
+            value,
+        };
+        let mut entries = vec![
+            entry("status", self.status.as_str().into()),
+            entry("place", self.destination.place_key()),
+        ];
+        entries.extend(
+            self.order_ids()
+                .into_iter()
+                .map(|id| entry("order_id", id.to_string())),
+        );
+        entries
+    }
 }
 
 impl Package {
@@ -163,15 +240,12 @@ impl Package {
             tracking_id: None,
             tracking: Vec::new(),
             opened_at: now,
+            changes: Changes::default(),
         };
         package.add(first)?;
         Ok(package)
     }
 
-    /// Identity.
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
     /// Where it goes.
     pub fn destination(&self) -> &Address {
         &self.destination
@@ -253,6 +327,10 @@ impl Package {
                 needed_grams,
             });
         }
+        self.changes.raise(PackageEvent::Filled {
+            order_id: item.order_id,
+            quantity: item.quantity,
+        });
         match self
             .items
             .iter_mut()
@@ -268,6 +346,7 @@ impl Package {
     pub fn change_destination(&mut self, destination: Address) -> Result<(), PackageError> {
         self.ensure_open()?;
         self.destination = destination;
+        self.changes.raise(PackageEvent::DestinationChanged);
         Ok(())
     }
 
@@ -283,6 +362,9 @@ impl Package {
                 self.transport_provider.name()
             ),
             at: now,
+        });
+        self.changes.raise(PackageEvent::Sent {
+            tracking_id: tracking_id.clone(),
         });
         self.tracking_id = Some(tracking_id);
         Ok(())
@@ -391,7 +473,7 @@ pub(crate) mod tests {
         assert_eq!(
             p.add(units(order, "C", 1, 1)),
             Err(PackageError::TooHeavy {
-                package_id: p.id(),
+                package_id: *p.id(),
                 free_grams: 0,
                 needed_grams: 1
             })
@@ -446,10 +528,11 @@ pub(crate) mod tests {
         assert_eq!(p.destination().street(), "2 Other Rd");
         p.send("PARCEL-1".into(), now()).unwrap();
         let err = p.change_destination(address("3 Late Ln")).unwrap_err();
+        assert_eq!(DomainError::from(err.clone()).status(), 409);
         assert_eq!(
             err,
             PackageError::AlreadySent {
-                package_id: p.id(),
+                package_id: *p.id(),
                 tracking_id: "PARCEL-1".into()
             }
         );
@@ -466,7 +549,9 @@ pub(crate) mod tests {
         let mut p = package(10_000, units(Uuid::now_v7(), "A", 1, 100));
         assert_eq!(
             p.record_tracking(TrackingStatus::InTransit, "hub".into(), now()),
-            Err(PackageError::NotSent { package_id: p.id() })
+            Err(PackageError::NotSent {
+                package_id: *p.id()
+            })
         );
         let tracking_id = new_tracking_id(p.transport_provider());
         assert!(tracking_id.starts_with("PARCEL-"), "{tracking_id}");
@@ -485,7 +570,9 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(
             p.record_tracking(TrackingStatus::InTransit, "?".into(), now()),
-            Err(PackageError::AlreadyDelivered { package_id: p.id() })
+            Err(PackageError::AlreadyDelivered {
+                package_id: *p.id()
+            })
         );
         assert_eq!(p.tracking().len(), 3);
     }
@@ -494,7 +581,16 @@ pub(crate) mod tests {
     fn state_round_trips_through_json() {
         let mut p = package(10_000, units(Uuid::now_v7(), "A", 1, 100));
         p.send("T-1".into(), now()).unwrap();
-        let back: Package = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
-        assert_eq!(back, p);
+        let json = serde_json::to_value(&p).unwrap();
+        let back: Package = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        let index: Vec<String> = back
+            .index_entries()
+            .into_iter()
+            .map(|e| format!("{}={}", e.key, e.value))
+            .collect();
+        assert_eq!(index[0], "status=sent");
+        assert_eq!(index[1], "place=ada|1 main st|london|n1|gb");
+        assert!(index[2].starts_with("order_id="));
     }
 }

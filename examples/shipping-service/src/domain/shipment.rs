@@ -1,6 +1,7 @@
 //! The shipment of one order: the record that the order was received and
 //! packed (so it is never packed twice) and of the items nothing can carry.
 
+use chassis_domain::{AggregateRoot, Changes, Entity};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,8 +20,9 @@ pub struct UnshippableItem {
     pub reason: UnshippableReason,
 }
 
-/// The shipment aggregate, one per order (its id is the order's id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The shipment aggregate, one per order (its id is the order's id, so a
+/// second one for the same order cannot be stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Shipment {
     order_id: Uuid,
     destination: Address,
@@ -28,6 +30,29 @@ pub struct Shipment {
     unshippable: Vec<UnshippableItem>,
     #[serde(with = "time::serde::rfc3339")]
     packed_at: OffsetDateTime,
+    #[serde(skip)]
+    changes: Changes<()>,
+}
+
+impl Entity for Shipment {
+    type Id = Uuid;
+
+    fn id(&self) -> &Uuid {
+        &self.order_id
+    }
+}
+
+impl AggregateRoot for Shipment {
+    const COLLECTION: &'static str = "shipments";
+    type DomainEvent = ();
+
+    fn changes(&self) -> &Changes<()> {
+        &self.changes
+    }
+
+    fn changes_mut(&mut self) -> &mut Changes<()> {
+        &mut self.changes
+    }
 }
 
 impl Shipment {
@@ -44,6 +69,7 @@ impl Shipment {
             packages,
             unshippable,
             packed_at,
+            changes: Changes::default(),
         }
     }
 

@@ -1,0 +1,295 @@
+//! The application layer: the shipping use cases, each in one unit of work —
+//! packing a completed order (through the inbox, so a redelivered message
+//! has no effect), changing a destination, sending, tracking, and queries.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chassis_domain::messaging::Delivery;
+use chassis_domain::{
+    AggregateRoot, Command, CommandContext, CommandHandler, CommandPipeline, DomainError,
+    MessageContext, UnitOfWork,
+};
+use chassis_storage::{InboxHandler, Repository, Storage};
+use order_service_client::events::OrderCompleted;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{
+    Address, Package, PackageStatus, Packing, Shipment, TrackingStatus, TransportProviders,
+    new_tracking_id, pack,
+};
+use crate::integration::order_to_pack;
+
+/// Most open packages to one place considered when packing.
+const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
+
+/// Packs the items of a completed order. Runs in the inbox's unit of work:
+/// the packages, the shipment record and the inbox mark commit together.
+#[derive(Debug, Clone)]
+pub struct PackOrder {
+    providers: Arc<TransportProviders>,
+}
+
+impl PackOrder {
+    /// Packs with these providers.
+    pub fn new(providers: Arc<TransportProviders>) -> Self {
+        Self { providers }
+    }
+}
+
+#[async_trait]
+impl InboxHandler<OrderCompleted> for PackOrder {
+    async fn handle(
+        &self,
+        event: OrderCompleted,
+        _delivery: &Delivery,
+        uow: &mut dyn UnitOfWork,
+    ) -> Result<(), DomainError> {
+        let order = order_to_pack(&event)?;
+        let shipments = Repository::<Shipment>::new();
+        let packages = Repository::<Package>::new();
+        let existing = shipments.get(uow, &order.order_id).await?;
+        let open = packages
+            .query(
+                uow,
+                &packages
+                    .query_all()
+                    .filter("status", PackageStatus::Open.as_str())
+                    .filter("place", order.destination.place_key())
+                    .page(0, MAX_OPEN_PACKAGES_PER_PLACE),
+            )
+            .await?
+            .items;
+        let packed = match pack(
+            &order,
+            existing.as_ref(),
+            open,
+            &self.providers,
+            OffsetDateTime::now_utc(),
+        ) {
+            Packing::AlreadyPacked => {
+                tracing::info!(order_id = %order.order_id, "order already packed; nothing to do");
+                return Ok(());
+            }
+            Packing::Packed(packed) => *packed,
+        };
+        let mut shipment = packed.shipment;
+        // The shipment's id is the order's: a concurrent second packing of
+        // the same order fails here and, retried, finds it packed.
+        shipments.add(uow, &mut shipment).await?;
+        for mut package in packed.opened {
+            packages.add(uow, &mut package).await?;
+        }
+        for mut package in packed.filled {
+            packages.update(uow, &mut package).await?;
+        }
+        for item in shipment.unshippable() {
+            tracing::warn!(order_id = %order.order_id, sku = %item.sku, reason = %item.reason,
+                "item recorded as unshippable");
+        }
+        tracing::info!(order_id = %order.order_id, packages = shipment.packages().len(), "order packed");
+        Ok(())
+    }
+}
+
+/// Send a package somewhere else (refused once sent).
+#[derive(Debug, Clone)]
+pub struct ChangeDestination {
+    /// The package.
+    pub package_id: Uuid,
+    /// Where it goes now.
+    pub destination: Address,
+}
+
+/// Hand a package to its transport provider.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPackage {
+    /// The package.
+    pub package_id: Uuid,
+}
+
+/// Record a step reported by the transport provider.
+#[derive(Debug, Clone)]
+pub struct RecordTracking {
+    /// The package.
+    pub package_id: Uuid,
+    /// What happened.
+    pub status: TrackingStatus,
+    /// Detail.
+    pub description: String,
+}
+
+impl Command for ChangeDestination {
+    const NAME: &'static str = "package.change_destination";
+    type Output = Package;
+}
+
+impl Command for SendPackage {
+    const NAME: &'static str = "package.send";
+    type Output = Package;
+}
+
+impl Command for RecordTracking {
+    const NAME: &'static str = "package.record_tracking";
+    type Output = Package;
+}
+
+/// Handles the package commands: load, change through the aggregate, save.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PackageCommands;
+
+async fn change(
+    cx: &mut CommandContext,
+    id: Uuid,
+    f: impl FnOnce(&mut Package) -> Result<(), DomainError> + Send,
+) -> Result<Package, DomainError> {
+    let packages = Repository::<Package>::new();
+    let uow = cx.unit_of_work()?;
+    let mut package = packages.load(uow, &id).await?;
+    f(&mut package)?;
+    packages.update(uow, &mut package).await?;
+    Ok(package)
+}
+
+#[async_trait]
+impl CommandHandler<ChangeDestination> for PackageCommands {
+    async fn handle(
+        &self,
+        c: ChangeDestination,
+        cx: &mut CommandContext,
+    ) -> Result<Package, DomainError> {
+        change(cx, c.package_id, |p| {
+            Ok(p.change_destination(c.destination)?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CommandHandler<SendPackage> for PackageCommands {
+    async fn handle(
+        &self,
+        c: SendPackage,
+        cx: &mut CommandContext,
+    ) -> Result<Package, DomainError> {
+        change(cx, c.package_id, |p| {
+            let tracking_id = new_tracking_id(p.transport_provider());
+            Ok(p.send(tracking_id, OffsetDateTime::now_utc())?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CommandHandler<RecordTracking> for PackageCommands {
+    async fn handle(
+        &self,
+        c: RecordTracking,
+        cx: &mut CommandContext,
+    ) -> Result<Package, DomainError> {
+        change(cx, c.package_id, |p| {
+            Ok(p.record_tracking(c.status, c.description, OffsetDateTime::now_utc())?)
+        })
+        .await
+    }
+}
+
+/// Which packages to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackageFilter {
+    /// Only packages holding units of this order.
+    pub order_id: Option<Uuid>,
+    /// Only packages in this state.
+    pub status: Option<PackageStatus>,
+}
+
+/// The shipping service's use cases over its storage. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shipping {
+    storage: Storage,
+    pipeline: CommandPipeline,
+}
+
+impl Shipping {
+    /// The use cases over `storage`.
+    pub fn new(storage: Storage) -> Self {
+        let pipeline = CommandPipeline::new().with_unit_of_work(Arc::new(storage.clone()));
+        Self { storage, pipeline }
+    }
+
+    /// Runs a package command.
+    pub async fn execute<C>(
+        &self,
+        command: C,
+        context: MessageContext,
+    ) -> Result<Package, DomainError>
+    where
+        C: Command<Output = Package>,
+        PackageCommands: CommandHandler<C>,
+    {
+        self.pipeline
+            .execute(&PackageCommands, command, context)
+            .await
+    }
+
+    /// Packages matching `filter`, oldest first, one page.
+    pub async fn packages(
+        &self,
+        filter: PackageFilter,
+        offset: u64,
+        limit: u32,
+        context: MessageContext,
+    ) -> Result<Vec<Package>, DomainError> {
+        let packages = Repository::<Package>::new();
+        let mut query = packages.query_all().page(offset, limit);
+        if let Some(order_id) = filter.order_id {
+            query = query.filter("order_id", order_id.to_string());
+        }
+        if let Some(status) = filter.status {
+            query = query.filter("status", status.as_str());
+        }
+        self.read(context, |uow| {
+            Box::pin(async move { packages.query(uow, &query).await })
+        })
+        .await
+        .map(|page| page.items)
+    }
+
+    /// The package with `id`.
+    pub async fn package(&self, id: Uuid, context: MessageContext) -> Result<Package, DomainError> {
+        self.load::<Package>(id, context).await
+    }
+
+    /// How the order `order_id` was packed.
+    pub async fn shipment(
+        &self,
+        order_id: Uuid,
+        context: MessageContext,
+    ) -> Result<Shipment, DomainError> {
+        self.load::<Shipment>(order_id, context).await
+    }
+
+    async fn load<A: AggregateRoot<Id = Uuid>>(
+        &self,
+        id: Uuid,
+        context: MessageContext,
+    ) -> Result<A, DomainError> {
+        self.read(context, |uow| {
+            Box::pin(async move { Repository::<A>::new().load(uow, &id).await })
+        })
+        .await
+    }
+
+    /// Runs a read in a unit of work that is rolled back afterwards.
+    async fn read<T>(
+        &self,
+        context: MessageContext,
+        f: impl for<'u> FnOnce(&'u mut dyn UnitOfWork) -> chassis_storage::WorkFuture<'u, T>,
+    ) -> Result<T, DomainError> {
+        let mut uow = self.storage.begin(context).await?;
+        let result = f(&mut uow).await;
+        Box::new(uow).rollback().await?;
+        result
+    }
+}

@@ -47,14 +47,17 @@ fn request(service: &str, trace: u8, span_id: u8, parent: Option<u8>) -> ExportT
     }
 }
 
-#[tokio::test]
-async fn decodes_grpc_and_http_exports() {
-    let receiver = OtlpReceiver::start().await.unwrap();
-
+async fn export_grpc(receiver: &OtlpReceiver, request: ExportTraceServiceRequest) {
     let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
         .await
         .unwrap();
-    client.export(request("orders", 1, 1, None)).await.unwrap();
+    client.export(request).await.unwrap();
+}
+
+#[tokio::test]
+async fn decodes_grpc_and_http_exports() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    export_grpc(&receiver, request("orders", 1, 1, None)).await;
 
     let http = reqwest::Client::new();
     let url = format!("{}/v1/traces", receiver.http_endpoint());
@@ -110,10 +113,7 @@ async fn decodes_grpc_and_http_exports() {
 #[tokio::test]
 async fn wait_times_out_with_a_useful_message() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
-        .await
-        .unwrap();
-    client.export(request("orders", 7, 3, None)).await.unwrap();
+    export_grpc(&receiver, request("orders", 7, 3, None)).await;
     let err = receiver
         .wait_for_spans(2, Duration::from_millis(200))
         .await

@@ -8,9 +8,10 @@
 //!
 //! Work: ~200-byte persistent messages through a durable topic exchange into
 //! one durable quorum queue (the chassis default), publisher confirms with
-//! 1000 in flight, consumption with manual acks and prefetch 500. Each round
-//! measures raw then chassis on fresh queues; the median round is printed
-//! with the ratio chassis / raw. Runs in a vhost of its own (deleted at the
+//! 1000 in flight, consumption with manual acks and prefetch 500 (rate from
+//! the first delivery to the last message handled). Rounds alternate which
+//! side goes first, each on fresh queues; medians are printed with the ratio
+//! chassis / raw (median of the per-round ratios). Runs in a vhost of its own (deleted at the
 //! end) and takes the crate's broker lock shared, like the tests.
 
 #[path = "../tests/common/mod.rs"]
@@ -29,7 +30,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use messaging_abstractions::{
-    Envelope, EventBus, Handlers, JSON_CONTENT_TYPE, MessagingConfig, QueueType, Subscription,
+    Delivery, Envelope, EventBus, HandlerError, Handlers, JSON_CONTENT_TYPE, MessageHandler,
+    MessagingConfig, QueueType, Subscription,
 };
 use messaging_rabbitmq::RabbitMqBus;
 use tokio::sync::Notify;
@@ -148,7 +150,6 @@ async fn raw_round(url: &str, queue: &str, messages: usize) -> (f64, f64) {
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await
         .unwrap();
-    let started = Instant::now();
     let mut consumer = consumer_channel
         .basic_consume(
             queue.into(),
@@ -161,20 +162,17 @@ async fn raw_round(url: &str, queue: &str, messages: usize) -> (f64, f64) {
     // Acks are sent without holding up the next delivery (as the chassis
     // does): awaiting each ack in the consume loop would cost one round trip
     // to the I/O loop per message.
-    let acked = Arc::new(AtomicUsize::new(0));
-    let all_acked = Arc::new(Notify::new());
+    let counter = Counter::new(messages);
     for _ in 0..messages {
         let delivery = consumer.next().await.unwrap().unwrap();
-        let (acked, all_acked) = (acked.clone(), all_acked.clone());
+        counter.started();
+        let counter = counter.clone();
         tokio::spawn(async move {
             delivery.ack(BasicAckOptions::default()).await.unwrap();
-            if acked.fetch_add(1, Ordering::Relaxed) + 1 == messages {
-                all_acked.notify_one();
-            }
+            counter.done();
         });
     }
-    all_acked.notified().await;
-    let consume = messages as f64 / started.elapsed().as_secs_f64();
+    let consume = counter.rate().await;
     channel
         .queue_delete(queue.into(), Default::default())
         .await
@@ -183,25 +181,61 @@ async fn raw_round(url: &str, queue: &str, messages: usize) -> (f64, f64) {
     (publish, consume)
 }
 
+/// Counts handled messages; remembers when the first and the last were seen.
+struct Counter {
+    expected: usize,
+    handled: AtomicUsize,
+    first: std::sync::OnceLock<Instant>,
+    last: std::sync::OnceLock<Instant>,
+    all_done: Notify,
+}
+
+impl Counter {
+    fn new(expected: usize) -> Arc<Self> {
+        Arc::new(Self {
+            expected,
+            handled: AtomicUsize::new(0),
+            first: std::sync::OnceLock::new(),
+            last: std::sync::OnceLock::new(),
+            all_done: Notify::new(),
+        })
+    }
+
+    fn started(&self) {
+        self.first.get_or_init(Instant::now);
+    }
+
+    fn done(&self) {
+        if self.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.expected {
+            self.last.get_or_init(Instant::now);
+            self.all_done.notify_one();
+        }
+    }
+
+    /// Messages per second from the first delivery to the last one handled.
+    async fn rate(&self) -> f64 {
+        tokio::time::timeout(Duration::from_secs(120), self.all_done.notified())
+            .await
+            .expect("every message consumed");
+        let took = *self.last.get().unwrap() - *self.first.get().unwrap();
+        self.expected as f64 / took.as_secs_f64()
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageHandler for Counter {
+    async fn handle(&self, _delivery: &Delivery) -> Result<(), HandlerError> {
+        self.started();
+        self.done();
+        Ok(())
+    }
+}
+
 async fn chassis_round(config: &MessagingConfig, group: &str, messages: usize) -> (f64, f64) {
-    let event_type = "bench.chassis.v1";
-    let handled = Arc::new(AtomicUsize::new(0));
-    let all_done = Arc::new(Notify::new());
-    let handlers = {
-        let (handled, all_done) = (handled.clone(), all_done.clone());
-        Handlers::new().on_raw(
-            event_type,
-            Arc::new(common::FnHandler(move |_| {
-                let (handled, all_done) = (handled.clone(), all_done.clone());
-                async move {
-                    if handled.fetch_add(1, Ordering::Relaxed) + 1 == messages {
-                        all_done.notify_one();
-                    }
-                    Ok(())
-                }
-            })),
-        )
-    };
+    // One event type per round: earlier rounds' queues must not get copies.
+    let event_type = format!("bench.{group}.v1");
+    let counter = Counter::new(messages);
+    let handlers = Handlers::new().on_raw(event_type.as_str(), counter.clone());
     // Declare the group's queue and bindings, then stop consuming so the
     // publish phase fills the queue.
     let setup = RabbitMqBus::connect(config, "bench").await.unwrap();
@@ -213,25 +247,46 @@ async fn chassis_round(config: &MessagingConfig, group: &str, messages: usize) -
 
     let publisher = RabbitMqBus::connect(config, "bench").await.unwrap();
     let envelopes: Vec<Envelope> = (0..messages)
-        .map(|n| Envelope::new(event_type, JSON_CONTENT_TYPE, payload(n)))
+        .map(|n| Envelope::new(event_type.as_str(), JSON_CONTENT_TYPE, payload(n)))
         .collect();
     let started = Instant::now();
     publisher.publish_all(envelopes).await.unwrap();
     let publish = messages as f64 / started.elapsed().as_secs_f64();
 
     let consumer = RabbitMqBus::connect(config, "bench").await.unwrap();
-    let started = Instant::now();
     consumer
         .subscribe(Subscription::new(group, handlers))
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(120), all_done.notified())
-        .await
-        .expect("every message consumed");
-    let consume = messages as f64 / started.elapsed().as_secs_f64();
+    let consume = counter.rate().await;
     consumer.shutdown().await.unwrap();
     publisher.shutdown().await.unwrap();
+    delete_group_queues(config, group).await;
     (publish, consume)
+}
+
+async fn delete_group_queues(config: &MessagingConfig, group: &str) {
+    let (conn, channel) = raw_channel(config.rabbitmq.url.expose()).await;
+    let exchange = &config.rabbitmq.exchange;
+    let mut queues = vec![
+        format!("{exchange}.{group}"),
+        format!("{exchange}.{group}.dlq"),
+    ];
+    for attempt in 1..config.retry.max_attempts {
+        if let Some(wait) = config.retry.backoff(attempt) {
+            queues.push(format!(
+                "{exchange}.{group}.retry.{}ms",
+                wait.as_millis().max(1)
+            ));
+        }
+    }
+    for queue in queues {
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await
+            .unwrap();
+    }
+    conn.close(200, "bench done".into()).await.unwrap();
 }
 
 /// Concurrent single `publish` calls sharing the bus's channel.
@@ -268,6 +323,7 @@ async fn chassis_concurrent_publish(config: &MessagingConfig, group: &str, messa
     }
     let rate = messages as f64 / started.elapsed().as_secs_f64();
     bus.shutdown().await.unwrap();
+    delete_group_queues(config, group).await;
     rate
 }
 

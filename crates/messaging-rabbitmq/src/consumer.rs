@@ -23,7 +23,7 @@ use tracing::{error, warn};
 use uuid::Uuid;
 
 use crate::codec::{self, Failure, Headers};
-use crate::link::{Link, NoLink, SendError, Shared};
+use crate::link::{Link, SendError, Shared};
 use crate::topology;
 
 /// A subscription at run time.
@@ -184,23 +184,34 @@ impl GroupConsumer {
     ) -> usize {
         let mut current = Some(first);
         let mut after = 0;
+        let mut failures = 0;
+        let mut stop = self.shared.stop_consuming.subscribe();
         loop {
             let (link, channel, consumer) = match current.take() {
                 Some(attached) => attached,
-                None => match self.shared.wait_link(None, after).await {
-                    Err(NoLink::Closed | NoLink::Unavailable(_)) => break,
-                    Ok(link) => match self.attach(&link).await {
-                        Ok((channel, consumer)) => (link, channel, consumer),
+                None => {
+                    // Shutdown may begin while the broker is away.
+                    let link = tokio::select! {
+                        link = self.shared.wait_link(None, after) => link,
+                        _ = stop.wait_for(|s| *s) => break,
+                    };
+                    let Ok(link) = link else { break };
+                    match self.attach(&link).await {
+                        Ok((channel, consumer)) => {
+                            failures = 0;
+                            (link, channel, consumer)
+                        }
                         Err(e) => {
                             warn!(group = %self.group, error = %e, "cannot resume consuming; retrying");
                             after = link.generation - 1;
-                            if self.pause().await {
+                            failures += 1;
+                            if self.pause(failures).await {
                                 break;
                             }
                             continue;
                         }
-                    },
-                },
+                    }
+                }
             };
             match self.consume(&link, &channel, consumer).await {
                 Stopped::Shutdown => {
@@ -215,11 +226,13 @@ impl GroupConsumer {
                         // channel failed: attach again on the same link.
                         let _ = channel.close(200, "re-attaching".into()).await;
                         after = link.generation - 1;
-                        if self.pause().await {
+                        failures += 1;
+                        if self.pause(failures).await {
                             break;
                         }
                     } else {
                         after = link.generation;
+                        failures = 0;
                     }
                 }
             }
@@ -227,10 +240,15 @@ impl GroupConsumer {
         self.drain(grace).await
     }
 
-    /// Waits before another attach; `true` when shutdown began meanwhile.
-    async fn pause(&self) -> bool {
+    /// Waits before another attach (exponential backoff over the reconnect
+    /// settings); `true` when shutdown began meanwhile.
+    async fn pause(&self, failures: u32) -> bool {
+        let rabbit = &self.shared.config.rabbitmq;
+        let wait = rabbit
+            .reconnect_initial_backoff
+            .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+            .min(rabbit.reconnect_max_backoff);
         let mut stop = self.shared.stop_consuming.subscribe();
-        let wait = self.shared.config.rabbitmq.reconnect_initial_backoff;
         tokio::select! {
             () = tokio::time::sleep(wait) => self.shared.is_stopping(),
             _ = stop.wait_for(|s| *s) => true,

@@ -586,3 +586,30 @@ async fn a_dead_letter_keeps_headers_and_timestamp_of_its_failure() {
     assert!(!store.replay(Uuid::new_v4()).await.unwrap());
     bus.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_while_the_broker_is_away() {
+    let vhost = Vhost::new();
+    let bus = RabbitMqBus::connect(&vhost.config(QueueType::Quorum), "svc")
+        .await
+        .unwrap();
+    bus.subscribe(Subscription::new("g", on("away.v1", |_| async { Ok(()) })))
+        .await
+        .unwrap();
+    let health = bus.health_checks().pop().unwrap();
+    common::rabbitmqctl(&["clear_permissions", "-p", &vhost.name, "guest"]);
+    vhost.close_connections();
+    eventually("health turns unhealthy", WAIT, || {
+        let health = health.clone();
+        async move { matches!(health.check().await, HealthStatus::Unhealthy(_)) }
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), bus.shutdown())
+        .await
+        .expect("shutdown does not wait for the broker to come back")
+        .unwrap();
+    assert!(matches!(
+        bus.publish(envelope("away.v1", 1)).await,
+        Err(PublishError::ShutDown)
+    ));
+}

@@ -1,0 +1,74 @@
+//! **{{project-name}}**, a service on the Rust service chassis.
+//!
+//! - [`domain`]: the `Item` aggregate and its rules, the `ItemStats` read model;
+//! - [`events`]: the integration events the service publishes (its contract);
+//! - [`app`]: the use cases — the `CreateItem` command, the `ItemCreated` handler;
+//! - [`api`]: the HTTP routes.
+//!
+//! ```
+//! use {{crate_name}}::domain::{CreateItem, Item};
+//! use uuid::Uuid;
+//!
+//! let err = Item::create(Uuid::now_v7(), CreateItem { name: " ".into() }).unwrap_err();
+//! assert_eq!(err.status(), 422);
+//! assert_eq!(err.field_errors()[0].field, "name");
+//! ```
+
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod events;
+pub mod healthcheck;
+
+use std::sync::Arc;
+
+use chassis_domain::messaging::{Handlers, Subscription};
+use chassis_storage::{OutboxBacklogCheck, Storage};
+use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
+
+use crate::events::ItemCreated;
+
+/// The service's name: its consumer group and the `service.name` default.
+pub const SERVICE_NAME: &str = "{{project-name}}";
+
+/// The service on the chassis host: `main` is `host().run().await`. Tests
+/// add `.config("http.port", 0)` (or `.event_bus(..)`, `.store(..)`) and
+/// `start()`.
+pub fn host() -> ServiceHostBuilder {
+    ServiceHost::builder(SERVICE_NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .on_start(start)
+        .routes(|ctx| api::router(app::Items::new(storage(ctx))))
+}
+
+fn storage(ctx: &ServiceContext) -> Storage {
+    Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
+}
+
+/// Starts the outbox relay (readiness watches its backlog) and subscribes
+/// the `ItemCreated` handler through the inbox of the service's group.
+async fn start(ctx: ServiceContext) -> Result<(), BoxError> {
+    let storage = storage(&ctx);
+    let backlog = OutboxBacklogCheck::new(ctx.store().outbox(), &storage.config().outbox);
+    if storage.config().outbox.relay_enabled {
+        let relay = storage.start_relay(ctx.bus().clone());
+        ctx.health().register(Arc::new(backlog.watching(&relay)));
+        let stopping = ctx.shutdown_signal();
+        ctx.spawn("outbox-relay", async move {
+            stopping.stopping().await;
+            relay.shutdown().await?;
+            Ok(())
+        });
+    } else {
+        // Another process relays this store's outbox.
+        ctx.health().register(Arc::new(backlog));
+    }
+
+    let group = ctx.name().to_owned();
+    let inbox = storage.inbox(group.clone());
+    let handlers = Handlers::new().on::<ItemCreated>(inbox.handler(app::CountCreatedItems));
+    ctx.bus()
+        .subscribe(Subscription::new(group, handlers))
+        .await?;
+    Ok(())
+}

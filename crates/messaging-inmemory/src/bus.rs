@@ -29,8 +29,9 @@ use crate::observe::{BrokerStats, GroupStats, Outcomes, WaitTimeout};
 /// opens another connection to the *same* broker. Several services in one
 /// process each take a clone: they share queues, bindings and dead letters,
 /// and each one's [`EventBus::shutdown`] drains only its own consumers and
-/// stops only its own publishing. The broker lives until the last connection
-/// is dropped.
+/// stops only its own publishing. Dropping a connection (its last clone of
+/// the `Arc`, if shared) stops its consumers after their current message.
+/// The broker lives until the last connection and consumer are gone.
 pub struct InMemoryBus {
     broker: Arc<Broker>,
     conn: Arc<Connection>,
@@ -49,6 +50,16 @@ impl Connection {
             cancel: CancellationToken::new(),
             workers: AsyncMutex::new(JoinSet::new()),
         })
+    }
+}
+
+impl Drop for Connection {
+    /// A connection dropped without `shutdown` closes like one whose client
+    /// went away: its consumers stop taking messages and finish the ones
+    /// they are handling (never aborted half-way, so nothing is lost).
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.workers.get_mut().detach_all();
     }
 }
 

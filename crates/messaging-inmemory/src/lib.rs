@@ -32,8 +32,9 @@
 //!   in-flight handlers finish (within `messaging.inmemory.drain_timeout`)
 //!   and refuses later publishes; it is idempotent. Messages its consumers
 //!   had taken but not started go back to the head of their queue; queued
-//!   messages stay for the group's other consumers. Nothing is persisted: messages
-//!   queued when the process ends are gone.
+//!   messages stay for the group's other consumers. Dropping a connection
+//!   without `shutdown` stops its consumers the same way, without waiting.
+//!   Nothing is persisted: messages queued when the process ends are gone.
 //! - **No ordering promise** across the messages of one partition key while
 //!   `concurrency > 1` (set `concurrency = 1` for FIFO per group).
 //!

@@ -377,3 +377,40 @@ async fn waits_fail_clearly_with_the_last_state() {
     assert_eq!(err.message_id, sent.message_id);
     assert!(err.to_string().contains("group `idle`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_connection_stops_its_consumers_without_losing_work() {
+    let broker = InMemoryBus::new(&MessagingConfig::default());
+    let gate = Arc::new(Gate::default());
+    let consumer = broker.clone();
+    let handlers = Handlers::new().on_fn({
+        let gate = gate.clone();
+        move |_: Ping, _| {
+            let gate = gate.clone();
+            async move {
+                gate.pass().await;
+                Ok(())
+            }
+        }
+    });
+    consumer
+        .subscribe(Subscription::new("g", handlers))
+        .await
+        .unwrap();
+    broker.publish_event(&Ping { n: 1 }).await.unwrap();
+    broker
+        .wait_until("handler running", WAIT, |s| s.groups["g"].in_flight == 1)
+        .await
+        .unwrap();
+    drop(consumer);
+    // The running handler is not aborted: once released it completes, and
+    // every worker of the dropped connection exits.
+    gate.open();
+    let stats = broker
+        .wait_until("handled and consumers gone", WAIT, |s| {
+            s.groups["g"].handled == 1 && s.groups["g"].consumers == 0
+        })
+        .await
+        .unwrap();
+    assert!(stats.is_idle());
+}

@@ -7,7 +7,10 @@
 //! - **Consumer groups.** Each group (normally the service name) has one
 //!   bounded queue, bound to the event types its subscriptions handle. Two
 //!   groups subscribed to an event both get it; several subscriptions of one
-//!   group (several instances of a service) compete for its messages.
+//!   group (several instances of a service) compete for its messages. As on
+//!   a broker, the subscriptions of a group should handle the same event
+//!   types: a message goes to any of them, and one without a handler for its
+//!   type dead-letters it as a permanent failure.
 //! - **Bytes on the wire.** Every message is encoded to bytes on publish and
 //!   decoded on delivery; handlers decode the payload themselves.
 //! - **At-least-once.** A message leaves its queue only when handled,

@@ -16,7 +16,8 @@ tokio::task_local! {
     static CONTEXT: MessageContext;
 }
 
-/// The correlation id of the current request, also an axum extractor.
+/// The correlation id of the current request. As an axum extractor it reads
+/// the request's message context (set by the chassis middleware).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CorrelationId(pub String);
 
@@ -34,11 +35,15 @@ impl CorrelationId {
     /// The id given by a client, if it is usable: 1 to 128 visible ASCII
     /// characters (so it is safe in headers and logs).
     pub fn from_client(value: &[u8]) -> Option<Self> {
-        let valid = !value.is_empty()
+        // Only visible ASCII is accepted, so this is valid UTF-8.
+        Self::is_valid(value).then(|| Self(String::from_utf8_lossy(value).into_owned()))
+    }
+
+    /// Whether a client's id is usable (see [`CorrelationId::from_client`]).
+    pub fn is_valid(value: &[u8]) -> bool {
+        !value.is_empty()
             && value.len() <= MAX_CORRELATION_ID_LEN
-            && value.iter().all(|b| b.is_ascii_graphic());
-        // Only visible ASCII was accepted, so this is valid UTF-8.
-        valid.then(|| Self(String::from_utf8_lossy(value).into_owned()))
+            && value.iter().all(|b| b.is_ascii_graphic())
     }
 
     /// The id.

@@ -130,11 +130,9 @@ impl<T: Serialize> IntoResponse for Json<T> {
 impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<CorrelationId>()
-            .cloned()
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        crate::correlation::current_correlation_id()
+            .map(CorrelationId)
             .ok_or_else(|| {
                 Problem::internal("CorrelationId extractor used outside the chassis middleware")
             })

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
+use axum::{Router, ServiceExt as _};
 use chassis_core::HealthCheck;
 use logging_init::{BoxedLayer, LoggingInitError};
 use messaging_abstractions::EventBus;
@@ -323,7 +323,7 @@ impl ServiceHostBuilder {
             })?;
             let stop_accepting = CancellationToken::new();
             let server = tokio::spawn(
-                axum::serve(listener, router)
+                axum::serve(listener, router.into_make_service())
                     .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
                     .into_future()
                     .in_current_span(),

@@ -224,6 +224,31 @@ async fn every_error_is_problem_json() {
 }
 
 #[tokio::test]
+async fn chunked_body_over_the_limit_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = TempDir::new();
+    let service = start(&dir).await;
+    // No Content-Length: the limit is enforced while reading (256 bytes here).
+    let mut stream = tokio::net::TcpStream::connect(service.local_addr())
+        .await
+        .unwrap();
+    let chunk = "x".repeat(200);
+    let request = format!(
+        "POST /orders HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         {len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
+        len = chunk.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn correlation_id_round_trip() {
     let dir = TempDir::new();
     let service = start(&dir).await;

@@ -13,7 +13,7 @@ use messaging_abstractions::EventBus;
 use messaging_init::MessagingInitError;
 use serde::de::DeserializeOwned;
 use storage_abstractions::Store;
-use storage_init_shim::StorageInitError;
+use storage_init::StorageInitError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -259,7 +259,7 @@ impl ServiceHostBuilder {
             let store = match self.store {
                 Some(store) => store,
                 None => {
-                    let store = storage_init_shim::build(&chassis.storage).await?;
+                    let store = storage_init::build(&chassis.storage).await?;
                     concerns.owned_store = Some(store.clone());
                     store
                 }
@@ -657,23 +657,5 @@ impl RunningService {
         }
         .instrument(span)
         .await
-    }
-}
-
-// TEMPORARY: replaced by the storage-init crate as soon as it lands.
-mod storage_init_shim {
-    use std::sync::Arc;
-
-    use storage_abstractions::{StorageConfig, Store};
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("storage.provider: unknown provider `{0}`")]
-    pub struct StorageInitError(String);
-
-    pub(super) async fn build(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
-        match config.provider.as_str() {
-            "inmemory" => Ok(Arc::new(storage_inmemory::InMemoryStore::new())),
-            other => Err(StorageInitError(other.to_owned())),
-        }
     }
 }

@@ -187,7 +187,23 @@ fn print_config_flag_prints_and_exits_zero() {
 /// runs this file once that way (`--no-default-features --features inmemory`).
 #[cfg(not(feature = "rabbitmq"))]
 #[tokio::test]
-async fn provider_not_compiled_in_names_the_feature() {
+async fn bus_provider_not_compiled_in_names_the_feature() {
     let err = start_error(&[("CHASSIS__MESSAGING__PROVIDER", "rabbitmq")]).await;
-    assert!(err.contains("enable feature `rabbitmq`"), "{err}");
+    assert!(err.starts_with("messaging.provider"), "{err}");
+    assert!(
+        err.contains("enable feature `rabbitmq` of messaging-init (or chassis-web)"),
+        "{err}"
+    );
+}
+
+/// As above, for the store (`postgres` feature).
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn store_provider_not_compiled_in_names_the_feature() {
+    let err = start_error(&[("CHASSIS__STORAGE__PROVIDER", "postgres")]).await;
+    assert!(err.starts_with("storage.provider"), "{err}");
+    assert!(
+        err.contains("enable feature `postgres` of storage-init (or chassis-web)"),
+        "{err}"
+    );
 }

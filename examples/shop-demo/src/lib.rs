@@ -188,55 +188,16 @@ impl Demo {
 
     /// What shipping has packed of `orders` right now.
     pub async fn packing_report(&self, orders: &[OrderView]) -> Result<PackingReport, DemoError> {
-        let mut report = PackingReport::default();
-        let mut seen = BTreeMap::new();
-        for order in orders {
-            let packages = self.shipping_client.packages_for_order(order.id).await?;
-            for item in &order.items {
-                let packed: u64 = packages
-                    .iter()
-                    .flat_map(|p| &p.items)
-                    .filter(|i| i.order_id == order.id && i.sku == item.sku)
-                    .map(|i| u64::from(i.quantity))
-                    .sum();
-                let ordered = u64::try_from(item.quantity).unwrap_or_default();
-                if packed != ordered {
-                    report.missing.push(Missing {
-                        order_id: order.id,
-                        sku: item.sku.clone(),
-                        ordered,
-                        packed,
-                    });
-                }
-            }
-            if let Some(shipment) = self.shipping_client.shipment(order.id).await? {
-                report
-                    .unshippable
-                    .extend(shipment.unshippable.into_iter().map(|u| (order.id, u)));
-            }
-            for package in packages {
-                seen.insert(package.id, package);
-            }
-        }
-        report.packages = seen.into_values().collect();
-        Ok(report)
+        packing_report(&self.shipping_client, orders).await
     }
 
-    /// Waits until every item of `orders` is packed, at most `wait`; the
-    /// last report (with what is missing) either way.
+    /// Waits until every item of `orders` is packed, at most `wait`.
     pub async fn await_packed(
         &self,
         orders: &[OrderView],
         wait: Duration,
     ) -> Result<PackingReport, DemoError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let report = self.packing_report(orders).await?;
-            if report.missing.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(report);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        await_packed(&self.shipping_client, orders, wait).await
     }
 
     /// Stops the shipping service, then the order service (which owns the
@@ -250,5 +211,63 @@ impl Demo {
             problems.push(format!("order-service: {e}"));
         }
         problems
+    }
+}
+
+/// What the shipping service has packed of `orders` right now.
+pub async fn packing_report(
+    shipping: &ShippingServiceClient,
+    orders: &[OrderView],
+) -> Result<PackingReport, DemoError> {
+    let mut report = PackingReport::default();
+    let mut seen = BTreeMap::new();
+    for order in orders {
+        let packages = shipping.packages_for_order(order.id).await?;
+        for item in &order.items {
+            let packed: u64 = packages
+                .iter()
+                .flat_map(|p| &p.items)
+                .filter(|i| i.order_id == order.id && i.sku == item.sku)
+                .map(|i| u64::from(i.quantity))
+                .sum();
+            let ordered = u64::try_from(item.quantity).unwrap_or_default();
+            if packed != ordered {
+                report.missing.push(Missing {
+                    order_id: order.id,
+                    sku: item.sku.clone(),
+                    ordered,
+                    packed,
+                });
+            }
+        }
+        if let Some(shipment) = shipping.shipment(order.id).await? {
+            report
+                .unshippable
+                .extend(shipment.unshippable.into_iter().map(|u| (order.id, u)));
+        }
+        for package in packages {
+            seen.insert(package.id, package);
+        }
+    }
+    report.packages = seen.into_values().collect();
+    Ok(report)
+}
+
+/// Asks the shipping service every 50 ms until every item of `orders` is
+/// packed, at most `wait`; the last report (with what is missing) either
+/// way. (Across processes there is nothing to be woken by; in-process tests
+/// use `chassis-testing` instead.)
+pub async fn await_packed(
+    shipping: &ShippingServiceClient,
+    orders: &[OrderView],
+    wait: Duration,
+) -> Result<PackingReport, DemoError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let report = packing_report(shipping, orders).await?;
+        if report.missing.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

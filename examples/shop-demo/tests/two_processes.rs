@@ -1,0 +1,342 @@
+//! The two services as two processes on the local RabbitMQ and PostgreSQL,
+//! configured by environment alone: every ordered unit is packed exactly
+//! once, also when the same `OrderCompleted` is delivered twice and when the
+//! shipping service is killed and restarted mid-stream.
+//!
+//! Needs the servers (RabbitMQ 127.0.0.1:5672 guest/guest with
+//! `rabbitmqctl`, PostgreSQL 127.0.0.1:5432 database `test`) and fails when
+//! they are missing. Isolation: a vhost and two schemas of its own, removed
+//! at the end, pass or fail.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use messaging_abstractions::{Envelope, EventBus, MessagingConfig};
+use messaging_rabbitmq::RabbitMqBus;
+use order_service_client::dto::OrderView;
+use order_service_client::events::{Destination, ItemToShip, OrderCompleted};
+use order_service_client::{ClientConfig, OrderServiceClient};
+use shipping_service_client::ShippingServiceClient;
+use uuid::Uuid;
+
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run (is it installed?): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A RabbitMQ vhost and two PostgreSQL schemas of this test, removed on drop.
+struct Isolation {
+    vhost: String,
+    schemas: [String; 2],
+}
+
+impl Isolation {
+    fn new() -> Self {
+        let id = &Uuid::new_v4().simple().to_string()[..12];
+        let vhost = format!("shop-demo-test-{id}");
+        run("rabbitmqctl", &["add_vhost", &vhost]);
+        run(
+            "rabbitmqctl",
+            &["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"],
+        );
+        Self {
+            vhost,
+            schemas: [format!("orders_{id}"), format!("shipping_{id}")],
+        }
+    }
+
+    fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.vhost)
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+        for schema in &self.schemas {
+            let _ = Command::new("psql")
+                .args([
+                    POSTGRES_URL,
+                    "-c",
+                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                ])
+                .output();
+        }
+    }
+}
+
+/// Builds the two service binaries (with their default features: every
+/// provider) into this test's target directory; their paths.
+fn binaries() -> (PathBuf, PathBuf) {
+    let demo = Path::new(env!("CARGO_BIN_EXE_shop-demo"));
+    let dir = demo
+        .parent()
+        .expect("binaries live in a directory")
+        .to_owned();
+    let target_dir = dir
+        .parent()
+        .expect("a profile directory inside the target dir");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "order-service",
+            "-p",
+            "shipping-service",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the service binaries failed");
+    (dir.join("order-service"), dir.join("shipping-service"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One service process, killed on drop.
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn(binary: &Path, config_dir: &str, schema: &str, amqp: &str, port: u16) -> Service {
+    let child = Command::new(binary)
+        .env("CHASSIS_CONFIG_DIR", config_dir)
+        .env("CHASSIS__HTTP__HOST", "127.0.0.1")
+        .env("CHASSIS__HTTP__PORT", port.to_string())
+        .env("CHASSIS__LOGGING__LEVEL", "warn")
+        .env("CHASSIS__MESSAGING__PROVIDER", "rabbitmq")
+        .env("CHASSIS__MESSAGING__RABBITMQ__URL", amqp)
+        .env("CHASSIS__STORAGE__PROVIDER", "postgres")
+        .env("CHASSIS__STORAGE__POSTGRES__URL", POSTGRES_URL)
+        .env("CHASSIS__STORAGE__POSTGRES__SCHEMA", schema)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} did not start: {e}", binary.display()));
+    let service = Service {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_ready(&service).await;
+    service
+}
+
+/// Polls `/health/ready` (another process: nothing to be woken by).
+async fn wait_ready(service: &Service) {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ready = http
+            .get(format!("{}/health/ready", service.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} did not become ready within {WAIT:?}",
+            service.url
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn event(order_id: Uuid, city: &str, quantity: u32) -> OrderCompleted {
+    OrderCompleted {
+        order_id,
+        destination: Destination {
+            name: "Test Recipient".into(),
+            street: "1 Queue Street".into(),
+            city: city.into(),
+            postal_code: "12345".into(),
+            country: "DE".into(),
+        },
+        items: vec![ItemToShip {
+            sku: "BOX".into(),
+            quantity,
+            weight_grams: 2_000,
+            length_mm: 200,
+            width_mm: 200,
+            height_mm: 200,
+        }],
+        completed_at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+/// Units of every `(order, sku)` over the packages of `orders`, each
+/// package counted once.
+async fn packed_units(
+    shipping: &ShippingServiceClient,
+    orders: &[Uuid],
+) -> std::collections::BTreeMap<(Uuid, String), u64> {
+    let mut packages = std::collections::BTreeMap::new();
+    for order in orders {
+        for p in shipping.packages_for_order(*order).await.unwrap() {
+            packages.insert(p.id, p);
+        }
+    }
+    let mut units = std::collections::BTreeMap::new();
+    for p in packages.values() {
+        assert!(p.total_weight_grams <= p.max_weight_grams, "{p:?}");
+        for i in &p.items {
+            *units.entry((i.order_id, i.sku.clone())).or_default() += u64::from(i.quantity);
+        }
+    }
+    units
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_pack_every_unit_exactly_once() {
+    let (order_bin, shipping_bin) = binaries();
+    let isolation = Isolation::new();
+    let amqp = isolation.amqp_url();
+    let order_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../order-service/config");
+    let shipping_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../shipping-service/config");
+    let shipping_port = free_port();
+    let order_svc = spawn(
+        &order_bin,
+        order_config,
+        &isolation.schemas[0],
+        &amqp,
+        free_port(),
+    )
+    .await;
+    let mut shipping_svc = spawn(
+        &shipping_bin,
+        shipping_config,
+        &isolation.schemas[1],
+        &amqp,
+        shipping_port,
+    )
+    .await;
+    let orders = OrderServiceClient::new(&ClientConfig::new(&order_svc.url)).unwrap();
+    let shipping = ShippingServiceClient::new(&ClientConfig::new(&shipping_svc.url)).unwrap();
+
+    // 1. Orders over HTTP end up packed.
+    let mut placed: Vec<OrderView> = Vec::new();
+    for request in shop_demo::samples::orders() {
+        placed.push(orders.place_order(&request).await.unwrap());
+    }
+    let report = shop_demo::await_packed(&shipping, &placed, WAIT)
+        .await
+        .unwrap();
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+
+    // 2. The same OrderCompleted delivered twice (same message id).
+    let mut config = MessagingConfig {
+        provider: "rabbitmq".into(),
+        ..MessagingConfig::default()
+    };
+    config.rabbitmq.url = amqp.clone().into();
+    let bus = RabbitMqBus::connect(&config, "two-process-test")
+        .await
+        .unwrap();
+    let twice = event(Uuid::now_v7(), "Berlin", 3);
+    let envelope = Envelope::for_event(&twice).unwrap();
+    bus.publish(envelope.clone()).await.unwrap();
+    bus.publish(envelope).await.unwrap();
+    // And the same order again in a new message (a republished event).
+    bus.publish(Envelope::for_event(&twice).unwrap())
+        .await
+        .unwrap();
+
+    // 3. Shipping killed mid-stream: orders keep coming, and are packed
+    // after the restart, each exactly once.
+    let mut more: Vec<OrderView> = Vec::new();
+    for (i, request) in shop_demo::samples::orders().into_iter().enumerate() {
+        if i == 1 {
+            let _ = shipping_svc.child.kill();
+            let _ = shipping_svc.child.wait();
+        }
+        more.push(orders.place_order(&request).await.unwrap());
+    }
+    for quantity in 1..=5 {
+        bus.publish(Envelope::for_event(&event(Uuid::now_v7(), "Hamburg", quantity)).unwrap())
+            .await
+            .unwrap();
+    }
+    drop(shipping_svc);
+    shipping_svc = spawn(
+        &shipping_bin,
+        shipping_config,
+        &isolation.schemas[1],
+        &amqp,
+        shipping_port,
+    )
+    .await;
+    let report = shop_demo::await_packed(&shipping, &more, WAIT)
+        .await
+        .unwrap();
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+
+    // Every unit of every order, including the duplicated one, exactly once.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let all: Vec<Uuid> = placed.iter().chain(&more).map(|o| o.id).collect();
+    loop {
+        let units = packed_units(&shipping, &[twice.order_id]).await;
+        if units.get(&(twice.order_id, "BOX".to_owned())) == Some(&3) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "duplicated order not packed: {units:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let units = packed_units(&shipping, &all).await;
+    for order in placed.iter().chain(&more) {
+        for item in &order.items {
+            assert_eq!(
+                units.get(&(order.id, item.sku.clone())),
+                Some(&(item.quantity as u64)),
+                "order {} {}",
+                order.id,
+                item.sku
+            );
+        }
+    }
+    let shipment = shipping.shipment(twice.order_id).await.unwrap().unwrap();
+    assert!(shipment.unshippable.is_empty());
+    let twice_units = packed_units(&shipping, &[twice.order_id]).await;
+    assert_eq!(
+        twice_units.get(&(twice.order_id, "BOX".to_owned())),
+        Some(&3)
+    );
+
+    bus.shutdown().await.unwrap();
+    drop(shipping_svc);
+    drop(order_svc);
+}

@@ -207,3 +207,50 @@ async fn store_provider_not_compiled_in_names_the_feature() {
         "{err}"
     );
 }
+
+/// The real providers, picked by configuration only (CI runs with every
+/// feature; the servers are the local RabbitMQ and PostgreSQL).
+#[cfg(all(feature = "rabbitmq", feature = "postgres"))]
+#[tokio::test]
+async fn real_providers_are_picked_by_config_and_report_readiness() {
+    let dir = TempDir::new();
+    let schema = format!("chassis_web_{}", uuid::Uuid::new_v4().simple());
+    let service = isolated("chassis-web-providers-test", &dir)
+        .env_vars([
+            ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq"),
+            (
+                "CHASSIS__MESSAGING__RABBITMQ__URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ),
+            ("CHASSIS__STORAGE__PROVIDER", "postgres"),
+            (
+                "CHASSIS__STORAGE__POSTGRES__URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            ),
+            ("CHASSIS__STORAGE__POSTGRES__SCHEMA", schema.as_str()),
+        ])
+        .start()
+        .await
+        .expect("starts on RabbitMQ and PostgreSQL");
+    assert_eq!(service.context().bus().provider(), "rabbitmq");
+    assert_eq!(service.context().store().provider(), "postgres");
+    let ready: serde_json::Value = common::client()
+        .get(format!("{}/health/ready", service.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["checks"].as_array().unwrap().len() >= 2, "{ready}");
+    service.shutdown().await.unwrap();
+
+    // Leave nothing behind.
+    let dropped = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+        .arg(format!("drop schema {schema} cascade"))
+        .status()
+        .expect("psql runs");
+    assert!(dropped.success());
+}

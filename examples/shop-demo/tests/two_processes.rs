@@ -234,14 +234,16 @@ async fn two_processes_pack_every_unit_exactly_once() {
         free_port(),
     )
     .await;
-    let mut shipping_svc = spawn(
-        &shipping_bin,
-        shipping_config,
-        &isolation.schemas[1],
-        &amqp,
-        shipping_port,
-    )
-    .await;
+    let start_shipping = || {
+        spawn(
+            &shipping_bin,
+            shipping_config,
+            &isolation.schemas[1],
+            &amqp,
+            shipping_port,
+        )
+    };
+    let mut shipping_svc = start_shipping().await;
     let orders = OrderServiceClient::new(&ClientConfig::new(&order_svc.url)).unwrap();
     let shipping = ShippingServiceClient::new(&ClientConfig::new(&shipping_svc.url)).unwrap();
 
@@ -289,14 +291,7 @@ async fn two_processes_pack_every_unit_exactly_once() {
             .unwrap();
     }
     drop(shipping_svc);
-    shipping_svc = spawn(
-        &shipping_bin,
-        shipping_config,
-        &isolation.schemas[1],
-        &amqp,
-        shipping_port,
-    )
-    .await;
+    shipping_svc = start_shipping().await;
     let report = shop_demo::await_packed(&shipping, &more, WAIT)
         .await
         .unwrap();

@@ -232,6 +232,11 @@ mod tests {
         }
     }
 
+    /// Packs a new order into `open`.
+    fn pack_new(p: &TransportProviders, order: OrderToPack, open: Vec<Package>) -> Packed {
+        packed(pack(&order, None, open, p, now()))
+    }
+
     /// Units of `order` per SKU over `packages`.
     fn units_of(order: &OrderToPack, packages: &[Package], sku: &str) -> u32 {
         packages
@@ -266,20 +271,12 @@ mod tests {
     #[test]
     fn another_place_gets_its_own_package() {
         let p = providers(10_000);
-        let first = packed(pack(
-            &order("1 Main St", vec![item("A", 1, 1_000)]),
-            None,
-            vec![],
+        let first = pack_new(&p, order("1 Main St", vec![item("A", 1, 1_000)]), vec![]);
+        let other = pack_new(
             &p,
-            now(),
-        ));
-        let other = packed(pack(
-            &order("9 Far Away", vec![item("B", 1, 1_000)]),
-            None,
+            order("9 Far Away", vec![item("B", 1, 1_000)]),
             first.opened.clone(),
-            &p,
-            now(),
-        ));
+        );
         assert_eq!(other.opened.len(), 1);
         assert!(other.filled.is_empty());
         assert_ne!(*other.opened[0].id(), *first.opened[0].id());
@@ -320,20 +317,12 @@ mod tests {
     #[test]
     fn remaining_capacity_of_open_packages_is_used_first_oldest_first() {
         let p = providers(10_000);
-        let a = packed(pack(
-            &order("1 Main St", vec![item("A", 1, 8_000)]),
-            None,
-            vec![],
+        let a = pack_new(&p, order("1 Main St", vec![item("A", 1, 8_000)]), vec![]);
+        let b = pack_new(
             &p,
-            now(),
-        ));
-        let b = packed(pack(
-            &order("1 Main St", vec![item("B", 1, 7_000)]),
-            None,
+            order("1 Main St", vec![item("B", 1, 7_000)]),
             a.opened.clone(),
-            &p,
-            now(),
-        ));
+        );
         assert_eq!(b.opened.len(), 1, "8 kg + 7 kg exceed 10 kg");
         let open = [a.opened.clone(), b.opened.clone()].concat();
         // 2 kg fit the first (8 kg) package, 3 kg the second (7 kg).
@@ -400,22 +389,14 @@ mod tests {
     #[test]
     fn sent_packages_and_items_the_provider_cannot_size_are_skipped() {
         let p = providers(10_000);
-        let first = packed(pack(
-            &order("1 Main St", vec![item("A", 1, 1_000)]),
-            None,
-            vec![],
-            &p,
-            now(),
-        ));
+        let first = pack_new(&p, order("1 Main St", vec![item("A", 1, 1_000)]), vec![]);
         let mut sent = first.opened[0].clone();
         sent.send("T-1".into(), now()).unwrap();
-        let next = packed(pack(
-            &order("1 Main St", vec![item("B", 1, 1_000)]),
-            None,
-            vec![sent],
+        let next = pack_new(
             &p,
-            now(),
-        ));
+            order("1 Main St", vec![item("B", 1, 1_000)]),
+            vec![sent],
+        );
         assert!(next.filled.is_empty());
         assert_eq!(next.opened.len(), 1);
     }

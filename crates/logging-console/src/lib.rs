@@ -3,7 +3,7 @@
 //!
 //! The level filter comes from `logging.level`; the `RUST_LOG` environment
 //! variable, when set, overrides it. The provider only builds a
-//! [`Layer`](tracing_subscriber::Layer): installing it as the global
+//! `tracing_subscriber::Layer`: installing it as the global
 //! subscriber is the host's decision (see `logging-init`).
 //!
 //! ```

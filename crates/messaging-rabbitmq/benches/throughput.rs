@@ -297,19 +297,7 @@ async fn chassis_round(config: &MessagingConfig, group: &str, messages: usize) -
 
 async fn delete_group_queues(config: &MessagingConfig, group: &str) {
     let (conn, channel) = raw_channel(config.rabbitmq.url.expose()).await;
-    let exchange = &config.rabbitmq.exchange;
-    let mut queues = vec![
-        format!("{exchange}.{group}"),
-        format!("{exchange}.{group}.dlq"),
-    ];
-    for attempt in 1..config.retry.max_attempts {
-        if let Some(wait) = config.retry.backoff(attempt) {
-            queues.push(format!(
-                "{exchange}.{group}.retry.{}ms",
-                wait.as_millis().max(1)
-            ));
-        }
-    }
+    let queues = common::group_queues(config, group);
     for queue in queues {
         channel
             .queue_delete(queue.as_str().into(), Default::default())

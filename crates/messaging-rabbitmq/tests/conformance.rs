@@ -39,21 +39,8 @@ impl BusFactory for Factory {
         .await
         .expect("cleanup: connect");
         let channel = conn.create_channel().await.expect("cleanup: channel");
-        let exchange = &self.config.rabbitmq.exchange;
         for group in groups {
-            let mut queues = vec![
-                format!("{exchange}.{group}"),
-                format!("{exchange}.{group}.dlq"),
-            ];
-            let retry = &self.config.retry;
-            for attempt in 1..retry.max_attempts {
-                if let Some(wait) = retry.backoff(attempt) {
-                    queues.push(format!(
-                        "{exchange}.{group}.retry.{}ms",
-                        wait.as_millis().max(1)
-                    ));
-                }
-            }
+            let queues = common::group_queues(&self.config, group);
             for queue in queues {
                 channel
                     .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -59,20 +59,7 @@ async fn a_pipelined_batch_arrives_complete_and_in_order() {
     let mut config = vhost.config(QueueType::Quorum);
     config.concurrency = 1;
     let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    bus.subscribe(Subscription::new(
-        "g",
-        on("batch.item.v1", move |d| {
-            let log = log.clone();
-            async move {
-                log.lock().push(d.envelope.message_id);
-                Ok(())
-            }
-        }),
-    ))
-    .await
-    .unwrap();
+    let seen = common::subscribe_recording(&bus, "g", "batch.item.v1").await;
     let batch: Vec<_> = (0..3000).map(|n| envelope("batch.item.v1", n)).collect();
     let ids: Vec<Uuid> = batch.iter().map(|e| e.message_id).collect();
     bus.publish_all(batch).await.unwrap();
@@ -342,20 +329,7 @@ async fn the_bus_reconnects_and_resumes_after_losing_its_connection() {
     let health = bus.health_checks().pop().unwrap();
     assert_eq!(health.name(), "messaging.rabbitmq");
     assert_eq!(health.check().await, HealthStatus::Healthy);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    bus.subscribe(Subscription::new(
-        "g",
-        on("resume.v1", move |d| {
-            let log = log.clone();
-            async move {
-                log.lock().push(d.envelope.message_id);
-                Ok(())
-            }
-        }),
-    ))
-    .await
-    .unwrap();
+    let seen = common::subscribe_recording(&bus, "g", "resume.v1").await;
     let first = envelope("resume.v1", 1);
     bus.publish(first.clone()).await.unwrap();
     eventually("first message handled", WAIT, || {
@@ -389,7 +363,7 @@ async fn a_publish_without_broker_fails_after_publish_wait_never_silently() {
         .unwrap();
     let health = bus.health_checks().pop().unwrap();
     // Refuse the user on this vhost, then cut: reconnection now fails.
-    common::rabbitmqctl(&["clear_permissions", "-p", &vhost.name, "guest"]);
+    vhost.deny_guest();
     vhost.close_connections();
     eventually("health turns unhealthy", WAIT, || {
         let health = health.clone();
@@ -409,15 +383,7 @@ async fn a_publish_without_broker_fails_after_publish_wait_never_silently() {
         "waited {waited:?} for a publish_wait of 1s"
     );
     // The user is allowed back: the bus reconnects on its own.
-    common::rabbitmqctl(&[
-        "set_permissions",
-        "-p",
-        &vhost.name,
-        "guest",
-        ".*",
-        ".*",
-        ".*",
-    ]);
+    vhost.allow_guest();
     eventually("health turns healthy again", WAIT, || {
         let health = health.clone();
         async move { health.check().await == HealthStatus::Healthy }
@@ -597,7 +563,7 @@ async fn shutdown_returns_while_the_broker_is_away() {
         .await
         .unwrap();
     let health = bus.health_checks().pop().unwrap();
-    common::rabbitmqctl(&["clear_permissions", "-p", &vhost.name, "guest"]);
+    vhost.deny_guest();
     vhost.close_connections();
     eventually("health turns unhealthy", WAIT, || {
         let health = health.clone();

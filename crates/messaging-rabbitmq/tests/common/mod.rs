@@ -82,16 +82,27 @@ impl Vhost {
         );
         rabbitmqctl(&["add_vhost", &name]);
         let vhost = Self { name, _lock: lock };
+        vhost.allow_guest();
+        vhost
+    }
+
+    /// Gives user `guest` every permission on this vhost.
+    pub fn allow_guest(&self) {
         rabbitmqctl(&[
             "set_permissions",
             "-p",
-            &vhost.name,
+            &self.name,
             "guest",
             ".*",
             ".*",
             ".*",
         ]);
-        vhost
+    }
+
+    /// Takes every permission of user `guest` on this vhost away: new
+    /// connections are refused.
+    pub fn deny_guest(&self) {
+        rabbitmqctl(&["clear_permissions", "-p", &self.name, "guest"]);
     }
 
     pub fn url(&self) -> String {
@@ -225,4 +236,48 @@ pub async fn dead_letter(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The queues the chassis declares for `group` under `config` (the group
+/// queue, its dead-letter queue and its delay queues).
+pub fn group_queues(config: &MessagingConfig, group: &str) -> Vec<String> {
+    let exchange = &config.rabbitmq.exchange;
+    let mut queues = vec![
+        format!("{exchange}.{group}"),
+        format!("{exchange}.{group}.dlq"),
+    ];
+    let retry = &config.retry;
+    for attempt in 1..retry.max_attempts {
+        if let Some(wait) = retry.backoff(attempt) {
+            let queue = format!("{exchange}.{group}.retry.{}ms", wait.as_millis().max(1));
+            if !queues.contains(&queue) {
+                queues.push(queue);
+            }
+        }
+    }
+    queues
+}
+
+/// Subscribes `group` to `event_type` with a handler that records the id of
+/// every message it handles, in order.
+pub async fn subscribe_recording(
+    bus: &dyn messaging_abstractions::EventBus,
+    group: &str,
+    event_type: &str,
+) -> std::sync::Arc<parking_lot::Mutex<Vec<Uuid>>> {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    bus.subscribe(messaging_abstractions::Subscription::new(
+        group,
+        on(event_type, move |d| {
+            let log = log.clone();
+            async move {
+                log.lock().push(d.envelope.message_id);
+                Ok(())
+            }
+        }),
+    ))
+    .await
+    .unwrap();
+    seen
 }

@@ -248,6 +248,23 @@ async fn chunked_body_over_the_limit_is_413() {
     service.shutdown().await.unwrap();
 }
 
+/// GET `url`, with `x-correlation-id: id` when given.
+async fn fetch(http: &reqwest::Client, url: String, id: Option<&str>) -> reqwest::Response {
+    let request = http.get(url);
+    let request = match id {
+        Some(id) => request.header("x-correlation-id", id),
+        None => request,
+    };
+    request.send().await.unwrap()
+}
+
+fn echoed(response: &reqwest::Response) -> String {
+    response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn correlation_id_round_trip() {
     let dir = TempDir::new();
@@ -256,44 +273,26 @@ async fn correlation_id_round_trip() {
     let http = client();
 
     // Given by the client: echoed, seen by the handler and the message context.
-    let response = http
-        .get(format!("{base}/context"))
-        .header("x-correlation-id", "order-flow-42")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["x-correlation-id"], "order-flow-42");
+    let response = fetch(&http, format!("{base}/context"), Some("order-flow-42")).await;
+    assert_eq!(echoed(&response), "order-flow-42");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["extractor"], "order-flow-42");
     assert_eq!(body["message_context"], "order-flow-42");
 
     // Not given: generated (a UUID), the same in header and handler.
-    let response = http.get(format!("{base}/context")).send().await.unwrap();
-    let header = response.headers()["x-correlation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let response = fetch(&http, format!("{base}/context"), None).await;
+    let header = echoed(&response);
     assert!(uuid::Uuid::parse_str(&header).is_ok(), "{header}");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["extractor"], header.as_str());
 
     // Unusable (too long): replaced by a generated one.
-    let response = http
-        .get(format!("{base}/context"))
-        .header("x-correlation-id", "x".repeat(200))
-        .send()
-        .await
-        .unwrap();
-    let header = response.headers()["x-correlation-id"].to_str().unwrap();
-    assert!(uuid::Uuid::parse_str(header).is_ok(), "{header}");
+    let response = fetch(&http, format!("{base}/context"), Some(&"x".repeat(200))).await;
+    let header = echoed(&response);
+    assert!(uuid::Uuid::parse_str(&header).is_ok(), "{header}");
 
     // Problems carry it too.
-    let response = http
-        .get(format!("{base}/nowhere"))
-        .header("x-correlation-id", "c-404")
-        .send()
-        .await
-        .unwrap();
+    let response = fetch(&http, format!("{base}/nowhere"), Some("c-404")).await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["correlation_id"], "c-404");
 
@@ -306,17 +305,9 @@ async fn health_probes_report_checks() {
     let service = start(&dir).await;
     let base = service.base_url();
     let http = client();
-    let live = http
-        .get(format!("{base}/health/live"))
-        .send()
-        .await
-        .unwrap();
+    let live = fetch(&http, format!("{base}/health/live"), None).await;
     assert_eq!(live.status(), StatusCode::OK);
-    let ready = http
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = fetch(&http, format!("{base}/health/ready"), None).await;
     assert_eq!(ready.status(), StatusCode::OK);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");

@@ -111,6 +111,15 @@ impl Shared {
                 "messaging.rabbitmq.url: expected `amqp://user:password@host:port/vhost` ({e})"
             ))
         })?;
+        if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
+            // lapin is built without a TLS stack (one TLS stack per build is
+            // the workspace's rule; none is needed on a private network).
+            return Err(RabbitMqError::InvalidConfig(
+                "messaging.rabbitmq.url: expected an `amqp://` URL; `amqps://` (TLS) is not \
+                 compiled into this build"
+                    .into(),
+            ));
+        }
         uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
         uri.query
             .connection_timeout

@@ -475,6 +475,14 @@ async fn connect_errors_say_what_is_wrong() {
         "{err}"
     );
 
+    let mut tls = base.clone();
+    tls.rabbitmq.url = "amqps://guest:guest@127.0.0.1:5671/%2f".into();
+    let err = RabbitMqBus::connect(&tls, "svc").await.unwrap_err();
+    assert!(
+        matches!(&err, RabbitMqError::InvalidConfig(m) if m.contains("amqps://")),
+        "{err}"
+    );
+
     let mut bad_exchange = base.clone();
     bad_exchange.rabbitmq.exchange = "amq.topic".into();
     let err = RabbitMqBus::connect(&bad_exchange, "svc")

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chassis_domain::messaging::Delivery;
+use chassis_domain::messaging::{EventHandler, HandlerError};
 use chassis_domain::{
     AggregateRoot, Command, CommandContext, CommandHandler, CommandPipeline, DomainError,
     MessageContext, UnitOfWork,
 };
-use chassis_storage::{InboxHandler, Repository, Storage};
+use chassis_storage::{Inbox, InboxHandler, Repository, Storage};
 use order_service_client::events::OrderCompleted;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -35,6 +36,63 @@ impl PackOrder {
     /// Packs with these providers.
     pub fn new(providers: Arc<TransportProviders>) -> Self {
         Self { providers }
+    }
+}
+
+/// How many locks orders to different places are spread over.
+const PLACE_STRIPES: usize = 64;
+
+/// The bus handler of `order.completed.v1`: packs each order through the
+/// inbox (exactly-once effect), one order per place at a time in this
+/// process.
+///
+/// Orders to one place fill the same open packages. Run concurrently, all
+/// but one would fail their commit on the package's version and go round the
+/// bus' retries — with enough of them, into the dead letters. Holding a lock
+/// per place (striped: a fixed set of locks, places hashed onto them) across
+/// the whole unit of work, commit included, lets them take turns instead;
+/// orders to other places still run in parallel. Across several instances
+/// of the service the optimistic check and the retries remain the guard.
+#[derive(Debug, Clone)]
+pub struct PackOrderConsumer {
+    inbox: Inbox,
+    work: Arc<PackOrder>,
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl PackOrderConsumer {
+    /// Packs with `work` through `inbox`.
+    pub fn new(inbox: Inbox, work: PackOrder) -> Self {
+        Self {
+            inbox,
+            work: Arc::new(work),
+            stripes: (0..PLACE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    fn stripe(&self, place_key: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        place_key.hash(&mut hasher);
+        &self.stripes[(hasher.finish() % PLACE_STRIPES as u64) as usize]
+    }
+}
+
+#[async_trait]
+impl EventHandler<OrderCompleted> for PackOrderConsumer {
+    async fn handle(&self, event: OrderCompleted, delivery: &Delivery) -> Result<(), HandlerError> {
+        let place = order_to_pack(&event)?.destination.place_key();
+        let _turn = self.stripe(&place).lock().await;
+        let work = self.work.clone();
+        let owned = delivery.clone();
+        self.inbox
+            .process(&delivery.envelope, move |uow| {
+                Box::pin(async move { work.handle(event, &owned, uow).await })
+            })
+            .await?;
+        Ok(())
     }
 }
 

@@ -72,8 +72,10 @@ async fn subscribe(ctx: ServiceContext) -> Result<(), BoxError> {
     let providers = Arc::new(TransportProviders::from_config(&config)?);
     let group = ctx.name().to_owned();
     let inbox = storage(&ctx).inbox(group.clone());
-    let handlers =
-        Handlers::new().on::<OrderCompleted>(inbox.handler(app::PackOrder::new(providers)));
+    let handlers = Handlers::new().on::<OrderCompleted>(app::PackOrderConsumer::new(
+        inbox,
+        app::PackOrder::new(providers),
+    ));
     ctx.bus()
         .subscribe(Subscription::new(group, handlers))
         .await?;

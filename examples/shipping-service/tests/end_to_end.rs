@@ -319,3 +319,31 @@ async fn openapi_and_offline_docs_are_served() {
     service.shutdown().await.unwrap();
     bus.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn many_orders_to_one_place_at_once_fill_packages_without_losing_any() {
+    let bus = TestBus::in_memory();
+    let (service, shipping) = start(&bus).await;
+    let orders: Vec<OrderCompleted> = (0..40)
+        .map(|_| order("7 Busy Lane", vec![item("BOX", 1, 1_000)]))
+        .collect();
+    let mut sent = Vec::new();
+    for o in &orders {
+        sent.push(bus.publish_event(o).await.message_id);
+    }
+    for id in sent {
+        assert_eq!(bus.wait_handled(GROUP, id).await, Ok(()));
+    }
+    assert!(bus.dead_letters(Some(GROUP)).await.is_empty());
+    let packages = shipping.list_packages(1000).await.unwrap();
+    let total: u32 = packages
+        .iter()
+        .flat_map(|p| &p.items)
+        .map(|i| i.quantity)
+        .sum();
+    assert_eq!(total, 40);
+    // 31 kg fit a 31.5 kg parcel: 40 units need exactly two packages.
+    assert_eq!(packages.len(), 2, "{packages:#?}");
+    service.shutdown().await.unwrap();
+    bus.shutdown().await.unwrap();
+}

@@ -37,14 +37,29 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// A RabbitMQ vhost and two PostgreSQL schemas of this test, removed on drop.
+/// The lock file the RabbitMQ provider's tests share: its broker-restart
+/// test takes it exclusively, every other broker test shared.
+const BROKER_LOCK: &str = "/tmp/chassis-messaging-rabbitmq-tests.lock";
+
+/// A RabbitMQ vhost and two PostgreSQL schemas of this test, removed on drop;
+/// no broker restart by another test meanwhile.
 struct Isolation {
     vhost: String,
     schemas: [String; 2],
+    _broker_lock: std::fs::File,
 }
 
 impl Isolation {
     fn new() -> Self {
+        let broker_lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(BROKER_LOCK)
+            .expect("cannot open the broker lock file");
+        broker_lock
+            .lock_shared()
+            .expect("cannot take the broker lock");
         let id = &Uuid::new_v4().simple().to_string()[..12];
         let vhost = format!("shop-demo-test-{id}");
         run("rabbitmqctl", &["add_vhost", &vhost]);
@@ -55,6 +70,7 @@ impl Isolation {
         Self {
             vhost,
             schemas: [format!("orders_{id}"), format!("shipping_{id}")],
+            _broker_lock: broker_lock,
         }
     }
 

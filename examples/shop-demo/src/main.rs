@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use shipping_service_client::dto::PackageStatus;
 use shop_demo::{Demo, DemoOptions, PackingReport};
 
 const USAGE: &str = "usage: shop-demo [--once] [--order-port N] [--shipping-port N] [--wait SECONDS] [--log-level LEVEL]";
@@ -111,10 +112,13 @@ async fn run(demo: &Demo, args: &Args) -> Result<ExitCode, shop_demo::DemoError>
 fn print_packages(report: &PackingReport) {
     println!("\npackages:");
     for p in &report.packages {
+        let status = match p.status {
+            PackageStatus::Open => "open",
+            PackageStatus::Sent => "sent",
+        };
         println!(
-            "  {} {:?} to {}, {} via {}: {} of {} g",
+            "  {} {status} to {}, {} via {}: {} of {} g",
             p.id,
-            p.status,
             p.destination.name,
             p.destination.city,
             p.transport_provider,

@@ -17,6 +17,7 @@ use storage_init::StorageInitError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_init::{TracingInitError, TracingProvider};
 
 use crate::config::{ChassisConfig, ConfigError, ConfigLoader, Configuration};
 use crate::health::Health;
@@ -251,8 +252,18 @@ impl ServiceHostBuilder {
     pub async fn start(self) -> Result<RunningService, StartupError> {
         let config = Arc::new(self.load_config()?);
         let chassis = config.chassis().clone();
-        init_logging(&chassis, self.install_logging, self.log_layers)?;
         let service = chassis.service.name.clone();
+        let version = Some(chassis.service.version.clone()).filter(|v| !v.is_empty());
+        let tracing = tracing_init::build(
+            &chassis
+                .tracing
+                .clone()
+                .with_host_service(service.clone(), version),
+        )?;
+        // One subscriber: the logging provider, the tracing layer, extra layers.
+        let mut layers = self.log_layers;
+        layers.extend(tracing.layer());
+        init_logging(&chassis, self.install_logging, layers)?;
         let span = tracing::info_span!("service", service = %service);
         async move {
             let mut concerns = Concerns::default();
@@ -307,7 +318,8 @@ impl ServiceHostBuilder {
             for routes in self.routes {
                 router = router.merge(routes(&context));
             }
-            let router = standard_stack(router.merge(health.routes()), &chassis.http);
+            let router = standard_stack(router.merge(health.routes()), &chassis.http)
+                .propagate_trace_context(tracing.is_enabled());
 
             let bind = format!("{}:{}", chassis.http.host, chassis.http.port);
             let listener = match tokio::net::TcpListener::bind(&bind).await {
@@ -333,6 +345,7 @@ impl ServiceHostBuilder {
                 environment = config.environment(),
                 messaging = context.bus().provider(),
                 storage = context.store().provider(),
+                tracing = tracing.provider_name(),
                 "service started"
             );
             Ok(RunningService {
@@ -342,6 +355,7 @@ impl ServiceHostBuilder {
                 server,
                 stop_accepting,
                 concerns,
+                tracing,
                 http: chassis.http.clone(),
             })
         }
@@ -391,6 +405,9 @@ pub enum StartupError {
     /// The store could not be built.
     #[error(transparent)]
     Storage(#[from] StorageInitError),
+    /// The tracing provider could not be built.
+    #[error(transparent)]
+    Tracing(#[from] TracingInitError),
     /// A start-up hook of the service failed.
     #[error("start-up hook failed: {0}")]
     Hook(#[source] BoxError),
@@ -564,6 +581,7 @@ pub struct RunningService {
     server: JoinHandle<std::io::Result<()>>,
     stop_accepting: CancellationToken,
     concerns: Concerns,
+    tracing: TracingProvider,
     http: crate::config::HttpConfig,
 }
 
@@ -622,7 +640,7 @@ impl RunningService {
 
     /// Readiness 503, wait `http.shutdown_delay`, stop accepting, let
     /// in-flight requests finish within `http.shutdown_timeout`, then stop
-    /// background tasks, the bus and the store.
+    /// background tasks, the bus, the store and the trace exporter.
     async fn stop(self) -> Result<(), ShutdownError> {
         let span = tracing::info_span!("service", service = %self.context.name());
         async move {
@@ -648,6 +666,10 @@ impl RunningService {
                 }
             }
             problems.extend(self.concerns.stop(deadline).await);
+            // Last: spans of the shutdown itself are exported too.
+            if let Err(error) = self.tracing.shutdown().await {
+                problems.push(format!("trace export: {error}"));
+            }
             if problems.is_empty() {
                 tracing::info!("shutdown complete");
                 Ok(())

@@ -88,6 +88,7 @@ pub struct Edge<S> {
     inner: S,
     timeout: Duration,
     body_limit: usize,
+    propagate: bool,
 }
 
 impl<S> Edge<S> {
@@ -97,8 +98,48 @@ impl<S> Edge<S> {
             inner,
             timeout: http.request_timeout,
             body_limit: http.body_limit,
+            propagate: false,
         }
     }
+
+    /// With a tracing provider enabled: the request span becomes an
+    /// OpenTelemetry server span continuing the caller's trace
+    /// (`traceparent`/`tracestate` headers), records `trace_id`, and the
+    /// message context carries the trace on to published messages. Off by
+    /// default: with tracing provider `none` this costs nothing per request.
+    pub fn propagate_trace_context(mut self, enabled: bool) -> Self {
+        self.propagate = enabled;
+        self
+    }
+}
+
+/// The request span and the message context of one request.
+fn request_span(req: &Request, id: String, propagate: bool) -> (tracing::Span, MessageContext) {
+    use tracing::field::Empty;
+    use tracing_init::propagation;
+
+    let mut context = MessageContext::default();
+    let span = if propagate {
+        let span = tracing::info_span!(
+            "request",
+            correlation_id = %id,
+            otel.name = %req.method(),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = %req.method(),
+            url.path = req.uri().path(),
+            http.response.status_code = Empty,
+            trace_id = Empty,
+        );
+        propagation::set_parent_from_headers(&span, req.headers());
+        propagation::record_trace_id(&span);
+        propagation::inject_from(&span, &mut context.traceparent, &mut context.tracestate);
+        span
+    } else {
+        tracing::info_span!("request", correlation_id = %id)
+    };
+    context.correlation_id = Some(id);
+    (span, context)
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -134,11 +175,8 @@ where
                 (id, echo)
             }
         };
-        let span = tracing::info_span!("request", correlation_id = %id);
-        let context = MessageContext {
-            correlation_id: Some(id),
-            ..MessageContext::default()
-        };
+        let propagate = self.propagate;
+        let (span, context) = request_span(&req, id, propagate);
         // The clone that was driven to readiness serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -164,6 +202,13 @@ where
             }
             response.headers_mut().insert(CORRELATION_HEADER_NAME, echo);
             let status = response.status();
+            if propagate {
+                let span = tracing::Span::current();
+                span.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "error");
+                }
+            }
             if status.is_server_error() {
                 tracing::error!(%method, path = uri.path(), status = status.as_u16(), "request failed");
             }

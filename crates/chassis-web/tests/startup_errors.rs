@@ -41,6 +41,12 @@ async fn unknown_providers_are_named() {
         err.starts_with("storage.provider: unknown provider `mongodb`"),
         "{err}"
     );
+
+    let err = start_error(&[("CHASSIS__TRACING__PROVIDER", "jaeger")]).await;
+    assert!(
+        err.starts_with("tracing.provider: unknown provider `jaeger`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -194,6 +200,15 @@ async fn bus_provider_not_compiled_in_names_the_feature() {
         err.contains("enable feature `rabbitmq` of messaging-init (or chassis-web)"),
         "{err}"
     );
+}
+
+/// As above, for trace export (`otlp` feature).
+#[cfg(not(feature = "otlp"))]
+#[tokio::test]
+async fn trace_provider_not_compiled_in_names_the_feature() {
+    let err = start_error(&[("CHASSIS__TRACING__PROVIDER", "otlp")]).await;
+    assert!(err.starts_with("tracing.provider"), "{err}");
+    assert!(err.contains("enable feature `otlp`"), "{err}");
 }
 
 /// As above, for the store (`postgres` feature).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the end-to-end scripts (sourced, not run).
 
 e2e_log() { printf '\n==> %s\n' "$*" >&2; }

@@ -18,7 +18,7 @@ const FORMAT: u32 = 1;
 /// quarantines such a message.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum OutboxDecodeError {
-    /// Not the JSON shape written by [`encode`].
+    /// Not the JSON shape written by the outbox encoder.
     #[error("outbox body is not a stored envelope: {0}")]
     Malformed(String),
     /// Written by a newer chassis.

@@ -20,6 +20,7 @@
 
 pub mod duration;
 pub mod health;
+pub mod provider;
 mod secret;
 
 pub use health::{HealthCheck, HealthReport, HealthStatus};

@@ -33,7 +33,7 @@ async fn unknown_providers_are_named() {
     let err = start_error(&[("CHASSIS__LOGGING__PROVIDER", "syslog")]).await;
     assert_eq!(
         err,
-        "logging.provider: unknown provider `syslog` (expected one of: console)"
+        "logging.provider: unknown provider `syslog`; expected one of: console"
     );
 
     let err = start_error(&[("CHASSIS__STORAGE__PROVIDER", "mongodb")]).await;
@@ -120,7 +120,8 @@ fn run_child(test: &str, vars: &[(&str, &str)]) -> std::process::Output {
         .env("CHASSIS_CONFIG_DIR", dir.path())
         .env("CHASSIS__HTTP__HOST", "127.0.0.1")
         .env("CHASSIS__HTTP__PORT", "0")
-        .env("CHASSIS__LOGGING__ANSI", "false");
+        .env("CHASSIS__LOGGING__ANSI", "false")
+        .env("CHASSIS__SECURITY__AUTH__ENABLED", "false");
     for (k, v) in vars {
         command.env(k, v);
     }

@@ -21,6 +21,7 @@
 //! assert!(err.to_string().contains("unknown provider `syslog`"));
 //! ```
 
+use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
 use logging_abstractions::{LoggingConfig, LoggingConfigError};
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt;
@@ -31,46 +32,23 @@ pub use tracing_subscriber::Layer;
 /// A layer of the global subscriber (a provider's, or an extra one).
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
 
-/// One provider this crate knows: its config name, the cargo feature that
-/// compiles it in, and whether that feature is on in this build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProviderInfo {
-    /// The name written in `logging.provider`.
-    pub name: &'static str,
-    /// The cargo feature of `logging-init` that compiles it in.
-    pub feature: &'static str,
-    /// Whether it is compiled into this build.
-    pub compiled_in: bool,
-}
-
-/// Every provider this crate knows.
-pub const PROVIDERS: &[ProviderInfo] = &[ProviderInfo {
-    name: "console",
-    feature: "console",
-    compiled_in: cfg!(feature = "console"),
-}];
+/// Every provider `logging.provider` accepts, and whether it is compiled in.
+pub const PROVIDERS: ProviderTable = ProviderTable {
+    concern: "logging",
+    init_crate: "logging-init",
+    providers: &[ProviderInfo::new(
+        "console",
+        "console",
+        cfg!(feature = "console"),
+    )],
+};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingInitError {
-    /// `logging.provider` names no known provider.
-    #[error("logging.provider: unknown provider `{provider}` (expected one of: {known})")]
-    UnknownProvider {
-        /// The configured name.
-        provider: String,
-        /// The known names, comma separated.
-        known: String,
-    },
-    /// The provider exists but its cargo feature is off.
-    #[error(
-        "logging.provider: provider `{provider}` is not compiled in; enable feature `{feature}` of logging-init (or chassis-web)"
-    )]
-    NotCompiledIn {
-        /// The configured name.
-        provider: String,
-        /// The feature to enable.
-        feature: &'static str,
-    },
+    /// `logging.provider` is unknown or not compiled in.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// The section is invalid.
     #[error(transparent)]
     InvalidConfig(#[from] LoggingConfigError),
@@ -84,40 +62,15 @@ pub enum LoggingInitError {
     AlreadyInstalled,
 }
 
-/// Finds `name` in `providers`: the provider if it is compiled in, else why not.
-pub fn resolve<'a>(
-    name: &str,
-    providers: &'a [ProviderInfo],
-) -> Result<&'a ProviderInfo, LoggingInitError> {
-    match providers.iter().find(|p| p.name == name) {
-        Some(p) if p.compiled_in => Ok(p),
-        Some(p) => Err(LoggingInitError::NotCompiledIn {
-            provider: name.to_owned(),
-            feature: p.feature,
-        }),
-        None => Err(LoggingInitError::UnknownProvider {
-            provider: name.to_owned(),
-            known: providers
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
-}
-
 /// Builds the layer of the configured provider, installing nothing.
 pub fn build(config: &LoggingConfig) -> Result<BoxedLayer, LoggingInitError> {
     config.validate()?;
-    let provider = resolve(&config.provider, PROVIDERS)?;
+    let provider = PROVIDERS.resolve(&config.provider)?;
     match provider.name {
         #[cfg(feature = "console")]
         "console" => Ok(logging_console::layer::<Registry>(config)?),
         // `resolve` only returns compiled-in providers, and each has an arm.
-        other => Err(LoggingInitError::NotCompiledIn {
-            provider: other.to_owned(),
-            feature: provider.feature,
-        }),
+        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
 }
 
@@ -138,31 +91,20 @@ pub fn try_init(config: &LoggingConfig, extra: Vec<BoxedLayer>) -> Result<(), Lo
 mod tests {
     use super::*;
 
-    const TABLE: &[ProviderInfo] = &[
-        ProviderInfo {
-            name: "console",
-            feature: "console",
-            compiled_in: true,
-        },
-        ProviderInfo {
-            name: "journald",
-            feature: "journald",
-            compiled_in: false,
-        },
-    ];
-
     #[test]
-    fn resolve_names_feature_or_known_providers() {
-        assert_eq!(resolve("console", TABLE).unwrap().name, "console");
-        let err = resolve("journald", TABLE).unwrap_err().to_string();
-        assert_eq!(
+    fn unknown_provider_lists_the_known_ones() {
+        let config = LoggingConfig {
+            provider: "syslog".into(),
+            ..Default::default()
+        };
+        let err = build(&config).err().unwrap();
+        assert!(matches!(
             err,
-            "logging.provider: provider `journald` is not compiled in; enable feature `journald` of logging-init (or chassis-web)"
-        );
-        let err = resolve("syslog", TABLE).unwrap_err().to_string();
+            LoggingInitError::Provider(ProviderError::Unknown { .. })
+        ));
         assert_eq!(
-            err,
-            "logging.provider: unknown provider `syslog` (expected one of: console, journald)"
+            err.to_string(),
+            "logging.provider: unknown provider `syslog`; expected one of: console"
         );
     }
 

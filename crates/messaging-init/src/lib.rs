@@ -8,7 +8,7 @@
 //!
 //! [`build`] checks the section ([`MessagingConfig::validate`]) and starts the
 //! provider. A provider named in config but not compiled in fails with
-//! [`MessagingInitError::NotCompiledIn`], whose message names the feature to
+//! [`MessagingInitError::Provider`], whose message names the feature to
 //! enable: nothing silently falls back to another provider.
 //!
 //! Every call of [`build`] with `inmemory` creates a new in-process broker.
@@ -36,43 +36,29 @@
 
 use std::sync::Arc;
 
+use chassis_core::provider::{InvalidValue, ProviderError, ProviderInfo, ProviderTable};
 use messaging_abstractions::{EventBus, MessagingConfig};
 use thiserror::Error;
 
-/// Every provider name `messaging.provider` accepts, compiled in or not.
-pub const KNOWN_PROVIDERS: &[&str] = &["inmemory", "rabbitmq"];
+/// Every provider `messaging.provider` accepts, and whether it is compiled in.
+pub const PROVIDERS: ProviderTable = ProviderTable {
+    concern: "messaging",
+    init_crate: "messaging-init",
+    providers: &[
+        ProviderInfo::new("inmemory", "inmemory", cfg!(feature = "inmemory")),
+        ProviderInfo::new("rabbitmq", "rabbitmq", cfg!(feature = "rabbitmq")),
+    ],
+};
 
 /// The event bus could not be built.
 #[derive(Debug, Error)]
 pub enum MessagingInitError {
-    /// `messaging.provider` names no provider this chassis knows.
-    #[error(
-        "messaging.provider: unknown provider `{name}`; expected one of: {}",
-        KNOWN_PROVIDERS.join(", ")
-    )]
-    UnknownProvider {
-        /// The configured name.
-        name: String,
-    },
-    /// The provider exists but its cargo feature is off in this build.
-    #[error(
-        "messaging.provider = `{provider}` is not compiled into this service: enable feature \
-         `{feature}` of messaging-init (or chassis-web)"
-    )]
-    NotCompiledIn {
-        /// The configured provider.
-        provider: String,
-        /// The cargo feature that compiles it in.
-        feature: &'static str,
-    },
+    /// `messaging.provider` is unknown or not compiled in.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// A value of the `messaging` section is out of range.
-    #[error("{key}: {expected}")]
-    InvalidConfig {
-        /// Key path, e.g. `messaging.retry.multiplier`.
-        key: String,
-        /// What was expected there.
-        expected: String,
-    },
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidValue),
     /// The provider could not start (broker unreachable, ...).
     #[error("messaging provider `{provider}` failed to start: {source}")]
     ProviderFailed {
@@ -85,26 +71,14 @@ pub enum MessagingInitError {
 }
 
 impl MessagingInitError {
-    /// Splits a `"key.path: expectation"` validation message.
     fn invalid(message: &str) -> Self {
-        let (key, expected) = message.split_once(": ").unwrap_or(("messaging", message));
-        Self::InvalidConfig {
-            key: key.to_owned(),
-            expected: expected.to_owned(),
-        }
+        Self::InvalidConfig(InvalidValue::parse("messaging", message))
     }
 }
 
 /// The providers compiled into this build.
 pub fn compiled_providers() -> Vec<&'static str> {
-    let mut providers = Vec::new();
-    if cfg!(feature = "inmemory") {
-        providers.push("inmemory");
-    }
-    if cfg!(feature = "rabbitmq") {
-        providers.push("rabbitmq");
-    }
-    providers
+    PROVIDERS.compiled()
 }
 
 /// Builds the event bus `config.provider` names, for the service
@@ -113,31 +87,21 @@ pub async fn build(
     config: &MessagingConfig,
     service_name: &str,
 ) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    if !KNOWN_PROVIDERS.contains(&config.provider.as_str()) {
-        return Err(MessagingInitError::UnknownProvider {
-            name: config.provider.clone(),
-        });
-    }
+    let provider = PROVIDERS.resolve(&config.provider)?;
     config
         .validate()
         .map_err(|message| MessagingInitError::invalid(&message))?;
-    match config.provider.as_str() {
-        "inmemory" => build_inmemory(config),
-        _ => build_rabbitmq(config, service_name).await,
+    match provider.name {
+        #[cfg(feature = "inmemory")]
+        "inmemory" => Ok(Arc::new(messaging_inmemory::InMemoryBus::new(config))),
+        #[cfg(feature = "rabbitmq")]
+        "rabbitmq" => build_rabbitmq(config, service_name).await,
+        // `resolve` returns only compiled-in providers, each of which has an arm.
+        _ => {
+            let _ = service_name;
+            Err(PROVIDERS.not_compiled_in(provider).into())
+        }
     }
-}
-
-#[cfg(feature = "inmemory")]
-fn build_inmemory(config: &MessagingConfig) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    Ok(Arc::new(messaging_inmemory::InMemoryBus::new(config)))
-}
-
-#[cfg(not(feature = "inmemory"))]
-fn build_inmemory(_config: &MessagingConfig) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    Err(MessagingInitError::NotCompiledIn {
-        provider: "inmemory".into(),
-        feature: "inmemory",
-    })
 }
 
 #[cfg(feature = "rabbitmq")]
@@ -156,24 +120,13 @@ async fn build_rabbitmq(
     }
 }
 
-#[cfg(not(feature = "rabbitmq"))]
-async fn build_rabbitmq(
-    _config: &MessagingConfig,
-    _service_name: &str,
-) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    Err(MessagingInitError::NotCompiledIn {
-        provider: "rabbitmq".into(),
-        feature: "rabbitmq",
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn invalid_messages_split_into_key_and_expectation() {
-        let MessagingInitError::InvalidConfig { key, expected } =
+        let MessagingInitError::InvalidConfig(InvalidValue { key, expected }) =
             MessagingInitError::invalid("messaging.prefetch: expected an integer >= 1")
         else {
             panic!("expected InvalidConfig");

@@ -1,5 +1,6 @@
 //! `build` with the default features (`inmemory` only).
 
+use chassis_core::provider::{InvalidValue, ProviderError};
 use messaging_abstractions::MessagingConfig;
 use messaging_init::{MessagingInitError, build};
 
@@ -21,7 +22,9 @@ async fn builds_the_inmemory_bus_by_default() {
 #[tokio::test]
 async fn unknown_provider_lists_the_known_ones() {
     let err = build(&config("kafka"), "orders").await.err().unwrap();
-    assert!(matches!(err, MessagingInitError::UnknownProvider { ref name } if name == "kafka"));
+    assert!(
+        matches!(err, MessagingInitError::Provider(ProviderError::Unknown { ref provider, .. }) if provider == "kafka")
+    );
     assert_eq!(
         err.to_string(),
         "messaging.provider: unknown provider `kafka`; expected one of: inmemory, rabbitmq"
@@ -35,10 +38,10 @@ async fn provider_not_compiled_in_names_the_feature() {
     let err = build(&config("rabbitmq"), "orders").await.err().unwrap();
     assert!(matches!(
         err,
-        MessagingInitError::NotCompiledIn {
+        MessagingInitError::Provider(ProviderError::NotCompiledIn {
             feature: "rabbitmq",
             ..
-        }
+        })
     ));
     assert_eq!(
         err.to_string(),
@@ -53,7 +56,7 @@ async fn invalid_config_names_the_key_path() {
     c.retry.max_attempts = 0;
     let err = build(&c, "orders").await.err().unwrap();
     match &err {
-        MessagingInitError::InvalidConfig { key, expected } => {
+        MessagingInitError::InvalidConfig(InvalidValue { key, expected }) => {
             assert_eq!(key, "messaging.retry.max_attempts");
             assert!(expected.contains(">= 1"), "{expected}");
         }

@@ -8,7 +8,7 @@
 //!
 //! [`build`] checks the section ([`StorageConfig::validate`]) and starts the
 //! provider. A provider named in config but not compiled in fails with
-//! [`StorageInitError::NotCompiledIn`], whose message names the feature to
+//! [`StorageInitError::Provider`], whose message names the feature to
 //! enable: nothing silently falls back to another provider.
 //!
 //! Every call of [`build`] with `inmemory` creates a new, empty store (a
@@ -34,43 +34,29 @@
 
 use std::sync::Arc;
 
+use chassis_core::provider::{InvalidValue, ProviderError, ProviderInfo, ProviderTable};
 use storage_abstractions::{StorageConfig, Store};
 use thiserror::Error;
 
-/// Every provider name `storage.provider` accepts, compiled in or not.
-pub const KNOWN_PROVIDERS: &[&str] = &["inmemory", "postgres"];
+/// Every provider `storage.provider` accepts, and whether it is compiled in.
+pub const PROVIDERS: ProviderTable = ProviderTable {
+    concern: "storage",
+    init_crate: "storage-init",
+    providers: &[
+        ProviderInfo::new("inmemory", "inmemory", cfg!(feature = "inmemory")),
+        ProviderInfo::new("postgres", "postgres", cfg!(feature = "postgres")),
+    ],
+};
 
 /// The store could not be built.
 #[derive(Debug, Error)]
 pub enum StorageInitError {
-    /// `storage.provider` names no provider this chassis knows.
-    #[error(
-        "storage.provider: unknown provider `{name}`; expected one of: {}",
-        KNOWN_PROVIDERS.join(", ")
-    )]
-    UnknownProvider {
-        /// The configured name.
-        name: String,
-    },
-    /// The provider exists but its cargo feature is off in this build.
-    #[error(
-        "storage.provider = `{provider}` is not compiled into this service: enable feature \
-         `{feature}` of storage-init (or chassis-web)"
-    )]
-    NotCompiledIn {
-        /// The configured provider.
-        provider: String,
-        /// The cargo feature that compiles it in.
-        feature: &'static str,
-    },
+    /// `storage.provider` is unknown or not compiled in.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// A value of the `storage` section is out of range.
-    #[error("{key}: {expected}")]
-    InvalidConfig {
-        /// Key path, e.g. `storage.postgres.max_connections`.
-        key: String,
-        /// What was expected there.
-        expected: String,
-    },
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidValue),
     /// The provider could not start (database unreachable, migration failed, ...).
     #[error("storage provider `{provider}` failed to start: {source}")]
     ProviderFailed {
@@ -83,56 +69,30 @@ pub enum StorageInitError {
 }
 
 impl StorageInitError {
-    /// Splits a `"key.path: expectation"` validation message.
     fn invalid(message: &str) -> Self {
-        let (key, expected) = message.split_once(": ").unwrap_or(("storage", message));
-        Self::InvalidConfig {
-            key: key.to_owned(),
-            expected: expected.to_owned(),
-        }
+        Self::InvalidConfig(InvalidValue::parse("storage", message))
     }
 }
 
 /// The providers compiled into this build.
 pub fn compiled_providers() -> Vec<&'static str> {
-    let mut providers = Vec::new();
-    if cfg!(feature = "inmemory") {
-        providers.push("inmemory");
-    }
-    if cfg!(feature = "postgres") {
-        providers.push("postgres");
-    }
-    providers
+    PROVIDERS.compiled()
 }
 
 /// Builds the store `config.provider` names.
 pub async fn build(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
-    if !KNOWN_PROVIDERS.contains(&config.provider.as_str()) {
-        return Err(StorageInitError::UnknownProvider {
-            name: config.provider.clone(),
-        });
-    }
+    let provider = PROVIDERS.resolve(&config.provider)?;
     config
         .validate()
         .map_err(|message| StorageInitError::invalid(&message))?;
-    match config.provider.as_str() {
-        "inmemory" => build_inmemory(),
+    match provider.name {
+        #[cfg(feature = "inmemory")]
+        "inmemory" => Ok(Arc::new(storage_inmemory::InMemoryStore::new())),
+        #[cfg(feature = "postgres")]
         "postgres" => build_postgres(config).await,
-        _ => unreachable!("checked against KNOWN_PROVIDERS above"),
+        // `resolve` returns only compiled-in providers, each of which has an arm.
+        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
-}
-
-#[cfg(feature = "inmemory")]
-fn build_inmemory() -> Result<Arc<dyn Store>, StorageInitError> {
-    Ok(Arc::new(storage_inmemory::InMemoryStore::new()))
-}
-
-#[cfg(not(feature = "inmemory"))]
-fn build_inmemory() -> Result<Arc<dyn Store>, StorageInitError> {
-    Err(StorageInitError::NotCompiledIn {
-        provider: "inmemory".into(),
-        feature: "inmemory",
-    })
 }
 
 #[cfg(feature = "postgres")]
@@ -143,24 +103,16 @@ async fn build_postgres(config: &StorageConfig) -> Result<Arc<dyn Store>, Storag
             Err(StorageInitError::invalid(&message))
         }
         Err(storage_postgres::PostgresError::InvalidUrl(message)) => {
-            Err(StorageInitError::InvalidConfig {
-                key: "storage.postgres.url".into(),
-                expected: format!("a URL like postgres://user@host:5432/database ({message})"),
-            })
+            Err(StorageInitError::InvalidConfig(InvalidValue::new(
+                "storage.postgres.url",
+                format!("a URL like postgres://user@host:5432/database ({message})"),
+            )))
         }
         Err(error) => Err(StorageInitError::ProviderFailed {
             provider: "postgres",
             source: Box::new(error),
         }),
     }
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn build_postgres(_config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
-    Err(StorageInitError::NotCompiledIn {
-        provider: "postgres".into(),
-        feature: "postgres",
-    })
 }
 
 #[cfg(test)]
@@ -174,7 +126,10 @@ mod tests {
             ..StorageConfig::default()
         };
         let error = build(&config).await.err().unwrap();
-        assert!(matches!(error, StorageInitError::UnknownProvider { .. }));
+        assert!(matches!(
+            error,
+            StorageInitError::Provider(ProviderError::Unknown { .. })
+        ));
         assert_eq!(
             error.to_string(),
             "storage.provider: unknown provider `mongodb`; expected one of: inmemory, postgres"
@@ -186,7 +141,7 @@ mod tests {
         let mut config = StorageConfig::default();
         config.outbox.batch_size = 0;
         match build(&config).await.err().unwrap() {
-            StorageInitError::InvalidConfig { key, expected } => {
+            StorageInitError::InvalidConfig(InvalidValue { key, expected }) => {
                 assert_eq!(key, "storage.outbox.batch_size");
                 assert!(expected.contains(">= 1"), "{expected}");
             }
@@ -221,10 +176,10 @@ mod tests {
         let error = build(&config).await.err().unwrap();
         assert!(matches!(
             error,
-            StorageInitError::NotCompiledIn {
+            StorageInitError::Provider(ProviderError::NotCompiledIn {
                 feature: "postgres",
                 ..
-            }
+            })
         ));
         assert_eq!(
             error.to_string(),

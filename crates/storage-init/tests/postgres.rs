@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chassis_core::provider::InvalidValue;
 use sqlx::{Connection, PgConnection};
 use storage_abstractions::{Record, StorageConfig};
 use storage_init::StorageInitError;
@@ -73,14 +74,18 @@ async fn failures_are_reported_by_kind() {
     let mut bad_url = config("unused");
     bad_url.postgres.url = "postgres://127.0.0.1:notaport/test".into();
     match storage_init::build(&bad_url).await.err().unwrap() {
-        StorageInitError::InvalidConfig { key, .. } => assert_eq!(key, "storage.postgres.url"),
+        StorageInitError::InvalidConfig(InvalidValue { key, .. }) => {
+            assert_eq!(key, "storage.postgres.url")
+        }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
 
     let mut bad_schema = config("Bad-Schema");
     bad_schema.postgres.schema = "Bad-Schema".into();
     match storage_init::build(&bad_schema).await.err().unwrap() {
-        StorageInitError::InvalidConfig { key, .. } => assert_eq!(key, "storage.postgres.schema"),
+        StorageInitError::InvalidConfig(InvalidValue { key, .. }) => {
+            assert_eq!(key, "storage.postgres.schema")
+        }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
 }

@@ -47,72 +47,45 @@
 //! let err = tracing_init::build(&config).unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
-//!     "tracing.provider: unknown provider `jaeger` (expected one of: none, stdout, otlp)"
+//!     "tracing.provider: unknown provider `jaeger`; expected one of: none, stdout, otlp"
 //! );
 //! ```
 
 pub mod propagation;
 mod provider;
 
+use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 use tracing_abstractions::{EnvLookup, TracingConfig, TracingConfigError, TracingSettings};
 
 pub use provider::{BoxedLayer, TracingProvider, TracingShutdownError};
 
-/// One provider this crate knows: its config name, the cargo feature that
-/// compiles it in, and whether that feature is on in this build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProviderInfo {
-    /// The name written in `tracing.provider`.
-    pub name: &'static str,
-    /// The cargo feature of `tracing-init` that compiles it in (`None` for
-    /// `none`, always available).
-    pub feature: Option<&'static str>,
-    /// Whether it is compiled into this build.
-    pub compiled_in: bool,
-}
-
-/// Every provider this crate knows.
-pub const PROVIDERS: &[ProviderInfo] = &[
-    ProviderInfo {
-        name: tracing_abstractions::PROVIDER_NONE,
-        feature: None,
-        compiled_in: true,
-    },
-    ProviderInfo {
-        name: tracing_abstractions::PROVIDER_STDOUT,
-        feature: Some("stdout"),
-        compiled_in: cfg!(feature = "stdout"),
-    },
-    ProviderInfo {
-        name: tracing_abstractions::PROVIDER_OTLP,
-        feature: Some("otlp"),
-        compiled_in: cfg!(feature = "otlp"),
-    },
-];
+/// Every provider `tracing.provider` accepts, and whether it is compiled in.
+pub const PROVIDERS: ProviderTable = ProviderTable {
+    concern: "tracing",
+    init_crate: "tracing-init",
+    providers: &[
+        ProviderInfo::built_in(tracing_abstractions::PROVIDER_NONE),
+        ProviderInfo::new(
+            tracing_abstractions::PROVIDER_STDOUT,
+            "stdout",
+            cfg!(feature = "stdout"),
+        ),
+        ProviderInfo::new(
+            tracing_abstractions::PROVIDER_OTLP,
+            "otlp",
+            cfg!(feature = "otlp"),
+        ),
+    ],
+};
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TracingInitError {
-    /// `tracing.provider` names no known provider.
-    #[error("tracing.provider: unknown provider `{provider}` (expected one of: {known})")]
-    UnknownProvider {
-        /// The configured name.
-        provider: String,
-        /// The known names, comma separated.
-        known: String,
-    },
-    /// The provider exists but its cargo feature is off.
-    #[error(
-        "tracing.provider: provider `{provider}` is not compiled in; enable feature `{feature}` of tracing-init (or chassis-web)"
-    )]
-    NotCompiledIn {
-        /// The configured name.
-        provider: String,
-        /// The feature to enable.
-        feature: &'static str,
-    },
+    /// `tracing.provider` is unknown or not compiled in.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// The section (or an `OTEL_*` variable) is invalid.
     #[error(transparent)]
     InvalidConfig(#[from] TracingConfigError),
@@ -120,28 +93,6 @@ pub enum TracingInitError {
     #[cfg(feature = "otlp")]
     #[error(transparent)]
     Otlp(#[from] tracing_otlp::OtlpTracingError),
-}
-
-/// Finds `name` in `providers`: the provider if it is compiled in, else why not.
-pub fn resolve<'a>(
-    name: &str,
-    providers: &'a [ProviderInfo],
-) -> Result<&'a ProviderInfo, TracingInitError> {
-    match providers.iter().find(|p| p.name == name) {
-        Some(p) if p.compiled_in => Ok(p),
-        Some(p) => Err(TracingInitError::NotCompiledIn {
-            provider: name.to_owned(),
-            feature: p.feature.unwrap_or(p.name),
-        }),
-        None => Err(TracingInitError::UnknownProvider {
-            provider: name.to_owned(),
-            known: providers
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-    }
 }
 
 /// Builds the configured provider, reading the `OTEL_*` variables of the
@@ -160,7 +111,7 @@ pub fn build_with_env(
     config: &TracingConfig,
     env: EnvLookup<'_>,
 ) -> Result<TracingProvider, TracingInitError> {
-    let provider = resolve(config.provider.trim(), PROVIDERS)?;
+    let provider = PROVIDERS.resolve(&config.provider)?;
     // Validate even for `none`, so a typo is caught before tracing is
     // switched on in production.
     config.validate()?;
@@ -185,10 +136,7 @@ pub fn build_with_env(
             Ok(TracingProvider::new(provider.name, sdk, settings, level))
         }
         // `resolve` only returns compiled-in providers, and each has an arm.
-        other => Err(TracingInitError::NotCompiledIn {
-            provider: other.to_owned(),
-            feature: provider.feature.unwrap_or(other),
-        }),
+        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
 }
 
@@ -215,31 +163,20 @@ pub fn sdk_builder(settings: &TracingSettings) -> TracerProviderBuilder {
 mod tests {
     use super::*;
 
-    const TABLE: &[ProviderInfo] = &[
-        ProviderInfo {
-            name: "none",
-            feature: None,
-            compiled_in: true,
-        },
-        ProviderInfo {
-            name: "otlp",
-            feature: Some("otlp"),
-            compiled_in: false,
-        },
-    ];
-
     #[test]
-    fn resolve_explains_unknown_and_missing_providers() {
-        assert_eq!(resolve("none", TABLE).unwrap().name, "none");
-        let err = resolve("otlp", TABLE).unwrap_err();
+    fn unknown_provider_lists_the_known_ones() {
+        let config = TracingConfig {
+            provider: "zipkin".into(),
+            ..TracingConfig::default()
+        };
+        let err = build(&config).unwrap_err();
+        assert!(matches!(
+            err,
+            TracingInitError::Provider(ProviderError::Unknown { .. })
+        ));
         assert_eq!(
             err.to_string(),
-            "tracing.provider: provider `otlp` is not compiled in; enable feature `otlp` of tracing-init (or chassis-web)"
-        );
-        let err = resolve("zipkin", TABLE).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "tracing.provider: unknown provider `zipkin` (expected one of: none, otlp)"
+            "tracing.provider: unknown provider `zipkin`; expected one of: none, stdout, otlp"
         );
     }
 
@@ -278,10 +215,10 @@ mod tests {
         let err = build(&config).unwrap_err();
         assert!(matches!(
             err,
-            TracingInitError::NotCompiledIn {
+            TracingInitError::Provider(ProviderError::NotCompiledIn {
                 feature: "otlp",
                 ..
-            }
+            })
         ));
         assert!(
             err.to_string()

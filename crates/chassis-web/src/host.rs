@@ -23,6 +23,7 @@ use crate::config::{ChassisConfig, ConfigError, ConfigLoader, Configuration};
 use crate::health::Health;
 use crate::middleware::standard_stack;
 use crate::shutdown::{ShutdownHandle, ShutdownSignal, os_signal};
+use crate::telemetry::{HostTelemetry, MetricsError};
 
 /// Any error a service's start-up hook or background task may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -263,7 +264,10 @@ impl ServiceHostBuilder {
         // One subscriber: the logging provider, the tracing layer, extra layers.
         let mut layers = self.log_layers;
         layers.extend(tracing.layer());
+        // Whether the global subscriber will be this host's (with its tracing layer).
+        let installs = self.install_logging && !tracing::dispatcher::has_been_set();
         init_logging(&chassis, self.install_logging, layers)?;
+        let telemetry = HostTelemetry::start(&config, &tracing, installs)?;
         let span = tracing::info_span!("service", service = %service);
         async move {
             let mut concerns = Concerns::default();
@@ -288,6 +292,7 @@ impl ServiceHostBuilder {
                     }
                 },
             };
+            let bus = telemetry.wrap_bus(bus);
             let health = Health::new(chassis.http.readiness_check_timeout);
             for check in bus
                 .health_checks()
@@ -308,6 +313,7 @@ impl ServiceHostBuilder {
                 }),
             };
             concerns.context = Some(context.clone());
+            telemetry.on_context(&context);
             for hook in self.hooks {
                 if let Err(error) = hook(context.clone()).await {
                     concerns.stop(chassis.http.shutdown_timeout).await;
@@ -318,8 +324,10 @@ impl ServiceHostBuilder {
             for routes in self.routes {
                 router = router.merge(routes(&context));
             }
-            let router = standard_stack(router.merge(health.routes()), &chassis.http)
-                .propagate_trace_context(tracing.is_enabled());
+            let router = telemetry.router(router.merge(health.routes()));
+            let router =
+                standard_stack(router, &chassis.http).propagate_trace_context(tracing.is_enabled());
+            let router = telemetry.in_dispatch(router);
 
             let bind = format!("{}:{}", chassis.http.host, chassis.http.port);
             let listener = match tokio::net::TcpListener::bind(&bind).await {
@@ -334,6 +342,11 @@ impl ServiceHostBuilder {
                 source,
             })?;
             let stop_accepting = CancellationToken::new();
+            let metrics_port = telemetry.serve_port(&chassis.http.host, stop_accepting.clone());
+            if let Err(error) = metrics_port.await {
+                concerns.stop(chassis.http.shutdown_timeout).await;
+                return Err(error.into());
+            }
             let server = tokio::spawn(
                 axum::serve(listener, router.into_make_service())
                     .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
@@ -408,6 +421,9 @@ pub enum StartupError {
     /// The tracing provider could not be built.
     #[error(transparent)]
     Tracing(#[from] TracingInitError),
+    /// Metrics could not be set up (`[metrics]`).
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// A start-up hook of the service failed.
     #[error("start-up hook failed: {0}")]
     Hook(#[source] BoxError),

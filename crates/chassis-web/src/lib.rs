@@ -40,6 +40,7 @@ mod host;
 pub mod middleware;
 mod problem;
 mod shutdown;
+pub mod telemetry;
 
 pub use config::{
     ChassisConfig, ConfigError, ConfigLoader, Configuration, HttpConfig, ServiceConfig,

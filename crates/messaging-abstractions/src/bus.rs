@@ -59,6 +59,13 @@ pub trait EventBus: Send + Sync + 'static {
     /// Stops taking new messages, lets in-flight handlers finish and settle,
     /// then closes. Idempotent.
     async fn shutdown(&self) -> Result<(), ShutdownError>;
+
+    /// For a decorator (metrics, tracing): the bus it wraps, so a host given
+    /// an already decorated bus can decorate the original instead of
+    /// stacking decorators. Providers keep the default, `None`.
+    fn decorated(&self) -> Option<Arc<dyn EventBus>> {
+        None
+    }
 }
 
 /// A message that could not be handled, with why.

@@ -1,0 +1,283 @@
+//! The event bus decorator: metrics, producer and consumer spans, and the
+//! handler's message context.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chassis_core::HealthCheck;
+use messaging_abstractions::{
+    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageContext,
+    MessageHandler, PublishError, ShutdownError, SubscribeError, Subscription,
+};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_init::propagation;
+
+use super::dispatch::{in_dispatch, scoped};
+use super::metrics::names;
+use crate::correlation::with_message_context;
+
+/// Wraps an [`EventBus`]: every publish is counted and (with a tracing
+/// provider) runs in a producer span continuing the envelope's trace, whose
+/// context the published envelope then carries; every handled delivery
+/// runs in a consumer span whose parent is the envelope's `traceparent`,
+/// inside [`with_message_context`] with the envelope's correlation id, the
+/// message as causation and the consumer span's trace — so what a handler
+/// publishes continues the trace — and is counted and timed.
+///
+/// Retried / dead-lettered counts follow the bus' documented policy: a
+/// retryable failure is retried while `attempt < max_attempts`, every other
+/// failure is dead-lettered.
+pub struct InstrumentedBus {
+    inner: Arc<dyn EventBus>,
+    service: Arc<str>,
+    max_attempts: u32,
+    trace: bool,
+    dispatch: Option<tracing::Dispatch>,
+}
+
+impl std::fmt::Debug for InstrumentedBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstrumentedBus")
+            .field("provider", &self.inner.provider())
+            .field("service", &self.service)
+            .field("trace", &self.trace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InstrumentedBus {
+    /// Decorates `inner` for `service`. `max_attempts` is
+    /// `messaging.retry.max_attempts`; `trace` whether a tracing provider is
+    /// enabled (without one no spans are created: nothing to export).
+    pub fn new(inner: Arc<dyn EventBus>, service: &str, max_attempts: u32, trace: bool) -> Self {
+        Self {
+            inner,
+            service: Arc::from(service),
+            max_attempts,
+            trace,
+            dispatch: None,
+        }
+    }
+
+    /// Creates the spans in `dispatch` (a host's own subscriber, see the
+    /// host) instead of the current one.
+    pub fn in_dispatch(mut self, dispatch: Option<tracing::Dispatch>) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    fn producer_span(&self, envelope: &Envelope) -> tracing::Span {
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("{} publish", envelope.event_type),
+            otel.kind = "producer",
+            messaging.operation.type = "publish",
+            messaging.message.id = %envelope.message_id,
+            correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
+            trace_id = Empty,
+        );
+        propagation::set_parent(
+            &span,
+            envelope.traceparent.as_deref(),
+            envelope.tracestate.as_deref(),
+        );
+        propagation::record_trace_id(&span);
+        span
+    }
+
+    fn count_publish(&self, event_type: &str, result: &Result<(), PublishError>) {
+        let name = if result.is_ok() {
+            names::BUS_PUBLISHED
+        } else {
+            names::BUS_PUBLISH_FAILED
+        };
+        metrics::counter!(name, "service" => self.service.to_string(), "event_type" => event_type.to_owned())
+            .increment(1);
+    }
+}
+
+#[async_trait]
+impl EventBus for InstrumentedBus {
+    fn provider(&self) -> &'static str {
+        self.inner.provider()
+    }
+
+    async fn publish(&self, mut envelope: Envelope) -> Result<(), PublishError> {
+        let event_type = envelope.event_type.clone();
+        let result = if self.trace {
+            let span = scoped(self.dispatch.as_ref(), || self.producer_span(&envelope));
+            propagation::inject_from(&span, &mut envelope.traceparent, &mut envelope.tracestate);
+            in_dispatch(
+                self.dispatch.as_ref(),
+                self.inner.publish(envelope).instrument(span),
+            )
+            .await
+        } else {
+            self.inner.publish(envelope).await
+        };
+        self.count_publish(&event_type, &result);
+        result
+    }
+
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        if self.trace {
+            // The envelope must carry the producer span's context: a copy.
+            return self.publish(envelope.clone()).await;
+        }
+        let result = self.inner.publish_ref(envelope).await;
+        self.count_publish(&envelope.event_type, &result);
+        result
+    }
+
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
+        if self.trace {
+            for envelope in envelopes {
+                self.publish(envelope).await?;
+            }
+            return Ok(());
+        }
+        let types: Vec<String> = envelopes.iter().map(|e| e.event_type.clone()).collect();
+        let result = self.inner.publish_all(envelopes).await;
+        // On error an unknown prefix went out: count the batch as failed.
+        for event_type in &types {
+            self.count_publish(event_type, &result);
+        }
+        result
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+        let mut handlers = Handlers::new();
+        for event_type in subscription.handlers.event_types() {
+            if let Some(inner) = subscription.handlers.get(event_type) {
+                handlers = handlers.on_raw(
+                    event_type,
+                    Arc::new(InstrumentedHandler {
+                        inner: inner.clone(),
+                        service: self.service.clone(),
+                        max_attempts: self.max_attempts,
+                        trace: self.trace,
+                        dispatch: self.dispatch.clone(),
+                    }),
+                );
+            }
+        }
+        self.inner
+            .subscribe(Subscription::new(subscription.group, handlers))
+            .await
+    }
+
+    fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        self.inner.health_checks()
+    }
+
+    fn dead_letters(&self) -> Option<Arc<dyn DeadLetterStore>> {
+        self.inner.dead_letters()
+    }
+
+    async fn shutdown(&self) -> Result<(), ShutdownError> {
+        self.inner.shutdown().await
+    }
+
+    fn decorated(&self) -> Option<Arc<dyn EventBus>> {
+        Some(self.inner.clone())
+    }
+}
+
+struct InstrumentedHandler {
+    inner: Arc<dyn MessageHandler>,
+    service: Arc<str>,
+    max_attempts: u32,
+    trace: bool,
+    dispatch: Option<tracing::Dispatch>,
+}
+
+#[async_trait]
+impl MessageHandler for InstrumentedHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let envelope = &delivery.envelope;
+        let mut context = envelope.context_for_handler();
+        let span = scoped(self.dispatch.as_ref(), || {
+            self.consumer_span(delivery, &context)
+        });
+        if self.trace {
+            propagation::set_parent(
+                &span,
+                envelope.traceparent.as_deref(),
+                envelope.tracestate.as_deref(),
+            );
+            propagation::record_trace_id(&span);
+            propagation::inject_from(&span, &mut context.traceparent, &mut context.tracestate);
+        }
+        let start = Instant::now();
+        let handled =
+            with_message_context(context, self.inner.handle(delivery)).instrument(span.clone());
+        let result = in_dispatch(self.dispatch.as_ref(), handled).await;
+        self.record(delivery, &result, start.elapsed().as_secs_f64());
+        if let Err(error) = &result {
+            scoped(self.dispatch.as_ref(), || {
+                span.in_scope(|| tracing::warn!(%error, "message handler failed"));
+            });
+        }
+        result
+    }
+}
+
+impl InstrumentedHandler {
+    fn consumer_span(&self, delivery: &Delivery, context: &MessageContext) -> tracing::Span {
+        let envelope = &delivery.envelope;
+        tracing::info_span!(
+            "consume",
+            otel.name = %format_args!("{} process", envelope.event_type),
+            otel.kind = "consumer",
+            messaging.operation.type = "process",
+            messaging.message.id = %envelope.message_id,
+            messaging.consumer.group.name = %delivery.group,
+            attempt = delivery.attempt,
+            correlation_id = context.correlation_id.as_deref().unwrap_or_default(),
+            trace_id = Empty,
+        )
+    }
+
+    fn record(&self, delivery: &Delivery, result: &Result<(), HandlerError>, elapsed: f64) {
+        let envelope = &delivery.envelope;
+        let base = [
+            ("service", self.service.to_string()),
+            ("event_type", envelope.event_type.clone()),
+            ("group", delivery.group.clone()),
+        ];
+        metrics::counter!(names::BUS_CONSUMED, &base).increment(1);
+        match result {
+            Ok(()) => {
+                metrics::histogram!(names::BUS_HANDLER_DURATION, &with(&base, "outcome", "ok"))
+                    .record(elapsed);
+            }
+            Err(error) => {
+                metrics::histogram!(
+                    names::BUS_HANDLER_DURATION,
+                    &with(&base, "outcome", "error")
+                )
+                .record(elapsed);
+                let kind = error.kind.as_str();
+                metrics::counter!(names::BUS_FAILED, &with(&base, "kind", kind)).increment(1);
+                if error.is_retryable() && delivery.attempt < self.max_attempts {
+                    metrics::counter!(names::BUS_RETRIED, &base).increment(1);
+                } else {
+                    metrics::counter!(names::BUS_DEAD_LETTERED, &with(&base, "kind", kind))
+                        .increment(1);
+                }
+            }
+        }
+    }
+}
+
+fn with(
+    base: &[(&'static str, String); 3],
+    key: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
+    let mut labels = base.to_vec();
+    labels.push((key, value.to_owned()));
+    labels
+}

@@ -1,0 +1,380 @@
+//! The Prometheus recorder, the `[metrics]` section, the `/metrics` route,
+//! HTTP request metrics and the outbox gauges.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use http::{Method, StatusCode, header};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
+
+use crate::host::ServiceContext;
+
+/// Metric names (Prometheus conventions: base units, `_total` counters).
+pub mod names {
+    /// Counter: HTTP requests served, by `route` template, `method`, `status`.
+    pub const HTTP_REQUESTS: &str = "http_server_requests_total";
+    /// Histogram (seconds): HTTP request duration, same labels.
+    pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
+    /// Counter: messages published, by `event_type`.
+    pub const BUS_PUBLISHED: &str = "messaging_published_total";
+    /// Counter: publishes the bus refused, by `event_type`.
+    pub const BUS_PUBLISH_FAILED: &str = "messaging_publish_failed_total";
+    /// Counter: deliveries handled (any outcome), by `event_type`, `group`.
+    pub const BUS_CONSUMED: &str = "messaging_consumed_total";
+    /// Counter: deliveries whose handler failed, by `event_type`, `group`, `kind`.
+    pub const BUS_FAILED: &str = "messaging_handler_failed_total";
+    /// Counter: failed deliveries the bus will try again, by `event_type`, `group`.
+    pub const BUS_RETRIED: &str = "messaging_retried_total";
+    /// Counter: deliveries dead-lettered, by `event_type`, `group`, `kind`.
+    pub const BUS_DEAD_LETTERED: &str = "messaging_dead_lettered_total";
+    /// Histogram (seconds): handler duration, by `event_type`, `group`, `outcome`.
+    pub const BUS_HANDLER_DURATION: &str = "messaging_handler_duration_seconds";
+    /// Gauge: outbox messages not yet published.
+    pub const OUTBOX_PENDING: &str = "outbox_pending_messages";
+    /// Gauge: outbox messages set aside (could not be published).
+    pub const OUTBOX_QUARANTINED: &str = "outbox_quarantined_messages";
+    /// Gauge (seconds): age of the oldest pending outbox message — the
+    /// relay's lag (0 when nothing is pending).
+    pub const OUTBOX_LAG: &str = "outbox_relay_lag_seconds";
+    /// Gauge, always 1: `service`, `version`.
+    pub const SERVICE_INFO: &str = "service_info";
+}
+
+/// Histogram buckets (seconds) of the two duration histograms: 1 ms to 10 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often the process' histograms are compacted when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The `[metrics]` section.
+///
+/// ```toml
+/// [metrics]
+/// enabled = true        # default
+/// path = "/metrics"     # default
+/// port = 9464           # optional: also serve the path on this port
+/// refresh_interval = "5s"  # outbox gauges
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether the host records and serves metrics.
+    pub enabled: bool,
+    /// Path of the exposition on the service port (and the metrics port).
+    pub path: String,
+    /// A separate port serving only the metrics path (on `http.host`).
+    pub port: Option<u16>,
+    /// How often the outbox gauges are refreshed.
+    #[serde(with = "chassis_core::duration")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/metrics".to_owned(),
+            port: None,
+            refresh_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), MetricsError> {
+        if !self.path.starts_with('/') || self.path.len() < 2 || self.path.contains(' ') {
+            return Err(MetricsError::Config(format!(
+                "metrics.path: expected an absolute path such as `/metrics`, got `{}`",
+                self.path
+            )));
+        }
+        if self.refresh_interval.is_zero() {
+            return Err(MetricsError::Config(
+                "metrics.refresh_interval: expected a duration above zero".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why metrics could not be set up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MetricsError {
+    /// The `[metrics]` section is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// Another `metrics` recorder is installed in the process already.
+    #[error(
+        "metrics: another global `metrics` recorder is installed in this process; the host installs its Prometheus recorder itself (set metrics.enabled = false to keep the other one)"
+    )]
+    RecorderTaken,
+    /// The separate metrics port could not be opened.
+    #[error("metrics: cannot listen on {addr} (http.host / metrics.port): {reason}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+/// One service's view of the process' Prometheus recorder.
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+    service: Arc<str>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+static RECORDER: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
+
+impl Metrics {
+    /// Installs the Prometheus recorder as the process' global `metrics`
+    /// recorder — once: later calls (a second host in the process) share
+    /// it — and records `service_info{service, version} 1`.
+    pub fn install(service: &str, version: &str) -> Result<Self, MetricsError> {
+        let handle = RECORDER.get_or_init(install_recorder).clone()?;
+        metrics::gauge!(names::SERVICE_INFO, "service" => service.to_owned(), "version" => version.to_owned())
+            .set(1.0);
+        Ok(Self {
+            handle,
+            service: Arc::from(service),
+        })
+    }
+
+    /// The exposition text of every series in the process.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// The service label value.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// A router serving the exposition at `path`.
+    pub fn routes(&self, path: &str) -> Router {
+        let handle = self.handle.clone();
+        Router::new().route(
+            path,
+            get(move || {
+                let text = handle.render();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
+    }
+
+    /// Adds HTTP request metrics to every route of `router` (the route
+    /// template is the label, never the raw path).
+    pub fn track_http(&self, router: Router) -> Router {
+        router.layer(axum::middleware::from_fn_with_state(
+            self.service.clone(),
+            track,
+        ))
+    }
+}
+
+fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)
+        .map_err(|e| MetricsError::Config(format!("metrics buckets: {e}")))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| MetricsError::RecorderTaken)?;
+    let upkeep = handle.clone();
+    // A thread, not a task: it must outlive the runtime of the host that
+    // installed the recorder (tests run one runtime each).
+    std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(|e| {
+            MetricsError::Config(format!("metrics: cannot start the upkeep thread: {e}"))
+        })?;
+    Ok(handle)
+}
+
+async fn track(State(service): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| route_label(p.as_str()));
+    let response = next.run(req).await;
+    record_http(&service, method, route, response.status(), start.elapsed());
+    response
+}
+
+/// Records one served request.
+pub(crate) fn record_http(
+    service: &str,
+    method: &'static str,
+    route: String,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let labels = [
+        ("service", service.to_owned()),
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!(names::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(names::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// The route template as a label value, parameters written `:id` instead
+/// of `{id}`: braces inside label values trip up some exposition-format
+/// parsers (`prometheus-parse` ends the label set at the first `}`).
+fn route_label(template: &str) -> String {
+    if template.contains('{') {
+        template.replace('{', ":").replace('}', "")
+    } else {
+        template.to_owned()
+    }
+}
+
+/// Standard methods by name; anything else is `other` (bounded label values).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Refreshes the outbox gauges of `ctx`'s store every `interval` until
+/// shutdown (a background task of the host).
+pub(crate) fn spawn_outbox_gauges(ctx: &ServiceContext, interval: Duration) {
+    let outbox = ctx.store().outbox();
+    let service = ctx.name().to_owned();
+    let signal = ctx.shutdown_signal();
+    ctx.spawn("metrics-outbox", async move {
+        let label = [("service", service)];
+        let pending = metrics::gauge!(names::OUTBOX_PENDING, &label);
+        let quarantined = metrics::gauge!(names::OUTBOX_QUARANTINED, &label);
+        let lag = metrics::gauge!(names::OUTBOX_LAG, &label);
+        loop {
+            match outbox.backlog().await {
+                Ok(backlog) => {
+                    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                    {
+                        pending.set(backlog.pending as f64);
+                        quarantined.set(backlog.quarantined as f64);
+                    }
+                    lag.set(backlog.oldest_pending_age.unwrap_or_default().as_secs_f64());
+                }
+                Err(error) => tracing::warn!(%error, "outbox backlog unavailable for metrics"),
+            }
+            tokio::select! {
+                () = signal.stopping() => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+}
+
+/// Serves only the metrics path on a port of its own until `stop` fires.
+pub(crate) async fn serve_metrics_port(
+    metrics: &Metrics,
+    host: &str,
+    port: u16,
+    path: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<std::net::SocketAddr, MetricsError> {
+    let addr = format!("{host}:{port}");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| MetricsError::Bind {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    let local = listener.local_addr().map_err(|e| MetricsError::Bind {
+        addr,
+        reason: e.to_string(),
+    })?;
+    let router = metrics.routes(path);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "metrics port stopped");
+        }
+    });
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_validation() {
+        let config = MetricsConfig::default();
+        assert!(config.enabled);
+        assert_eq!(config.path, "/metrics");
+        config.validate().unwrap();
+        let bad = MetricsConfig {
+            path: "metrics".into(),
+            ..MetricsConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("metrics.path")
+        );
+    }
+
+    #[test]
+    fn route_labels_have_no_braces() {
+        assert_eq!(
+            route_label("/orders/{id}/items/{*rest}"),
+            "/orders/:id/items/:*rest"
+        );
+        assert_eq!(route_label("/health/live"), "/health/live");
+    }
+
+    #[test]
+    fn methods_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
+}

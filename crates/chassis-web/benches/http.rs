@@ -161,6 +161,8 @@ fn main() {
             .config("http.host", "127.0.0.1")
             .config("http.port", 0)
             .config("logging.ansi", false)
+            // The default stack without credential checks; see docs/bench-http.md.
+            .config("security.auth.enabled", false)
             .routes(|_| Router::new().route("/hello", get(hello)))
             .start()
             .await

@@ -58,6 +58,8 @@ pub struct ChassisConfig {
     pub storage: StorageConfig,
     /// Trace export.
     pub tracing: TracingConfig,
+    /// Authentication, limits, CORS and headers.
+    pub security: crate::security::SecurityConfig,
 }
 
 impl ChassisConfig {

@@ -269,6 +269,7 @@ impl ServiceHostBuilder {
         init_logging(&chassis, self.install_logging, layers)?;
         let telemetry = HostTelemetry::start(&config, &tracing, installs)?;
         let span = tracing::info_span!("service", service = %service);
+        let security = crate::security::SecurityLayer::build(&chassis.security)?;
         async move {
             let mut concerns = Concerns::default();
             let store = match self.store {
@@ -324,7 +325,8 @@ impl ServiceHostBuilder {
             for routes in self.routes {
                 router = router.merge(routes(&context));
             }
-            let router = telemetry.router(router.merge(health.routes()));
+            let router = security.apply(router.merge(health.routes()));
+            let router = telemetry.router(router);
             let router =
                 standard_stack(router, &chassis.http).propagate_trace_context(tracing.is_enabled());
             let router = telemetry.in_dispatch(router);
@@ -421,6 +423,9 @@ pub enum StartupError {
     /// The tracing provider could not be built.
     #[error(transparent)]
     Tracing(#[from] TracingInitError),
+    /// The `[security]` section cannot be used (e.g. authentication on without a key).
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
     /// Metrics could not be set up (`[metrics]`).
     #[error(transparent)]
     Metrics(#[from] MetricsError),

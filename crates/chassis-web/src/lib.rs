@@ -29,6 +29,9 @@
 //! - Correlation: [`CorrelationId`] extractor, [`current_message_context`] for
 //!   publishing messages that carry the request's correlation id.
 //! - Health: `/health/live`, `/health/ready` ([`Health`]).
+//! - Security: [`security`] — authentication on by default outside an
+//!   allow-list (API keys, JWT), rate and concurrency limits, CORS and
+//!   hardening headers; handlers read the caller with [`security::Principal`].
 //! - Tests: [`ServiceHostBuilder::start`] with `.config("http.port", 0)`,
 //!   injected bus/store, and [`RunningService::shutdown`].
 
@@ -39,6 +42,7 @@ mod health;
 mod host;
 pub mod middleware;
 mod problem;
+pub mod security;
 mod shutdown;
 pub mod telemetry;
 

@@ -40,6 +40,8 @@ pub fn isolated(name: &str, dir: &TempDir) -> ServiceHostBuilder {
         .env_vars(Vec::<(String, String)>::new())
         .config("http.host", "127.0.0.1")
         .config("http.port", 0)
+        // Authentication has its own tests (`security.rs`).
+        .config("security.auth.enabled", false)
         .install_logging(false)
 }
 

@@ -1,0 +1,299 @@
+//! Credential checks: API keys (constant-time) and JWT bearer tokens.
+
+use std::collections::HashMap;
+
+use axum::extract::FromRequestParts;
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, HeaderName};
+use http::request::Parts;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use subtle::ConstantTimeEq;
+
+use super::SecurityError;
+use super::config::{AuthConfig, JwtConfig};
+use crate::problem::Problem;
+
+/// The authenticated caller of a request, for handlers:
+///
+/// ```
+/// use chassis_web::security::Principal;
+/// async fn whoami(principal: Principal) -> String {
+///     principal.id
+/// }
+/// ```
+///
+/// Without a principal (authentication off, or an allow-listed route) the
+/// extractor answers 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `api-key:<n>` (the position of the key in the configuration, never the
+    /// key), or the token's `sub`.
+    pub id: String,
+    /// Scopes granted by the token (`scope` claim); empty for API keys.
+    pub scopes: Vec<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            Problem::new(http::StatusCode::UNAUTHORIZED)
+                .with_detail("this route has no authenticated caller (security.auth)")
+        })
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// 401: no or invalid credentials; the detail says which.
+    Unauthenticated(&'static str),
+    /// 403: valid token without the required scope.
+    Forbidden,
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+enum Keys {
+    One(DecodingKey),
+    /// Keys of a JWKS file by `kid`.
+    ByKid(HashMap<String, DecodingKey>),
+}
+
+struct Jwt {
+    keys: Keys,
+    validation: Validation,
+    required_scope: Option<String>,
+}
+
+/// Checks the credentials of a request against the configuration.
+pub(crate) struct Authenticator {
+    header: HeaderName,
+    /// Key bytes; compared in constant time against every entry.
+    api_keys: Vec<Vec<u8>>,
+    jwt: Option<Jwt>,
+}
+
+impl Authenticator {
+    /// Fails when no credential is configured, or a key cannot be read.
+    pub(crate) fn build(config: &AuthConfig) -> Result<Self, SecurityError> {
+        let header = HeaderName::try_from(config.api_key_header.as_str()).map_err(|_| {
+            SecurityError::Invalid(format!(
+                "security.auth.api_key_header: `{}` is not a valid header name",
+                config.api_key_header
+            ))
+        })?;
+        let api_keys: Vec<Vec<u8>> = config
+            .api_keys
+            .iter()
+            .map(|k| k.expose().as_bytes().to_vec())
+            .collect();
+        let jwt = if config.jwt.algorithm.is_empty() {
+            None
+        } else {
+            Some(build_jwt(&config.jwt)?)
+        };
+        if api_keys.is_empty() && jwt.is_none() {
+            return Err(SecurityError::NoCredentials);
+        }
+        Ok(Self {
+            header,
+            api_keys,
+            jwt,
+        })
+    }
+
+    /// The caller of a request, or why it is refused.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+        if let Some(given) = headers.get(&self.header) {
+            return self.api_key(given.as_bytes());
+        }
+        let Some(bearer) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+        else {
+            return Err(Refusal::Unauthenticated("credentials are required"));
+        };
+        let Some(jwt) = &self.jwt else {
+            return Err(Refusal::Unauthenticated("bearer tokens are not accepted"));
+        };
+        jwt.check(bearer.trim())
+    }
+
+    fn api_key(&self, given: &[u8]) -> Result<Principal, Refusal> {
+        // Every key is compared, so the time does not tell which one matched.
+        let mut found = None;
+        for (index, key) in self.api_keys.iter().enumerate() {
+            if bool::from(key.as_slice().ct_eq(given)) {
+                found = Some(index);
+            }
+        }
+        match found {
+            Some(index) => Ok(Principal {
+                id: format!("api-key:{index}"),
+                scopes: Vec::new(),
+            }),
+            None => Err(Refusal::Unauthenticated("the API key is not valid")),
+        }
+    }
+
+    /// Whether bearer tokens are accepted (for `WWW-Authenticate`).
+    pub(crate) fn accepts_bearer(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    /// The API key header name (for `WWW-Authenticate`).
+    pub(crate) fn api_key_header(&self) -> &str {
+        self.header.as_str()
+    }
+}
+
+fn build_jwt(config: &JwtConfig) -> Result<Jwt, SecurityError> {
+    let invalid = |what: String| SecurityError::Invalid(format!("security.auth.jwt.{what}"));
+    let algorithm = match config.algorithm.to_ascii_uppercase().as_str() {
+        "HS256" => Algorithm::HS256,
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        other => {
+            return Err(invalid(format!(
+                "algorithm: expected HS256, RS256 or ES256, found `{other}`"
+            )));
+        }
+    };
+    let keys = match algorithm {
+        Algorithm::HS256 => {
+            if config.secret.expose().len() < 32 {
+                return Err(invalid(
+                    "secret: HS256 needs a secret of at least 32 bytes (set security.auth.jwt.secret or CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE)".into(),
+                ));
+            }
+            Keys::One(DecodingKey::from_secret(config.secret.expose().as_bytes()))
+        }
+        _ => public_keys(config, algorithm)?,
+    };
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = config.leeway.as_secs();
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp"]);
+    if !config.issuer.is_empty() {
+        validation.set_issuer(&[&config.issuer]);
+    }
+    if config.audience.is_empty() {
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(&[&config.audience]);
+    }
+    Ok(Jwt {
+        keys,
+        validation,
+        required_scope: Some(config.required_scope.clone()).filter(|s| !s.is_empty()),
+    })
+}
+
+fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, SecurityError> {
+    if let Some(path) = &config.jwks_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SecurityError::Invalid(format!(
+                "security.auth.jwt.jwks_file: cannot read `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
+            SecurityError::Invalid(format!(
+                "security.auth.jwt.jwks_file: `{}` is not a JWKS document: {e}",
+                path.display()
+            ))
+        })?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) else {
+                continue;
+            };
+            keys.insert(kid.clone(), key);
+        }
+        if keys.is_empty() {
+            return Err(SecurityError::Invalid(format!(
+                "security.auth.jwt.jwks_file: `{}` holds no usable key with a `kid`",
+                path.display()
+            )));
+        }
+        return Ok(Keys::ByKid(keys));
+    }
+    if config.public_key_pem.trim().is_empty() {
+        return Err(SecurityError::Invalid(format!(
+            "security.auth.jwt: {algorithm:?} needs public_key_pem or jwks_file"
+        )));
+    }
+    let pem = config.public_key_pem.as_bytes();
+    let key = match algorithm {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+        _ => DecodingKey::from_ec_pem(pem),
+    }
+    .map_err(|e| {
+        SecurityError::Invalid(format!(
+            "security.auth.jwt.public_key_pem: not a {algorithm:?} public key: {e}"
+        ))
+    })?;
+    Ok(Keys::One(key))
+}
+
+impl Jwt {
+    fn check(&self, token: &str) -> Result<Principal, Refusal> {
+        use jsonwebtoken::errors::ErrorKind;
+        let key = match &self.keys {
+            Keys::One(key) => key,
+            Keys::ByKid(keys) => {
+                let kid = jsonwebtoken::decode_header(token)
+                    .ok()
+                    .and_then(|h| h.kid)
+                    .ok_or(Refusal::Unauthenticated(
+                        "the token names no known key (kid)",
+                    ))?;
+                keys.get(&kid).ok_or(Refusal::Unauthenticated(
+                    "the token names no known key (kid)",
+                ))?
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+            Refusal::Unauthenticated(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet",
+                ErrorKind::InvalidAudience => "the token is for another audience",
+                ErrorKind::InvalidIssuer => "the token is from another issuer",
+                ErrorKind::InvalidSignature => "the token signature is not valid",
+                ErrorKind::InvalidAlgorithm => "the token uses another algorithm",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+                _ => "the token is not valid",
+            })
+        })?;
+        let scopes: Vec<String> = data
+            .claims
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if let Some(required) = &self.required_scope
+            && !scopes.iter().any(|s| s == required)
+        {
+            return Err(Refusal::Forbidden);
+        }
+        Ok(Principal {
+            id: data.claims.sub.unwrap_or_else(|| "jwt".to_owned()),
+            scopes,
+        })
+    }
+}

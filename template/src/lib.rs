@@ -18,7 +18,6 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod events;
-pub mod healthcheck;
 
 use std::sync::Arc;
 

@@ -106,7 +106,7 @@ async fn health_endpoints_and_the_healthcheck_probe_see_a_ready_service() {
 
     assert_eq!(call(addr, "GET", "/health/live", None).await.0, 200);
     assert_eq!(call(addr, "GET", "/health/ready", None).await.0, 200);
-    let probe = tokio::task::spawn_blocking(move || {{crate_name}}::healthcheck::probe(addr));
+    let probe = tokio::task::spawn_blocking(move || chassis_web::healthcheck::probe(addr));
     probe
         .await
         .unwrap()

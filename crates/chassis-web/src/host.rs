@@ -170,7 +170,7 @@ impl ServiceHostBuilder {
     }
 
     /// Command-line arguments (without the program name) instead of the
-    /// process'; only [`PRINT_CONFIG_FLAG`] is interpreted.
+    /// process'; only [`PRINT_CONFIG_FLAG`] and `--healthcheck` are interpreted.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -211,13 +211,21 @@ impl ServiceHostBuilder {
     /// Runs the service until SIGINT/SIGTERM, then shuts down gracefully.
     ///
     /// With `--print-config` it prints the effective configuration instead
-    /// and exits. A start-up error prints one line to stderr and returns a
+    /// and exits; with `--healthcheck` it probes `/health/ready` of the
+    /// service this configuration describes (for container HEALTHCHECKs in
+    /// images without curl) and exits 0 when it answers 200. A start-up error prints one line to stderr and returns a
     /// failure exit code.
     pub async fn run(self) -> ExitCode {
         let args = self
             .args
             .clone()
             .unwrap_or_else(|| std::env::args().skip(1).collect());
+        if args
+            .iter()
+            .any(|a| a == crate::healthcheck::HEALTHCHECK_FLAG)
+        {
+            return crate::healthcheck::run(&self);
+        }
         if args.iter().any(|a| a == PRINT_CONFIG_FLAG) {
             return match self.load_config() {
                 Ok(config) => {

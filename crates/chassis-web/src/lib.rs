@@ -39,6 +39,7 @@ pub mod config;
 mod correlation;
 mod extract;
 mod health;
+pub mod healthcheck;
 mod host;
 pub mod middleware;
 mod problem;
@@ -55,6 +56,7 @@ pub use correlation::{
 };
 pub use extract::{Json, decode};
 pub use health::{Health, LIVE_PATH, READY_PATH, Readiness};
+pub use healthcheck::HEALTHCHECK_FLAG;
 pub use host::{
     BoxError, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHost, ServiceHostBuilder,
     ShutdownError, StartupError,

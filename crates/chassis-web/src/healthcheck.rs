@@ -10,10 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chassis_web::{READY_PATH, ServiceHostBuilder};
+use crate::config::ConfigError;
+use crate::health::READY_PATH;
+use crate::host::ServiceHostBuilder;
 
-/// The command-line flag.
-pub const FLAG: &str = "--healthcheck";
+/// The command-line flag [`ServiceHostBuilder::run`] answers with a probe.
+pub const HEALTHCHECK_FLAG: &str = "--healthcheck";
 
 /// How long the probe waits to connect, and then for the answer.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,7 +25,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 pub enum ProbeError {
     /// The configuration could not be loaded.
     #[error("cannot load the configuration: {0}")]
-    Config(#[from] chassis_web::ConfigError),
+    Config(#[from] ConfigError),
     /// Connecting, sending or reading failed.
     #[error("GET http://{addr}{READY_PATH}: {source}")]
     Io {
@@ -124,5 +126,27 @@ mod tests {
         let err = probe(addr).unwrap_err();
         assert!(matches!(err, ProbeError::Io { .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+
+    /// A one-shot server answering every connection with `status_line`.
+    fn answering(status_line: &'static str) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buf = [0_u8; 1024];
+                let _ = stream.read(&mut buf);
+                let _ = write!(stream, "{status_line}\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn ready_answer_passes_and_unready_answer_fails_with_the_status() {
+        probe(answering("HTTP/1.1 200 OK")).expect("200 is ready");
+        let err = probe(answering("HTTP/1.1 503 Service Unavailable")).unwrap_err();
+        assert!(matches!(err, ProbeError::NotReady { .. }), "{err}");
+        assert!(err.to_string().contains("503 Service Unavailable"), "{err}");
     }
 }

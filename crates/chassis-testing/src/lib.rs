@@ -10,6 +10,8 @@
 //! - [`start`]: starts a service's [`ServiceHostBuilder`] in-process on a
 //!   free loopback port, on the test bus and the in-memory store.
 //! - Dead letters: [`TestBus::dead_letters`] and [`TestBus::replay`].
+//! - Security: [`assert_routes_require_credentials`] calls every operation of
+//!   a service's `/openapi.json` without credentials and expects 401.
 //!
 //! ```
 //! use chassis_testing::TestBus;
@@ -36,6 +38,12 @@
 //! bus.shutdown().await.unwrap();
 //! # });
 //! ```
+
+mod openapi;
+mod security;
+
+pub use openapi::openapi_operations;
+pub use security::{TEST_API_KEY, assert_routes_require_credentials};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -395,6 +403,8 @@ pub async fn try_start(
         .config("http.host", "127.0.0.1")
         .config("http.port", 0_i64)
         .config("storage.provider", "inmemory")
+        // Authentication off unless a test turns it on (examples' security tests do).
+        .config("security.auth.enabled", false)
         .args(Vec::<String>::new())
         .install_logging(false)
         .start()

@@ -1,0 +1,76 @@
+//! Checks that a service's routes are closed without credentials.
+
+use chassis_web::ServiceHostBuilder;
+
+use crate::openapi_operations;
+
+/// The API key [`assert_routes_require_credentials`] configures.
+pub const TEST_API_KEY: &str = "chassis-testing-api-key";
+
+/// Starts `service` with authentication on (API key [`TEST_API_KEY`]) and
+/// calls every operation of its `/openapi.json`: without credentials and with
+/// a wrong key each must answer 401 problem+json with `WWW-Authenticate`;
+/// with the key none may answer 401 or 403. `/openapi.json` itself must be
+/// reachable without credentials (the default allow-list). Returns the
+/// operations checked; panics naming the first route that is open.
+pub async fn assert_routes_require_credentials(
+    service: ServiceHostBuilder,
+) -> Vec<(String, String)> {
+    let service = service
+        .config("http.host", "127.0.0.1")
+        .config("http.port", 0_i64)
+        .config("storage.provider", "inmemory")
+        .config("messaging.provider", "inmemory")
+        .config("security.auth.enabled", true)
+        .config("security.auth.api_keys", TEST_API_KEY)
+        .args(Vec::<String>::new())
+        .install_logging(false)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the service did not start: {e}"));
+    let client = reqwest::Client::new();
+    let base = service.base_url();
+    let doc = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("GET /openapi.json");
+    assert_eq!(doc.status(), 200, "/openapi.json must be allow-listed");
+    let doc: serde_json::Value = doc.json().await.expect("/openapi.json is JSON");
+    let operations = openapi_operations(&doc);
+    assert!(!operations.is_empty(), "/openapi.json lists no operation");
+    for (method, path) in &operations {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let call = |key: Option<&str>| {
+            let mut request = client.request(method.clone(), format!("{base}{path}"));
+            if let Some(key) = key {
+                request = request.header("x-api-key", key);
+            }
+            request.send()
+        };
+        for key in [None, Some("wrong-key")] {
+            let response = call(key).await.expect("request");
+            assert_eq!(
+                response.status(),
+                401,
+                "{method} {path} with key {key:?} is open"
+            );
+            assert!(
+                response.headers().contains_key("www-authenticate"),
+                "{method} {path}: 401 without WWW-Authenticate"
+            );
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+        }
+        let status = call(Some(TEST_API_KEY)).await.expect("request").status();
+        assert!(
+            status != 401 && status != 403,
+            "{method} {path} refuses the valid key: {status}"
+        );
+    }
+    service.shutdown().await.expect("shutdown");
+    operations
+}

@@ -32,6 +32,13 @@ impl IntegrationEvent for Poison {
     const EVENT_TYPE: &'static str = "test.poison.v1";
 }
 
+/// GETs `url`: the status and the body.
+async fn fetch(url: String) -> (u16, String) {
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
 fn scrape(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition format")
 }
@@ -123,12 +130,7 @@ async fn metrics_endpoint_has_http_bus_outbox_and_service_series() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    let response = client()
-        .get(format!("{base}/nothing-here"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    assert_eq!(fetch(format!("{base}/nothing-here")).await.0, 404);
 
     // Each ping: attempt 1 fails, attempt 2 succeeds, in the request's correlation.
     let mut deliveries = Vec::new();
@@ -143,14 +145,7 @@ async fn metrics_endpoint_has_http_bus_outbox_and_service_series() {
 
     let text = async {
         loop {
-            let text = client()
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let (_, text) = fetch(format!("{base}/metrics")).await;
             let s = scrape(&text);
             // Counted after the handler returns: wait for the last ones.
             let svc = [("service", "metrics-test")];
@@ -282,14 +277,7 @@ async fn a_second_host_shares_the_recorder_and_a_metrics_port_serves_it_too() {
         .start()
         .await
         .unwrap();
-    let text = client()
-        .get(format!("http://127.0.0.1:{port}/internal/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = fetch(format!("http://127.0.0.1:{port}/internal/metrics")).await;
     let s = scrape(&text);
     for service in ["metrics-first", "metrics-second"] {
         assert_eq!(
@@ -298,12 +286,7 @@ async fn a_second_host_shares_the_recorder_and_a_metrics_port_serves_it_too() {
             "{text}"
         );
     }
-    let status = client()
-        .get(format!("{}/internal/metrics", second.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let (status, _) = fetch(format!("{}/internal/metrics", second.base_url())).await;
     assert_eq!(status, 200);
     second.shutdown().await.unwrap();
     first.shutdown().await.unwrap();
@@ -313,12 +296,7 @@ async fn a_second_host_shares_the_recorder_and_a_metrics_port_serves_it_too() {
         .start()
         .await
         .unwrap();
-    let status = client()
-        .get(format!("{}/metrics", disabled.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let (status, _) = fetch(format!("{}/metrics", disabled.base_url())).await;
     assert_eq!(status, 404);
     disabled.shutdown().await.unwrap();
 

@@ -43,7 +43,9 @@ mod openapi;
 mod security;
 
 pub use openapi::openapi_operations;
-pub use security::{TEST_API_KEY, assert_routes_require_credentials};
+pub use security::{
+    TEST_API_KEY, assert_production_requires_credentials, assert_routes_require_credentials,
+};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Checks that a service's routes are closed without credentials.
 
-use chassis_web::ServiceHostBuilder;
+use chassis_web::{ServiceHostBuilder, StartupError};
 
 use crate::openapi_operations;
 
@@ -73,4 +73,26 @@ pub async fn assert_routes_require_credentials(
     }
     service.shutdown().await.expect("shutdown");
     operations
+}
+
+/// Starts `service` in the `production` environment (its
+/// `config/production.toml`, in-memory providers, no credential set) and
+/// expects start-up to fail because authentication is on without a key.
+pub async fn assert_production_requires_credentials(service: ServiceHostBuilder) {
+    let started = service
+        .environment("production")
+        .env_vars(Vec::<(String, String)>::new())
+        .config("http.port", 0_i64)
+        // Only `[security]` of the production file is under test here.
+        .config("messaging.provider", "inmemory")
+        .config("storage.provider", "inmemory")
+        .args(Vec::<String>::new())
+        .install_logging(false)
+        .start()
+        .await;
+    let Err(err) = started else {
+        panic!("production must not start without a credential");
+    };
+    assert!(matches!(err, StartupError::Security(_)), "{err}");
+    assert!(err.to_string().contains("security.auth.api_keys"), "{err}");
 }

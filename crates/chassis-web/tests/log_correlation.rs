@@ -3,34 +3,10 @@
 
 mod common;
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::get;
-use common::{TempDir, client, isolated};
+use common::{Capture, TempDir, client, isolated};
 use logging_abstractions::{LogFormat, LoggingConfig};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn log_lines_of_a_request_carry_its_correlation_id() {
@@ -70,7 +46,7 @@ async fn log_lines_of_a_request_carry_its_correlation_id() {
     assert_eq!(response.text().await.unwrap(), "done");
     service.shutdown().await.unwrap();
 
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     let request_lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

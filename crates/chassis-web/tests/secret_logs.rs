@@ -4,34 +4,10 @@
 
 mod common;
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::routing::get;
-use common::{TempDir, client, isolated};
+use common::{Capture, TempDir, client, isolated};
 use logging_abstractions::{LogFormat, LoggingConfig};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 const API_KEY: &str = "ak-live-5f1c0ffee5ecret";
 const WRONG_KEY: &str = "ak-wrong-7b1d00dle";
@@ -98,7 +74,7 @@ async fn secrets_never_reach_the_logs() {
     assert_eq!(right.status(), 200);
     service.shutdown().await.unwrap();
 
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     // The capture did see the start-up, the refusals and the requests.
     assert!(text.contains("effective configuration"), "{text}");
     assert!(text.contains("request refused"), "{text}");

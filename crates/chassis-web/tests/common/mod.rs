@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chassis_web::{ServiceHost, ServiceHostBuilder};
+use tracing_subscriber::fmt::MakeWriter;
 
 /// A fresh, empty directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
@@ -47,4 +50,32 @@ pub fn isolated(name: &str, dir: &TempDir) -> ServiceHostBuilder {
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
+}
+
+/// A log writer keeping every line in memory.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -68,6 +68,9 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The key the authenticated host accepts.
+const BENCH_API_KEY: &str = "bench-api-key-0123456789";
+
 /// One connection: requests back to back until `end`, latencies in µs.
 async fn connection(addr: SocketAddr, end: Instant) -> Vec<u32> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -80,6 +83,8 @@ async fn connection(addr: SocketAddr, end: Instant) -> Vec<u32> {
     while Instant::now() < end {
         let request = http::Request::get(format!("http://{addr}/hello"))
             .header(http::header::HOST, "bench")
+            // Checked by the authenticated host only; the others ignore it.
+            .header("x-api-key", BENCH_API_KEY)
             .body(Empty::<Bytes>::new())
             .expect("request");
         let started = Instant::now();
@@ -168,20 +173,39 @@ fn main() {
             .await
             .expect("chassis host starts");
         let chassis_addr = service.local_addr();
+        // The same with authentication on (an API key per request) and a
+        // rate limit too high to refuse anything: what the checks cost.
+        let secured = ServiceHost::builder("bench-auth")
+            .config("http.host", "127.0.0.1")
+            .config("http.port", 0)
+            .config("logging.ansi", false)
+            .install_logging(false)
+            .config("security.auth.api_keys", BENCH_API_KEY)
+            .config("security.rate_limit.per_second", 1_000_000_000_i64)
+            .config("security.rate_limit.burst", 1_000_000_000_i64)
+            .routes(|_| Router::new().route("/hello", get(hello)))
+            .start()
+            .await
+            .expect("authenticated chassis host starts");
+        let secured_addr = secured.local_addr();
 
         println!(
             "# {connections} connections, {seconds}s per run, {rounds} rounds, {} worker threads",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let duration = Duration::from_secs(seconds);
-        let (mut bare_rounds, mut chassis_rounds) = (Vec::new(), Vec::new());
+        let (mut bare_rounds, mut chassis_rounds, mut secured_rounds) =
+            (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             bare_rounds.push(load(bare_addr, connections, duration).await);
             chassis_rounds.push(load(chassis_addr, connections, duration).await);
+            secured_rounds.push(load(secured_addr, connections, duration).await);
         }
         let (bare, chassis) = (median(bare_rounds), median(chassis_rounds));
+        let secured_figures = median(secured_rounds);
         print("bare axum", bare);
         print("chassis stack", chassis);
+        print("chassis + auth", secured_figures);
         println!(
             "ratio            {:.3}x bare axum throughput",
             chassis.rps / bare.rps
@@ -190,6 +214,11 @@ fn main() {
             "cpu ratio        {:.3}x (bare CPU per request / chassis CPU per request)",
             bare.cpu_per_request.as_secs_f64() / chassis.cpu_per_request.as_secs_f64()
         );
+        println!(
+            "auth ratio       {:.3}x bare axum throughput (API key + rate limit on)",
+            secured_figures.rps / bare.rps
+        );
+        secured.shutdown().await.expect("clean shutdown");
         service.shutdown().await.expect("clean shutdown");
     });
 }

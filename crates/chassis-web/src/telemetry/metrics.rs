@@ -1,7 +1,8 @@
 //! The Prometheus recorder, the `[metrics]` section, the `/metrics` route,
 //! HTTP request metrics and the outbox gauges.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -10,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use http::{Method, StatusCode, header};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 
@@ -192,7 +194,7 @@ impl Metrics {
     /// template is the label, never the raw path).
     pub fn track_http(&self, router: Router) -> Router {
         router.layer(axum::middleware::from_fn_with_state(
-            self.service.clone(),
+            Arc::new(HttpSeries::new(self.service.clone())),
             track,
         ))
     }
@@ -222,34 +224,72 @@ fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     Ok(handle)
 }
 
-async fn track(State(service): State<Arc<str>>, req: Request, next: Next) -> Response {
+async fn track(State(series): State<Arc<HttpSeries>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| route_label(p.as_str()));
+    // An `Arc<str>` clone: no copy of the template per request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    record_http(&service, method, route, response.status(), start.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    series.record(route, method, response.status(), start.elapsed());
     response
 }
 
-/// Records one served request.
-pub(crate) fn record_http(
-    service: &str,
-    method: &'static str,
-    route: String,
-    status: StatusCode,
-    elapsed: Duration,
-) {
-    let labels = [
-        ("service", service.to_owned()),
-        ("method", method.to_owned()),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!(names::HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(names::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+/// A route's count and duration handles by method and status.
+type ByMethodStatus = HashMap<(&'static str, u16), (Counter, Histogram)>;
+
+/// The HTTP series of one service, their handles cached by route, method
+/// and status: after the first request of a kind, recording is a map
+/// lookup under a read lock and two atomic updates — no label strings are
+/// built and the recorder's registry is not consulted.
+pub(crate) struct HttpSeries {
+    service: Arc<str>,
+    handles: RwLock<HashMap<String, ByMethodStatus>>,
+}
+
+impl HttpSeries {
+    pub(crate) fn new(service: Arc<str>) -> Self {
+        Self {
+            service,
+            handles: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Records one served request of the route template `route`.
+    pub(crate) fn record(
+        &self,
+        route: &str,
+        method: &'static str,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let key = (method, status.as_u16());
+        let seconds = elapsed.as_secs_f64();
+        {
+            let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((count, duration)) = handles.get(route).and_then(|m| m.get(&key)) {
+                count.increment(1);
+                duration.record(seconds);
+                return;
+            }
+        }
+        let labels = [
+            ("service", self.service.to_string()),
+            ("method", method.to_owned()),
+            ("route", route_label(route)),
+            ("status", key.1.to_string()),
+        ];
+        let count = metrics::counter!(names::HTTP_REQUESTS, &labels);
+        let duration = metrics::histogram!(names::HTTP_DURATION, &labels);
+        count.increment(1);
+        duration.record(seconds);
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(route.to_owned())
+            .or_default()
+            .insert(key, (count, duration));
+    }
 }
 
 /// The route template as a label value, parameters written `:id` instead

@@ -132,6 +132,9 @@ impl Demo {
             let host = host
                 .config("http.port", i64::from(port))
                 .config("http.host", "127.0.0.1")
+                // The embedded demo is the development set-up: no credentials
+                // (the services' production config turns authentication on).
+                .config("security.auth.enabled", false)
                 .args(Vec::<String>::new());
             match &options.log_level {
                 Some(level) => host.config("logging.level", level.as_str()),

@@ -8,7 +8,7 @@
 //!   enabled; later hosts in the same process (the in-process demo, tests)
 //!   share it. Every series carries a `service` label, so two services in
 //!   one process stay apart. A library never installs it on its own.
-//! - [`InstrumentedBus`]: an [`EventBus`](messaging_abstractions::EventBus)
+//! - [`InstrumentedBus`]: an [`EventBus`]
 //!   decorator the host wraps around whatever bus it built or was given:
 //!   bus metrics, a producer span per publish and a consumer span per
 //!   handled message, continuing the envelope's trace, with the handler run

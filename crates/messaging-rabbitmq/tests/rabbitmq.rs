@@ -23,6 +23,31 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Waits until `health` reports a status `accept` takes.
+async fn wait_for_health(
+    health: &Arc<dyn chassis_core::HealthCheck>,
+    what: &str,
+    accept: fn(&HealthStatus) -> bool,
+) {
+    let what = format!("health turns {what}");
+    eventually(&what, WAIT, || {
+        let health = health.clone();
+        async move { accept(&health.check().await) }
+    })
+    .await;
+}
+
+/// Refuses the user on this vhost and cuts its connections, so the bus cannot
+/// reconnect; returns once the bus reports itself unhealthy.
+async fn take_broker_away(vhost: &Vhost, health: &Arc<dyn chassis_core::HealthCheck>) {
+    vhost.deny_guest();
+    vhost.close_connections();
+    wait_for_health(health, "unhealthy", |s| {
+        matches!(s, HealthStatus::Unhealthy(_))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_message_is_a_failed_publish() {
     let vhost = Vhost::new();
@@ -362,14 +387,7 @@ async fn a_publish_without_broker_fails_after_publish_wait_never_silently() {
         .await
         .unwrap();
     let health = bus.health_checks().pop().unwrap();
-    // Refuse the user on this vhost, then cut: reconnection now fails.
-    vhost.deny_guest();
-    vhost.close_connections();
-    eventually("health turns unhealthy", WAIT, || {
-        let health = health.clone();
-        async move { matches!(health.check().await, HealthStatus::Unhealthy(_)) }
-    })
-    .await;
+    take_broker_away(&vhost, &health).await;
     let started = std::time::Instant::now();
     let result = bus.publish(envelope("wait.v1", 1)).await;
     let waited = started.elapsed();
@@ -384,11 +402,7 @@ async fn a_publish_without_broker_fails_after_publish_wait_never_silently() {
     );
     // The user is allowed back: the bus reconnects on its own.
     vhost.allow_guest();
-    eventually("health turns healthy again", WAIT, || {
-        let health = health.clone();
-        async move { health.check().await == HealthStatus::Healthy }
-    })
-    .await;
+    wait_for_health(&health, "healthy again", |s| *s == HealthStatus::Healthy).await;
     bus.publish(envelope("wait.v1", 2)).await.unwrap();
     bus.shutdown().await.unwrap();
 }
@@ -571,13 +585,7 @@ async fn shutdown_returns_while_the_broker_is_away() {
         .await
         .unwrap();
     let health = bus.health_checks().pop().unwrap();
-    vhost.deny_guest();
-    vhost.close_connections();
-    eventually("health turns unhealthy", WAIT, || {
-        let health = health.clone();
-        async move { matches!(health.check().await, HealthStatus::Unhealthy(_)) }
-    })
-    .await;
+    take_broker_away(&vhost, &health).await;
     tokio::time::timeout(Duration::from_secs(10), bus.shutdown())
         .await
         .expect("shutdown does not wait for the broker to come back")

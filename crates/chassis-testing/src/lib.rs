@@ -373,6 +373,18 @@ impl EventBus for TestBus {
             .await
     }
 
+    async fn request(
+        &self,
+        request: Envelope,
+        timeout: std::time::Duration,
+    ) -> Result<Envelope, messaging_abstractions::RequestError> {
+        self.inner.request(request, timeout).await
+    }
+
+    async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        self.inner.reply(request, reply).await
+    }
+
     fn health_checks(&self) -> Vec<Arc<dyn chassis_core::HealthCheck>> {
         self.inner.health_checks()
     }

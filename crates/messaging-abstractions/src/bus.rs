@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chassis_core::HealthCheck;
@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::envelope::{Envelope, IntegrationEvent, MessageContext};
 use crate::error::{PublishError, ShutdownError, SubscribeError};
 use crate::handler::{FailureKind, Subscription};
+use crate::request::RequestError;
 
 /// The event bus port. Object-safe: services hold an `Arc<dyn EventBus>`.
 ///
@@ -45,6 +46,37 @@ pub trait EventBus: Send + Sync + 'static {
     /// Starts a consumer in `subscription.group` for the event types of its
     /// handlers. Declares whatever the broker needs (queues, bindings).
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError>;
+
+    /// Sends `request` (an envelope of the request type, see
+    /// [`crate::RequestClient`]) to the group subscribed to its type with this
+    /// bus' reply address in [`crate::REPLY_TO_HEADER`], and waits at most
+    /// `timeout` for the envelope answering it (matched on
+    /// [`crate::IN_REPLY_TO_HEADER`] = the request's `message_id`).
+    ///
+    /// Errors: nobody subscribed → [`RequestError::NoResponder`] at once; no
+    /// answer in time → [`RequestError::Timeout`]. The default says the
+    /// provider does not support it; decorators must forward.
+    async fn request(
+        &self,
+        request: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestError> {
+        let _ = (request, timeout);
+        Err(RequestError::Unsupported {
+            provider: self.provider(),
+        })
+    }
+
+    /// Sends `reply` to the address `request` carries in
+    /// [`crate::REPLY_TO_HEADER`]. A requester that no longer exists is
+    /// [`PublishError::Unroutable`]. Used by [`crate::Responders`].
+    async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        let _ = (request, reply);
+        Err(PublishError::Unavailable(format!(
+            "the `{}` event bus does not support request/response",
+            self.provider()
+        )))
+    }
 
     /// Readiness checks of this provider (broker connection, ...).
     fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {

@@ -15,6 +15,10 @@
 //! group compete for the messages. A handler answers with a [`HandlerError`]
 //! that says whether the failure is worth a retry.
 //!
+//! Services can also ask each other questions over the bus: a
+//! [`RequestClient`] sends a typed [`Request`] and awaits its typed response
+//! within a timeout, [`Responders`] answer them (see [`request`]).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use messaging_abstractions::{
@@ -51,6 +55,7 @@ mod config;
 mod envelope;
 mod error;
 mod handler;
+pub mod request;
 
 pub use bus::{DeadLetter, DeadLetterStore, EventBus, EventBusExt};
 pub use config::{
@@ -61,3 +66,4 @@ pub use error::{DecodeError, EncodeError, PublishError, ShutdownError, Subscribe
 pub use handler::{
     Delivery, EventHandler, FailureKind, HandlerError, Handlers, MessageHandler, Subscription,
 };
+pub use request::{Request, RequestClient, RequestError, Responders};

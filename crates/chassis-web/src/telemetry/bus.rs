@@ -168,6 +168,18 @@ impl EventBus for InstrumentedBus {
             .await
     }
 
+    async fn request(
+        &self,
+        request: Envelope,
+        timeout: std::time::Duration,
+    ) -> Result<Envelope, messaging_abstractions::RequestError> {
+        self.inner.request(request, timeout).await
+    }
+
+    async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        self.inner.reply(request, reply).await
+    }
+
     fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
         self.inner.health_checks()
     }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::observe::{BrokerStats, Counters, DeliveryOutcome, Observers, Outcome};
 use crate::queue::{BoundedQueue, Queued};
+use crate::replies::Inboxes;
 use crate::wire;
 
 /// A consumer group: its queue, the event types bound to it, its counters.
@@ -42,6 +43,8 @@ pub(crate) struct Broker {
     /// Signalled on every outcome while someone waits on the stats.
     changed: Notify,
     stat_waiters: AtomicUsize,
+    /// Reply addresses of the connections (request/response).
+    pub(crate) inboxes: Inboxes,
 }
 
 impl Broker {
@@ -55,6 +58,7 @@ impl Broker {
             observers: Observers::default(),
             changed: Notify::new(),
             stat_waiters: AtomicUsize::new(0),
+            inboxes: Inboxes::default(),
         }
     }
 
@@ -99,7 +103,24 @@ impl Broker {
     /// Encodes `envelope` and appends it to the queue of every bound group,
     /// waiting (bounded) for room.
     pub(crate) async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.publish_routed(envelope, false).await
+    }
+
+    /// [`Broker::publish`]; when `mandatory`, a message no group is bound to
+    /// is [`PublishError::Unroutable`] instead of dropped (as a broker returns
+    /// a mandatory message).
+    pub(crate) async fn publish_routed(
+        &self,
+        envelope: &Envelope,
+        mandatory: bool,
+    ) -> Result<(), PublishError> {
         let Some(groups) = self.route(&envelope.event_type) else {
+            if mandatory {
+                return Err(PublishError::Unroutable {
+                    message_id: envelope.message_id,
+                    event_type: envelope.event_type.clone(),
+                });
+            }
             self.unroutable.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 event_type = %envelope.event_type,

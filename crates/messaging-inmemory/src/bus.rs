@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
+use messaging_abstractions::request::{REPLY_TO_HEADER, set_deadline};
 use messaging_abstractions::{
-    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, ShutdownError,
-    SubscribeError, Subscription,
+    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, RequestError,
+    ShutdownError, SubscribeError, Subscription,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinSet;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, DeadLetters};
 use crate::observe::{BrokerStats, GroupStats, Outcomes, WaitTimeout};
+use crate::replies::Inbox;
 
 /// The in-process event bus: a real broker living in this process.
 ///
@@ -41,14 +43,19 @@ struct Connection {
     closed: AtomicBool,
     cancel: CancellationToken,
     workers: AsyncMutex<JoinSet<()>>,
+    /// This connection's reply address and pending requests.
+    inbox: Arc<Inbox>,
 }
 
 impl Connection {
-    fn new() -> Arc<Self> {
+    fn new(broker: &Broker) -> Arc<Self> {
+        let inbox = Inbox::new();
+        broker.inboxes.register(&inbox);
         Arc::new(Self {
             closed: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             workers: AsyncMutex::new(JoinSet::new()),
+            inbox,
         })
     }
 }
@@ -68,7 +75,7 @@ impl Clone for InMemoryBus {
     fn clone(&self) -> Self {
         Self {
             broker: self.broker.clone(),
-            conn: Connection::new(),
+            conn: Connection::new(&self.broker),
         }
     }
 }
@@ -93,10 +100,9 @@ impl InMemoryBus {
         config.inmemory.queue_capacity = config.inmemory.queue_capacity.max(1);
         config.concurrency = config.concurrency.max(1);
         config.prefetch = config.prefetch.max(1);
-        Self {
-            broker: Arc::new(Broker::new(config)),
-            conn: Connection::new(),
-        }
+        let broker = Arc::new(Broker::new(config));
+        let conn = Connection::new(&broker);
+        Self { broker, conn }
     }
 
     /// The settings the broker runs with.
@@ -229,6 +235,60 @@ impl EventBus for InMemoryBus {
         Ok(())
     }
 
+    /// The request goes to the groups bound to its type (none → `NoResponder`
+    /// at once); the answer comes straight to this connection's inbox. The
+    /// timeout bounds everything, including waiting for room in a full queue.
+    async fn request(
+        &self,
+        mut request: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestError> {
+        if !self.is_open() {
+            return Err(RequestError::ShutDown);
+        }
+        let deadline = Instant::now() + timeout;
+        let request_type = request.event_type.clone();
+        request
+            .headers
+            .insert(REPLY_TO_HEADER.to_owned(), self.conn.inbox.address.clone());
+        set_deadline(&mut request, timeout);
+        // Waiting before publishing: a fast responder cannot answer too early.
+        let (answer, _pending) = self.conn.inbox.wait_for(request.message_id)?;
+        let timed_out = || RequestError::Timeout {
+            request_type: request_type.clone(),
+            waited: timeout,
+        };
+        match tokio::time::timeout_at(deadline, self.broker.publish_routed(&request, true)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(RequestError::from_publish(&request_type, e)),
+            Err(_) => return Err(timed_out()),
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            // The inbox went away with its connection.
+            Ok(Err(_)) => Err(RequestError::ShutDown),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Delivers `reply` to the inbox named in the request. Accepted while this
+    /// connection drains (answering is the end of handling an in-flight
+    /// request).
+    async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        let Some(address) = request.headers.get(REPLY_TO_HEADER) else {
+            tracing::debug!(
+                message_id = %request.message_id,
+                event_type = %request.event_type,
+                "reply to a message without a reply address: nobody waits for it"
+            );
+            return Err(PublishError::Unroutable {
+                message_id: reply.message_id,
+                event_type: reply.event_type,
+            });
+        };
+        self.broker.inboxes.deliver(address, request, reply)
+    }
+
     fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
         vec![Arc::new(Health {
             broker: self.broker.clone(),
@@ -243,6 +303,9 @@ impl EventBus for InMemoryBus {
     async fn shutdown(&self) -> Result<(), ShutdownError> {
         self.conn.closed.store(true, Ordering::Release);
         self.conn.cancel.cancel();
+        // Pending requests of this connection fail now rather than time out.
+        self.conn.inbox.close();
+        self.broker.inboxes.unregister(&self.conn.inbox.address);
         // Concurrent callers queue here and return once the first has drained.
         let mut workers = self.conn.workers.lock().await;
         let waited = self.broker.config.inmemory.drain_timeout;

@@ -38,6 +38,18 @@
 //!   messages stay for the group's other consumers. Dropping a connection
 //!   without `shutdown` stops its consumers the same way, without waiting.
 //!   Nothing is persisted: messages queued when the process ends are gone.
+//! - **Request/response** ([`EventBus::request`] / [`EventBus::reply`]):
+//!   each connection has an inbox, its reply address, with a table of its
+//!   pending requests keyed by the request's `message_id`. A request is
+//!   queued like an event to the groups bound to its type (none →
+//!   `RequestError::NoResponder` at once); the reply goes through the wire
+//!   format straight to the requester's inbox. No answer within the timeout
+//!   → `RequestError::Timeout` (the timeout also bounds waiting for room in
+//!   a full queue); a late or duplicate reply is dropped (logged at DEBUG).
+//!   `shutdown` of the requester's connection fails its pending requests at
+//!   once with `RequestError::ShutDown`; a reply to a connection shut down or
+//!   dropped is `PublishError::Unroutable`. Replies are accepted while the
+//!   responder's connection drains (answering ends an in-flight request).
 //! - **No ordering promise** across the messages of one partition key while
 //!   `concurrency > 1` (set `concurrency = 1` for FIFO per group).
 //!
@@ -94,12 +106,15 @@
 //!
 //! [`RetryPolicy::backoff`]: messaging_abstractions::RetryPolicy::backoff
 //! [`EventBus::dead_letters`]: messaging_abstractions::EventBus::dead_letters
+//! [`EventBus::request`]: messaging_abstractions::EventBus::request
+//! [`EventBus::reply`]: messaging_abstractions::EventBus::reply
 //! [`PublishError::Unavailable`]: messaging_abstractions::PublishError::Unavailable
 
 mod broker;
 mod bus;
 mod observe;
 mod queue;
+mod replies;
 mod wire;
 
 pub use bus::InMemoryBus;

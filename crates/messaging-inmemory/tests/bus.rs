@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chassis_core::HealthStatus;
+use messaging_abstractions::request::REPLY_TO_HEADER;
 use messaging_abstractions::{
     Envelope, EventBus, EventBusExt, FailureKind, HandlerError, Handlers, IntegrationEvent,
-    MessagingConfig, PublishError, ShutdownError, Subscription,
+    MessagingConfig, PublishError, Request, RequestClient, RequestError, Responders, ShutdownError,
+    Subscription,
 };
 use messaging_inmemory::{InMemoryBus, Outcome};
 use serde::{Deserialize, Serialize};
@@ -413,4 +415,109 @@ async fn dropping_a_connection_stops_its_consumers_without_losing_work() {
         .await
         .unwrap();
     assert!(stats.is_idle());
+}
+
+// --- Request/response specifics of this provider (the shared cases are in
+// the conformance suite). ---
+
+impl Request for Ping {
+    type Response = Pong;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_the_requester_fails_its_pending_requests_at_once() {
+    let broker = InMemoryBus::new(&config(|_| {}));
+    let (requester, responder) = (Arc::new(broker.clone()), broker.clone());
+    let gate = Arc::new(Gate::default());
+    // Binds the group; the responder holds every request until the gate opens.
+    let responder_bus: Arc<dyn EventBus> = Arc::new(responder);
+    Responders::new()
+        .on_fn({
+            let gate = gate.clone();
+            move |ping: Ping, _| {
+                let gate = gate.clone();
+                async move {
+                    gate.pass().await;
+                    Ok(Pong { n: ping.n })
+                }
+            }
+        })
+        .subscribe(&responder_bus, "pong")
+        .await
+        .unwrap();
+    let client = RequestClient::<Ping>::new(requester.clone(), Duration::from_secs(30));
+    let waiting = tokio::spawn(async move { client.send(&Ping { n: 1 }).await });
+    broker
+        .wait_until("the request is being handled", WAIT, |s| {
+            s.groups["pong"].in_flight == 1
+        })
+        .await
+        .unwrap();
+    requester.shutdown().await.unwrap();
+    let err = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("a pending request must not wait for its timeout after shutdown")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, RequestError::ShutDown), "{err:?}");
+    // The responder's answer then finds no requester: the request is still
+    // handled (not retried, not dead-lettered).
+    gate.open();
+    let stats = broker.wait_idle(WAIT).await.unwrap();
+    assert_eq!(
+        (
+            stats.groups["pong"].handled,
+            stats.groups["pong"].dead_lettered
+        ),
+        (1, 0)
+    );
+    assert!(matches!(
+        RequestClient::<Ping>::new(requester, WAIT)
+            .send(&Ping { n: 2 })
+            .await,
+        Err(RequestError::ShutDown)
+    ));
+    responder_bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_a_dropped_connection_are_unroutable() {
+    let broker = InMemoryBus::new(&config(|_| {}));
+    let gone = broker.clone();
+    // A request as `gone` would have sent it: its reply address is gone's inbox.
+    let mut request = Envelope::for_event(&Ping { n: 1 }).unwrap();
+    let address = {
+        let spy: Arc<dyn EventBus> = Arc::new(broker.clone());
+        let captured = Arc::new(parking_lot::Mutex::new(None));
+        Responders::new()
+            .on_fn({
+                let captured = captured.clone();
+                move |_: Ping, d: messaging_abstractions::Delivery| {
+                    *captured.lock() = d.envelope.headers.get(REPLY_TO_HEADER).cloned();
+                    async { Ok(Pong { n: 0 }) }
+                }
+            })
+            .subscribe(&spy, "spy")
+            .await
+            .unwrap();
+        gone.request(request.clone(), WAIT).await.unwrap();
+        spy.shutdown().await.unwrap();
+        let address = captured.lock().clone();
+        address.expect("the request carried a reply address")
+    };
+    drop(gone);
+    request.headers.insert(REPLY_TO_HEADER.into(), address);
+    let reply = Envelope::for_event(&Pong { n: 1 }).unwrap();
+    assert!(matches!(
+        broker.reply(&request, reply).await,
+        Err(PublishError::Unroutable { .. })
+    ));
+    // A message without a reply address cannot be answered either.
+    let plain = Envelope::for_event(&Ping { n: 2 }).unwrap();
+    let reply = Envelope::for_event(&Pong { n: 2 }).unwrap();
+    assert!(matches!(
+        broker.reply(&plain, reply).await,
+        Err(PublishError::Unroutable { .. })
+    ));
+    broker.shutdown().await.unwrap();
 }

@@ -2,16 +2,23 @@
 //! promise; the runner shuts the case's buses down, cleans up and panics.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use messaging_abstractions::request::{
+    DEADLINE_HEADER, IN_REPLY_TO_HEADER, REPLY_TO_HEADER, decode_response, set_deadline,
+};
 use messaging_abstractions::{
     DeadLetter, DeadLetterStore, Delivery, Envelope, EventBus, FailureKind, HandlerError, Handlers,
-    MessagingConfig, Subscription,
+    IntegrationEvent, MessageContext, MessagingConfig, PublishError, Request, RequestError,
+    Responders, Subscription,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -20,7 +27,7 @@ use crate::{BusFactory, Report, SuiteOptions};
 
 type CaseResult = Result<(), String>;
 
-const CASES: [&str; 9] = [
+const CASES: [&str; 16] = [
     "publish_subscribe",
     "fan_out",
     "competing_consumers",
@@ -30,6 +37,13 @@ const CASES: [&str; 9] = [
     "malformed_payload",
     "no_loss",
     "shutdown_drains",
+    "request_response",
+    "request_no_responder",
+    "request_timeout",
+    "request_failure",
+    "request_expired",
+    "request_duplicate",
+    "request_concurrent",
 ];
 
 pub(crate) async fn run_all<F: BusFactory>(
@@ -62,6 +76,13 @@ pub(crate) async fn run_all<F: BusFactory>(
             "malformed_payload" => malformed_payload(&mut cx).await,
             "no_loss" => no_loss(&mut cx).await,
             "shutdown_drains" => shutdown_drains(&mut cx).await,
+            "request_response" => request_response(&mut cx).await,
+            "request_no_responder" => request_no_responder(&mut cx).await,
+            "request_timeout" => request_timeout(&mut cx).await,
+            "request_failure" => request_failure(&mut cx).await,
+            "request_expired" => request_expired(&mut cx).await,
+            "request_duplicate" => request_duplicate(&mut cx).await,
+            "request_concurrent" => request_concurrent(&mut cx).await,
             other => Err(format!("unknown case `{other}`")),
         };
         let closed = cx.close().await;
@@ -824,6 +845,700 @@ async fn shutdown_drains<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
         return Err(format!(
             "the message drained at shutdown was delivered {redelivered} times: it must be \
              acknowledged when its handler finishes"
+        ));
+    }
+    Ok(())
+}
+
+// --- Request/response ---
+//
+// The responders are the real `Responders` of `messaging-abstractions`, and
+// the requests are built exactly as `RequestClient::send_in` builds them,
+// but under the run's own request type (typed requests have a fixed
+// `EVENT_TYPE`): `serve` registers the typed responder under the run's type
+// and hands it the delivery under the typed name; `ask` sends the typed
+// request under the run's type and decodes the typed answer.
+
+/// The typed request of the request cases.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Ask {
+    n: u64,
+    note: String,
+}
+
+impl IntegrationEvent for Ask {
+    const EVENT_TYPE: &'static str = "conformance.ask.v1";
+}
+
+/// The typed answer: a pure function of the request, so duplicates answer
+/// the same.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Answer {
+    n: u64,
+    doubled: u64,
+    note: String,
+}
+
+impl IntegrationEvent for Answer {
+    const EVENT_TYPE: &'static str = "conformance.answer.v1";
+}
+
+impl Request for Ask {
+    type Response = Answer;
+}
+
+fn ask_of(n: u64) -> Ask {
+    Ask {
+        n,
+        note: format!("question {n} ✓"),
+    }
+}
+
+fn answer_to(ask: &Ask) -> Answer {
+    Answer {
+        n: ask.n,
+        doubled: ask.n * 2,
+        note: format!("answer to {}", ask.note),
+    }
+}
+
+/// Subscribes the typed responder `respond` as `group` on `bus` for the
+/// run's request type `event_type`, recorded by `recorder` as `consumer`.
+async fn serve<R, Fut>(
+    bus: &Arc<dyn EventBus>,
+    group: &str,
+    event_type: &str,
+    recorder: &Arc<Recorder>,
+    consumer: usize,
+    respond: R,
+) -> CaseResult
+where
+    R: Fn(Ask, Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Answer, HandlerError>> + Send + 'static,
+{
+    let handlers = Responders::new()
+        .on_fn(respond)
+        .into_handlers(bus, Handlers::new());
+    let responder = handlers
+        .get(Ask::EVENT_TYPE)
+        .cloned()
+        .ok_or("Responders::into_handlers registered no handler for the request type")?;
+    let probe = Probe {
+        consumer,
+        recorder: recorder.clone(),
+        f: move |mut d: Delivery| {
+            let responder = responder.clone();
+            async move {
+                d.envelope.event_type = Ask::EVENT_TYPE.to_owned();
+                responder.handle(&d).await
+            }
+        },
+    };
+    subscribe(bus, group, event_type, probe).await
+}
+
+/// A responder answering every request at once, counting its calls.
+fn answering(
+    calls: &Arc<AtomicUsize>,
+) -> impl Fn(Ask, Delivery) -> std::future::Ready<Result<Answer, HandlerError>> + Send + Sync + 'static
+{
+    let calls = calls.clone();
+    move |ask: Ask, _d: Delivery| {
+        calls.fetch_add(1, Ordering::AcqRel);
+        std::future::ready(Ok(answer_to(&ask)))
+    }
+}
+
+/// What one request came back with.
+struct Asked {
+    /// The request as sent (its `message_id` is the one to match).
+    sent: Envelope,
+    result: Result<(Answer, Envelope), RequestError>,
+    took: Duration,
+}
+
+/// Sends `ask` on `bus` under `event_type` as `RequestClient::send_in`
+/// does. `Err` only when the request does not return within `timeout` plus
+/// the suite's timeout: a hang.
+async fn ask<F: BusFactory>(
+    cx: &Ctx<'_, F>,
+    bus: &Arc<dyn EventBus>,
+    event_type: &str,
+    ask: &Ask,
+    context: &MessageContext,
+    timeout: Duration,
+) -> Result<Asked, String> {
+    let mut sent = Envelope::for_event(ask)
+        .map_err(|e| format!("encoding the request failed: {e}"))?
+        .with_context(context);
+    sent.event_type = event_type.to_owned();
+    set_deadline(&mut sent, timeout);
+    let started = Instant::now();
+    let limit = timeout + cx.timeout();
+    let reply = tokio::time::timeout(limit, bus.request(sent.clone(), timeout))
+        .await
+        .map_err(|_| {
+            format!(
+                "request {} with a timeout of {timeout:?} had not returned after {limit:?}: \
+                 a request must never hang",
+                sent.message_id
+            )
+        })?;
+    let result = reply.and_then(|reply| {
+        let answer = decode_response::<Answer>(event_type, &reply)?;
+        Ok((answer, reply))
+    });
+    Ok(Asked {
+        sent,
+        result,
+        took: started.elapsed(),
+    })
+}
+
+/// The answer of a request that must succeed.
+fn answered(asked: Asked, ask: &Ask) -> Result<(Answer, Envelope), String> {
+    match asked.result {
+        Ok((answer, reply)) if answer == answer_to(ask) => Ok((answer, reply)),
+        Ok((answer, _)) => Err(format!(
+            "request {} for {ask:?} was answered with {answer:?}, expected {:?}: answers must \
+             be matched to their own request",
+            asked.sent.message_id,
+            answer_to(ask)
+        )),
+        Err(e) => Err(format!(
+            "request {} for {ask:?} failed after {:?}: {e}",
+            asked.sent.message_id, asked.took
+        )),
+    }
+}
+
+async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let group = cx.group("responder");
+    let event_type = cx.event_type("ask");
+    let recorder = Arc::new(Recorder::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    serve(
+        &server,
+        &group,
+        &event_type,
+        &recorder,
+        0,
+        answering(&calls),
+    )
+    .await?;
+
+    let context = MessageContext {
+        correlation_id: Some(format!("corr-{}", Uuid::new_v4())),
+        causation_id: Some("cause-of-the-request".into()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        tracestate: Some("congo=t61rcWkgMzE".into()),
+    };
+    let question = ask_of(21);
+    let asked = ask(cx, &client, &event_type, &question, &context, cx.timeout()).await?;
+    let sent = asked.sent.clone();
+    let (_, reply) = answered(asked, &question)?;
+
+    let mut diffs = Vec::new();
+    // The responder saw the request with its context and addressing.
+    {
+        let log = recorder.log();
+        let records = log.deliveries(sent.message_id);
+        let Some(record) = records.first() else {
+            return Err(format!(
+                "the responder never saw request {}",
+                sent.message_id
+            ));
+        };
+        let got = &record.delivery.envelope;
+        if got.correlation_id != context.correlation_id || got.traceparent != context.traceparent {
+            diffs.push(format!(
+                "request: correlation {:?} / traceparent {:?} arrived as {:?} / {:?}",
+                context.correlation_id, context.traceparent, got.correlation_id, got.traceparent
+            ));
+        }
+        for header in [REPLY_TO_HEADER, DEADLINE_HEADER] {
+            if got.headers.get(header).is_none_or(String::is_empty) {
+                diffs.push(format!(
+                    "request: header `{header}` missing at the responder"
+                ));
+            }
+        }
+        if record.delivery.group != group || record.delivery.attempt != 1 {
+            diffs.push(format!(
+                "request: delivered to `{}` attempt {}, expected `{group}` attempt 1",
+                record.delivery.group, record.delivery.attempt
+            ));
+        }
+    }
+    // The answer continues the request's correlation and trace.
+    if reply.headers.get(IN_REPLY_TO_HEADER) != Some(&sent.message_id.to_string()) {
+        diffs.push(format!(
+            "reply: `{IN_REPLY_TO_HEADER}` is {:?}, expected the request id {}",
+            reply.headers.get(IN_REPLY_TO_HEADER),
+            sent.message_id
+        ));
+    }
+    if reply.correlation_id != context.correlation_id {
+        diffs.push(format!(
+            "reply: correlation {:?}, expected {:?}",
+            reply.correlation_id, context.correlation_id
+        ));
+    }
+    if reply.causation_id != Some(sent.message_id.to_string()) {
+        diffs.push(format!(
+            "reply: causation {:?}, expected the request id {}",
+            reply.causation_id, sent.message_id
+        ));
+    }
+    if reply.traceparent != context.traceparent || reply.tracestate != context.tracestate {
+        diffs.push(format!(
+            "reply: trace {:?} / {:?}, expected {:?} / {:?}",
+            reply.traceparent, reply.tracestate, context.traceparent, context.tracestate
+        ));
+    }
+    if reply.event_type != Answer::EVENT_TYPE {
+        diffs.push(format!(
+            "reply: event type `{}`, expected `{}`",
+            reply.event_type,
+            Answer::EVENT_TYPE
+        ));
+    }
+    if !diffs.is_empty() {
+        return Err(diffs.join("; "));
+    }
+    // The handled request is acknowledged: answered once, never redelivered.
+    recorder
+        .wait("the request acknowledged", cx.timeout(), |log| {
+            log.handled(sent.message_id) == 1
+        })
+        .await?;
+    let calls = calls.load(Ordering::Acquire);
+    if calls != 1 {
+        return Err(format!(
+            "the responder was called {calls} times for one request"
+        ));
+    }
+    Ok(())
+}
+
+async fn request_no_responder<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let client = cx.bus().await?;
+    let event_type = cx.event_type("nobody");
+    // A generous timeout: the answer must come long before it.
+    let timeout = cx.timeout();
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &ask_of(1),
+        &MessageContext::default(),
+        timeout,
+    )
+    .await?;
+    match asked.result {
+        Err(RequestError::NoResponder { request_type }) if request_type == event_type => {
+            if asked.took * 2 > timeout {
+                return Err(format!(
+                    "NoResponder came after {:?} (timeout {timeout:?}): it must come at once",
+                    asked.took
+                ));
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "a request nobody subscribed to must fail with NoResponder for `{event_type}` at \
+             once, got {:?} after {:?}",
+            other.map(|(a, _)| a),
+            asked.took
+        )),
+    }
+}
+
+async fn request_timeout<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let group = cx.group("slow");
+    let event_type = cx.event_type("ask");
+    let recorder = Arc::new(Recorder::default());
+    let release = Arc::new(Notify::new());
+    let hold = Arc::new(AtomicBool::new(true));
+    serve(&server, &group, &event_type, &recorder, 0, {
+        let (release, hold) = (release.clone(), hold.clone());
+        move |ask: Ask, _d: Delivery| {
+            let (release, hold) = (release.clone(), hold.clone());
+            async move {
+                let mut released = pin!(release.notified());
+                released.as_mut().enable();
+                if hold.load(Ordering::Acquire) {
+                    released.await;
+                }
+                Ok(answer_to(&ask))
+            }
+        }
+    })
+    .await?;
+
+    let timeout = Duration::from_millis(300);
+    let slow = ask_of(1);
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &slow,
+        &MessageContext::default(),
+        timeout,
+    )
+    .await?;
+    let late_id = asked.sent.message_id;
+    match asked.result {
+        Err(RequestError::Timeout { waited, .. }) if waited == timeout => {}
+        other => {
+            return Err(format!(
+                "a request the responder holds must fail with Timeout after {timeout:?}, got \
+                 {:?} after {:?}",
+                other.map(|(a, _)| a),
+                asked.took
+            ));
+        }
+    }
+    if asked.took < timeout {
+        return Err(format!(
+            "Timeout came after {:?}, before the timeout of {timeout:?}",
+            asked.took
+        ));
+    }
+    // The late answer is dropped, and the responder's work still counts as
+    // done (acknowledged, not failed).
+    hold.store(false, Ordering::Release);
+    release.notify_waiters();
+    recorder
+        .wait("the held request handled", cx.timeout(), |log| {
+            log.deliveries(late_id).iter().any(|r| r.result.is_ok())
+        })
+        .await?;
+    // The next request gets its own answer, not the late one.
+    let next = ask_of(2);
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &next,
+        &MessageContext::default(),
+        cx.timeout(),
+    )
+    .await?;
+    answered(asked, &next)?;
+    if let Some(failed) = recorder
+        .log()
+        .deliveries(late_id)
+        .iter()
+        .find_map(|r| r.result.clone().err())
+    {
+        return Err(format!(
+            "answering a requester that gave up must not fail the responder: {}",
+            failed.reason
+        ));
+    }
+    Ok(())
+}
+
+async fn request_failure<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let store = cx.store(&server)?;
+    let group = cx.group("refusing");
+    let event_type = cx.event_type("ask");
+    let recorder = Arc::new(Recorder::default());
+    serve(
+        &server,
+        &group,
+        &event_type,
+        &recorder,
+        0,
+        |_ask: Ask, _d: Delivery| {
+            std::future::ready(Err::<Answer, _>(HandlerError::permanent(
+                "conformance: this destination is not served",
+            )))
+        },
+    )
+    .await?;
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &ask_of(1),
+        &MessageContext::default(),
+        cx.timeout(),
+    )
+    .await?;
+    let id = asked.sent.message_id;
+    match asked.result {
+        Err(RequestError::Failed { kind, reason, .. })
+            if kind == "permanent" && reason.contains("this destination is not served") => {}
+        other => {
+            return Err(format!(
+                "a responder failing permanently must answer Failed (permanent, with its \
+                 reason), got {:?}",
+                other.map(|(a, _)| a)
+            ));
+        }
+    }
+    let letter = cx.dead_letter(&store, &group, id, cx.timeout()).await?;
+    if letter.kind != FailureKind::Permanent
+        || !letter.reason.contains("this destination is not served")
+        || letter.attempts != 1
+    {
+        return Err(format!(
+            "the failed request must be dead-lettered at once with the reason; got kind {}, \
+             {} attempt(s), reason {:?}",
+            letter.kind.as_str(),
+            letter.attempts,
+            letter.reason
+        ));
+    }
+    Ok(())
+}
+
+async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let store = cx.store(&server)?;
+    let group = cx.group("responder");
+    let event_type = cx.event_type("ask");
+    let recorder = Arc::new(Recorder::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    serve(
+        &server,
+        &group,
+        &event_type,
+        &recorder,
+        0,
+        answering(&calls),
+    )
+    .await?;
+    // A request whose deadline has already passed when the responder gets it
+    // (as one that waited in a backlog): its requester has given up.
+    let mut sent =
+        Envelope::for_event(&ask_of(1)).map_err(|e| format!("encoding the request failed: {e}"))?;
+    sent.event_type = event_type.clone();
+    let past = SystemTime::now() - Duration::from_secs(5);
+    sent.headers.insert(
+        DEADLINE_HEADER.to_owned(),
+        truncate_to_millis(past).to_string(),
+    );
+    let id = sent.message_id;
+    let timeout = Duration::from_millis(500);
+    let result = tokio::time::timeout(timeout + cx.timeout(), client.request(sent, timeout))
+        .await
+        .map_err(|_| format!("request {id} hung past its timeout of {timeout:?}"))?;
+    if !matches!(result, Err(RequestError::Timeout { .. })) {
+        return Err(format!(
+            "an expired request must not be answered (requester times out), got {:?}",
+            result.map(|r| r.event_type)
+        ));
+    }
+    // If it was delivered, it was acknowledged without calling the responder.
+    let calls = calls.load(Ordering::Acquire);
+    if calls != 0 {
+        return Err(format!(
+            "the responder was called {calls} time(s) for an expired request"
+        ));
+    }
+    if let Some(failed) = recorder
+        .log()
+        .deliveries(id)
+        .iter()
+        .find_map(|r| r.result.clone().err())
+    {
+        return Err(format!(
+            "an expired request must be acknowledged, not failed: {}",
+            failed.reason
+        ));
+    }
+    if store
+        .list(Some(&group))
+        .await
+        .iter()
+        .any(|d| d.envelope.message_id == id)
+    {
+        return Err("an expired request must not be dead-lettered".into());
+    }
+    Ok(())
+}
+
+async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let store = cx.store(&server)?;
+    let group = cx.group("responder");
+    let event_type = cx.event_type("ask");
+    let recorder = Arc::new(Recorder::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    serve(
+        &server,
+        &group,
+        &event_type,
+        &recorder,
+        0,
+        answering(&calls),
+    )
+    .await?;
+    let first = ask_of(7);
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &first,
+        &MessageContext::default(),
+        cx.timeout(),
+    )
+    .await?;
+    let id = asked.sent.message_id;
+    answered(asked, &first)?;
+
+    // The broker delivers the same request again (as after a lost
+    // acknowledgement): the copy the responder received, reply address and
+    // all.
+    recorder
+        .wait("the request acknowledged", cx.timeout(), |log| {
+            log.handled(id) == 1
+        })
+        .await?;
+    let copy = recorder.log().deliveries(id)[0].delivery.envelope.clone();
+    publish(&client, copy).await?;
+    recorder
+        .wait("the duplicate handled", cx.timeout(), |log| {
+            log.deliveries(id).len() == 2
+        })
+        .await?;
+    {
+        let log = recorder.log();
+        if let Some(failed) = log
+            .deliveries(id)
+            .iter()
+            .find_map(|r| r.result.clone().err())
+        {
+            return Err(format!(
+                "a duplicate request must be answered like the first (its reply dropped by \
+                 the requester), but the responder failed: {}",
+                failed.reason
+            ));
+        }
+    }
+    // The requester dropped the second answer: its next request is matched
+    // to its own answer.
+    let second = ask_of(8);
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &second,
+        &MessageContext::default(),
+        cx.timeout(),
+    )
+    .await?;
+    answered(asked, &second)?;
+    if store
+        .list(Some(&group))
+        .await
+        .iter()
+        .any(|d| d.envelope.message_id == id)
+    {
+        return Err("a duplicate request must not be dead-lettered".into());
+    }
+    // A reply sent twice by hand: the second is dropped, never an error that
+    // would fail the responder's handling.
+    let third = ask_of(9);
+    let asked = ask(
+        cx,
+        &client,
+        &event_type,
+        &third,
+        &MessageContext::default(),
+        cx.timeout(),
+    )
+    .await?;
+    let third_id = asked.sent.message_id;
+    let (_, reply) = answered(asked, &third)?;
+    recorder
+        .wait("the third request acknowledged", cx.timeout(), |log| {
+            log.handled(third_id) == 1
+        })
+        .await?;
+    let delivered = recorder.log().deliveries(third_id)[0]
+        .delivery
+        .envelope
+        .clone();
+    match server.reply(&delivered, reply).await {
+        Ok(()) | Err(PublishError::Unroutable { .. }) => Ok(()),
+        Err(e) => Err(format!(
+            "a second reply to a request already answered must be accepted (and dropped), \
+             got: {e}"
+        )),
+    }
+}
+
+async fn request_concurrent<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let clients = [cx.bus().await?, cx.bus().await?];
+    let servers = [cx.bus().await?, cx.bus().await?];
+    let group = cx.group("responders");
+    let event_type = cx.event_type("ask");
+    let recorder = Arc::new(Recorder::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    for (consumer, server) in servers.iter().enumerate() {
+        // Answers take a moment, in varying order, so requests overlap.
+        let calls = calls.clone();
+        serve(
+            server,
+            &group,
+            &event_type,
+            &recorder,
+            consumer,
+            move |ask: Ask, _d| {
+                calls.fetch_add(1, Ordering::AcqRel);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(ask.n % 5 * 3)).await;
+                    Ok(answer_to(&ask))
+                }
+            },
+        )
+        .await?;
+    }
+    let count = 24u64;
+    let mut requests = JoinSet::new();
+    for n in 0..count {
+        let bus = clients[(n % 2) as usize].clone();
+        let event_type = event_type.clone();
+        let timeout = cx.timeout();
+        requests.spawn(async move {
+            let question = ask_of(n);
+            let mut sent = Envelope::for_event(&question)
+                .map_err(|e| format!("encoding the request failed: {e}"))?
+                .with_correlation_id(format!("corr-{n}"));
+            sent.event_type = event_type.clone();
+            set_deadline(&mut sent, timeout);
+            let reply = tokio::time::timeout(timeout * 2, bus.request(sent, timeout))
+                .await
+                .map_err(|_| format!("request {n} hung"))?
+                .map_err(|e| format!("request {n} failed: {e}"))?;
+            let answer = decode_response::<Answer>(&event_type, &reply)
+                .map_err(|e| format!("request {n}: {e}"))?;
+            if answer != answer_to(&question)
+                || reply.correlation_id.as_deref() != Some(&format!("corr-{n}"))
+            {
+                return Err(format!(
+                    "request {n} got {answer:?} with correlation {:?}: answers must be matched \
+                     to their own request",
+                    reply.correlation_id
+                ));
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(result) = requests.join_next().await {
+        result.map_err(|e| format!("a request task panicked: {e}"))??;
+    }
+    let calls = calls.load(Ordering::Acquire);
+    if calls as u64 != count {
+        return Err(format!(
+            "{count} requests made the responders run {calls} times"
         ));
     }
     Ok(())

@@ -17,6 +17,13 @@
 //! | `malformed_payload` | an undecodable payload is dead-lettered at once, without retries |
 //! | `no_loss` | with failing handlers, every message is eventually handled or dead-lettered |
 //! | `shutdown_drains` | shutdown waits for in-flight handlers, acknowledges their messages and refuses new work; it is idempotent |
+//! | `request_response` | a typed request is answered with the typed response; the responder sees the request's correlation, trace, reply address and deadline; the answer carries `chassis-in-reply-to`, the same correlation and trace, the request as cause; the request is acknowledged once |
+//! | `request_no_responder` | a request nobody subscribed to fails with [`RequestError::NoResponder`] at once, not at its timeout |
+//! | `request_timeout` | a responder that is too slow gives [`RequestError::Timeout`] after the timeout, never a hang; its late answer is dropped (the next request gets its own) and its handling still succeeds |
+//! | `request_failure` | a responder failing permanently answers [`RequestError::Failed`] with kind and reason, and the request is dead-lettered with the reason |
+//! | `request_expired` | a request past its deadline when delivered is acknowledged without calling the responder: the requester times out, nothing is dead-lettered |
+//! | `request_duplicate` | a request delivered twice is answered twice without failing; the requester drops the second answer; a second reply by hand is accepted |
+//! | `request_concurrent` | 24 concurrent requests from two requesters to two responder instances are each matched to their own answer |
 //!
 //! [`run`] **panics** on the first broken promise, with the case name and what
 //! was expected (so a provider's test fails with a readable message), and
@@ -56,12 +63,20 @@
 //! config.retry.initial_backoff = Duration::from_millis(10);
 //! let broker = InMemoryBus::new(&config);
 //! let report = messaging_conformance::run(Factory { broker }).await;
-//! assert_eq!(report.passed.len(), 9);
+//! assert_eq!(report.passed.len(), 16);
 //! # }
 //! ```
 //!
+//! The request cases use the real [`Responders`] and build requests as
+//! [`RequestClient`] does, under the run's own request type.
+//!
 //! [`EventBus`]: messaging_abstractions::EventBus
 //! [`Envelope`]: messaging_abstractions::Envelope
+//! [`Responders`]: messaging_abstractions::Responders
+//! [`RequestClient`]: messaging_abstractions::RequestClient
+//! [`RequestError::NoResponder`]: messaging_abstractions::RequestError::NoResponder
+//! [`RequestError::Timeout`]: messaging_abstractions::RequestError::Timeout
+//! [`RequestError::Failed`]: messaging_abstractions::RequestError::Failed
 
 use std::fmt;
 use std::sync::Arc;

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use messaging_abstractions::{
     DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler,
-    MessagingConfig, PublishError, RetryPolicy, ShutdownError, SubscribeError, Subscription,
+    MessagingConfig, PublishError, RequestError, RetryPolicy, ShutdownError, SubscribeError,
+    Subscription,
 };
-use messaging_conformance::{BusFactory, ConnectError};
+use messaging_conformance::{BusFactory, ConnectError, SuiteOptions};
 use messaging_inmemory::InMemoryBus;
 
 /// Every `connect` opens another connection to one broker.
@@ -50,7 +51,7 @@ async fn run(config: MessagingConfig) {
     let broker = InMemoryBus::new(&config);
     let report = messaging_conformance::run(Factory { broker }).await;
     println!("{report}");
-    assert_eq!(report.passed.len(), 9);
+    assert_eq!(report.passed.len(), 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +79,9 @@ enum Flaw {
     NeverRetries,
     /// Returns from shutdown without waiting for in-flight handlers.
     NoDrain,
+    /// Reports a failed request only when its timeout has passed (does not
+    /// notice that nobody responds).
+    SlowFailures,
 }
 
 struct Flawed {
@@ -125,6 +129,24 @@ impl EventBus for Flawed {
         self.inner.subscribe(subscription).await
     }
 
+    async fn request(
+        &self,
+        request: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestError> {
+        let reply = self.inner.request(request, timeout).await;
+        if let Flaw::SlowFailures = self.flaw
+            && reply.is_err()
+        {
+            tokio::time::sleep(timeout).await;
+        }
+        reply
+    }
+
+    async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        self.inner.reply(request, reply).await
+    }
+
     fn dead_letters(&self) -> Option<Arc<dyn DeadLetterStore>> {
         self.inner.dead_letters()
     }
@@ -163,7 +185,12 @@ async fn failure_of(flaw: Flaw) -> String {
         broker: InMemoryBus::new(&config(4, 2)),
         flaw,
     };
-    let outcome = AssertUnwindSafe(messaging_conformance::run(factory))
+    // A short timeout: the flaws are caught in seconds.
+    let options = SuiteOptions {
+        timeout: Duration::from_secs(3),
+        ..SuiteOptions::default()
+    };
+    let outcome = AssertUnwindSafe(messaging_conformance::run_with(factory, options))
         .catch_unwind()
         .await;
     let panic = outcome.expect_err("the suite must reject a flawed provider");
@@ -194,4 +221,11 @@ async fn the_suite_rejects_a_shutdown_that_does_not_drain() {
     let message = failure_of(Flaw::NoDrain).await;
     assert!(message.contains("case `shutdown_drains`"), "{message}");
     assert!(message.contains("no drain"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_rejects_a_late_no_responder() {
+    let message = failure_of(Flaw::SlowFailures).await;
+    assert!(message.contains("case `request_no_responder`"), "{message}");
+    assert!(message.contains("at once"), "{message}");
 }

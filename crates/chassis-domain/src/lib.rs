@@ -11,6 +11,8 @@
 //! - [`Command`], [`CommandHandler`] and the [`CommandPipeline`]: a logging
 //!   span with the correlation id, a [`UnitOfWork`] around the handler, events
 //!   handed on only after commit.
+//! - [`saga`]: process managers — state persisted through the storage port,
+//!   steps driven by events, timeouts, compensation, idempotent steps.
 //! - [`DomainError`]: typed errors (validation 422 with field paths, not found
 //!   404, conflict 409, ...) that the host maps to problem+json.
 //!
@@ -88,6 +90,7 @@
 mod aggregate;
 mod command;
 mod error;
+pub mod saga;
 
 pub use aggregate::{AggregateRoot, Changes, Entity, PendingEvent};
 pub use command::{

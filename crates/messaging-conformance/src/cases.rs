@@ -1039,6 +1039,13 @@ async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     let sent = asked.sent.clone();
     let (_, reply) = answered(asked, &question)?;
 
+    // The handled request is acknowledged: answered once, never redelivered.
+    // (Its record is written after the answer went out: wait for it.)
+    recorder
+        .wait("the request acknowledged", cx.timeout(), |log| {
+            log.handled(sent.message_id) == 1
+        })
+        .await?;
     let mut diffs = Vec::new();
     // The responder saw the request with its context and addressing.
     {
@@ -1107,12 +1114,6 @@ async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     if !diffs.is_empty() {
         return Err(diffs.join("; "));
     }
-    // The handled request is acknowledged: answered once, never redelivered.
-    recorder
-        .wait("the request acknowledged", cx.timeout(), |log| {
-            log.handled(sent.message_id) == 1
-        })
-        .await?;
     let calls = calls.load(Ordering::Acquire);
     if calls != 1 {
         return Err(format!(

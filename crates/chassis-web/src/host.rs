@@ -302,6 +302,7 @@ impl ServiceHostBuilder {
                 },
             };
             let bus = telemetry.wrap_bus(bus);
+            let store = telemetry.wrap_store(store);
             let health = Health::new(chassis.http.readiness_check_timeout);
             for check in bus
                 .health_checks()

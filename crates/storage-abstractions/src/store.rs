@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::error::StorageError;
 use crate::outbox::{OutboxMessage, OutboxStore};
+use crate::pool::PoolStats;
 use crate::record::{Page, Query, Record};
 
 /// A storage provider. Object-safe: services hold an `Arc<dyn Store>`.
@@ -20,6 +21,11 @@ pub trait Store: Send + Sync + 'static {
     /// Readiness checks (database reachable, ...).
     fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
         Vec::new()
+    }
+    /// The connection pool's state, for metrics; `None` when the provider
+    /// has no pool (in-memory).
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
     }
     /// Closes connections. Idempotent.
     async fn shutdown(&self);

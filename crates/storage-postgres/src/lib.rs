@@ -43,6 +43,7 @@
 mod error;
 pub mod migrate;
 mod outbox;
+mod pool;
 mod retry;
 mod transaction;
 mod wakeup;
@@ -55,12 +56,13 @@ use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use storage_abstractions::{
-    OutboxStore, PostgresConfig, StorageConfig, StorageError, Store, Transaction,
+    OutboxStore, PoolStats, PostgresConfig, StorageConfig, StorageError, Store, Transaction,
 };
 use tokio::task::JoinHandle;
 
 pub use error::PostgresError;
 pub use outbox::PostgresOutbox;
+use pool::AcquireCounters;
 use retry::Retry;
 use transaction::PgTransaction;
 use wakeup::Wakeup;
@@ -89,6 +91,7 @@ struct Inner {
     retry: Retry,
     health_timeout: Duration,
     outbox: Arc<PostgresOutbox>,
+    acquires: AcquireCounters,
     /// The LISTEN and NOTIFY tasks.
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -208,6 +211,7 @@ impl PostgresStore {
                 retry,
                 health_timeout: pg.acquire_timeout.min(Duration::from_secs(5)),
                 outbox,
+                acquires: AcquireCounters::default(),
                 tasks: parking_lot::Mutex::new(tasks),
             }),
         })
@@ -236,11 +240,10 @@ impl Store for PostgresStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, StorageError> {
-        let pool = &self.inner.pool;
-        let tx = self
-            .inner
+        let inner = &self.inner;
+        let tx = inner
             .retry
-            .run("begin", || pool.begin())
+            .run("begin", || inner.acquires.begin(&inner.pool))
             .await
             .map_err(error::map)?;
         Ok(Box::new(PgTransaction::new(tx, self.inner.wakeup.clone())))
@@ -255,6 +258,12 @@ impl Store for PostgresStore {
             pool: self.inner.pool.clone(),
             timeout: self.inner.health_timeout,
         })]
+    }
+
+    /// The pool of units of work and outbox operations (the `LISTEN`
+    /// connection is not in it); the wait counts acquires of `begin`.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(self.inner.acquires.stats(&self.inner.pool))
     }
 
     /// Stops the listener, hands the relay lock on and closes the pool.

@@ -45,6 +45,21 @@ pub mod names {
     /// Gauge (seconds): age of the oldest pending outbox message — the
     /// relay's lag (0 when nothing is pending).
     pub const OUTBOX_LAG: &str = "outbox_relay_lag_seconds";
+    /// Histogram (seconds): outbox write → publish confirmed, per message
+    /// the relay of this process sent.
+    pub const OUTBOX_RELAY_DELAY: &str = "outbox_relay_delay_seconds";
+    /// Gauge: the store's pooled connections, by `state` (`used`, `idle`)
+    /// and `provider` (names after the OpenTelemetry `db.client.connection.*`
+    /// conventions).
+    pub const DB_POOL_CONNECTIONS: &str = "db_client_connection_count";
+    /// Gauge: the most connections the pool opens.
+    pub const DB_POOL_MAX: &str = "db_client_connection_max";
+    /// Gauge: units of work waiting for a connection.
+    pub const DB_POOL_PENDING: &str = "db_client_connection_pending_requests";
+    /// Counter: connections acquired for units of work.
+    pub const DB_POOL_ACQUIRES: &str = "db_client_connection_acquires_total";
+    /// Counter: acquires that timed out (`storage.postgres.acquire_timeout`).
+    pub const DB_POOL_TIMEOUTS: &str = "db_client_connection_timeouts_total";
     /// Gauge, always 1: `service`, `version`.
     pub const SERVICE_INFO: &str = "service_info";
 }
@@ -163,6 +178,7 @@ impl Metrics {
 
     /// The exposition text of every series in the process.
     pub fn render(&self) -> String {
+        super::store::sample_pools();
         self.handle.render()
     }
 
@@ -177,6 +193,7 @@ impl Metrics {
         Router::new().route(
             path,
             get(move || {
+                super::store::sample_pools();
                 let text = handle.render();
                 async move {
                     (

@@ -19,6 +19,7 @@
 mod bus;
 mod dispatch;
 mod metrics;
+mod store;
 
 pub use self::bus::InstrumentedBus;
 pub use self::dispatch::InDispatch;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use messaging_abstractions::EventBus;
+use storage_abstractions::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::Dispatch;
 
@@ -94,10 +96,21 @@ impl HostTelemetry {
         )
     }
 
-    /// Starts the outbox gauges of the service's store.
+    /// With metrics, `store` with its outbox observed (the relay's write →
+    /// publish delay); without, `store` itself.
+    pub(crate) fn wrap_store(&self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        match self.metrics {
+            Some(_) => store::ObservedStore::wrap(store, &self.service),
+            None => store,
+        }
+    }
+
+    /// Starts the outbox gauges and registers the pool series of the
+    /// service's store.
     pub(crate) fn on_context(&self, ctx: &ServiceContext) {
         if self.metrics.is_some() {
             spawn_outbox_gauges(ctx, self.config.refresh_interval);
+            store::register_pool(ctx);
         }
     }
 

@@ -50,6 +50,8 @@ pub(crate) const H_DEATH: &str = "x-death";
 
 /// AMQP delivery mode of persistent messages.
 pub(crate) const PERSISTENT: u8 = 2;
+/// AMQP delivery mode of messages kept in memory only (replies).
+pub(crate) const TRANSIENT: u8 = 1;
 
 fn encode_error(event_type: &str, reason: String) -> EncodeError {
     EncodeError {

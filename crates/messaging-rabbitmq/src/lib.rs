@@ -123,6 +123,26 @@
 //! [`EventBus::dead_letters`] lists a group's DLQ (every message is taken
 //! with `basic.get` and put back) and replays one to the group's queue.
 //!
+//! # Request/response
+//!
+//! [`EventBus::request`] publishes the request `mandatory` to the events
+//! exchange (no queue bound for its type → `RequestError::NoResponder` at
+//! once) with this bus' reply queue in `chassis-reply-to`: an exclusive,
+//! auto-delete, server-named queue declared on the first request of each
+//! connection and consumed without acks (a real queue rather than direct
+//! reply-to, which must be consumed on the publishing channel and is not
+//! reported unroutable when the requester is gone). [`EventBus::reply`]
+//! publishes through the default exchange to that queue, `mandatory`: a
+//! requester that is gone is `PublishError::Unroutable`. Late and duplicate
+//! answers are dropped.
+//!
+//! **Connection loss and broker restarts.** The reply queue dies with its
+//! connection, so requests waiting on it fail at once with
+//! `RequestError::Interrupted` (whether they were handled is unknown);
+//! requests while the broker is away fail after `publish_wait`; after the
+//! reconnection the next request declares a new reply queue and works.
+//! At shutdown waiting requests fail with `RequestError::ShutDown`.
+//!
 //! # Connection ownership
 //!
 //! The bus owns one connection. A supervisor task notices its loss (the
@@ -149,6 +169,7 @@ mod consumer;
 mod dead_letters;
 mod error;
 mod link;
+mod replies;
 mod topology;
 
 use std::sync::Arc;
@@ -157,9 +178,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chassis_core::HealthCheck;
 use lapin::types::ShortString;
+use messaging_abstractions::request::{IN_REPLY_TO_HEADER, REPLY_TO_HEADER, set_deadline};
 use messaging_abstractions::{
-    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, ShutdownError,
-    SubscribeError, Subscription,
+    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, RequestError,
+    ShutdownError, SubscribeError, Subscription,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -171,6 +193,7 @@ use crate::codec::Outgoing;
 use crate::consumer::GroupConsumer;
 use crate::dead_letters::RabbitMqDeadLetters;
 use crate::link::{Link, LinkState, NoLink, RabbitMqHealth, SendError, Shared};
+use crate::replies::Replies;
 
 /// How long [`EventBus::shutdown`] waits for in-flight handlers.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -187,6 +210,7 @@ pub struct RabbitMqBus {
 struct Inner {
     shared: Arc<Shared>,
     dead_letters: Arc<RabbitMqDeadLetters>,
+    replies: Replies,
     consumers: Mutex<Vec<JoinHandle<usize>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// Serializes shutdown; `true` once done.
@@ -229,6 +253,7 @@ impl RabbitMqBus {
         Ok(RabbitMqBus {
             inner: Arc::new(Inner {
                 dead_letters: Arc::new(RabbitMqDeadLetters::new(shared.clone())),
+                replies: Replies::new(shared.clone()),
                 shared,
                 consumers: Mutex::new(Vec::new()),
                 supervisor: Mutex::new(Some(supervisor)),
@@ -256,6 +281,96 @@ impl RabbitMqBus {
                     self.shared().config.rabbitmq.publish_wait
                 )),
             })
+    }
+
+    /// Sends a request on the current connection and waits for its answer
+    /// until `deadline` (see [`EventBus::request`] on this type).
+    async fn send_request(
+        &self,
+        mut request: Envelope,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Envelope, RequestError> {
+        let request_type = request.event_type.clone();
+        let interrupted = |reason: String| RequestError::Interrupted {
+            request_type: request_type.clone(),
+            reason,
+        };
+        let wait = deadline.min(self.publish_deadline());
+        let link = self
+            .shared()
+            .wait_link(Some(wait), 0)
+            .await
+            .map_err(|e| match e {
+                NoLink::Closed => RequestError::ShutDown,
+                NoLink::Unavailable(last) => RequestError::Publish(PublishError::Unavailable(
+                    format!("not connected to RabbitMQ: {last}"),
+                )),
+            })?;
+        // A reply queue that is gone (its connection just dropped) is
+        // declared again on the next connection.
+        let (queue, (answer, _pending)) = loop {
+            let queue = self
+                .inner
+                .replies
+                .queue_for(&link)
+                .await
+                .map_err(|e| RequestError::Publish(PublishError::Unavailable(e)))?;
+            if let Some(waiting) = queue.wait_for(request.message_id)? {
+                break (queue, waiting);
+            }
+            if !link.connection.status().connected() {
+                return Err(interrupted(
+                    "connection lost before the request was sent".into(),
+                ));
+            }
+        };
+        request
+            .headers
+            .insert(REPLY_TO_HEADER.to_owned(), queue.address.clone());
+        set_deadline(&mut request, timeout);
+        let Outgoing {
+            routing_key,
+            properties,
+        } = codec::encode(&request)?;
+        let confirm_timeout = self.shared().config.rabbitmq.confirm_timeout;
+        let sent = link
+            .send_confirmed(
+                self.shared().names.events_exchange(),
+                routing_key,
+                &request.payload,
+                properties,
+                confirm_timeout,
+            )
+            .await;
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Unroutable) => {
+                return Err(RequestError::NoResponder { request_type });
+            }
+            Err(SendError::Nacked) => {
+                return Err(RequestError::Publish(PublishError::Rejected {
+                    message_id: request.message_id,
+                    reason: "the broker answered basic.nack".into(),
+                }));
+            }
+            Err(SendError::Timeout(t)) => {
+                return Err(RequestError::Publish(PublishError::Timeout(t)));
+            }
+            Err(SendError::Link(reason)) => {
+                link.report_failure();
+                // Not sent again: its reply queue is gone with the connection.
+                return Err(interrupted(format!(
+                    "connection lost while sending: {reason}"
+                )));
+            }
+        }
+        match answer.await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(RequestError::Interrupted { reason, .. })) => Err(interrupted(reason)),
+            Ok(Err(other)) => Err(other),
+            Err(_) => Err(interrupted("reply queue gone".into())),
+        }
     }
 
     /// Publishes `envelopes` in order with up to [`CONFIRM_WINDOW`] confirms
@@ -377,6 +492,84 @@ impl EventBus for RabbitMqBus {
             consumer.run((link, channel, amqp_consumer), SHUTDOWN_GRACE),
         ));
         Ok(())
+    }
+
+    /// Published `mandatory` to the events exchange with this bus' reply
+    /// queue in `chassis-reply-to`: no queue bound for the request type →
+    /// `NoResponder` at once. A connection lost while waiting →
+    /// `Interrupted` at once (the reply queue is gone with it); the next
+    /// request works on the new connection. The timeout bounds everything,
+    /// including waiting for a connection.
+    async fn request(
+        &self,
+        request: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestError> {
+        let request_type = request.event_type.clone();
+        let deadline = Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.send_request(request, timeout, deadline)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Timeout {
+                request_type,
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// Published through the default exchange to the requester's reply
+    /// queue, `mandatory` and confirmed: a requester that is gone is
+    /// `Unroutable`. Sent again on the next connection if this one drops
+    /// before the confirm (the requester drops a duplicate).
+    async fn reply(&self, request: &Envelope, mut reply: Envelope) -> Result<(), PublishError> {
+        let unroutable = |reply: &Envelope| PublishError::Unroutable {
+            message_id: reply.message_id,
+            event_type: reply.event_type.clone(),
+        };
+        let Some(address) = request
+            .headers
+            .get(REPLY_TO_HEADER)
+            .and_then(|a| ShortString::try_new(a.as_str()).ok())
+        else {
+            return Err(unroutable(&reply));
+        };
+        reply
+            .headers
+            .entry(IN_REPLY_TO_HEADER.to_owned())
+            .or_insert_with(|| request.message_id.to_string());
+        let Outgoing { properties, .. } = codec::encode(&reply)?;
+        // The reply queue is transient: no need to write answers to disk.
+        let properties = properties.with_delivery_mode(codec::TRANSIENT);
+        let confirm_timeout = self.shared().config.rabbitmq.confirm_timeout;
+        let mut after = 0;
+        loop {
+            let link = self.link_for_publish(after).await?;
+            match link
+                .send_confirmed(
+                    "",
+                    address.clone(),
+                    &reply.payload,
+                    properties.clone(),
+                    confirm_timeout,
+                )
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(SendError::Unroutable) => return Err(unroutable(&reply)),
+                Err(SendError::Nacked) => {
+                    return Err(PublishError::Rejected {
+                        message_id: reply.message_id,
+                        reason: "the broker answered basic.nack".into(),
+                    });
+                }
+                Err(SendError::Timeout(t)) => return Err(PublishError::Timeout(t)),
+                Err(SendError::Link(reason)) => {
+                    tracing::warn!(%reason, message_id = %reply.message_id, "reply interrupted; sending again after reconnection");
+                    link.report_failure();
+                    after = link.generation;
+                }
+            }
+        }
     }
 
     fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {

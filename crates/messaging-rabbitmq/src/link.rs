@@ -236,6 +236,11 @@ impl Shared {
         self.state.send_replace(LinkState::Closed);
     }
 
+    /// Follows the connection state (up, down, closed).
+    pub(crate) fn watch(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
+    }
+
     pub(crate) fn current(&self) -> LinkState {
         self.state.borrow().clone()
     }

@@ -222,3 +222,135 @@ async fn no_message_lost_across_a_broker_restart_quorum() {
 async fn no_message_lost_across_a_broker_restart_classic() {
     restart_while_flowing(QueueType::Classic).await;
 }
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Quote {
+    n: u32,
+}
+
+impl messaging_abstractions::IntegrationEvent for Quote {
+    const EVENT_TYPE: &'static str = "test.quote.v1";
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Quoted {
+    n: u32,
+}
+
+impl messaging_abstractions::IntegrationEvent for Quoted {
+    const EVENT_TYPE: &'static str = "test.quoted.v1";
+}
+
+impl messaging_abstractions::Request for Quote {
+    type Response = Quoted;
+}
+
+/// The documented behaviour across a restart: a request waiting when the
+/// broker goes away fails at once with `Interrupted`; requests while it is
+/// away fail after `publish_wait` (never a hang); once the bus has
+/// reconnected, requests work again on a new reply queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_requests_fail_at_once_across_a_broker_restart_and_new_ones_work() {
+    use messaging_abstractions::{RequestClient, RequestError, Responders};
+
+    let vhost = Vhost::with_lock(BrokerLock::exclusive());
+    let mut config = vhost.config(QueueType::Quorum);
+    config.rabbitmq.publish_wait = Duration::from_secs(2);
+    config.rabbitmq.reconnect_initial_backoff = Duration::from_millis(100);
+    config.rabbitmq.reconnect_max_backoff = Duration::from_millis(500);
+    let orders: Arc<dyn EventBus> =
+        Arc::new(RabbitMqBus::connect(&config, "orders").await.unwrap());
+    let shipping: Arc<dyn EventBus> =
+        Arc::new(RabbitMqBus::connect(&config, "shipping").await.unwrap());
+    let held = Arc::new(AtomicBool::new(true));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(Mutex::new(0usize));
+    Responders::new()
+        .on_fn({
+            let (held, release, started) = (held.clone(), release.clone(), started.clone());
+            move |quote: Quote, _d| {
+                let (held, release, started) = (held.clone(), release.clone(), started.clone());
+                async move {
+                    let mut released = std::pin::pin!(release.notified());
+                    released.as_mut().enable();
+                    *started.lock() += 1;
+                    if held.load(Ordering::Acquire) {
+                        released.await;
+                    }
+                    Ok::<_, HandlerError>(Quoted { n: quote.n })
+                }
+            }
+        })
+        .subscribe(&shipping, "quotes")
+        .await
+        .unwrap();
+    let quotes = RequestClient::<Quote>::new(orders.clone(), Duration::from_secs(60));
+    let waiting = {
+        let quotes = quotes.clone();
+        tokio::spawn(async move {
+            let at = tokio::time::Instant::now();
+            (quotes.send(&Quote { n: 1 }).await, at)
+        })
+    };
+    eventually(
+        "the responder holds the request",
+        Duration::from_secs(20),
+        || {
+            let n = *started.lock();
+            async move { n >= 1 }
+        },
+    )
+    .await;
+    {
+        let _guard = RestartGuard::stop_app();
+        let stopped = tokio::time::Instant::now();
+        let (result, _) = waiting.await.unwrap();
+        let noticed = stopped.elapsed();
+        println!("pending request failed {noticed:?} after stop_app: {result:?}");
+        assert!(
+            matches!(result, Err(RequestError::Interrupted { .. })),
+            "a pending request must fail with Interrupted, got {result:?}"
+        );
+        assert!(
+            noticed < Duration::from_secs(15),
+            "Interrupted must come when the connection drops, not at the 60 s timeout"
+        );
+        // While the broker is away: a clear error after `publish_wait`.
+        let at = tokio::time::Instant::now();
+        let during = quotes.send(&Quote { n: 2 }).await;
+        println!(
+            "request during the outage: {during:?} after {:?}",
+            at.elapsed()
+        );
+        assert!(
+            matches!(
+                during,
+                Err(RequestError::Publish(PublishError::Unavailable(_))
+                    | RequestError::Interrupted { .. })
+            ),
+            "{during:?}"
+        );
+        assert!(during.unwrap_err().is_transient());
+        assert!(at.elapsed() < Duration::from_secs(10));
+        start_app_and_wait();
+    }
+    for bus in [&orders, &shipping] {
+        let health = bus.health_checks().pop().unwrap();
+        eventually("the bus reconnected", Duration::from_secs(60), || {
+            let health = health.clone();
+            async move { health.check().await == HealthStatus::Healthy }
+        })
+        .await;
+    }
+    held.store(false, Ordering::Release);
+    release.notify_waiters();
+    let answer = RequestClient::<Quote>::new(orders.clone(), Duration::from_secs(30))
+        .send(&Quote { n: 3 })
+        .await
+        .unwrap();
+    assert_eq!(answer, Quoted { n: 3 });
+    let letters = shipping.dead_letters().unwrap().list(Some("quotes")).await;
+    assert!(letters.is_empty(), "nothing dead-lettered: {letters:?}");
+    orders.shutdown().await.unwrap();
+    shipping.shutdown().await.unwrap();
+}

@@ -60,7 +60,7 @@ async fn run(queue_type: QueueType) {
     })
     .await;
     println!("{report}");
-    assert_eq!(report.passed.len(), 9);
+    assert_eq!(report.passed.len(), 16);
 
     // Nothing is left behind but the two exchanges, which go too.
     let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())

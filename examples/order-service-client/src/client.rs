@@ -32,6 +32,17 @@ impl OrderServiceClient {
         Ok(self.http.post("orders", request).await?.body)
     }
 
+    /// `POST /orders/{id}/cancel`: starts the cancellation (202, the order
+    /// `cancelling`). 404 unknown order, 409 when it cannot be cancelled
+    /// (already cancelled, refused or being cancelled).
+    pub async fn cancel_order(&self, id: Uuid) -> Result<OrderView, ClientError> {
+        Ok(self
+            .http
+            .post_empty(&format!("orders/{id}/cancel"))
+            .await?
+            .body)
+    }
+
     /// `GET /orders/{id}`; `None` when there is no such order.
     pub async fn get_order(&self, id: Uuid) -> Result<Option<OrderView>, ClientError> {
         found(self.http.get(&format!("orders/{id}"), &[]).await)

@@ -71,6 +71,30 @@ pub enum OrderStatus {
     Placed,
     /// Complete: shipping has been told (`order.completed.v1`).
     Completed,
+    /// Cancellation asked (`POST /orders/{id}/cancel`); waiting for shipping.
+    Cancelling,
+    /// Cancelled: shipping took its units out of the packages not yet sent.
+    Cancelled,
+    /// Not cancelled: shipping refused (packages already sent) or did not
+    /// answer in time; `cancellation.reason` says which. Shipping goes on.
+    CancellationRefused,
+}
+
+/// How a cancellation went (`OrderView::cancellation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CancellationView {
+    /// When it was asked (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub requested_at: OffsetDateTime,
+    /// When it ended, cancelled or refused (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// An order as the service shows it (`POST /orders` → 201, `GET /orders/{id}`).
@@ -97,4 +121,7 @@ pub struct OrderView {
     #[serde(with = "time::serde::rfc3339::option", default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub completed_at: Option<OffsetDateTime>,
+    /// The cancellation, once one was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<CancellationView>,
 }

@@ -6,6 +6,8 @@
 //! - [`events`]: the integration event contract [`OrderCompleted`]
 //!   (`order.completed.v1`) — the only thing the order and shipping services
 //!   share;
+//! - [`cancellation`]: the cancellation request and its withdrawal, sent by
+//!   the order's cancellation saga to the shipping service;
 //! - [`OrderServiceClient`]: a typed HTTP client (base URL and timeouts from
 //!   config, correlation id and trace context propagated, problem+json
 //!   mapped to [`ClientError`]).
@@ -42,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cancellation;
 mod client;
 pub mod dto;
 pub mod events;

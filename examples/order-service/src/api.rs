@@ -34,6 +34,7 @@ pub fn router(orders: Orders) -> Router {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(place_order))
         .routes(routes!(get_order))
+        .routes(routes!(crate::cancellation::cancel_order))
         .with_state(orders)
         .split_for_parts();
     router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))

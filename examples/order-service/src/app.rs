@@ -13,6 +13,7 @@ use chassis_storage::{Repository, Storage};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cancellation::{self, CancelOrder, CancelOrderHandler};
 use crate::domain::{Order, PlaceOrder};
 
 impl Command for PlaceOrder {
@@ -47,13 +48,37 @@ impl CommandHandler<PlaceOrder> for PlaceOrderHandler {
 pub struct Orders {
     storage: Storage,
     pipeline: CommandPipeline,
+    cancel: CancelOrderHandler,
 }
 
 impl Orders {
     /// The use cases over `storage`.
     pub fn new(storage: Storage) -> Self {
         let pipeline = CommandPipeline::new().with_unit_of_work(Arc::new(storage.clone()));
-        Self { storage, pipeline }
+        let cancel = CancelOrderHandler::new(cancellation::runner(&storage, Default::default()));
+        Self {
+            storage,
+            pipeline,
+            cancel,
+        }
+    }
+
+    /// Starts cancellations with this saga runner (its configured timeouts).
+    pub fn with_cancellation(
+        mut self,
+        runner: chassis_domain::saga::SagaRunner<cancellation::OrderCancellation>,
+    ) -> Self {
+        self.cancel = CancelOrderHandler::new(runner);
+        self
+    }
+
+    /// Starts cancelling an order (see [`crate::cancellation`]).
+    pub async fn cancel(
+        &self,
+        command: CancelOrder,
+        context: MessageContext,
+    ) -> Result<Order, DomainError> {
+        self.pipeline.execute(&self.cancel, command, context).await
     }
 
     /// Places (and completes) an order.

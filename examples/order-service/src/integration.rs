@@ -68,12 +68,20 @@ pub fn order_view(order: &Order) -> dto::OrderView {
         status: match order.status() {
             OrderStatus::Placed => dto::OrderStatus::Placed,
             OrderStatus::Completed => dto::OrderStatus::Completed,
+            OrderStatus::Cancelling => dto::OrderStatus::Cancelling,
+            OrderStatus::Cancelled => dto::OrderStatus::Cancelled,
+            OrderStatus::CancellationRefused => dto::OrderStatus::CancellationRefused,
         },
         destination: destination(order.destination()),
         items: order.items().iter().map(item).collect(),
         total_cents: order.total_cents(),
         placed_at: order.placed_at(),
         completed_at: order.completed_at(),
+        cancellation: order.cancellation().map(|c| dto::CancellationView {
+            requested_at: c.requested_at,
+            finished_at: c.finished_at,
+            reason: c.reason.clone(),
+        }),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The example **order service**: customers place orders of items for a
 //! destination; a completed order raises the `OrderCompleted` integration
 //! event (contract in `order-service-client`) that the shipping service
-//! packs from.
+//! packs from. A completed order can be cancelled (`POST /orders/{id}/cancel`,
+//! the saga of [`cancellation`]).
 //!
 //! - [`domain`]: the order aggregate and its rules — no HTTP, broker or SQL;
 //! - [`integration`]: translation between the domain and the published
@@ -39,6 +40,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cancellation;
 pub mod domain;
 pub mod integration;
 
@@ -56,7 +58,15 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(start_outbox_relay)
-        .routes(|ctx| api::router(app::Orders::new(storage(ctx))))
+        .on_start(cancellation::start)
+        .routes(|ctx| {
+            let storage = storage(ctx);
+            // Checked by the `cancellation::start` hook, which runs first.
+            let config = cancellation::CancellationConfig::from_context(ctx)
+                .expect("the [cancellation] section was checked at start-up");
+            let runner = cancellation::runner(&storage, config);
+            api::router(app::Orders::new(storage).with_cancellation(runner))
+        })
 }
 
 fn storage(ctx: &ServiceContext) -> Storage {

@@ -1,5 +1,6 @@
 //! Service access crate of the example **shipping service**: its HTTP
-//! request and response types and a typed client. Nothing of its domain.
+//! request and response types, the events answering an order cancellation
+//! ([`cancellation`]) and a typed client. Nothing of its domain.
 //!
 //! ```no_run
 //! use shipping_service_client::{ClientConfig, ShippingServiceClient};
@@ -18,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cancellation;
 mod client;
 pub mod dto;
 

@@ -1,7 +1,8 @@
 //! The example **shipping service**: packs the items of completed orders
 //! (the `OrderCompleted` event) into packages per destination, up to the
 //! transport provider's maximum weight; packages change destination until
-//! sent, then are tracked.
+//! sent, then are tracked. A cancelled order's units leave the packages not
+//! yet sent ([`cancellation`]).
 //!
 //! - [`domain`]: packages, shipments, transport providers and the packing
 //!   rules — no HTTP, broker or SQL;
@@ -36,6 +37,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cancellation;
 pub mod domain;
 pub mod integration;
 
@@ -73,9 +75,10 @@ async fn subscribe(ctx: ServiceContext) -> Result<(), BoxError> {
     let group = ctx.name().to_owned();
     let inbox = storage(&ctx).inbox(group.clone());
     let handlers = Handlers::new().on::<OrderCompleted>(app::PackOrderConsumer::new(
-        inbox,
-        app::PackOrder::new(providers),
+        inbox.clone(),
+        app::PackOrder::new(providers.clone()),
     ));
+    let handlers = cancellation::handlers(&inbox, providers, handlers);
     ctx.bus()
         .subscribe(Subscription::new(group, handlers))
         .await?;

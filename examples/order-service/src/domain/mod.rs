@@ -4,7 +4,7 @@ mod order;
 mod validation;
 
 pub use order::{
-    Destination, DestinationInput, Dimensions, ItemInput, MAX_ITEMS, MAX_QUANTITY, Order,
-    OrderEvent, OrderLine, OrderStatus, PlaceOrder,
+    Cancellation, Destination, DestinationInput, Dimensions, ItemInput, MAX_ITEMS, MAX_QUANTITY,
+    Order, OrderEvent, OrderLine, OrderStatus, PlaceOrder,
 };
 pub use validation::Violations;

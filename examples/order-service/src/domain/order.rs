@@ -125,6 +125,12 @@ pub enum OrderStatus {
     Placed,
     /// Complete (paid): shipping may start.
     Completed,
+    /// The customer asked to cancel; the cancellation saga waits for shipping.
+    Cancelling,
+    /// Cancelled: shipping released the order's units.
+    Cancelled,
+    /// The cancellation was refused (or given up); the order goes on.
+    CancellationRefused,
 }
 
 impl OrderStatus {
@@ -133,6 +139,9 @@ impl OrderStatus {
         match self {
             Self::Placed => "placed",
             Self::Completed => "completed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+            Self::CancellationRefused => "cancellation_refused",
         }
     }
 }
@@ -147,6 +156,37 @@ pub enum OrderEvent {
         /// When.
         at: OffsetDateTime,
     },
+    /// The customer asked to cancel the order.
+    CancellationRequested {
+        /// The order.
+        order_id: Uuid,
+    },
+    /// The order was cancelled.
+    Cancelled {
+        /// The order.
+        order_id: Uuid,
+    },
+    /// The cancellation was refused; the order goes on.
+    CancellationRefused {
+        /// The order.
+        order_id: Uuid,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A cancellation of an order: when it was asked, when and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// When the customer asked.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// When it ended (cancelled or refused).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Why it was refused.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// The order aggregate. State changes only through its methods; the events
@@ -163,6 +203,8 @@ pub struct Order {
     placed_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option", default)]
     completed_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    cancellation: Option<Cancellation>,
     #[serde(skip)]
     changes: Changes<OrderEvent>,
 }
@@ -235,6 +277,7 @@ impl Order {
             status: OrderStatus::Placed,
             placed_at: now,
             completed_at: None,
+            cancellation: None,
             changes: Changes::default(),
         })?)
     }
@@ -258,6 +301,83 @@ impl Order {
         let event = self.completed_event(now);
         self.changes.publish(event);
         Ok(())
+    }
+
+    /// Starts cancelling a completed order (the cancellation saga then asks
+    /// shipping). A 409 conflict when it is being cancelled, was cancelled,
+    /// had its cancellation refused, or is not complete yet.
+    pub fn request_cancellation(&mut self, now: OffsetDateTime) -> Result<(), DomainError> {
+        let refusal = match self.status {
+            OrderStatus::Completed => None,
+            OrderStatus::Placed => Some("is not complete yet".to_owned()),
+            OrderStatus::Cancelling => Some("is already being cancelled".to_owned()),
+            OrderStatus::Cancelled => Some("is already cancelled".to_owned()),
+            OrderStatus::CancellationRefused => Some(format!(
+                "cannot be cancelled: {}",
+                self.cancellation
+                    .as_ref()
+                    .and_then(|c| c.reason.as_deref())
+                    .unwrap_or("its cancellation was refused")
+            )),
+        };
+        if let Some(why) = refusal {
+            return Err(DomainError::conflict(format!("order {} {why}", self.id)));
+        }
+        self.status = OrderStatus::Cancelling;
+        self.cancellation = Some(Cancellation {
+            requested_at: now,
+            finished_at: None,
+            reason: None,
+        });
+        self.changes
+            .raise(OrderEvent::CancellationRequested { order_id: self.id });
+        Ok(())
+    }
+
+    /// Shipping released the order's units: the order is cancelled.
+    pub fn confirm_cancellation(&mut self, now: OffsetDateTime) -> Result<(), DomainError> {
+        let cancellation = self.cancelling()?;
+        cancellation.finished_at = Some(now);
+        self.status = OrderStatus::Cancelled;
+        self.changes
+            .raise(OrderEvent::Cancelled { order_id: self.id });
+        Ok(())
+    }
+
+    /// The compensation of [`request_cancellation`](Self::request_cancellation):
+    /// the cancellation is refused (shipping sent packages, or did not
+    /// answer) and the order goes on — it is complete, and shipping keeps
+    /// its units; the status says `cancellation_refused` with the reason.
+    pub fn refuse_cancellation(
+        &mut self,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), DomainError> {
+        let cancellation = self.cancelling()?;
+        cancellation.finished_at = Some(now);
+        cancellation.reason = Some(reason.to_owned());
+        self.status = OrderStatus::CancellationRefused;
+        self.changes.raise(OrderEvent::CancellationRefused {
+            order_id: self.id,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn cancelling(&mut self) -> Result<&mut Cancellation, DomainError> {
+        match (self.status, self.cancellation.as_mut()) {
+            (OrderStatus::Cancelling, Some(cancellation)) => Ok(cancellation),
+            _ => Err(DomainError::conflict(format!(
+                "order {} is not being cancelled (it is {})",
+                self.id,
+                self.status.as_str()
+            ))),
+        }
+    }
+
+    /// The cancellation, once one was asked.
+    pub fn cancellation(&self) -> Option<&Cancellation> {
+        self.cancellation.as_ref()
     }
 
     /// The integration event: destination and items with quantity, weight
@@ -504,6 +624,39 @@ pub(crate) mod tests {
         let err = order.complete(now()).unwrap_err();
         assert_eq!(err.status(), 409);
         assert_eq!(order.changes().integration_events().len(), 1);
+    }
+
+    #[test]
+    fn cancellation_from_completed_only_then_cancelled_or_refused() {
+        let mut order = Order::place(Uuid::now_v7(), command(vec![item("A")]), now()).unwrap();
+        assert_eq!(order.request_cancellation(now()).unwrap_err().status(), 409);
+        order.complete(now()).unwrap();
+        order.request_cancellation(now()).unwrap();
+        assert_eq!(order.status(), OrderStatus::Cancelling);
+        let again = order.request_cancellation(now()).unwrap_err();
+        assert!(
+            again.to_string().contains("already being cancelled"),
+            "{again}"
+        );
+        let mut refused = order.clone();
+        order.confirm_cancellation(now()).unwrap();
+        assert_eq!(order.status(), OrderStatus::Cancelled);
+        assert_eq!(order.cancellation().unwrap().finished_at, Some(now()));
+        assert_eq!(order.request_cancellation(now()).unwrap_err().status(), 409);
+        assert_eq!(order.confirm_cancellation(now()).unwrap_err().status(), 409);
+
+        refused.refuse_cancellation("packages sent", now()).unwrap();
+        assert_eq!(refused.status(), OrderStatus::CancellationRefused);
+        assert_eq!(
+            refused.cancellation().unwrap().reason.as_deref(),
+            Some("packages sent")
+        );
+        let err = refused.request_cancellation(now()).unwrap_err();
+        assert!(err.to_string().contains("packages sent"), "{err}");
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json["status"], "cancellation_refused");
+        let back: Order = serde_json::from_value(json).unwrap();
+        assert_eq!(back.cancellation(), refused.cancellation());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! shares no model with the order service.
 
 mod address;
+pub mod cancellation;
 mod package;
 pub mod packing;
 mod shipment;

@@ -141,6 +141,13 @@ pub enum PackageEvent {
     },
     /// It goes somewhere else now.
     DestinationChanged,
+    /// The units of a cancelled order were taken out.
+    Released {
+        /// The order.
+        order_id: Uuid,
+        /// How many units.
+        quantity: u64,
+    },
     /// It was handed to its provider.
     Sent {
         /// The provider's tracking id.
@@ -340,6 +347,29 @@ impl Package {
             None => self.items.push(item),
         }
         Ok(())
+    }
+
+    /// Takes every unit of `order_id` out (its cancellation); refused once
+    /// sent. A package left empty must be discarded by the caller: a package
+    /// holds at least one unit.
+    pub fn release_order(&mut self, order_id: Uuid) -> Result<Vec<PackedItem>, PackageError> {
+        self.ensure_open()?;
+        let (released, kept): (Vec<PackedItem>, Vec<PackedItem>) = std::mem::take(&mut self.items)
+            .into_iter()
+            .partition(|i| i.order_id == order_id);
+        self.items = kept;
+        if !released.is_empty() {
+            self.changes.raise(PackageEvent::Released {
+                order_id,
+                quantity: released.iter().map(|i| u64::from(i.quantity)).sum(),
+            });
+        }
+        Ok(released)
+    }
+
+    /// Whether it holds nothing (after [`release_order`](Self::release_order)).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     /// Sends the package somewhere else; refused once it was sent.
@@ -575,6 +605,27 @@ pub(crate) mod tests {
             })
         );
         assert_eq!(p.tracking().len(), 3);
+    }
+
+    #[test]
+    fn releasing_an_order_takes_only_its_units_until_sent() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut p = package(10_000, units(a, "A", 2, 100));
+        p.add(units(b, "B", 1, 100)).unwrap();
+        p.add(units(a, "C", 3, 100)).unwrap();
+        let released = p.release_order(a).unwrap();
+        assert_eq!(released.iter().map(|i| i.quantity).sum::<u32>(), 5);
+        assert_eq!(p.order_ids(), BTreeSet::from([b]));
+        assert!(!p.is_empty());
+        assert!(p.release_order(a).unwrap().is_empty(), "nothing left of it");
+        p.release_order(b).unwrap();
+        assert!(p.is_empty());
+        let mut sent = package(10_000, units(a, "A", 1, 100));
+        sent.send("T".into(), now()).unwrap();
+        assert!(matches!(
+            sent.release_order(a),
+            Err(PackageError::AlreadySent { .. })
+        ));
     }
 
     #[test]

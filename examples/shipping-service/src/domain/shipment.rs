@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::address::Address;
+use super::cancellation::ShipmentCancellation;
 use super::transport::UnshippableReason;
 
 /// Units of an order line that no transport provider can carry, and why.
@@ -30,6 +31,8 @@ pub struct Shipment {
     unshippable: Vec<UnshippableItem>,
     #[serde(with = "time::serde::rfc3339")]
     packed_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cancellation: Option<ShipmentCancellation>,
     #[serde(skip)]
     changes: Changes<()>,
 }
@@ -69,6 +72,7 @@ impl Shipment {
             packages,
             unshippable,
             packed_at,
+            cancellation: None,
             changes: Changes::default(),
         }
     }
@@ -92,5 +96,26 @@ impl Shipment {
     /// When it was packed.
     pub fn packed_at(&self) -> OffsetDateTime {
         self.packed_at
+    }
+    /// What became of a cancellation of the order, if one was asked.
+    pub fn cancellation(&self) -> Option<&ShipmentCancellation> {
+        self.cancellation.as_ref()
+    }
+
+    /// Records the cancellation's outcome and the packages the order's
+    /// units left (`discarded`) or went to (`added`).
+    pub(crate) fn record_cancellation(
+        &mut self,
+        outcome: ShipmentCancellation,
+        discarded: &[Uuid],
+        added: &[Uuid],
+    ) {
+        self.packages.retain(|p| !discarded.contains(p));
+        for p in added {
+            if !self.packages.contains(p) {
+                self.packages.push(*p);
+            }
+        }
+        self.cancellation = Some(outcome);
     }
 }

@@ -1,18 +1,63 @@
 //! One placed order is ONE trace with spans from both services: the order
 //! service's HTTP server span → the outbox relay's producer span → the
-//! shipping service's consumer span. Both services in one process on one
-//! in-memory bus, `tracing.provider = "otlp"`, exporting to an OTLP receiver
-//! inside the test (real OTLP/gRPC protobuf).
+//! shipping service's consumer span. Both services in one process,
+//! `tracing.provider = "otlp"`, exporting to an OTLP receiver inside the
+//! test (real OTLP/gRPC protobuf) — once on the in-memory bus, once over
+//! the local RabbitMQ (127.0.0.1:5672 guest/guest, a vhost of its own; the
+//! test fails without the broker), where the trace context crosses the
+//! broker in the message headers.
+
+mod common;
 
 use std::time::Duration;
 
 use chassis_testing::TestBus;
-use chassis_web::ServiceHostBuilder;
+use chassis_web::{RunningService, ServiceHostBuilder};
 use order_service_client::{ClientConfig, OrderServiceClient};
 use otlp_test_receiver::{OtlpReceiver, ReceivedSpan};
+use shipping_service_client::ShippingServiceClient;
 
 const ORDER: &str = order_service::SERVICE_NAME;
 const SHIPPING: &str = shipping_service::SERVICE_NAME;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The bus both services are on.
+enum Broker {
+    /// One in-memory bus shared by the two hosts.
+    InMemory(TestBus),
+    /// Each host connects to this vhost of the local broker itself, from
+    /// configuration, as a deployed service does.
+    RabbitMq(common::Vhost),
+}
+
+impl Broker {
+    async fn start(&self, host: ServiceHostBuilder) -> RunningService {
+        match self {
+            Broker::InMemory(bus) => chassis_testing::start(host, bus).await,
+            Broker::RabbitMq(vhost) => host
+                .config("messaging.provider", "rabbitmq")
+                .config("messaging.rabbitmq.url", vhost.amqp_url())
+                // What `chassis_testing::start` sets besides the bus.
+                .config("http.host", "127.0.0.1")
+                .config("http.port", 0_i64)
+                .config("storage.provider", "inmemory")
+                .config("security.auth.enabled", false)
+                .args(Vec::<String>::new())
+                .install_logging(false)
+                .start()
+                .await
+                .unwrap_or_else(|e| panic!("the service did not start: {e}")),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Broker::InMemory(bus) => bus.shutdown().await.unwrap(),
+            // Each host closed its own connection; the vhost goes on drop.
+            Broker::RabbitMq(vhost) => drop(vhost),
+        }
+    }
+}
 
 fn traced(host: ServiceHostBuilder, receiver: &OtlpReceiver) -> ServiceHostBuilder {
     host.config("tracing.provider", "otlp")
@@ -30,28 +75,32 @@ fn one<'a>(
     found[0]
 }
 
-#[tokio::test]
-async fn a_placed_order_is_one_trace_across_both_services() {
+/// Places one order through the order service's HTTP API on `broker`, waits
+/// until the shipping service packed it, and checks the one trace.
+async fn a_placed_order_is_one_trace(broker: Broker) {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let bus = TestBus::in_memory();
-    let orders_service =
-        chassis_testing::start(traced(order_service::host(), &receiver), &bus).await;
-    let shipping_service =
-        chassis_testing::start(traced(shipping_service::host(), &receiver), &bus).await;
+    let orders_service = broker.start(traced(order_service::host(), &receiver)).await;
+    let shipping_service = broker
+        .start(traced(shipping_service::host(), &receiver))
+        .await;
     let orders = OrderServiceClient::new(&ClientConfig::new(orders_service.base_url())).unwrap();
+    let shipping =
+        ShippingServiceClient::new(&ClientConfig::new(shipping_service.base_url())).unwrap();
 
     let request = shop_demo::samples::orders().remove(0);
-    orders.place_order(&request).await.unwrap();
-    bus.wait_until("shipping to pack the order", |log| {
-        log.iter()
-            .any(|h| h.group == SHIPPING && h.outcome.is_ok())
-            .then_some(())
-    })
-    .await;
+    let placed = orders.place_order(&request).await.unwrap();
+    let report = shop_demo::await_packed(&shipping, &[placed], WAIT)
+        .await
+        .unwrap();
+    assert!(
+        report.missing.is_empty(),
+        "not packed: {:?}",
+        report.missing
+    );
     // Shutdown flushes both services' exporters.
     shipping_service.shutdown().await.unwrap();
     orders_service.shutdown().await.unwrap();
-    bus.shutdown().await.unwrap();
+    broker.shutdown().await;
 
     let spans = receiver
         .wait_until(
@@ -104,8 +153,24 @@ async fn a_placed_order_is_one_trace_across_both_services() {
         .expect("correlation id");
     assert!(!correlation.is_empty());
     assert_eq!(producer.attributes.get("correlation_id"), Some(correlation));
-    // One trace: every span of the services about this order is in it.
-    assert!(trace.iter().any(|s| s.service_name == ORDER));
-    assert!(trace.iter().any(|s| s.service_name == SHIPPING));
+    // Every consumer span of shipping is in this trace: nothing started a
+    // trace of its own on the way.
+    assert!(
+        spans
+            .iter()
+            .filter(|s| s.service_name == SHIPPING && s.kind == "SPAN_KIND_CONSUMER")
+            .all(|s| s.trace_id == server.trace_id),
+        "{spans:#?}"
+    );
     receiver.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_placed_order_is_one_trace_across_both_services() {
+    a_placed_order_is_one_trace(Broker::InMemory(TestBus::in_memory())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_order_is_one_trace_across_both_services_over_rabbitmq() {
+    a_placed_order_is_one_trace(Broker::RabbitMq(common::Vhost::new("shop-demo-trace"))).await;
 }

@@ -1,0 +1,1 @@
+//! Never built: only its dependency graph is read (scripts/deny).

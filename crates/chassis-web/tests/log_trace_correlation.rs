@@ -1,0 +1,132 @@
+//! With a tracing provider on, every log line of a request AND of the
+//! message handler it leads to carries the same trace id and correlation id
+//! (JSON logs, captured). Own test binary: it installs the global subscriber.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use chassis_web::{ServiceContext, current_message_context};
+use common::{Capture, TempDir, client, isolated};
+use logging_abstractions::{LogFormat, LoggingConfig};
+use messaging_abstractions::{EventBusExt, Handlers, IntegrationEvent, Subscription};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CORRELATION: &str = "corr-trace-logs";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Shipped {
+    n: u32,
+}
+
+impl IntegrationEvent for Shipped {
+    const EVENT_TYPE: &'static str = "test.shipped.v1";
+}
+
+async fn subscribe(ctx: ServiceContext, done: mpsc::UnboundedSender<u32>) {
+    let handlers = Handlers::new().on_fn(move |shipped: Shipped, _| {
+        let done = done.clone();
+        async move {
+            tracing::info!(n = shipped.n, "handling shipped");
+            let _ = done.send(shipped.n);
+            Ok(())
+        }
+    });
+    ctx.bus()
+        .subscribe(Subscription::new("trace-logs", handlers))
+        .await
+        .unwrap();
+}
+
+/// The span fields of a JSON log line (`spans`: outermost first).
+fn spans(line: &Value) -> &[Value] {
+    line["spans"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn carries(line: &Value, field: &str, value: &str) -> bool {
+    spans(line).iter().any(|s| s[field] == value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_handler_log_lines_carry_trace_and_correlation_ids() {
+    let capture = Capture::default();
+    let config = LoggingConfig {
+        format: LogFormat::Json,
+        level: "info".into(),
+        ..Default::default()
+    };
+    let layer = logging_console::layer_with_writer(&config, None, capture.clone()).unwrap();
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let dir = TempDir::new();
+    let service = isolated("trace-log-test", &dir)
+        .install_logging(true)
+        .config("logging.provider", "console")
+        .config("tracing.provider", "stdout")
+        .log_layer(layer)
+        .on_start(move |ctx| async move {
+            subscribe(ctx, done_tx).await;
+            Ok(())
+        })
+        .routes(|ctx| {
+            let bus = ctx.bus().clone();
+            Router::new().route(
+                "/ship",
+                post(move || {
+                    let bus = bus.clone();
+                    async move {
+                        tracing::info!("shipping requested");
+                        let ctx = current_message_context();
+                        bus.publish_event_in(&Shipped { n: 7 }, &ctx).await.unwrap();
+                        "ok"
+                    }
+                }),
+            )
+        })
+        .start()
+        .await
+        .unwrap();
+    let response = client()
+        .post(format!("{}/ship", service.base_url()))
+        .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+        .header("x-correlation-id", CORRELATION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let n = tokio::time::timeout(Duration::from_secs(10), done.recv())
+        .await
+        .expect("the handler runs")
+        .unwrap();
+    assert_eq!(n, 7);
+    service.shutdown().await.unwrap();
+
+    let text = capture.text();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |message: &str| {
+        let found: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == message || l["message"] == message)
+            .collect();
+        assert_eq!(found.len(), 1, "one `{message}` line in {text}");
+        found[0]
+    };
+    for message in ["shipping requested", "handling shipped"] {
+        let line = line(message);
+        assert!(
+            carries(line, "correlation_id", CORRELATION),
+            "`{message}` without the correlation id: {line}"
+        );
+        assert!(
+            carries(line, "trace_id", TRACE_ID),
+            "`{message}` without the caller's trace id: {line}"
+        );
+    }
+}

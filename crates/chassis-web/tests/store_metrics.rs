@@ -320,3 +320,75 @@ async fn the_in_memory_store_has_no_pool_series() {
     );
     service.shutdown().await.unwrap();
 }
+
+/// Every series the Grafana dashboard (docs/grafana-dashboard.json) queries
+/// is one the host exports.
+#[test]
+fn the_dashboard_queries_only_exported_series() {
+    use chassis_web::telemetry::names;
+    let exported = [
+        names::HTTP_REQUESTS,
+        names::HTTP_DURATION,
+        names::BUS_PUBLISHED,
+        names::BUS_PUBLISH_FAILED,
+        names::BUS_CONSUMED,
+        names::BUS_FAILED,
+        names::BUS_RETRIED,
+        names::BUS_DEAD_LETTERED,
+        names::BUS_HANDLER_DURATION,
+        names::OUTBOX_PENDING,
+        names::OUTBOX_QUARANTINED,
+        names::OUTBOX_LAG,
+        names::OUTBOX_RELAY_DELAY,
+        names::DB_POOL_CONNECTIONS,
+        names::DB_POOL_MAX,
+        names::DB_POOL_PENDING,
+        names::DB_POOL_ACQUIRES,
+        names::DB_POOL_TIMEOUTS,
+        names::SERVICE_INFO,
+    ];
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana-dashboard.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            // A series is an identifier right before its `{` selector.
+            for (at, _) in expr.match_indices('{') {
+                let name: String = expr[..at]
+                    .chars()
+                    .rev()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                if !name.is_empty() {
+                    queried.push(name);
+                }
+            }
+        }
+    }
+    assert!(queried.len() > 10, "{queried:?}");
+    for name in &queried {
+        let base = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            exported.contains(&base),
+            "the dashboard queries `{name}`, which is not exported"
+        );
+    }
+    for name in [
+        names::OUTBOX_RELAY_DELAY,
+        names::DB_POOL_CONNECTIONS,
+        names::DB_POOL_PENDING,
+    ] {
+        assert!(
+            queried.iter().any(|q| q.starts_with(name)),
+            "no dashboard panel shows `{name}`"
+        );
+    }
+}

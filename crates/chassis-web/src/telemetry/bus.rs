@@ -2,13 +2,14 @@
 //! handler's message context.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chassis_core::HealthCheck;
+use messaging_abstractions::request::REPLY_ERROR_HEADER;
 use messaging_abstractions::{
     DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageContext,
-    MessageHandler, PublishError, ShutdownError, SubscribeError, Subscription,
+    MessageHandler, PublishError, RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -25,6 +26,11 @@ use crate::correlation::with_message_context;
 /// inside [`with_message_context`] with the envelope's correlation id, the
 /// message as causation and the consumer span's trace — so what a handler
 /// publishes continues the trace — and is counted and timed.
+///
+/// Every request (`EventBus::request`) runs in a client span continuing the
+/// envelope's trace, whose context the request then carries (so the
+/// responder's consumer span is its child), and is counted by outcome and
+/// timed; the responder's side is an ordinary subscription (consumer span).
 ///
 /// Retried / dead-lettered counts follow the bus' documented policy: a
 /// retryable failure is retried while `attempt < max_attempts`, every other
@@ -85,6 +91,37 @@ impl InstrumentedBus {
         );
         propagation::record_trace_id(&span);
         span
+    }
+
+    fn client_span(&self, envelope: &Envelope, timeout: Duration) -> tracing::Span {
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{} request", envelope.event_type),
+            otel.kind = "client",
+            messaging.operation.type = "send",
+            messaging.message.id = %envelope.message_id,
+            timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
+            outcome = Empty,
+            trace_id = Empty,
+        );
+        propagation::set_parent(
+            &span,
+            envelope.traceparent.as_deref(),
+            envelope.tracestate.as_deref(),
+        );
+        propagation::record_trace_id(&span);
+        span
+    }
+
+    fn count_request(&self, request_type: &str, outcome: &'static str, elapsed: Duration) {
+        let labels = [
+            ("service", self.service.to_string()),
+            ("request_type", request_type.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ];
+        metrics::counter!(names::BUS_REQUESTS, &labels).increment(1);
+        metrics::histogram!(names::BUS_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
     }
 
     fn count_publish(&self, event_type: &str, result: &Result<(), PublishError>) {
@@ -170,10 +207,38 @@ impl EventBus for InstrumentedBus {
 
     async fn request(
         &self,
-        request: Envelope,
-        timeout: std::time::Duration,
-    ) -> Result<Envelope, messaging_abstractions::RequestError> {
-        self.inner.request(request, timeout).await
+        mut request: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestError> {
+        let request_type = request.event_type.clone();
+        let start = Instant::now();
+        let (result, outcome) = if self.trace {
+            let span = scoped(self.dispatch.as_ref(), || {
+                self.client_span(&request, timeout)
+            });
+            propagation::inject_from(&span, &mut request.traceparent, &mut request.tracestate);
+            let result = in_dispatch(
+                self.dispatch.as_ref(),
+                self.inner
+                    .request(request, timeout)
+                    .instrument(span.clone()),
+            )
+            .await;
+            let outcome = request_outcome(&result);
+            span.record("outcome", outcome);
+            if let Err(error) = &result {
+                scoped(self.dispatch.as_ref(), || {
+                    span.in_scope(|| tracing::warn!(%error, "request failed"));
+                });
+            }
+            (result, outcome)
+        } else {
+            let result = self.inner.request(request, timeout).await;
+            let outcome = request_outcome(&result);
+            (result, outcome)
+        };
+        self.count_request(&request_type, outcome, start.elapsed());
+        result
     }
 
     async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
@@ -281,6 +346,23 @@ impl InstrumentedHandler {
                 }
             }
         }
+    }
+}
+
+/// The `outcome` label of a request: `ok`, `failed` (the responder answered
+/// with a failure), or what went wrong.
+fn request_outcome(result: &Result<Envelope, RequestError>) -> &'static str {
+    match result {
+        Ok(reply) if reply.headers.contains_key(REPLY_ERROR_HEADER) => "failed",
+        Ok(_) => "ok",
+        Err(RequestError::NoResponder { .. }) => "no_responder",
+        Err(RequestError::Timeout { .. }) => "timeout",
+        Err(RequestError::Failed { .. }) => "failed",
+        Err(RequestError::Interrupted { .. }) => "interrupted",
+        Err(RequestError::ShutDown) => "shut_down",
+        Err(RequestError::Unsupported { .. }) => "unsupported",
+        Err(RequestError::Encode(_) | RequestError::Decode(_)) => "invalid",
+        Err(RequestError::Publish(_)) => "unavailable",
     }
 }
 

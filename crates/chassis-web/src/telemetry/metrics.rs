@@ -38,6 +38,12 @@ pub mod names {
     pub const BUS_DEAD_LETTERED: &str = "messaging_dead_lettered_total";
     /// Histogram (seconds): handler duration, by `event_type`, `group`, `outcome`.
     pub const BUS_HANDLER_DURATION: &str = "messaging_handler_duration_seconds";
+    /// Counter: requests sent over the bus (request/response), by
+    /// `request_type` and `outcome` (`ok`, `failed`, `no_responder`,
+    /// `timeout`, `interrupted`, `unavailable`, `shut_down`, ...).
+    pub const BUS_REQUESTS: &str = "chassis_bus_requests_total";
+    /// Histogram (seconds): request → answer (or error), same labels.
+    pub const BUS_REQUEST_DURATION: &str = "chassis_bus_request_duration_seconds";
     /// Gauge: outbox messages not yet published.
     pub const OUTBOX_PENDING: &str = "outbox_pending_messages";
     /// Gauge: outbox messages set aside (could not be published).

@@ -44,7 +44,7 @@ pub mod integration;
 use std::sync::Arc;
 
 use chassis_domain::messaging::{Handlers, Subscription};
-use chassis_storage::Storage;
+use chassis_storage::{OutboxBacklogCheck, Storage};
 use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
 use order_service_client::OrderCompleted;
 
@@ -60,11 +60,33 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(subscribe)
+        .on_start(start_outbox_relay)
         .routes(|ctx| api::router(app::Shipping::new(storage(ctx))))
 }
 
 fn storage(ctx: &ServiceContext) -> Storage {
     Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
+}
+
+/// Publishes what shipping wrote to the outbox (its answers to order
+/// cancellations); readiness watches the backlog.
+async fn start_outbox_relay(ctx: ServiceContext) -> Result<(), BoxError> {
+    let storage = storage(&ctx);
+    let backlog = OutboxBacklogCheck::new(ctx.store().outbox(), &storage.config().outbox);
+    if !storage.config().outbox.relay_enabled {
+        // Another process relays this store's outbox.
+        ctx.health().register(Arc::new(backlog));
+        return Ok(());
+    }
+    let relay = storage.start_relay(ctx.bus().clone());
+    ctx.health().register(Arc::new(backlog.watching(&relay)));
+    let stopping = ctx.shutdown_signal();
+    ctx.spawn("outbox-relay", async move {
+        stopping.stopping().await;
+        relay.shutdown().await?;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// Reads the `[shipping]` section and packs every `order.completed.v1`

@@ -1,5 +1,6 @@
 //! The store's series at `/metrics` (checked with a real parser): the
-//! PostgreSQL pool's connections, waiting and timed-out acquires, and the
+//! PostgreSQL pool's connections, waiting and timed-out acquires, acquire
+//! wait times, and the
 //! outbox relay's write → publish delay. Needs PostgreSQL on 127.0.0.1:5432
 //! (database `test`, user `postgres`, trust) and fails without it; a schema
 //! of its own, dropped at the end. Own test binary: the host installs the
@@ -87,6 +88,22 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         Value::Gauge(v) | Value::Counter(v) => v,
         ref other => panic!("{name}: not a gauge or counter: {other:?}"),
     }
+}
+
+/// `db_client_connection_wait_time_seconds`: all waits, and those ≤ 250 ms.
+fn wait_time(scrape: &Scrape, labels: &[(&str, &str)]) -> (f64, f64) {
+    let Value::Histogram(buckets) =
+        &series(scrape, "db_client_connection_wait_time_seconds", labels).value
+    else {
+        panic!("db_client_connection_wait_time_seconds: not a histogram");
+    };
+    let count = |le: f64| {
+        buckets
+            .iter()
+            .find(|b| b.less_than == le)
+            .map_or(0.0, |b| b.count)
+    };
+    (count(f64::INFINITY), count(0.25))
 }
 
 async fn metrics(base: &str) -> Scrape {
@@ -225,6 +242,8 @@ async fn postgres_pool_and_relay_delay_are_exported() {
         f64::from(MAX_CONNECTIONS)
     );
     assert!(value(&s, "db_client_connection_acquires_total", &labels) >= 3.0);
+    let (waits, _) = wait_time(&s, &labels);
+    assert!(waits >= 3.0, "{waits} acquire waits recorded");
     assert_eq!(
         value(&s, "db_client_connection_pending_requests", &labels),
         0.0
@@ -281,6 +300,12 @@ async fn postgres_pool_and_relay_delay_are_exported() {
     assert!(matches!(error, StorageError::Unavailable(_)), "{error}");
     let s = metrics(&base).await;
     assert!(value(&s, "db_client_connection_timeouts_total", &labels) >= 1.0);
+    // The timed-out acquire waited the acquire timeout (300 ms).
+    let (waits, within_250ms) = wait_time(&s, &labels);
+    assert!(
+        waits > within_250ms,
+        "no wait above 250 ms: {waits} / {within_250ms}"
+    );
     assert_eq!(
         value(&s, "db_client_connection_pending_requests", &labels),
         0.0
@@ -345,6 +370,7 @@ fn the_dashboard_queries_only_exported_series() {
         names::DB_POOL_PENDING,
         names::DB_POOL_ACQUIRES,
         names::DB_POOL_TIMEOUTS,
+        names::DB_POOL_WAIT,
         names::SERVICE_INFO,
     ];
     let path = concat!(

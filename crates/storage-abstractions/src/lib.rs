@@ -32,7 +32,7 @@ mod store;
 pub use config::{InboxConfig, OutboxConfig, PostgresConfig, StorageConfig};
 pub use error::StorageError;
 pub use outbox::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore};
-pub use pool::PoolStats;
+pub use pool::{AcquireObserver, PoolStats};
 pub use record::{
     Filter, IndexEntry, MAX_PAGE_LIMIT, Page, PageRequest, Query, Record, validate_collection,
 };

@@ -1,3 +1,10 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Called with how long a unit of work waited for a connection, after each
+/// acquire (also one that timed out); see [`Store::observe_acquires`](crate::Store::observe_acquires).
+pub type AcquireObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// A snapshot of a store's connection pool, for metrics.
 ///
 /// Providers with a pool (`postgres`) return it from

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::StorageError;
 use crate::outbox::{OutboxMessage, OutboxStore};
-use crate::pool::PoolStats;
+use crate::pool::{AcquireObserver, PoolStats};
 use crate::record::{Page, Query, Record};
 
 /// A storage provider. Object-safe: services hold an `Arc<dyn Store>`.
@@ -26,6 +26,12 @@ pub trait Store: Send + Sync + 'static {
     /// has no pool (in-memory).
     fn pool_stats(&self) -> Option<PoolStats> {
         None
+    }
+    /// Calls `observer` with each unit of work's wait for a connection,
+    /// from now on, for metrics; `false` when the provider has no pool.
+    fn observe_acquires(&self, observer: AcquireObserver) -> bool {
+        let _ = observer;
+        false
     }
     /// Closes connections. Idempotent.
     async fn shutdown(&self);

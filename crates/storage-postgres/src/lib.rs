@@ -56,7 +56,8 @@ use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use storage_abstractions::{
-    OutboxStore, PoolStats, PostgresConfig, StorageConfig, StorageError, Store, Transaction,
+    AcquireObserver, OutboxStore, PoolStats, PostgresConfig, StorageConfig, StorageError, Store,
+    Transaction,
 };
 use tokio::task::JoinHandle;
 
@@ -264,6 +265,11 @@ impl Store for PostgresStore {
     /// connection is not in it); the wait counts acquires of `begin`.
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(self.inner.acquires.stats(&self.inner.pool))
+    }
+
+    fn observe_acquires(&self, observer: AcquireObserver) -> bool {
+        self.inner.acquires.observe(observer);
+        true
     }
 
     /// Stops the listener, hands the relay lock on and closes the pool.

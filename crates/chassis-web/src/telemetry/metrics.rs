@@ -66,6 +66,8 @@ pub mod names {
     pub const DB_POOL_ACQUIRES: &str = "db_client_connection_acquires_total";
     /// Counter: acquires that timed out (`storage.postgres.acquire_timeout`).
     pub const DB_POOL_TIMEOUTS: &str = "db_client_connection_timeouts_total";
+    /// Histogram (seconds): how long units of work waited for a connection.
+    pub const DB_POOL_WAIT: &str = "db_client_connection_wait_time_seconds";
     /// Gauge, always 1: `service`, `version`.
     pub const SERVICE_INFO: &str = "service_info";
 }

@@ -1,7 +1,7 @@
 //! Store metrics: the relay's delay from outbox write to confirmed publish
 //! (observed at the outbox port, so no service code and any provider), and
-//! the connection pool's figures of providers that have a pool, sampled
-//! when `/metrics` is scraped.
+//! the connection pool's figures of providers that have a pool: the state
+//! sampled when `/metrics` is scraped, each acquire's wait as it happens.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use chassis_core::HealthCheck;
 use metrics::{Counter, Gauge, Histogram};
 use storage_abstractions::{
-    OutboxBacklog, OutboxRecord, OutboxStore, PoolStats, StorageError, Store, Transaction,
+    AcquireObserver, OutboxBacklog, OutboxRecord, OutboxStore, PoolStats, StorageError, Store,
+    Transaction,
 };
 
 use super::metrics::names;
@@ -55,6 +56,10 @@ impl Store for ObservedStore {
 
     fn pool_stats(&self) -> Option<PoolStats> {
         self.inner.pool_stats()
+    }
+
+    fn observe_acquires(&self, observer: AcquireObserver) -> bool {
+        self.inner.observe_acquires(observer)
     }
 
     async fn shutdown(&self) {
@@ -217,6 +222,13 @@ pub(crate) fn register_pool(ctx: &ServiceContext) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let series = Arc::new(PoolSeries::new(ctx.store().clone(), ctx.name()));
+    let wait = metrics::histogram!(
+        names::DB_POOL_WAIT,
+        "service" => ctx.name().to_owned(),
+        "provider" => ctx.store().provider().to_owned()
+    );
+    ctx.store()
+        .observe_acquires(Arc::new(move |waited: Duration| wait.record(waited)));
     series.sample();
     pools().push((id, series));
     let registration = Registration(id);

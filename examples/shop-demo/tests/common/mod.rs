@@ -36,13 +36,27 @@ pub struct Vhost {
 
 impl Vhost {
     pub fn new(prefix: &str) -> Self {
+        Self::with_lock(prefix, false)
+    }
+
+    /// A vhost holding the broker lock exclusively: for a test that stops
+    /// the broker (no other broker test runs meanwhile).
+    pub fn exclusive(prefix: &str) -> Self {
+        Self::with_lock(prefix, true)
+    }
+
+    fn with_lock(prefix: &str, exclusive: bool) -> Self {
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(BROKER_LOCK)
             .expect("cannot open the broker lock file");
-        lock.lock_shared().expect("cannot take the broker lock");
+        if exclusive {
+            lock.lock().expect("cannot take the broker lock");
+        } else {
+            lock.lock_shared().expect("cannot take the broker lock");
+        }
         let name = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12]);
         run("rabbitmqctl", &["add_vhost", &name]);
         let vhost = Self { name, _lock: lock };

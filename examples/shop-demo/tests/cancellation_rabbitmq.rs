@@ -1,0 +1,336 @@
+//! Order cancellation on the real servers: both services in-process, each
+//! connecting from its configuration to RabbitMQ (a vhost of this test) and
+//! PostgreSQL (a schema each, dropped at the end): the happy paths, and the
+//! broker restarting in the middle of cancellations — every order still
+//! ends in the right state, every unit released exactly once.
+//!
+//! Needs RabbitMQ 127.0.0.1:5672 (guest/guest, `rabbitmqctl`) and
+//! PostgreSQL 127.0.0.1:5432 (database `test`, `psql`); fails without them.
+//! The restart test takes the broker lock exclusively (no other broker test
+//! runs meanwhile) and a drop guard always starts the broker again.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chassis_domain::MessageContext;
+use chassis_domain::saga::SagaStatus;
+use chassis_domain::storage::{StorageConfig, Store};
+use chassis_storage::{Repository, Storage};
+use chassis_web::{RunningService, ServiceHostBuilder};
+use common::Vhost;
+use order_service::cancellation::{CancellationConfig, runner};
+use order_service_client::dto::{
+    Destination, OrderItem, OrderStatus, OrderView, PlaceOrderRequest,
+};
+use order_service_client::{ClientConfig, OrderServiceClient};
+use shipping_service::domain::Shipment;
+use shipping_service::domain::cancellation::ShipmentCancellation;
+use shipping_service_client::ShippingServiceClient;
+use uuid::Uuid;
+
+const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Two PostgreSQL schemas of one test, dropped on drop.
+struct Schemas([String; 2]);
+
+impl Schemas {
+    fn new() -> Self {
+        let id = &Uuid::new_v4().simple().to_string()[..12];
+        Self([
+            format!("orders_cancel_{id}"),
+            format!("shipping_cancel_{id}"),
+        ])
+    }
+}
+
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        for schema in &self.0 {
+            let _ = Command::new("psql")
+                .args([
+                    POSTGRES_URL,
+                    "-c",
+                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                ])
+                .output();
+        }
+    }
+}
+
+async fn start(host: ServiceHostBuilder, vhost: &Vhost, schema: &str) -> RunningService {
+    host.config("messaging.provider", "rabbitmq")
+        .config("messaging.rabbitmq.url", vhost.amqp_url())
+        .config("messaging.rabbitmq.reconnect_initial_backoff", "100ms")
+        .config("messaging.rabbitmq.reconnect_max_backoff", "1s")
+        .config("storage.provider", "postgres")
+        .config("storage.postgres.url", POSTGRES_URL)
+        .config("storage.postgres.schema", schema)
+        .config("storage.outbox.max_backoff", "1s")
+        // Long enough not to give up while the broker is away.
+        .config("cancellation.answer_timeout", "10s")
+        .config("cancellation.max_attempts", 20_i64)
+        .config("cancellation.timeout_poll_interval", "200ms")
+        .config("http.host", "127.0.0.1")
+        .config("http.port", 0_i64)
+        .config("security.auth.enabled", false)
+        .args(Vec::<String>::new())
+        .install_logging(false)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the service did not start (RabbitMQ and PostgreSQL up?): {e}"))
+}
+
+struct Shop {
+    order_svc: RunningService,
+    shipping_svc: RunningService,
+    orders: OrderServiceClient,
+    shipping: ShippingServiceClient,
+}
+
+impl Shop {
+    async fn start(vhost: &Vhost, schemas: &Schemas) -> Self {
+        let order_svc = start(order_service::host(), vhost, &schemas.0[0]).await;
+        let shipping_svc = start(shipping_service::host(), vhost, &schemas.0[1]).await;
+        Self {
+            orders: OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap(),
+            shipping: ShippingServiceClient::new(&ClientConfig::new(shipping_svc.base_url()))
+                .unwrap(),
+            order_svc,
+            shipping_svc,
+        }
+    }
+
+    async fn place(&self, city: &str, quantity: i64) -> OrderView {
+        let order = self
+            .orders
+            .place_order(&PlaceOrderRequest {
+                customer_id: "c-1".into(),
+                destination: Destination {
+                    name: "Ada".into(),
+                    street: "1 Main St".into(),
+                    city: city.into(),
+                    postal_code: "N1".into(),
+                    country: "GB".into(),
+                },
+                items: vec![OrderItem {
+                    sku: "BOX".into(),
+                    name: "Box".into(),
+                    unit_price_cents: 100,
+                    quantity,
+                    weight_grams: 1_000,
+                    length_mm: 100,
+                    width_mm: 100,
+                    height_mm: 100,
+                }],
+            })
+            .await
+            .unwrap();
+        let q = u64::try_from(quantity).unwrap();
+        eventually("the order packed", || async {
+            self.units(order.id).await == q
+        })
+        .await;
+        order
+    }
+
+    async fn units(&self, order: Uuid) -> u64 {
+        self.shipping
+            .packages_for_order(order)
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|p| &p.items)
+            .filter(|i| i.order_id == order)
+            .map(|i| u64::from(i.quantity))
+            .sum()
+    }
+
+    async fn wait_status(&self, id: Uuid, status: OrderStatus) -> OrderView {
+        eventually(&format!("order {id} {status:?}"), || async {
+            self.orders.get_order(id).await.unwrap().unwrap().status == status
+        })
+        .await;
+        self.orders.get_order(id).await.unwrap().unwrap()
+    }
+
+    /// The saga of `order` in the order service's store.
+    async fn saga_status(&self, order: Uuid) -> (SagaStatus, u64) {
+        let storage = Storage::new(
+            self.order_svc.context().store().clone(),
+            StorageConfig::default(),
+        );
+        let saga = runner(&storage, CancellationConfig::default())
+            .load(&order.to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        (saga.status, saga.version)
+    }
+
+    /// What shipping recorded for the cancellation of `order`.
+    async fn shipment_cancellation(&self, order: Uuid) -> Option<ShipmentCancellation> {
+        let store: &Arc<dyn Store> = self.shipping_svc.context().store();
+        let storage = Storage::new(store.clone(), StorageConfig::default());
+        let mut uow = storage.begin(MessageContext::default()).await.unwrap();
+        let shipment = Repository::<Shipment>::new()
+            .load(&mut uow, &order)
+            .await
+            .unwrap();
+        uow.rollback().await.unwrap();
+        shipment.cancellation().cloned()
+    }
+
+    async fn shutdown(self) {
+        self.shipping_svc.shutdown().await.unwrap();
+        self.order_svc.shutdown().await.unwrap();
+    }
+}
+
+/// Polls `check` (HTTP state of services: nothing to be woken by).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let limit = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_and_refused_over_rabbitmq_and_postgres() {
+    let vhost = Vhost::new("cancel-test");
+    let schemas = Schemas::new();
+    let shop = Shop::start(&vhost, &schemas).await;
+
+    let cancelled = shop.place("Leeds", 2).await;
+    let kept = shop.place("Leeds", 3).await;
+    let sent = shop.place("York", 1).await;
+    for p in shop.shipping.packages_for_order(sent.id).await.unwrap() {
+        shop.shipping.send_package(p.id).await.unwrap();
+    }
+
+    let accepted = shop.orders.cancel_order(cancelled.id).await.unwrap();
+    assert_eq!(accepted.status, OrderStatus::Cancelling);
+    shop.orders.cancel_order(sent.id).await.unwrap();
+    shop.wait_status(cancelled.id, OrderStatus::Cancelled).await;
+    let refused = shop
+        .wait_status(sent.id, OrderStatus::CancellationRefused)
+        .await;
+    assert!(
+        refused
+            .cancellation
+            .unwrap()
+            .reason
+            .unwrap()
+            .contains("already sent")
+    );
+    assert_eq!(shop.units(cancelled.id).await, 0);
+    assert_eq!(shop.units(kept.id).await, 3);
+    assert_eq!(shop.units(sent.id).await, 1);
+    assert_eq!(
+        shop.saga_status(cancelled.id).await.0,
+        SagaStatus::Completed
+    );
+    assert_eq!(shop.saga_status(sent.id).await.0, SagaStatus::Compensated);
+    assert!(
+        shop.orders
+            .cancel_order(cancelled.id)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+
+    shop.shutdown().await;
+}
+
+/// Starts the broker application again on drop, whatever happened.
+struct RestartGuard;
+
+impl RestartGuard {
+    fn stop_app() -> Self {
+        common::run("rabbitmqctl", &["stop_app"]);
+        RestartGuard
+    }
+}
+
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        // Never panic here (we may be unwinding); report instead.
+        for _ in 0..3 {
+            let started = Command::new("rabbitmqctl").arg("start_app").status();
+            let ready = Command::new("rabbitmqctl")
+                .args(["await_startup", "--timeout", "60"])
+                .status();
+            if matches!((started, ready), (Ok(s), Ok(r)) if s.success() && r.success()) {
+                return;
+            }
+        }
+        eprintln!(
+            "error: could not start the RabbitMQ application again; run `rabbitmqctl start_app`"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_restarting_mid_cancellation_changes_no_outcome() {
+    let vhost = Vhost::exclusive("cancel-restart-test");
+    let schemas = Schemas::new();
+    let shop = Shop::start(&vhost, &schemas).await;
+
+    let before = shop.place("Hull", 2).await;
+    let during = shop.place("Hull", 3).await;
+    let kept = shop.place("Hull", 4).await;
+
+    // One cancellation on its way when the broker goes, one asked while it
+    // is away (HTTP and PostgreSQL still work: the request waits in the
+    // outbox).
+    shop.orders.cancel_order(before.id).await.unwrap();
+    {
+        let _broker_down = RestartGuard::stop_app();
+        let accepted = shop.orders.cancel_order(during.id).await.unwrap();
+        assert_eq!(accepted.status, OrderStatus::Cancelling);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+
+    for order in [&before, &during] {
+        let view = shop.wait_status(order.id, OrderStatus::Cancelled).await;
+        assert!(view.cancellation.unwrap().finished_at.is_some());
+        assert_eq!(shop.units(order.id).await, 0);
+        // Released once: shipping recorded the whole order once (a second
+        // release would find nothing and record less), whatever was re-sent
+        // or redelivered.
+        match shop.shipment_cancellation(order.id).await {
+            Some(c @ ShipmentCancellation::Cancelled { .. }) => {
+                assert_eq!(c.released_units(), order.items[0].quantity as u64)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(shop.saga_status(order.id).await.0, SagaStatus::Completed);
+    }
+    assert_eq!(
+        shop.units(kept.id).await,
+        4,
+        "the other order keeps its units"
+    );
+    assert_eq!(
+        shop.orders
+            .get_order(kept.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Completed
+    );
+
+    shop.shutdown().await;
+}

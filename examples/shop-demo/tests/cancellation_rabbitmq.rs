@@ -1,8 +1,10 @@
 //! Order cancellation on the real servers: both services in-process, each
 //! connecting from its configuration to RabbitMQ (a vhost of this test) and
-//! PostgreSQL (a schema each, dropped at the end): the happy paths, and the
-//! broker restarting in the middle of cancellations — every order still
-//! ends in the right state, every unit released exactly once.
+//! PostgreSQL (a schema each, dropped at the end): the happy paths; the
+//! shipping service down (timeouts, compensation, and its late work undone
+//! when it comes back) with an answer delivered twice; and the broker
+//! restarting in the middle of cancellations — every order still ends in the
+//! right state, every unit released exactly once.
 //!
 //! Needs RabbitMQ 127.0.0.1:5672 (guest/guest, `rabbitmqctl`) and
 //! PostgreSQL 127.0.0.1:5432 (database `test`, `psql`); fails without them.
@@ -15,12 +17,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chassis_domain::MessageContext;
+use chassis_domain::messaging::{EventBus, MessagingConfig};
 use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
+use chassis_domain::{Envelope, MessageContext};
 use chassis_storage::{Repository, Storage};
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::Vhost;
+use messaging_rabbitmq::RabbitMqBus;
 use order_service::cancellation::{CancellationConfig, runner};
 use order_service_client::dto::{
     Destination, OrderItem, OrderStatus, OrderView, PlaceOrderRequest,
@@ -29,6 +33,7 @@ use order_service_client::{ClientConfig, OrderServiceClient};
 use shipping_service::domain::Shipment;
 use shipping_service::domain::cancellation::ShipmentCancellation;
 use shipping_service_client::ShippingServiceClient;
+use shipping_service_client::cancellation::ShipmentCancelled;
 use uuid::Uuid;
 
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -61,7 +66,18 @@ impl Drop for Schemas {
     }
 }
 
-async fn start(host: ServiceHostBuilder, vhost: &Vhost, schema: &str) -> RunningService {
+/// Cancellation timeouts of the order service: `(answer_timeout, max_attempts)`.
+type Timeouts = (&'static str, i64);
+
+/// Long enough not to give up while the broker is away.
+const PATIENT: Timeouts = ("10s", 20);
+
+async fn start(
+    host: ServiceHostBuilder,
+    vhost: &Vhost,
+    schema: &str,
+    (answer_timeout, max_attempts): Timeouts,
+) -> RunningService {
     host.config("messaging.provider", "rabbitmq")
         .config("messaging.rabbitmq.url", vhost.amqp_url())
         .config("messaging.rabbitmq.reconnect_initial_backoff", "100ms")
@@ -70,9 +86,11 @@ async fn start(host: ServiceHostBuilder, vhost: &Vhost, schema: &str) -> Running
         .config("storage.postgres.url", POSTGRES_URL)
         .config("storage.postgres.schema", schema)
         .config("storage.outbox.max_backoff", "1s")
-        // Long enough not to give up while the broker is away.
-        .config("cancellation.answer_timeout", "10s")
-        .config("cancellation.max_attempts", 20_i64)
+        .config("cancellation.answer_timeout", answer_timeout)
+        .config("cancellation.max_attempts", max_attempts)
+        // One message at a time per group: queued messages are handled in
+        // the order they were sent.
+        .config("messaging.concurrency", 1_i64)
         .config("cancellation.timeout_poll_interval", "200ms")
         .config("http.host", "127.0.0.1")
         .config("http.port", 0_i64)
@@ -86,22 +104,36 @@ async fn start(host: ServiceHostBuilder, vhost: &Vhost, schema: &str) -> Running
 
 struct Shop {
     order_svc: RunningService,
-    shipping_svc: RunningService,
+    shipping_svc: Option<RunningService>,
     orders: OrderServiceClient,
     shipping: ShippingServiceClient,
 }
 
 impl Shop {
-    async fn start(vhost: &Vhost, schemas: &Schemas) -> Self {
-        let order_svc = start(order_service::host(), vhost, &schemas.0[0]).await;
-        let shipping_svc = start(shipping_service::host(), vhost, &schemas.0[1]).await;
+    async fn start(vhost: &Vhost, schemas: &Schemas, timeouts: Timeouts) -> Self {
+        let order_svc = start(order_service::host(), vhost, &schemas.0[0], timeouts).await;
+        let shipping_svc = start(shipping_service::host(), vhost, &schemas.0[1], timeouts).await;
         Self {
             orders: OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap(),
             shipping: ShippingServiceClient::new(&ClientConfig::new(shipping_svc.base_url()))
                 .unwrap(),
             order_svc,
-            shipping_svc,
+            shipping_svc: Some(shipping_svc),
         }
+    }
+
+    /// Stops the shipping service; its queue stays and fills meanwhile.
+    async fn stop_shipping(&mut self) {
+        if let Some(svc) = self.shipping_svc.take() {
+            svc.shutdown().await.unwrap();
+        }
+    }
+
+    /// Starts the shipping service again on its schema.
+    async fn start_shipping(&mut self, vhost: &Vhost, schemas: &Schemas) {
+        let svc = start(shipping_service::host(), vhost, &schemas.0[1], PATIENT).await;
+        self.shipping = ShippingServiceClient::new(&ClientConfig::new(svc.base_url())).unwrap();
+        self.shipping_svc = Some(svc);
     }
 
     async fn place(&self, city: &str, quantity: i64) -> OrderView {
@@ -173,7 +205,8 @@ impl Shop {
 
     /// What shipping recorded for the cancellation of `order`.
     async fn shipment_cancellation(&self, order: Uuid) -> Option<ShipmentCancellation> {
-        let store: &Arc<dyn Store> = self.shipping_svc.context().store();
+        let svc = self.shipping_svc.as_ref().expect("shipping runs");
+        let store: &Arc<dyn Store> = svc.context().store();
         let storage = Storage::new(store.clone(), StorageConfig::default());
         let mut uow = storage.begin(MessageContext::default()).await.unwrap();
         let shipment = Repository::<Shipment>::new()
@@ -184,8 +217,8 @@ impl Shop {
         shipment.cancellation().cloned()
     }
 
-    async fn shutdown(self) {
-        self.shipping_svc.shutdown().await.unwrap();
+    async fn shutdown(mut self) {
+        self.stop_shipping().await;
         self.order_svc.shutdown().await.unwrap();
     }
 }
@@ -210,7 +243,7 @@ where
 async fn cancelled_and_refused_over_rabbitmq_and_postgres() {
     let vhost = Vhost::new("cancel-test");
     let schemas = Schemas::new();
-    let shop = Shop::start(&vhost, &schemas).await;
+    let shop = Shop::start(&vhost, &schemas, PATIENT).await;
 
     let cancelled = shop.place("Leeds", 2).await;
     let kept = shop.place("Leeds", 3).await;
@@ -285,7 +318,7 @@ impl Drop for RestartGuard {
 async fn the_broker_restarting_mid_cancellation_changes_no_outcome() {
     let vhost = Vhost::exclusive("cancel-restart-test");
     let schemas = Schemas::new();
-    let shop = Shop::start(&vhost, &schemas).await;
+    let shop = Shop::start(&vhost, &schemas, PATIENT).await;
 
     let before = shop.place("Hull", 2).await;
     let during = shop.place("Hull", 3).await;
@@ -332,5 +365,90 @@ async fn the_broker_restarting_mid_cancellation_changes_no_outcome() {
         OrderStatus::Completed
     );
 
+    shop.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_down_then_back_and_a_duplicated_answer_over_rabbitmq() {
+    let vhost = Vhost::new("cancel-down-test");
+    let schemas = Schemas::new();
+    // Quick: one second per request, two requests.
+    let mut shop = Shop::start(&vhost, &schemas, ("1s", 2)).await;
+    let given_up = shop.place("Ely", 2).await;
+    let answered = shop.place("Ely", 1).await;
+    shop.stop_shipping().await;
+
+    // `answered`: the same answer delivered twice (same message id).
+    let mut config = MessagingConfig {
+        provider: "rabbitmq".into(),
+        ..MessagingConfig::default()
+    };
+    config.rabbitmq.url = vhost.amqp_url().into();
+    let bus = RabbitMqBus::connect(&config, "cancel-test-publisher")
+        .await
+        .unwrap();
+    shop.orders.cancel_order(answered.id).await.unwrap();
+    let answer = Envelope::for_event(&ShipmentCancelled {
+        order_id: answered.id,
+        released_units: 1,
+        discarded_packages: vec![],
+    })
+    .unwrap();
+    bus.publish(answer.clone()).await.unwrap();
+    bus.publish(answer).await.unwrap();
+    shop.wait_status(answered.id, OrderStatus::Cancelled).await;
+
+    // `given_up`: nobody answers; two requests, then compensation.
+    shop.orders.cancel_order(given_up.id).await.unwrap();
+    let view = shop
+        .wait_status(given_up.id, OrderStatus::CancellationRefused)
+        .await;
+    let reason = view.cancellation.unwrap().reason.unwrap();
+    assert!(reason.contains("did not answer 2"), "{reason}");
+
+    // Shipping comes back and works through its queue: `answered`'s request
+    // (released; its answer finds the saga ended), `given_up`'s two
+    // requests (released once) and the withdrawal (put back).
+    shop.start_shipping(&vhost, &schemas).await;
+    eventually("the withdrawal handled", || async {
+        matches!(
+            shop.shipment_cancellation(given_up.id).await,
+            Some(ShipmentCancellation::Withdrawn { .. })
+        )
+    })
+    .await;
+    match shop.shipment_cancellation(given_up.id).await {
+        Some(ShipmentCancellation::Withdrawn { restored_units, .. }) => {
+            assert_eq!(restored_units, 2)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        shop.units(given_up.id).await,
+        2,
+        "every unit back in a package"
+    );
+    eventually("the late request of `answered` handled", || async {
+        shop.shipment_cancellation(answered.id).await.is_some()
+    })
+    .await;
+    assert_eq!(shop.units(answered.id).await, 0);
+    assert_eq!(
+        shop.orders
+            .get_order(given_up.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::CancellationRefused,
+        "late answers change nothing"
+    );
+    assert_eq!(
+        shop.saga_status(answered.id).await,
+        (SagaStatus::Completed, 2),
+        "started, one step: the duplicate and the late answer changed nothing"
+    );
+
+    bus.shutdown().await.unwrap();
     shop.shutdown().await;
 }

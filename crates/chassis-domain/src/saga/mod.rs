@@ -52,7 +52,7 @@
 //! `chassis-storage` depends on `chassis-domain` (its repository and unit of
 //! work implement this crate's ports), so this crate cannot use
 //! `chassis_storage::Repository`. It does not need to: the runner works on
-//! the [`UnitOfWorkFactory`] / [`UnitOfWork`] ports and the
+//! the [`UnitOfWorkFactory`](crate::UnitOfWorkFactory) / [`UnitOfWork`] ports and the
 //! `storage_abstractions` records and inbox marks that the unit of work's
 //! transaction exposes — the same port the repository is written on. So the
 //! building block sits next to the command pipeline, free of any provider,

@@ -1,6 +1,7 @@
 //! Service access crate of the example **shipping service**: its HTTP
 //! request and response types, the events answering an order cancellation
-//! ([`cancellation`]) and a typed client. Nothing of its domain.
+//! ([`cancellation`]), the shipping quote asked over the bus ([`quote`]) and
+//! a typed client. Nothing of its domain.
 //!
 //! ```no_run
 //! use shipping_service_client::{ClientConfig, ShippingServiceClient};
@@ -22,6 +23,7 @@
 pub mod cancellation;
 mod client;
 pub mod dto;
+pub mod quote;
 
 pub use chassis_client::{CallContext, ClientBuildError, ClientConfig, ClientError, Problem};
 pub use client::ShippingServiceClient;

@@ -7,7 +7,9 @@
 //! - [`domain`]: packages, shipments, transport providers and the packing
 //!   rules — no HTTP, broker or SQL;
 //! - [`integration`]: translation between the domain and the contracts
-//!   (the consumed event, the HTTP DTOs).
+//!   (the consumed event, the HTTP DTOs);
+//! - [`quote`]: answers shipping quotes asked over the bus
+//!   (`shipping.quote.v1`).
 //!
 //! ```
 //! use shipping_service::domain::{
@@ -40,6 +42,7 @@ pub mod app;
 pub mod cancellation;
 pub mod domain;
 pub mod integration;
+pub mod quote;
 
 use std::sync::Arc;
 
@@ -60,6 +63,7 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(subscribe)
+        .on_start(quote::serve)
         .on_start(start_outbox_relay)
         .routes(|ctx| api::router(app::Shipping::new(storage(ctx))))
 }

@@ -160,6 +160,24 @@ async fn a_cancelled_order_leaves_its_packages_other_orders_stay() {
     let problem = unknown.problem().unwrap();
     assert_eq!(problem.status, Some(404));
 
+    // The contract is in the OpenAPI document.
+    let doc = reqwest::get(format!("{}/openapi.json", order_svc.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "/orders/{id}/cancel",
+        "cancellation_refused",
+        "CancellationView",
+    ] {
+        assert!(
+            doc.contains(expected),
+            "{expected} missing from /openapi.json"
+        );
+    }
+
     shipping_svc.shutdown().await.unwrap();
     order_svc.shutdown().await.unwrap();
     bus.shutdown().await.unwrap();

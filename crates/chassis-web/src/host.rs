@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::{Router, ServiceExt as _};
+use axum::Router;
 use chassis_core::HealthCheck;
 use logging_init::{BoxedLayer, LoggingInitError};
 use messaging_abstractions::EventBus;
@@ -21,7 +21,7 @@ use tracing_init::{TracingInitError, TracingProvider};
 
 use crate::config::{ChassisConfig, ConfigError, ConfigLoader, Configuration};
 use crate::health::Health;
-use crate::middleware::standard_stack;
+use crate::middleware::{ConnectPeers, standard_stack};
 use crate::shutdown::{ShutdownHandle, ShutdownSignal, os_signal};
 use crate::telemetry::{HostTelemetry, MetricsError};
 
@@ -277,7 +277,7 @@ impl ServiceHostBuilder {
         init_logging(&chassis, self.install_logging, layers)?;
         let telemetry = HostTelemetry::start(&config, &tracing, installs)?;
         let span = tracing::info_span!("service", service = %service);
-        let security = crate::security::SecurityLayer::build(&chassis.security)?;
+        let security = crate::security::Security::build(&chassis.security)?;
         async move {
             let mut concerns = Concerns::default();
             let store = match self.store {
@@ -334,10 +334,11 @@ impl ServiceHostBuilder {
             for routes in self.routes {
                 router = router.merge(routes(&context));
             }
-            let router = security.apply(router.merge(health.routes()));
-            let router = telemetry.router(router);
-            let router =
-                standard_stack(router, &chassis.http).propagate_trace_context(tracing.is_enabled());
+            let router = telemetry.router(router.merge(health.routes()));
+            let router = standard_stack(router, &chassis.http)
+                .propagate_trace_context(tracing.is_enabled())
+                .security(security)
+                .count_answers(telemetry.http_series());
             let router = telemetry.in_dispatch(router);
 
             let bind = format!("{}:{}", chassis.http.host, chassis.http.port);
@@ -359,7 +360,9 @@ impl ServiceHostBuilder {
                 return Err(error.into());
             }
             let server = tokio::spawn(
-                axum::serve(listener, router.into_make_service())
+                // Each connection's service knows the client's address (the
+                // rate limit of anonymous clients).
+                axum::serve(listener, ConnectPeers(router))
                     .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
                     .into_future()
                     .in_current_span(),

@@ -22,17 +22,25 @@
 //!    written per request at the default INFO level, which keeps the hot path
 //!    lean (see `docs/bench-http.md`).
 //!
-//! Doing these in one service instead of five `tower` layers is measured:
-//! the layered version cost about three times the instructions per request.
+//! 7. **security** ([`Edge::security`], `[security]`): CORS preflights,
+//!    concurrency limit, authentication, per-client rate limit (anonymous
+//!    clients by their peer address) and hardening headers, before routing
+//!    — see [`crate::security`].
 //!
-//! Later concerns (metrics, authentication, rate limits, CORS) add their
-//! layers to the router in [`standard_stack`], inside the edge, so they see
-//! the correlation id and their rejections become problems too.
+//! Doing these in one service instead of a `tower` layer each is measured:
+//! the layered version of the first five cost about three times the
+//! instructions per request, and security as a layer of its own cost about
+//! 0.05× of bare axum's throughput (see `docs/bench-http.md`). A concern that
+//! is off costs nothing per request. HTTP metrics need the matched route
+//! template, which only exists inside the router: they stay a route layer
+//! ([`crate::telemetry::Metrics::track_http`]).
 
 use std::any::Any;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -51,6 +59,8 @@ use tracing::Instrument;
 use crate::config::HttpConfig;
 use crate::correlation::{CorrelationId, with_message_context};
 use crate::problem::{PROBLEM_JSON, Problem};
+use crate::security::{Security, Verdict};
+use crate::telemetry::HttpSeries;
 
 /// `x-correlation-id` as a pre-parsed header name.
 pub const CORRELATION_HEADER_NAME: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -66,7 +76,10 @@ pub fn standard_stack(router: Router, http: &HttpConfig) -> Edge<Router> {
         // The edge enforces the limit; lift axum's lower default out of its way.
         router = router.layer(DefaultBodyLimit::max(http.body_limit));
     }
-    Edge::new(router, http)
+    // Turns every handler into its route (with its layers) once, as
+    // `into_make_service` would; called as a service without it, axum
+    // rebuilds the route of the matched handler on every request.
+    Edge::new(router.with_state(()), http)
 }
 
 async fn not_found(uri: Uri) -> Problem {
@@ -89,6 +102,12 @@ pub struct Edge<S> {
     timeout: Duration,
     body_limit: usize,
     propagate: bool,
+    security: Option<Arc<Security>>,
+    /// Counts the requests the security checks answer (they never reach
+    /// the router's metrics layer).
+    answered: Option<Arc<HttpSeries>>,
+    /// The client's address, set per connection by the server.
+    peer: Option<IpAddr>,
 }
 
 impl<S> Edge<S> {
@@ -99,6 +118,9 @@ impl<S> Edge<S> {
             timeout: http.request_timeout,
             body_limit: http.body_limit,
             propagate: false,
+            security: None,
+            answered: None,
+            peer: None,
         }
     }
 
@@ -110,6 +132,71 @@ impl<S> Edge<S> {
     pub fn propagate_trace_context(mut self, enabled: bool) -> Self {
         self.propagate = enabled;
         self
+    }
+
+    /// Runs the security checks of `security` on every request (see
+    /// [`crate::security`]). With every check and header off, nothing runs.
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = security.is_active().then(|| Arc::new(security));
+        self
+    }
+
+    /// Counts the requests the security checks answer themselves (401, 403,
+    /// 429, 503, preflights) in the HTTP metrics, under route `unmatched`:
+    /// they are answered before routing.
+    pub(crate) fn count_answers(mut self, series: Option<Arc<HttpSeries>>) -> Self {
+        self.answered = series;
+        self
+    }
+
+    /// This service for the connection of a client at `peer` (what keys the
+    /// rate limit of anonymous clients).
+    pub fn for_peer(&self, peer: SocketAddr) -> Self
+    where
+        S: Clone,
+    {
+        let mut edge = self.clone();
+        edge.peer = Some(peer.ip());
+        edge
+    }
+}
+
+/// A service that can be handed to one connection with the client's
+/// address (see [`ConnectPeers`]).
+pub trait ForPeer: Sized {
+    /// This service for the connection of a client at `peer`.
+    fn for_peer(&self, peer: SocketAddr) -> Self;
+}
+
+impl<S: Clone> ForPeer for Edge<S> {
+    fn for_peer(&self, peer: SocketAddr) -> Self {
+        Edge::for_peer(self, peer)
+    }
+}
+
+/// Serves `S` with the peer address of each connection: what
+/// `into_make_service_with_connect_info` does, without a request extension
+/// per request (the address is set once per connection).
+#[derive(Debug, Clone)]
+pub struct ConnectPeers<S>(pub S);
+
+impl<'a, S> Service<axum::serve::IncomingStream<'a, tokio::net::TcpListener>> for ConnectPeers<S>
+where
+    S: ForPeer,
+{
+    type Response = S;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<S, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        stream: axum::serve::IncomingStream<'a, tokio::net::TcpListener>,
+    ) -> Self::Future {
+        std::future::ready(Ok(self.0.for_peer(*stream.remote_addr())))
     }
 }
 
@@ -181,24 +268,47 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (timeout, limit) = (self.timeout, self.body_limit);
+        let (security, peer) = (self.security.clone(), self.peer);
+        let answered = self.answered.clone();
         let future = async move {
             let method = req.method().clone();
             let uri = req.uri().clone();
+            let mut admitted = None;
             let mut response = match limit_body(req, limit) {
                 Err(too_large) => too_large.into_response(),
-                Ok(req) => {
-                    let call =
-                        AssertUnwindSafe(async move { inner.call(req).await }).catch_unwind();
-                    match tokio::time::timeout(timeout, call).await {
-                        Ok(Ok(Ok(response))) => response,
-                        Ok(Ok(Err(never))) => match never {},
-                        Ok(Err(panic)) => panic_response(panic),
-                        Err(_) => timed_out(timeout),
+                Ok(mut req) => match security.map(|security| security.admit(&mut req, peer)) {
+                    Some(Verdict::Answer(answer)) => {
+                        if let Some(series) = &answered {
+                            series.record(
+                                "unmatched",
+                                crate::telemetry::method_label(&method),
+                                answer.status(),
+                                started.elapsed(),
+                            );
+                        }
+                        answer
                     }
-                }
+                    verdict => {
+                        if let Some(Verdict::Admit(verdict)) = verdict {
+                            admitted = Some(verdict);
+                        }
+                        let call =
+                            AssertUnwindSafe(async move { inner.call(req).await }).catch_unwind();
+                        match tokio::time::timeout(timeout, call).await {
+                            Ok(Ok(Ok(response))) => response,
+                            Ok(Ok(Err(never))) => match never {},
+                            Ok(Err(panic)) => panic_response(panic),
+                            Err(_) => timed_out(timeout),
+                        }
+                    }
+                },
             };
             if needs_problem(&response) {
                 response = into_problem(response, &uri).await;
+            }
+            if let Some(admitted) = admitted {
+                // Also gives the concurrency permit back.
+                admitted.finish(&mut response);
             }
             response.headers_mut().insert(CORRELATION_HEADER_NAME, echo);
             let status = response.status();

@@ -394,6 +394,71 @@ async fn the_rate_limit_answers_429_with_retry_after_and_recovers() {
 }
 
 #[tokio::test]
+async fn anonymous_clients_are_rate_limited_by_address_and_recover() {
+    let dir = TempDir::new();
+    let service = start(
+        &dir,
+        &[
+            ("security.auth.api_keys", json!(KEY_A)),
+            ("security.rate_limit.per_second", json!(2)),
+            ("security.rate_limit.burst", json!(2)),
+        ],
+    )
+    .await;
+    // An allow-listed path: no credentials, so the client is its address.
+    let live = || get_with(&service, "/health/live", None);
+    assert_eq!(live().await.status(), StatusCode::OK);
+    assert_eq!(live().await.status(), StatusCode::OK);
+    let limited = live().await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(
+        limited.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(limited.headers()["x-content-type-options"], "nosniff");
+    assert!(limited.headers().contains_key("x-correlation-id"));
+    // Unknown paths count against the same address (checked before routing).
+    assert_eq!(
+        get_with(&service, "/nowhere", None).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // An authenticated client from the same address has its own bucket.
+    let keyed = get_with(&service, "/orders", Some(("x-api-key", KEY_A.into()))).await;
+    assert_eq!(keyed.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(live().await.status(), StatusCode::OK);
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_paths_need_credentials_too() {
+    let dir = TempDir::new();
+    let service = start(&dir, &[("security.auth.api_keys", json!(KEY_A))]).await;
+    // Refused before routing: an anonymous client cannot probe which paths exist.
+    assert_unauthorized(get_with(&service, "/nowhere", None).await).await;
+    let found = get_with(&service, "/nowhere", Some(("x-api-key", KEY_A.into()))).await;
+    assert_eq!(found.status(), StatusCode::NOT_FOUND);
+    assert_eq!(found.headers()["x-content-type-options"], "nosniff");
+    // Refusals are answered before routing: counted under route `unmatched`.
+    let metrics = get_with(&service, "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_server_requests_total{")
+                && l.contains("service=\"security-test\"")
+                && l.contains("route=\"unmatched\"")
+                && l.contains("status=\"401\"")),
+        "{metrics}"
+    );
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn rate_limit_and_auth_have_off_switches() {
     let dir = TempDir::new();
     let service = start(

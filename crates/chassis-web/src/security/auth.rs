@@ -79,6 +79,8 @@ pub(crate) struct Authenticator {
     header: HeaderName,
     /// Key bytes; compared in constant time against every entry.
     api_keys: Vec<Vec<u8>>,
+    /// The principal of each key, built once.
+    key_principals: Vec<Principal>,
     jwt: Option<Jwt>,
 }
 
@@ -104,17 +106,29 @@ impl Authenticator {
         if api_keys.is_empty() && jwt.is_none() {
             return Err(SecurityError::NoCredentials);
         }
+        let key_principals = (0..api_keys.len())
+            .map(|index| Principal {
+                id: format!("api-key:{index}"),
+                scopes: Vec::new(),
+            })
+            .collect();
         Ok(Self {
             header,
             api_keys,
+            key_principals,
             jwt,
         })
     }
 
-    /// The caller of a request, or why it is refused.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    /// The caller of a request (with the index of its API key, if it used
+    /// one), or why it is refused.
+    pub(crate) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Principal, Option<usize>), Refusal> {
         if let Some(given) = headers.get(&self.header) {
-            return self.api_key(given.as_bytes());
+            let index = self.api_key(given.as_bytes())?;
+            return Ok((self.key_principals[index].clone(), Some(index)));
         }
         let Some(bearer) = headers
             .get(AUTHORIZATION)
@@ -129,10 +143,10 @@ impl Authenticator {
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::Unauthenticated("bearer tokens are not accepted"));
         };
-        jwt.check(bearer.trim())
+        Ok((jwt.check(bearer.trim())?, None))
     }
 
-    fn api_key(&self, given: &[u8]) -> Result<Principal, Refusal> {
+    fn api_key(&self, given: &[u8]) -> Result<usize, Refusal> {
         // Every key is compared, so the time does not tell which one matched.
         let mut found = None;
         for (index, key) in self.api_keys.iter().enumerate() {
@@ -140,13 +154,7 @@ impl Authenticator {
                 found = Some(index);
             }
         }
-        match found {
-            Some(index) => Ok(Principal {
-                id: format!("api-key:{index}"),
-                scopes: Vec::new(),
-            }),
-            None => Err(Refusal::Unauthenticated("the API key is not valid")),
-        }
+        found.ok_or(Refusal::Unauthenticated("the API key is not valid"))
     }
 
     /// Whether bearer tokens are accepted (for `WWW-Authenticate`).

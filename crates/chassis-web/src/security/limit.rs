@@ -1,6 +1,8 @@
 //! Per-client token buckets.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,12 +14,69 @@ struct Bucket {
     updated: Instant,
 }
 
-/// One token bucket per client key: `burst` tokens, refilled at `per_second`.
+/// Who a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client<'a> {
+    /// The configured API key at this position.
+    ApiKey(usize),
+    /// A token's subject.
+    Subject(&'a str),
+    /// An anonymous client, by its address.
+    Peer(IpAddr),
+}
+
+/// Buckets by kind of client: typed keys, so an API key or an address is
+/// looked up without building a string.
+#[derive(Default)]
+struct Buckets {
+    api_keys: HashMap<usize, Bucket>,
+    subjects: HashMap<String, Bucket>,
+    peers: HashMap<IpAddr, Bucket>,
+}
+
+impl Buckets {
+    fn len(&self) -> usize {
+        self.api_keys.len() + self.subjects.len() + self.peers.len()
+    }
+
+    fn contains(&self, client: Client<'_>) -> bool {
+        match client {
+            Client::ApiKey(key) => self.api_keys.contains_key(&key),
+            Client::Subject(subject) => self.subjects.contains_key(subject),
+            Client::Peer(ip) => self.peers.contains_key(&ip),
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Bucket) -> bool) {
+        self.api_keys.retain(|_, b| keep(b));
+        self.subjects.retain(|_, b| keep(b));
+        self.peers.retain(|_, b| keep(b));
+    }
+
+    fn get_or_insert(&mut self, client: Client<'_>, fresh: Bucket) -> &mut Bucket {
+        fn entry<K: Hash + Eq>(map: &mut HashMap<K, Bucket>, key: K, fresh: Bucket) -> &mut Bucket {
+            map.entry(key).or_insert(fresh)
+        }
+        match client {
+            Client::ApiKey(key) => entry(&mut self.api_keys, key, fresh),
+            Client::Peer(ip) => entry(&mut self.peers, ip, fresh),
+            // The subject is copied only the first time it is seen.
+            Client::Subject(subject) => {
+                if !self.subjects.contains_key(subject) {
+                    self.subjects.insert(subject.to_owned(), fresh);
+                }
+                self.subjects.get_mut(subject).expect("inserted above")
+            }
+        }
+    }
+}
+
+/// One token bucket per client: `burst` tokens, refilled at `per_second`.
 pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
     max_clients: usize,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
 }
 
 impl RateLimiter {
@@ -26,25 +85,28 @@ impl RateLimiter {
             rate: f64::from(config.per_second.max(1)),
             burst: f64::from(config.burst.max(1)),
             max_clients: config.max_clients.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
     /// Takes one token for `client`; `Err(wait)` when none is left, with the
     /// time until the next token.
-    pub(crate) fn acquire(&self, client: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn acquire(&self, client: Client<'_>, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= self.max_clients && !buckets.contains_key(client) {
+        if buckets.len() >= self.max_clients && !buckets.contains(client) {
             // Buckets that refilled completely carry no state worth keeping.
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, b| {
+            buckets.retain(|b| {
                 b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate < burst
             });
         }
-        let bucket = buckets.entry(client.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
+        let bucket = buckets.get_or_insert(
+            client,
+            Bucket {
+                tokens: self.burst,
+                updated: now,
+            },
+        );
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
         bucket.updated = now;
@@ -61,6 +123,10 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    const A: Client<'static> = Client::ApiKey(0);
+    const B: Client<'static> = Client::Subject("b");
+    const C: Client<'static> = Client::Peer(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
     fn limiter(per_second: u32, burst: u32) -> RateLimiter {
         RateLimiter::new(&RateLimitConfig {
             enabled: true,
@@ -75,14 +141,14 @@ mod tests {
         let limiter = limiter(2, 3);
         let start = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limiter.acquire("a", start), Ok(()));
+            assert_eq!(limiter.acquire(A, start), Ok(()));
         }
-        let wait = limiter.acquire("a", start).unwrap_err();
+        let wait = limiter.acquire(A, start).unwrap_err();
         assert!(wait <= Duration::from_millis(500) && wait > Duration::ZERO);
         // Other clients have their own bucket.
-        assert_eq!(limiter.acquire("b", start), Ok(()));
+        assert_eq!(limiter.acquire(B, start), Ok(()));
         assert_eq!(
-            limiter.acquire("a", start + Duration::from_millis(500)),
+            limiter.acquire(A, start + Duration::from_millis(500)),
             Ok(())
         );
     }
@@ -91,12 +157,10 @@ mod tests {
     fn full_buckets_are_dropped_above_max_clients() {
         let limiter = limiter(10, 1);
         let start = Instant::now();
-        limiter.acquire("a", start).unwrap();
-        limiter.acquire("b", start).unwrap();
+        limiter.acquire(A, start).unwrap();
+        limiter.acquire(B, start).unwrap();
         // One second later both refilled: adding `c` evicts them.
-        limiter
-            .acquire("c", start + Duration::from_secs(1))
-            .unwrap();
+        limiter.acquire(C, start + Duration::from_secs(1)).unwrap();
         assert_eq!(limiter.buckets.lock().unwrap().len(), 1);
     }
 }

@@ -2,7 +2,11 @@
 //! limits, CORS and hardening headers, configured by `[security]`
 //! ([`SecurityConfig`]).
 //!
-//! Per request, in this order:
+//! The checks are part of the one [`Edge`](crate::middleware::Edge) service
+//! (not a layer of their own: that cost a boxed future and a clone of the
+//! route per request), before routing, so they cover every path — unknown
+//! ones too — and their refusals carry the correlation id. Per request, in
+//! this order:
 //! 1. CORS preflight (`OPTIONS` with `Origin`): answered here, 204 when the
 //!    origin, method and headers are allowed, 403 problem otherwise;
 //! 2. concurrency limit: 503 problem with `Retry-After` above
@@ -11,32 +15,29 @@
 //!    `security.auth.api_key_header` or `Authorization: Bearer <jwt>`;
 //!    401/403 problems with `WWW-Authenticate`; the caller becomes the
 //!    [`Principal`] extension;
-//! 4. rate limit per client (principal, else peer address when the server
-//!    records it as `ConnectInfo`): 429 problem
-//!    with `Retry-After`;
+//! 4. rate limit per client — the API key or token subject when
+//!    authenticated, else the peer's IP address (requests with missing or
+//!    invalid credentials count against it too, so guessing keys is
+//!    limited): 429 problem with `Retry-After`;
 //! 5. response headers: `X-Content-Type-Options: nosniff`,
 //!    `X-Frame-Options: DENY`, `Cache-Control: no-store` when authenticated,
 //!    CORS headers for allowed origins.
 //!
-//! Nothing is logged with a credential in it: refusals log the reason only.
+//! A feature that is off costs nothing per request. Nothing is logged with a
+//! credential in it: refusals log the reason only.
 
 mod auth;
 mod config;
 mod limit;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use axum::Router;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderValue, Method, StatusCode, header};
-use tokio::sync::Semaphore;
-use tower::{Layer, Service};
 
 pub use auth::Principal;
 pub use config::{
@@ -45,7 +46,7 @@ pub use config::{
 };
 
 use auth::{Authenticator, Refusal};
-use limit::RateLimiter;
+use limit::{Client, RateLimiter};
 
 use crate::problem::Problem;
 
@@ -74,27 +75,60 @@ struct Cors {
     max_age: HeaderValue,
 }
 
-struct Inner {
+/// `security.auth.allow`, split once: exact paths and `/prefix/*` prefixes.
+struct AllowList {
+    exact: Vec<String>,
+    /// Without the trailing `/*`.
+    prefixes: Vec<String>,
+}
+
+impl AllowList {
+    fn new(allow: &[String]) -> Self {
+        let (mut exact, mut prefixes) = (Vec::new(), Vec::new());
+        for entry in allow {
+            match entry.strip_suffix("/*") {
+                Some(prefix) => prefixes.push(prefix.to_owned()),
+                None => exact.push(entry.clone()),
+            }
+        }
+        Self { exact, prefixes }
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.exact.iter().any(|e| e == path)
+            || self.prefixes.iter().any(|prefix| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+    }
+}
+
+/// `security.concurrency`: requests in flight, counted without a lock.
+struct InFlight {
+    max: usize,
+    now: AtomicUsize,
+}
+
+/// The security checks of the edge; build them with [`Security::build`] and
+/// give them to the edge with
+/// [`Edge::security`](crate::middleware::Edge::security) (the host does both).
+pub struct Security {
     auth: Option<Authenticator>,
-    allow: Vec<String>,
+    allow: AllowList,
     limiter: Option<RateLimiter>,
-    in_flight: Option<Arc<Semaphore>>,
+    in_flight: Option<InFlight>,
     cors: Option<Cors>,
     headers: bool,
 }
 
-/// The security layer; build it with [`SecurityLayer::build`] and apply it
-/// to a router with [`SecurityLayer::apply`] (the host does both).
-#[derive(Clone)]
-pub struct SecurityLayer {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for SecurityLayer {
+impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecurityLayer")
-            .field("auth", &self.inner.auth.is_some())
-            .field("allow", &self.inner.allow)
+        f.debug_struct("Security")
+            .field("auth", &self.auth.is_some())
+            .field("rate_limit", &self.limiter.is_some())
+            .field("concurrency", &self.in_flight.as_ref().map(|i| i.max))
+            .field("cors", &self.cors.is_some())
+            .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +139,99 @@ fn header_list(values: &[String], key: &str) -> Result<HeaderValue, SecurityErro
     })
 }
 
-impl SecurityLayer {
+fn build_cors(cors: &CorsConfig) -> Result<Option<Cors>, SecurityError> {
+    if cors.allowed_origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = cors
+        .allowed_origins
+        .iter()
+        .filter(|o| *o != "*")
+        .map(|o| {
+            HeaderValue::try_from(o.trim_end_matches('/')).map_err(|_| {
+                SecurityError::Invalid(format!(
+                    "security.cors.allowed_origins: `{o}` is not a valid origin"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let methods = cors
+        .allowed_methods
+        .iter()
+        .map(|m| {
+            Method::try_from(m.to_ascii_uppercase().as_str()).map_err(|_| {
+                SecurityError::Invalid(format!(
+                    "security.cors.allowed_methods: `{m}` is not a method"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Cors {
+        any_origin: cors.allowed_origins.iter().any(|o| o == "*"),
+        origins,
+        methods,
+        allow_methods: header_list(&cors.allowed_methods, "allowed_methods")?,
+        headers: cors
+            .allowed_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        allow_headers: header_list(&cors.allowed_headers, "allowed_headers")?,
+        max_age: HeaderValue::from(cors.max_age.as_secs()),
+    }))
+}
+
+/// What the checks decided about a request.
+pub(crate) enum Verdict {
+    /// Serve it.
+    Admit(Admitted),
+    /// Answer it with this (a preflight answer or a refusal, headers
+    /// finished).
+    Answer(Response),
+}
+
+/// The outcome of [`Security::check`].
+enum Checked {
+    Pass {
+        permit: bool,
+        authenticated: bool,
+    },
+    Answer {
+        response: Response,
+        authenticated: bool,
+    },
+}
+
+/// A request the checks let through to the router: finishes its response
+/// headers, and gives its concurrency permit back when dropped (also when
+/// the response future is dropped unfinished).
+pub(crate) struct Admitted {
+    security: Arc<Security>,
+    permit: bool,
+    authenticated: bool,
+    /// The request's `Origin`, kept only when CORS is configured.
+    origin: Option<HeaderValue>,
+}
+
+impl Admitted {
+    /// Adds the response headers (hardening, CORS).
+    pub(crate) fn finish(&self, response: &mut Response) {
+        self.security
+            .finish_headers(response, self.origin.as_ref(), self.authenticated);
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if self.permit
+            && let Some(in_flight) = &self.security.in_flight
+        {
+            in_flight.now.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Security {
     /// Checks the configuration; fails with the key path of what is missing.
     pub fn build(config: &SecurityConfig) -> Result<Self, SecurityError> {
         let auth = if config.auth.enabled {
@@ -119,103 +245,142 @@ impl SecurityLayer {
                     "security.concurrency.max_in_flight: expected at least 1".into(),
                 ));
             }
-            Some(Arc::new(Semaphore::new(config.concurrency.max_in_flight)))
-        } else {
-            None
-        };
-        let cors = &config.cors;
-        let cors = if cors.allowed_origins.is_empty() {
-            None
-        } else {
-            let origins = cors
-                .allowed_origins
-                .iter()
-                .filter(|o| *o != "*")
-                .map(|o| {
-                    HeaderValue::try_from(o.trim_end_matches('/')).map_err(|_| {
-                        SecurityError::Invalid(format!(
-                            "security.cors.allowed_origins: `{o}` is not a valid origin"
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            let methods = cors
-                .allowed_methods
-                .iter()
-                .map(|m| {
-                    Method::try_from(m.to_ascii_uppercase().as_str()).map_err(|_| {
-                        SecurityError::Invalid(format!(
-                            "security.cors.allowed_methods: `{m}` is not a method"
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            Some(Cors {
-                any_origin: cors.allowed_origins.iter().any(|o| o == "*"),
-                origins,
-                methods,
-                allow_methods: header_list(&cors.allowed_methods, "allowed_methods")?,
-                headers: cors
-                    .allowed_headers
-                    .iter()
-                    .map(|h| h.to_ascii_lowercase())
-                    .collect(),
-                allow_headers: header_list(&cors.allowed_headers, "allowed_headers")?,
-                max_age: HeaderValue::from(cors.max_age.as_secs()),
+            Some(InFlight {
+                max: config.concurrency.max_in_flight,
+                now: AtomicUsize::new(0),
             })
+        } else {
+            None
         };
         Ok(Self {
-            inner: Arc::new(Inner {
-                auth,
-                allow: config.auth.allow.clone(),
-                limiter: config
-                    .rate_limit
-                    .enabled
-                    .then(|| RateLimiter::new(&config.rate_limit)),
-                in_flight,
-                cors,
-                headers: config.headers.enabled,
-            }),
+            auth,
+            allow: AllowList::new(&config.auth.allow),
+            limiter: config
+                .rate_limit
+                .enabled
+                .then(|| RateLimiter::new(&config.rate_limit)),
+            in_flight,
+            cors: build_cors(&config.cors)?,
+            headers: config.headers.enabled,
         })
     }
 
-    /// `router` with every route behind this layer (a fallback added later
-    /// is not).
-    pub fn apply(self, router: Router) -> Router {
-        router.layer(self)
+    /// Whether any check or header is on (otherwise the edge skips them).
+    pub(crate) fn is_active(&self) -> bool {
+        self.auth.is_some()
+            || self.limiter.is_some()
+            || self.in_flight.is_some()
+            || self.cors.is_some()
+            || self.headers
     }
-}
 
-impl<S> Layer<S> for SecurityLayer {
-    type Service = Secured<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Secured {
-            inner,
-            security: self.inner.clone(),
+    /// Runs the checks on `req` from `peer`: admitted (the principal is then
+    /// a request extension), or the answer.
+    pub(crate) fn admit(self: Arc<Self>, req: &mut Request, peer: Option<IpAddr>) -> Verdict {
+        let origin = match &self.cors {
+            Some(_) => req.headers().get(header::ORIGIN).cloned(),
+            None => None,
+        };
+        match self.check(req, peer) {
+            Checked::Pass {
+                permit,
+                authenticated,
+            } => Verdict::Admit(Admitted {
+                security: self,
+                permit,
+                authenticated,
+                origin,
+            }),
+            Checked::Answer {
+                mut response,
+                authenticated,
+            } => {
+                self.finish_headers(&mut response, origin.as_ref(), authenticated);
+                Verdict::Answer(response)
+            }
         }
     }
-}
 
-/// A service behind [`SecurityLayer`].
-#[derive(Clone)]
-pub struct Secured<S> {
-    inner: S,
-    security: Arc<Inner>,
-}
-
-impl<S> std::fmt::Debug for Secured<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secured").finish_non_exhaustive()
-    }
-}
-
-impl Inner {
-    fn allowed(&self, path: &str) -> bool {
-        self.allow.iter().any(|a| match a.strip_suffix("/*") {
-            Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
-            None => a == path,
-        })
+    /// The checks. A refusal gives the permit back.
+    fn check(&self, req: &mut Request, peer: Option<IpAddr>) -> Checked {
+        if let Some(response) = self.preflight(req) {
+            return Checked::Answer {
+                response,
+                authenticated: false,
+            };
+        }
+        let mut permit = false;
+        if let Some(in_flight) = &self.in_flight {
+            if in_flight.now.fetch_add(1, Ordering::AcqRel) >= in_flight.max {
+                in_flight.now.fetch_sub(1, Ordering::AcqRel);
+                let response = retry_after(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many requests in flight",
+                    "the service is at its concurrency limit (security.concurrency.max_in_flight)",
+                    1,
+                );
+                return Checked::Answer {
+                    response,
+                    authenticated: false,
+                };
+            }
+            permit = true;
+        }
+        let refuse = |response: Response, authenticated: bool| {
+            if let (true, Some(in_flight)) = (permit, &self.in_flight) {
+                in_flight.now.fetch_sub(1, Ordering::AcqRel);
+            }
+            Checked::Answer {
+                response,
+                authenticated,
+            }
+        };
+        // Anonymous clients are keyed by their address; without one (a
+        // server that does not record peers) they are not limited.
+        let limited = |client: Option<Client<'_>>| {
+            let wait = self
+                .limiter
+                .as_ref()
+                .zip(client)
+                .and_then(|(limiter, client)| limiter.acquire(client, Instant::now()).err())?;
+            Some(retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "the client exceeded its request rate (security.rate_limit)",
+                wait.as_secs_f64().ceil() as u64,
+            ))
+        };
+        let mut principal = None;
+        if let Some(auth) = &self.auth
+            && !self.allow.contains(req.uri().path())
+        {
+            match auth.authenticate(req.headers()) {
+                Ok(found) => principal = Some(found),
+                Err(refusal) => {
+                    // Failed attempts count against the address: guessing
+                    // keys is rate limited too.
+                    let response =
+                        limited(peer.map(Client::Peer)).unwrap_or_else(|| self.refused(refusal));
+                    return refuse(response, false);
+                }
+            }
+        }
+        let authenticated = principal.is_some();
+        let client = match &principal {
+            Some((_, Some(key))) => Some(Client::ApiKey(*key)),
+            Some((principal, None)) => Some(Client::Subject(&principal.id)),
+            None => peer.map(Client::Peer),
+        };
+        if let Some(response) = limited(client) {
+            return refuse(response, authenticated);
+        }
+        if let Some((principal, _)) = principal {
+            req.extensions_mut().insert(principal);
+        }
+        Checked::Pass {
+            permit,
+            authenticated,
+        }
     }
 
     fn origin_allowed(&self, origin: &HeaderValue) -> Option<&Cors> {
@@ -303,7 +468,12 @@ impl Inner {
         response
     }
 
-    fn finish(&self, response: &mut Response, origin: Option<&HeaderValue>, authenticated: bool) {
+    fn finish_headers(
+        &self,
+        response: &mut Response,
+        origin: Option<&HeaderValue>,
+        authenticated: bool,
+    ) {
         let h = response.headers_mut();
         if self.headers {
             h.insert(
@@ -335,85 +505,18 @@ fn retry_after(status: StatusCode, title: &str, detail: &str, seconds: u64) -> R
     response
 }
 
-impl<S> Service<Request> for Secured<S>
-where
-    S: Service<Request, Error = Infallible> + Clone + Send + 'static,
-    S::Response: IntoResponse,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let security = self.security.clone();
-        let origin = req.headers().get(header::ORIGIN).cloned();
-        let done = |mut response: Response, authenticated: bool| {
-            security.finish(&mut response, origin.as_ref(), authenticated);
-            futures::future::ready(Ok(response)).boxed()
-        };
-        if let Some(response) = security.preflight(&req) {
-            return done(response, false);
-        }
-        let permit = match &security.in_flight {
-            None => None,
-            Some(semaphore) => match semaphore.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    let response = retry_after(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Too many requests in flight",
-                        "the service is at its concurrency limit (security.concurrency.max_in_flight)",
-                        1,
-                    );
-                    return done(response, false);
-                }
-            },
-        };
-        let mut client = None;
-        if let Some(auth) = &security.auth
-            && !security.allowed(req.uri().path())
-        {
-            match auth.authenticate(req.headers()) {
-                Ok(principal) => {
-                    client = Some(principal.id.clone());
-                    req.extensions_mut().insert(principal);
-                }
-                Err(refusal) => return done(security.refused(refusal), false),
-            }
-        }
-        let authenticated = client.is_some();
-        // Unauthenticated requests are limited by peer address when the
-        // server records it (`ConnectInfo`); without it they are not keyed.
-        let key = client.or_else(|| {
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-        });
-        if let (Some(limiter), Some(key)) = (&security.limiter, key)
-            && let Err(wait) = limiter.acquire(&key, Instant::now())
-        {
-            let response = retry_after(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests",
-                "the client exceeded its request rate (security.rate_limit)",
-                wait.as_secs_f64().ceil() as u64,
-            );
-            return done(response, authenticated);
-        }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        async move {
-            let Ok(response) = inner.call(req).await;
-            drop(permit);
-            let mut response = response.into_response();
-            security.finish(&mut response, origin.as_ref(), authenticated);
-            Ok(response)
-        }
-        .boxed()
+    #[test]
+    fn allow_list_matches_exact_paths_and_prefixes() {
+        let allow = AllowList::new(&["/health/live".into(), "/docs/*".into()]);
+        assert!(allow.contains("/health/live"));
+        assert!(!allow.contains("/health/live/x"));
+        assert!(allow.contains("/docs"));
+        assert!(allow.contains("/docs/index.html"));
+        assert!(!allow.contains("/docsx"));
+        assert!(!allow.contains("/orders"));
     }
 }

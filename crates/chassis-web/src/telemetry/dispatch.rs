@@ -75,6 +75,15 @@ impl<S> InDispatch<S> {
     }
 }
 
+impl<S: crate::middleware::ForPeer> crate::middleware::ForPeer for InDispatch<S> {
+    fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+        Self {
+            inner: self.inner.for_peer(peer),
+            dispatch: self.dispatch.clone(),
+        }
+    }
+}
+
 impl<S> Service<Request> for InDispatch<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,

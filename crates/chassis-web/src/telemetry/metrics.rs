@@ -219,7 +219,12 @@ impl Metrics {
     /// Adds HTTP request metrics to every route of `router` (the route
     /// template is the label, never the raw path).
     pub fn track_http(&self, router: Router) -> Router {
-        router.layer(TrackLayer(Arc::new(HttpSeries::new(self.service.clone()))))
+        router.layer(TrackLayer(self.http_series()))
+    }
+
+    /// The HTTP series of this service, for what the edge answers itself.
+    pub(crate) fn http_series(&self) -> Arc<HttpSeries> {
+        Arc::new(HttpSeries::new(self.service.clone()))
     }
 }
 
@@ -247,8 +252,9 @@ fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     Ok(handle)
 }
 
-/// Times each request of the route it wraps (a hand-written layer: one
-/// boxed future per request, measured cheaper than `from_fn`).
+/// Times each request of the route it wraps. A route layer because only
+/// inside the router is the matched route template known; one instance per
+/// route (and method), so each caches its own handles (see [`RouteSeries`]).
 #[derive(Clone)]
 struct TrackLayer(Arc<HttpSeries>);
 
@@ -258,7 +264,7 @@ impl<S> tower::Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            series: self.0.clone(),
+            series: Arc::new(RouteSeries::new(self.0.clone())),
         }
     }
 }
@@ -266,17 +272,17 @@ impl<S> tower::Layer<S> for TrackLayer {
 #[derive(Clone)]
 struct Track<S> {
     inner: S,
-    series: Arc<HttpSeries>,
+    series: Arc<RouteSeries>,
 }
 
 impl<S> tower::Service<Request> for Track<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = TrackFuture<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -287,17 +293,111 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let start = Instant::now();
-        let method = method_label(req.method());
+        let method = req.method().clone();
         // An `Arc<str>` clone: no copy of the template per request.
         let route = req.extensions().get::<MatchedPath>().cloned();
-        let series = self.series.clone();
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let response = response.await?;
-            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            series.record(route, method, response.status(), start.elapsed());
-            Ok(response)
-        })
+        TrackFuture {
+            inner: self.inner.call(req),
+            series: self.series.clone(),
+            start,
+            method,
+            route,
+        }
+    }
+}
+
+/// The response future of [`Track`]: records when the response is ready.
+struct TrackFuture<F> {
+    inner: F,
+    series: Arc<RouteSeries>,
+    start: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+}
+
+impl<F> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        let Ok(response) = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll(cx));
+        this.series.record(
+            this.route.as_ref(),
+            &this.method,
+            response.status(),
+            this.start.elapsed(),
+        );
+        std::task::Poll::Ready(Ok(response))
+    }
+}
+
+/// Handles of one (method, status) of a route.
+struct Slot {
+    method: Method,
+    status: StatusCode,
+    count: Counter,
+    duration: Histogram,
+}
+
+/// Slots per route: the kinds of answer one route gives (200, 404, 422...).
+const SLOTS: usize = 8;
+
+/// The handles of one route instance of the layer, filled on first use:
+/// recording is a few atomic loads to find the slot and the two updates —
+/// no lock, no hashing, no label strings. The route template is checked
+/// by address against the one the slots belong to; anything unusual (a
+/// route instance serving several templates, more kinds of answer than
+/// slots) goes through [`HttpSeries`].
+struct RouteSeries {
+    all: Arc<HttpSeries>,
+    /// Address and length of the route template the slots are for.
+    template: OnceLock<(usize, usize)>,
+    slots: [OnceLock<Slot>; SLOTS],
+}
+
+impl RouteSeries {
+    fn new(all: Arc<HttpSeries>) -> Self {
+        Self {
+            all,
+            template: OnceLock::new(),
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn record(
+        &self,
+        route: Option<&MatchedPath>,
+        method: &Method,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let seconds = elapsed.as_secs_f64();
+        let template = route.map_or("unmatched", MatchedPath::as_str);
+        let id = (template.as_ptr() as usize, template.len());
+        if route.is_none() || *self.template.get_or_init(|| id) != id {
+            self.all
+                .record(template, method_label(method), status, elapsed);
+            return;
+        }
+        for slot in &self.slots {
+            let slot = match slot.get() {
+                Some(slot) => slot,
+                None => slot.get_or_init(|| self.all.handles(template, method, status)),
+            };
+            if slot.status == status && slot.method == *method {
+                slot.count.increment(1);
+                slot.duration.record(seconds);
+                return;
+            }
+        }
+        self.all
+            .record(template, method_label(method), status, elapsed);
     }
 }
 
@@ -313,12 +413,61 @@ pub(crate) struct HttpSeries {
     handles: RwLock<HashMap<String, ByMethodStatus>>,
 }
 
+impl std::fmt::Debug for HttpSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSeries")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HttpSeries {
     pub(crate) fn new(service: Arc<str>) -> Self {
         Self {
             service,
             handles: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The handles of one kind of answer of a route (from the cache of
+    /// [`HttpSeries::record`], or registered).
+    fn handles(&self, route: &str, method: &Method, status: StatusCode) -> Slot {
+        let label = method_label(method);
+        let key = (label, status.as_u16());
+        let cached = {
+            let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+            handles.get(route).and_then(|m| m.get(&key)).cloned()
+        };
+        let (count, duration) = cached.unwrap_or_else(|| self.register(route, label, status));
+        Slot {
+            method: method.clone(),
+            status,
+            count,
+            duration,
+        }
+    }
+
+    fn register(
+        &self,
+        route: &str,
+        method: &'static str,
+        status: StatusCode,
+    ) -> (Counter, Histogram) {
+        let labels = [
+            ("service", self.service.to_string()),
+            ("method", method.to_owned()),
+            ("route", route_label(route)),
+            ("status", status.as_u16().to_string()),
+        ];
+        let count = metrics::counter!(names::HTTP_REQUESTS, &labels);
+        let duration = metrics::histogram!(names::HTTP_DURATION, &labels);
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(route.to_owned())
+            .or_default()
+            .insert((method, status.as_u16()), (count.clone(), duration.clone()));
+        (count, duration)
     }
 
     /// Records one served request of the route template `route`.
@@ -339,22 +488,9 @@ impl HttpSeries {
                 return;
             }
         }
-        let labels = [
-            ("service", self.service.to_string()),
-            ("method", method.to_owned()),
-            ("route", route_label(route)),
-            ("status", key.1.to_string()),
-        ];
-        let count = metrics::counter!(names::HTTP_REQUESTS, &labels);
-        let duration = metrics::histogram!(names::HTTP_DURATION, &labels);
+        let (count, duration) = self.register(route, method, status);
         count.increment(1);
         duration.record(seconds);
-        self.handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(route.to_owned())
-            .or_default()
-            .insert(key, (count, duration));
     }
 }
 
@@ -370,7 +506,7 @@ fn route_label(template: &str) -> String {
 }
 
 /// Standard methods by name; anything else is `other` (bounded label values).
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -23,8 +23,8 @@ mod store;
 
 pub use self::bus::InstrumentedBus;
 pub use self::dispatch::InDispatch;
+pub(crate) use self::metrics::{HttpSeries, method_label, serve_metrics_port, spawn_outbox_gauges};
 pub use self::metrics::{Metrics, MetricsConfig, MetricsError, names};
-pub(crate) use self::metrics::{serve_metrics_port, spawn_outbox_gauges};
 
 use std::sync::Arc;
 
@@ -112,6 +112,11 @@ impl HostTelemetry {
             spawn_outbox_gauges(ctx, self.config.refresh_interval);
             store::register_pool(ctx);
         }
+    }
+
+    /// The HTTP series, for the requests the edge answers itself.
+    pub(crate) fn http_series(&self) -> Option<Arc<HttpSeries>> {
+        self.metrics.as_ref().map(Metrics::http_series)
     }
 
     /// HTTP metrics on every route of `router`, and the metrics path.

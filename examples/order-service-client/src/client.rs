@@ -2,6 +2,7 @@ use chassis_client::{CallContext, ClientBuildError, ClientConfig, ClientError, H
 use uuid::Uuid;
 
 use crate::dto::{OrderView, PlaceOrderRequest};
+use crate::quote::{QuoteOrderRequest, ShippingQuote};
 
 /// Typed client of the order service. Cheap to clone; clones share one
 /// connection pool.
@@ -41,6 +42,13 @@ impl OrderServiceClient {
             .post_empty(&format!("orders/{id}/cancel"))
             .await?
             .body)
+    }
+
+    /// `POST /orders/quote`: shipping's quote for the items. 422 names each
+    /// invalid field; 503 when shipping is not answering quotes, 504 when it
+    /// did not answer in time.
+    pub async fn quote(&self, request: &QuoteOrderRequest) -> Result<ShippingQuote, ClientError> {
+        Ok(self.http.post("orders/quote", request).await?.body)
     }
 
     /// `GET /orders/{id}`; `None` when there is no such order.

@@ -124,4 +124,8 @@ pub struct OrderView {
     /// The cancellation, once one was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellation: Option<CancellationView>,
+    /// Shipping's quote when the order was placed; absent when shipping did
+    /// not answer in time (the order is accepted all the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_quote: Option<crate::quote::ShippingQuote>,
 }

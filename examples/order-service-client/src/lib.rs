@@ -48,6 +48,7 @@ pub mod cancellation;
 mod client;
 pub mod dto;
 pub mod events;
+pub mod quote;
 
 pub use chassis_client::{CallContext, ClientBuildError, ClientConfig, ClientError, Problem};
 pub use client::OrderServiceClient;

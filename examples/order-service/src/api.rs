@@ -35,6 +35,7 @@ pub fn router(orders: Orders) -> Router {
         .routes(routes!(place_order))
         .routes(routes!(get_order))
         .routes(routes!(crate::cancellation::cancel_order))
+        .routes(routes!(crate::quote::quote_order))
         .with_state(orders)
         .split_for_parts();
     router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
@@ -44,7 +45,10 @@ pub fn router(orders: Orders) -> Router {
 ///
 /// The order is validated (every invalid field is named), completed and
 /// stored; `order.completed.v1` is written to the outbox in the same
-/// transaction.
+/// transaction. Shipping is asked for a quote first, waiting at most
+/// `order.placement_quote_timeout`: the answer is kept as `shipping_quote`;
+/// without an answer in time the order is placed all the same, without
+/// `shipping_quote` (a warning is logged), never refused or delayed further.
 #[utoipa::path(
     post,
     path = "/orders",

@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cancellation::{self, CancelOrder, CancelOrderHandler};
-use crate::domain::{Order, PlaceOrder};
+use crate::domain::{Order, PlaceOrder, ShippingQuote};
+use crate::quote::Quotes;
 
 impl Command for PlaceOrder {
     const NAME: &'static str = "order.place";
@@ -22,9 +23,19 @@ impl Command for PlaceOrder {
 }
 
 /// Places an order and completes it at once: payment is outside this
-/// example, so an accepted order is a paid one.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PlaceOrderHandler;
+/// example, so an accepted order is a paid one. Keeps shipping's quote when
+/// one was obtained (see [`crate::quote`]).
+#[derive(Debug, Clone, Default)]
+pub struct PlaceOrderHandler {
+    quote: Option<ShippingQuote>,
+}
+
+impl PlaceOrderHandler {
+    /// Places orders keeping `quote` (shipping's, asked beforehand).
+    pub fn with_quote(quote: Option<ShippingQuote>) -> Self {
+        Self { quote }
+    }
+}
 
 #[async_trait]
 impl CommandHandler<PlaceOrder> for PlaceOrderHandler {
@@ -35,6 +46,9 @@ impl CommandHandler<PlaceOrder> for PlaceOrderHandler {
     ) -> Result<Order, DomainError> {
         let now = OffsetDateTime::now_utc();
         let mut order = Order::place(Uuid::now_v7(), command, now)?;
+        if let Some(quote) = self.quote.clone() {
+            order.record_shipping_quote(quote);
+        }
         order.complete(now)?;
         Repository::<Order>::new()
             .add(cx.unit_of_work()?, &mut order)
@@ -49,6 +63,7 @@ pub struct Orders {
     storage: Storage,
     pipeline: CommandPipeline,
     cancel: CancelOrderHandler,
+    quotes: Option<Quotes>,
 }
 
 impl Orders {
@@ -60,7 +75,19 @@ impl Orders {
             storage,
             pipeline,
             cancel,
+            quotes: None,
         }
+    }
+
+    /// Asks shipping for quotes (`POST /orders/quote`, and at placement).
+    pub fn with_quotes(mut self, quotes: Quotes) -> Self {
+        self.quotes = Some(quotes);
+        self
+    }
+
+    /// The quote client, when quotes are enabled.
+    pub fn quotes(&self) -> Option<&Quotes> {
+        self.quotes.as_ref()
     }
 
     /// Starts cancellations with this saga runner (its configured timeouts).
@@ -81,14 +108,26 @@ impl Orders {
         self.pipeline.execute(&self.cancel, command, context).await
     }
 
-    /// Places (and completes) an order.
+    /// Places (and completes) an order. With quotes enabled, a valid order
+    /// first asks shipping for a quote (short timeout); without an answer it
+    /// is placed all the same, without a quote (see [`crate::quote`]).
     pub async fn place(
         &self,
         command: PlaceOrder,
         context: MessageContext,
     ) -> Result<Order, DomainError> {
+        let quote = match &self.quotes {
+            // An invalid order is refused by the handler below; no quote.
+            Some(quotes) => {
+                match Order::place(Uuid::nil(), command.clone(), OffsetDateTime::now_utc()) {
+                    Ok(order) => quotes.at_placement(&order, &context).await,
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
         self.pipeline
-            .execute(&PlaceOrderHandler, command, context)
+            .execute(&PlaceOrderHandler::with_quote(quote), command, context)
             .await
     }
 

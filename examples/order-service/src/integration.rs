@@ -82,6 +82,7 @@ pub fn order_view(order: &Order) -> dto::OrderView {
             finished_at: c.finished_at,
             reason: c.reason.clone(),
         }),
+        shipping_quote: order.shipping_quote().map(crate::quote::quote_view),
     }
 }
 

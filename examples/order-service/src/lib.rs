@@ -6,7 +6,9 @@
 //!
 //! - [`domain`]: the order aggregate and its rules — no HTTP, broker or SQL;
 //! - [`integration`]: translation between the domain and the published
-//!   contracts (HTTP DTOs, integration event).
+//!   contracts (HTTP DTOs, integration event);
+//! - [`quote`]: shipping quotes asked over the bus (`POST /orders/quote`,
+//!   and at order placement with a documented fallback).
 //!
 //! ```
 //! use order_service::domain::{DestinationInput, ItemInput, Order, PlaceOrder};
@@ -43,6 +45,7 @@ pub mod app;
 pub mod cancellation;
 pub mod domain;
 pub mod integration;
+pub mod quote;
 
 use chassis_storage::{OutboxBacklogCheck, Storage};
 use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
@@ -59,13 +62,21 @@ pub fn host() -> ServiceHostBuilder {
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(start_outbox_relay)
         .on_start(cancellation::start)
+        .on_start(quote::start)
         .routes(|ctx| {
             let storage = storage(ctx);
             // Checked by the `cancellation::start` hook, which runs first.
             let config = cancellation::CancellationConfig::from_context(ctx)
                 .expect("the [cancellation] section was checked at start-up");
             let runner = cancellation::runner(&storage, config);
-            api::router(app::Orders::new(storage).with_cancellation(runner))
+            // Checked by the `quote::start` hook.
+            let quotes = quote::QuoteConfig::from_context(ctx)
+                .expect("the [order] section was checked at start-up");
+            api::router(
+                app::Orders::new(storage)
+                    .with_cancellation(runner)
+                    .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
+            )
         })
 }
 

@@ -205,6 +205,9 @@ pub struct Order {
     completed_at: Option<OffsetDateTime>,
     #[serde(default)]
     cancellation: Option<Cancellation>,
+    /// Shipping's quote at placement, when it answered in time.
+    #[serde(default)]
+    shipping_quote: Option<super::quote::ShippingQuote>,
     #[serde(skip)]
     changes: Changes<OrderEvent>,
 }
@@ -278,6 +281,7 @@ impl Order {
             placed_at: now,
             completed_at: None,
             cancellation: None,
+            shipping_quote: None,
             changes: Changes::default(),
         })?)
     }
@@ -437,6 +441,16 @@ impl Order {
     /// When it was completed.
     pub fn completed_at(&self) -> Option<OffsetDateTime> {
         self.completed_at
+    }
+
+    /// Keeps shipping's quote (asked when the order was placed).
+    pub fn record_shipping_quote(&mut self, quote: super::quote::ShippingQuote) {
+        self.shipping_quote = Some(quote);
+    }
+
+    /// Shipping's quote, if it answered in time when the order was placed.
+    pub fn shipping_quote(&self) -> Option<&super::quote::ShippingQuote> {
+        self.shipping_quote.as_ref()
     }
 
     /// Price of the whole order in cents.

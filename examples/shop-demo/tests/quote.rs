@@ -1,0 +1,221 @@
+//! The shipping quote over the bus (request/response) on the in-memory bus:
+//! `POST /orders/quote` answered by the shipping service with its packing
+//! rules, the quote kept on a placed order, and the documented fallbacks
+//! when shipping does not answer (503 / 504 for the quote, the order placed
+//! without a quote). The same over RabbitMQ is in `quote_rabbitmq.rs`.
+
+use std::time::{Duration, Instant};
+
+use chassis_domain::messaging::{EventBus, HandlerError, Responders};
+use chassis_testing::TestBus;
+use order_service_client::dto::{Destination, OrderItem, OrderStatus, PlaceOrderRequest};
+use order_service_client::quote::{QuoteLine, QuoteOrderRequest};
+use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
+use shipping_service::domain::{ShippingConfig, TransportProviders};
+use shipping_service_client::quote::{Quote, QuoteRequest};
+
+fn destination() -> Destination {
+    Destination {
+        name: "Ada".into(),
+        street: "1 Main St".into(),
+        city: "London".into(),
+        postal_code: "N1".into(),
+        country: "GB".into(),
+    }
+}
+
+/// Three 12 kg lamps: two packages by shipping's rules (see its crate docs).
+fn lamps(quantity: i64) -> QuoteOrderRequest {
+    QuoteOrderRequest {
+        destination: destination(),
+        items: vec![QuoteLine {
+            sku: "LAMP".into(),
+            quantity,
+            weight_grams: 12_000,
+            length_mm: 400,
+            width_mm: 300,
+            height_mm: 300,
+        }],
+    }
+}
+
+fn order() -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        customer_id: "c-1".into(),
+        destination: destination(),
+        items: vec![OrderItem {
+            sku: "LAMP".into(),
+            name: "Lamp".into(),
+            unit_price_cents: 4_999,
+            quantity: 3,
+            weight_grams: 12_000,
+            length_mm: 400,
+            width_mm: 300,
+            height_mm: 300,
+        }],
+    }
+}
+
+/// What shipping's own rules say about `request` (the expected answer).
+fn expected(request: &QuoteOrderRequest) -> Quote {
+    let providers = TransportProviders::from_config(&ShippingConfig::default()).unwrap();
+    let items = request
+        .items
+        .iter()
+        .map(|l| shipping_service_client::quote::QuoteItem {
+            sku: l.sku.clone(),
+            quantity: u32::try_from(l.quantity).unwrap(),
+            weight_grams: u32::try_from(l.weight_grams).unwrap(),
+            length_mm: u32::try_from(l.length_mm).unwrap(),
+            width_mm: u32::try_from(l.width_mm).unwrap(),
+            height_mm: u32::try_from(l.height_mm).unwrap(),
+        })
+        .collect();
+    let d = &request.destination;
+    shipping_service::quote::quote(
+        &providers,
+        &QuoteRequest {
+            destination: shipping_service_client::dto::Destination {
+                name: d.name.clone(),
+                street: d.street.clone(),
+                city: d.city.clone(),
+                postal_code: d.postal_code.clone(),
+                country: d.country.clone(),
+            },
+            items,
+        },
+    )
+    .unwrap()
+}
+
+fn status(error: &ClientError) -> u16 {
+    match error {
+        ClientError::Problem { status, .. } => status.as_u16(),
+        other => panic!("expected a problem response, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_quote_over_the_bus_follows_shippings_packing_rules_and_is_kept_on_the_order() {
+    let bus = TestBus::in_memory();
+    let order_svc = chassis_testing::start(order_service::host(), &bus).await;
+    let _shipping_svc = chassis_testing::start(shipping_service::host(), &bus).await;
+    let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
+
+    let quote = orders.quote(&lamps(3)).await.unwrap();
+    let rules = expected(&lamps(3));
+    assert_eq!(quote.package_count, 2);
+    assert_eq!(quote.package_count, rules.package_count);
+    assert_eq!(quote.transport_provider, rules.transport_provider);
+    assert!(quote.transport_provider.is_some());
+    assert_eq!(
+        quote
+            .packages
+            .iter()
+            .map(|p| p.weight_grams)
+            .collect::<Vec<_>>(),
+        [24_000, 12_000]
+    );
+    assert!(quote.unshippable.is_empty());
+
+    // Placing the order asks too and keeps the answer.
+    let placed = orders.place_order(&order()).await.unwrap();
+    assert_eq!(placed.status, OrderStatus::Completed);
+    assert_eq!(placed.shipping_quote.as_ref(), Some(&quote));
+    let read = orders.get_order(placed.id).await.unwrap().unwrap();
+    assert_eq!(read.shipping_quote, Some(quote));
+}
+
+#[tokio::test]
+async fn invalid_quote_requests_name_their_fields() {
+    let bus = TestBus::in_memory();
+    let order_svc = chassis_testing::start(order_service::host(), &bus).await;
+    let _shipping_svc = chassis_testing::start(shipping_service::host(), &bus).await;
+    let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
+
+    let mut bad = lamps(0);
+    bad.destination.city = String::new();
+    bad.items[0].sku = String::new();
+    let ClientError::Problem {
+        status, problem, ..
+    } = orders.quote(&bad).await.unwrap_err()
+    else {
+        panic!("expected a problem");
+    };
+    assert_eq!(status.as_u16(), 422);
+    let fields: Vec<String> = problem
+        .extensions
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .expect("errors listed")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    for field in ["destination.city", "items[0].quantity", "items[0].sku"] {
+        assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+    }
+    assert!(
+        !fields.iter().any(|f| f.ends_with(".name")),
+        "no placeholder fields: {fields:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_shipping_the_quote_is_503_and_orders_are_placed_without_one() {
+    let bus = TestBus::in_memory();
+    // Shipping never started: nobody answers `shipping.quote.v1`.
+    let order_svc = chassis_testing::start(order_service::host(), &bus).await;
+    let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
+
+    let started = Instant::now();
+    let err = orders.quote(&lamps(1)).await.unwrap_err();
+    assert_eq!(status(&err), 503, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no responder is known at once, not after the timeout"
+    );
+
+    let placed = orders.place_order(&order()).await.unwrap();
+    assert_eq!(placed.status, OrderStatus::Completed);
+    assert_eq!(placed.shipping_quote, None, "the fallback: no quote");
+}
+
+#[tokio::test]
+async fn a_shipping_too_slow_to_answer_gives_504_and_orders_go_on_without_a_quote() {
+    let bus = TestBus::in_memory();
+    // A shipping quote responder that answers far too late.
+    let slow: std::sync::Arc<dyn EventBus> = bus.bus();
+    Responders::new()
+        .on_fn(|_request: QuoteRequest, _| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Err::<Quote, _>(HandlerError::permanent("too late anyway"))
+        })
+        .subscribe(
+            &slow,
+            shipping_service::quote::group(shipping_service::SERVICE_NAME),
+        )
+        .await
+        .unwrap();
+    let order_svc = chassis_testing::start(
+        order_service::host()
+            .config("order.quote_timeout", "300ms")
+            .config("order.placement_quote_timeout", "100ms"),
+        &bus,
+    )
+    .await;
+    let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
+
+    let started = Instant::now();
+    let err = orders.quote(&lamps(1)).await.unwrap_err();
+    assert_eq!(status(&err), 504, "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let started = Instant::now();
+    let placed = orders.place_order(&order()).await.unwrap();
+    assert_eq!(placed.status, OrderStatus::Completed);
+    assert_eq!(placed.shipping_quote, None, "the fallback: no quote");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "placing waits at most the placement timeout for shipping"
+    );
+}

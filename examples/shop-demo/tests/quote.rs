@@ -124,6 +124,23 @@ async fn a_quote_over_the_bus_follows_shippings_packing_rules_and_is_kept_on_the
     assert_eq!(placed.shipping_quote.as_ref(), Some(&quote));
     let read = orders.get_order(placed.id).await.unwrap().unwrap();
     assert_eq!(read.shipping_quote, Some(quote));
+
+    // The route, its answers and the fallback are in the OpenAPI description.
+    let api = reqwest::get(format!("{}/openapi.json", order_svc.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "\"/orders/quote\"",
+        "\"504\"",
+        "order.placement_quote_timeout",
+        "\"ShippingQuote\"",
+        "shipping_quote",
+    ] {
+        assert!(api.contains(needle), "{needle} missing from /openapi.json");
+    }
 }
 
 #[tokio::test]

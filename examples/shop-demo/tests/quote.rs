@@ -2,11 +2,17 @@
 //! `POST /orders/quote` answered by the shipping service with its packing
 //! rules, the quote kept on a placed order, and the documented fallbacks
 //! when shipping does not answer (503 / 504 for the quote, the order placed
-//! without a quote). The same over RabbitMQ is in `quote_rabbitmq.rs`.
+//! without a quote), and a quote request delivered twice. The same over
+//! RabbitMQ is in `quote_rabbitmq.rs`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chassis_domain::messaging::{EventBus, HandlerError, Responders};
+use chassis_domain::messaging::{
+    Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler, PublishError,
+    RequestError, Responders, ShutdownError, SubscribeError, Subscription,
+};
 use chassis_testing::TestBus;
 use order_service_client::dto::{Destination, OrderItem, OrderStatus, PlaceOrderRequest};
 use order_service_client::quote::{QuoteLine, QuoteOrderRequest};
@@ -235,4 +241,120 @@ async fn a_shipping_too_slow_to_answer_gives_504_and_orders_go_on_without_a_quot
         started.elapsed() < Duration::from_secs(2),
         "placing waits at most the placement timeout for shipping"
     );
+}
+
+/// A bus decorator that delivers every message twice to its subscribers'
+/// handlers (as a broker redelivers one whose acknowledgement was lost) and
+/// counts the replies sent through it.
+struct Twice {
+    inner: Arc<dyn EventBus>,
+    replies: Arc<AtomicUsize>,
+    failed_replies: Arc<AtomicUsize>,
+}
+
+struct HandleTwice(Arc<dyn MessageHandler>);
+
+#[async_trait::async_trait]
+impl MessageHandler for HandleTwice {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        self.0.handle(delivery).await?;
+        self.0.handle(delivery).await
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for Twice {
+    fn provider(&self) -> &'static str {
+        self.inner.provider()
+    }
+
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        self.inner.publish(envelope).await
+    }
+
+    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+        let mut handlers = Handlers::new();
+        for event_type in subscription.handlers.event_types() {
+            if let Some(handler) = subscription.handlers.get(event_type) {
+                handlers = handlers.on_raw(event_type, Arc::new(HandleTwice(handler.clone())));
+            }
+        }
+        self.inner
+            .subscribe(Subscription::new(subscription.group, handlers))
+            .await
+    }
+
+    async fn request(
+        &self,
+        request: Envelope,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestError> {
+        self.inner.request(request, timeout).await
+    }
+
+    async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        let result = self.inner.reply(request, reply).await;
+        self.replies.fetch_add(1, Ordering::AcqRel);
+        if result.is_err() {
+            self.failed_replies.fetch_add(1, Ordering::AcqRel);
+        }
+        result
+    }
+
+    async fn shutdown(&self) -> Result<(), ShutdownError> {
+        self.inner.shutdown().await
+    }
+}
+
+#[tokio::test]
+async fn a_quote_request_delivered_twice_is_answered_twice_and_the_second_answer_dropped() {
+    let bus = TestBus::in_memory();
+    let order_svc = chassis_testing::start(order_service::host(), &bus).await;
+    let replies = Arc::new(AtomicUsize::new(0));
+    let failed_replies = Arc::new(AtomicUsize::new(0));
+    let twice: Arc<dyn EventBus> = Arc::new(Twice {
+        inner: bus.bus(),
+        replies: replies.clone(),
+        failed_replies: failed_replies.clone(),
+    });
+    let _shipping_svc = shipping_service::host()
+        .event_bus(twice)
+        .config("http.host", "127.0.0.1")
+        .config("http.port", 0_i64)
+        .config("storage.provider", "inmemory")
+        .config("security.auth.enabled", false)
+        .args(Vec::<String>::new())
+        .install_logging(false)
+        .start()
+        .await
+        .unwrap();
+    let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
+
+    // Each quote is answered twice; the requester takes the first and drops
+    // the second, so the next quote still gets its own answer.
+    let three = orders.quote(&lamps(3)).await.unwrap();
+    assert_eq!(three.package_count, expected(&lamps(3)).package_count);
+    let one = orders.quote(&lamps(1)).await.unwrap();
+    assert_eq!(one.package_count, 1);
+    let quote_group = shipping_service::quote::group(shipping_service::SERVICE_NAME);
+    bus.wait_until("both quote requests handled", |log| {
+        let done = log
+            .iter()
+            .filter(|h| h.group == quote_group && h.outcome.is_ok())
+            .count();
+        (done >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        replies.load(Ordering::Acquire),
+        4,
+        "two answers per request"
+    );
+    assert_eq!(
+        failed_replies.load(Ordering::Acquire),
+        0,
+        "a second answer is accepted and dropped, never an error"
+    );
+    let placed = orders.place_order(&order()).await.unwrap();
+    assert_eq!(placed.shipping_quote, Some(three));
 }

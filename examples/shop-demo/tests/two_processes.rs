@@ -156,6 +156,10 @@ async fn spawn(binary: &Path, config_dir: &str, schema: &str, amqp: &str, port: 
         .env("CHASSIS__STORAGE__PROVIDER", "postgres")
         .env("CHASSIS__STORAGE__POSTGRES__URL", POSTGRES_URL)
         .env("CHASSIS__STORAGE__POSTGRES__SCHEMA", schema)
+        // The test polls packing state from one address faster than the
+        // default per-client rate limit (100/s) allows for long.
+        .env("CHASSIS__SECURITY__RATE_LIMIT__PER_SECOND", "100000")
+        .env("CHASSIS__SECURITY__RATE_LIMIT__BURST", "100000")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -1,6 +1,7 @@
 //! One placed order is ONE trace with spans from both services: the order
 //! service's HTTP server span → the outbox relay's producer span → the
-//! shipping service's consumer span. Both services in one process,
+//! shipping service's consumer span, and, under the server span, the quote
+//! asked of shipping over the bus (client span → shipping's consumer span). Both services in one process,
 //! `tracing.provider = "otlp"`, exporting to an OTLP receiver inside the
 //! test (real OTLP/gRPC protobuf) — once on the in-memory bus, once over
 //! the local RabbitMQ (127.0.0.1:5672 guest/guest, a vhost of its own; the
@@ -123,7 +124,29 @@ async fn a_placed_order_is_one_trace(broker: Broker) {
         .cloned()
         .collect();
     let producer = one(&trace, "producer span", |s| s.kind == "SPAN_KIND_PRODUCER");
-    let consumer = one(&trace, "consumer span", |s| s.kind == "SPAN_KIND_CONSUMER");
+    let consumer = one(&trace, "consumer span of the completed order", |s| {
+        s.kind == "SPAN_KIND_CONSUMER" && s.name == "order.completed.v1 process"
+    });
+    // Placing the order asked shipping for a quote over the bus: a client
+    // span in the order service, its responder's consumer span under it.
+    let asked = one(&trace, "client span of the quote request", |s| {
+        s.kind == "SPAN_KIND_CLIENT"
+    });
+    let answered = one(&trace, "consumer span of the quote request", |s| {
+        s.kind == "SPAN_KIND_CONSUMER" && s.name == "shipping.quote.v1 process"
+    });
+    assert_eq!(
+        (asked.service_name.as_str(), asked.name.as_str()),
+        (ORDER, "shipping.quote.v1 request")
+    );
+    assert_eq!(answered.service_name, SHIPPING);
+    assert_eq!(answered.parent_span_id, Some(asked.span_id), "{trace:#?}");
+    assert!(
+        trace
+            .iter()
+            .any(|s| Some(s.span_id) == asked.parent_span_id && s.service_name == ORDER),
+        "the quote request's parent is a span of the order request: {trace:#?}"
+    );
     assert_eq!(
         producer.service_name, ORDER,
         "the relay publishes in the order service"

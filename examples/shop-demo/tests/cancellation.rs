@@ -349,6 +349,65 @@ async fn a_duplicated_request_releases_once_and_answers_once() {
     bus.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_request_arriving_after_the_withdrawal_is_refused_and_changes_nothing() {
+    let bus = TestBus::in_memory();
+    let shipping_svc = chassis_testing::start(shipping_service::host(), &bus).await;
+    let shipping = ShippingServiceClient::new(&ClientConfig::new(shipping_svc.base_url())).unwrap();
+    let refusals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = refusals.clone();
+    bus.subscribe(Subscription::new(
+        "probe",
+        Handlers::new().on_fn(move |r: ShipmentCancellationRefused, _| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(r.reason);
+                Ok(())
+            }
+        }),
+    ))
+    .await
+    .unwrap();
+    let order_id = Uuid::now_v7();
+    let packed = bus.publish_event(&completed(order_id, 2)).await;
+    bus.wait_handled(SHIPPING, packed.message_id).await.unwrap();
+
+    // Overtaken on the way: the withdrawal first, then the request.
+    let withdrawn = bus
+        .publish_event(&OrderCancellationWithdrawn {
+            order_id,
+            reason: "gave up".into(),
+        })
+        .await;
+    bus.wait_handled(SHIPPING, withdrawn.message_id)
+        .await
+        .unwrap();
+    let request = bus
+        .publish_event(&OrderCancellationRequested {
+            order_id,
+            attempt: 1,
+            requested_at: time::OffsetDateTime::now_utc(),
+        })
+        .await;
+    bus.wait_handled(SHIPPING, request.message_id)
+        .await
+        .unwrap();
+    wait_ok(&bus, "probe", ShipmentCancellationRefused::EVENT_TYPE, 1).await;
+    assert!(refusals.lock().unwrap()[0].contains("withdrawn"));
+    assert_eq!(units(&shipping, order_id).await, 2, "nothing released");
+    let shipment = shipment(shipping_svc.context().store(), order_id).await;
+    assert!(matches!(
+        shipment.cancellation(),
+        Some(ShipmentCancellation::Withdrawn {
+            restored_units: 0,
+            ..
+        })
+    ));
+
+    shipping_svc.shutdown().await.unwrap();
+    bus.shutdown().await.unwrap();
+}
+
 fn completed(order_id: Uuid, quantity: u32) -> OrderCompleted {
     OrderCompleted {
         order_id,

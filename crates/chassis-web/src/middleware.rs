@@ -57,7 +57,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use crate::config::HttpConfig;
-use crate::correlation::{CorrelationId, with_message_context};
+use crate::correlation::CorrelationId;
 use crate::problem::{PROBLEM_JSON, Problem};
 use crate::security::{Security, Verdict};
 use crate::telemetry::HttpSeries;
@@ -238,7 +238,10 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Response, Infallible>>;
+    type Future = tokio::task::futures::TaskLocalFuture<
+        MessageContext,
+        tracing::instrument::Instrumented<BoxFuture<Result<Response, Infallible>>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -331,7 +334,10 @@ where
             );
             Ok(response)
         };
-        Box::pin(with_message_context(context, future.instrument(span)))
+        // The request's future is boxed before it is wrapped: the wrappers
+        // around it then move a pointer, not the whole state machine.
+        let future: BoxFuture<Result<Response, Infallible>> = Box::pin(future);
+        crate::correlation::scope(context, future.instrument(span))
     }
 }
 

@@ -1,16 +1,38 @@
-//! HTTP overhead of the chassis: one trivial JSON handler served twice in the
-//! same process — bare axum, and the full chassis host (standard middleware
-//! stack, logging installed at the default INFO level) — loaded by the same
+//! HTTP overhead of the chassis: one trivial JSON handler served in the
+//! same process — bare axum, and chassis hosts — loaded by the same
 //! in-process client: N keep-alive HTTP/1.1 connections, each sending
 //! requests back to back for a fixed time.
+//!
+//! Variants (all chassis hosts: in-memory bus and store, console logging at
+//! the default INFO level, metrics on, tracing provider `none`, unless said):
+//! - `chassis + key`: the default configuration — authentication on (one API
+//!   key configured, as the default requires, and sent with each request),
+//!   rate limit, concurrency limit, hardening headers, closed CORS, metrics.
+//!   Only the rate limit is raised so far that it never refuses: it still
+//!   runs per request.
+//! - `chassis anon`: the same with `/hello` on the allow-list: anonymous
+//!   requests, rate limited by peer address.
+//! - `edge only`: the foundation `Edge` (`middleware::standard_stack`)
+//!   around the router, served without a host: no tracing provider built
+//!   at all, no security, no metrics.
+//! - `tracing none`: a host with `tracing.provider = "none"` and security
+//!   and metrics off: the same stack as `edge only` plus whatever the tracing
+//!   concern costs when it is `none` — their ratio shows it (nil: ≈ 1.0).
 //!
 //! ```sh
 //! cargo bench -p chassis-web --bench http
 //! BENCH_SECONDS=10 BENCH_CONNECTIONS=64 BENCH_ROUNDS=3 cargo bench -p chassis-web --bench http
 //! ```
 //!
-//! Rounds alternate bare / chassis so drift (thermal, other load) hits both;
+//! Rounds alternate the variants so drift (thermal, other load) hits all;
 //! the figures are the median round of each.
+//!
+//! On a busy machine wall-clock ratios are noisy; instruction counts are
+//! not. `BENCH_ONLY=<variant>` runs one variant and `BENCH_REQUESTS=<n>` a
+//! fixed number of requests instead of a time: run it under
+//! `valgrind --tool=callgrind` with two values of n, and the difference of
+//! the totals over the difference of n is the instructions per request
+//! (client included; see docs/bench-http.md).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -72,7 +94,15 @@ fn process_cpu() -> Duration {
 const BENCH_API_KEY: &str = "bench-api-key-0123456789";
 
 /// One connection: requests back to back until `end`, latencies in µs.
-async fn connection(addr: SocketAddr, end: Instant) -> Vec<u32> {
+/// How long a connection sends requests.
+#[derive(Clone, Copy)]
+enum Until {
+    Time(Instant),
+    /// A fixed number of requests (instruction counts, see the module docs).
+    Count(u64),
+}
+
+async fn connection(addr: SocketAddr, key: Option<&'static str>, until: Until) -> Vec<u32> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -80,13 +110,17 @@ async fn connection(addr: SocketAddr, end: Instant) -> Vec<u32> {
         .expect("handshake");
     tokio::spawn(conn);
     let mut latencies = Vec::with_capacity(100_000);
-    while Instant::now() < end {
-        let request = http::Request::get(format!("http://{addr}/hello"))
-            .header(http::header::HOST, "bench")
-            // Checked by the authenticated host only; the others ignore it.
-            .header("x-api-key", BENCH_API_KEY)
-            .body(Empty::<Bytes>::new())
-            .expect("request");
+    let more = |sent: usize| match until {
+        Until::Time(end) => Instant::now() < end,
+        Until::Count(n) => (sent as u64) < n,
+    };
+    while more(latencies.len()) {
+        let mut request =
+            http::Request::get(format!("http://{addr}/hello")).header(http::header::HOST, "bench");
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let request = request.body(Empty::<Bytes>::new()).expect("request");
         let started = Instant::now();
         sender.ready().await.expect("connection ready");
         let response = sender.send_request(request).await.expect("response");
@@ -102,16 +136,23 @@ async fn connection(addr: SocketAddr, end: Instant) -> Vec<u32> {
     latencies
 }
 
-async fn load(addr: SocketAddr, connections: u64, duration: Duration) -> Figures {
+async fn load(target: Target, connections: u64, run: Run) -> Figures {
+    let Target { addr, key } = target;
     // Warm-up: connections, allocator, caches.
-    let warm = Instant::now() + Duration::from_millis(300);
-    connection(addr, warm).await;
+    let warm = match run {
+        Run::Time(_) => Until::Time(Instant::now() + Duration::from_millis(300)),
+        Run::Requests(_) => Until::Count(200),
+    };
+    connection(addr, key, warm).await;
 
     let started = Instant::now();
     let cpu_before = process_cpu();
-    let end = started + duration;
+    let until = match run {
+        Run::Time(duration) => Until::Time(started + duration),
+        Run::Requests(n) => Until::Count(n / connections),
+    };
     let tasks: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(connection(addr, end)))
+        .map(|_| tokio::spawn(connection(addr, key, until)))
         .collect();
     let mut all = Vec::new();
     for task in tasks {
@@ -145,6 +186,42 @@ fn print(label: &str, f: Figures) {
     );
 }
 
+/// What one run of a variant does.
+#[derive(Clone, Copy)]
+enum Run {
+    /// Requests back to back for this long.
+    Time(Duration),
+    /// This many requests in all.
+    Requests(u64),
+}
+
+/// Where a variant listens and the API key its requests carry.
+#[derive(Clone, Copy)]
+struct Target {
+    addr: SocketAddr,
+    key: Option<&'static str>,
+}
+
+/// A chassis host of the bench: loopback, ephemeral port, `/hello`, with
+/// the given settings on top of the defaults.
+async fn host(
+    name: &str,
+    install_logging: bool,
+    settings: &[(&str, config::ValueKind)],
+) -> chassis_web::RunningService {
+    let mut builder = ServiceHost::builder(name)
+        .config("http.host", "127.0.0.1")
+        .config("http.port", 0)
+        .config("logging.ansi", false)
+        .args(Vec::<String>::new())
+        .install_logging(install_logging)
+        .routes(|_| Router::new().route("/hello", get(hello)));
+    for (key, value) in settings {
+        builder = builder.config(key, value.clone());
+    }
+    builder.start().await.expect("chassis host starts")
+}
+
 fn main() {
     let seconds = env_or("BENCH_SECONDS", 5);
     let connections = env_or("BENCH_CONNECTIONS", 64);
@@ -160,65 +237,134 @@ fn main() {
         let bare = Router::new().route("/hello", get(hello));
         tokio::spawn(async move { axum::serve(listener, bare).await });
 
-        // The chassis host with its defaults (in-memory bus and store, console
-        // logging at INFO: no line per request), only the port changed.
-        let service = ServiceHost::builder("bench")
-            .config("http.host", "127.0.0.1")
-            .config("http.port", 0)
-            .config("logging.ansi", false)
-            // The default stack without credential checks; see docs/bench-http.md.
-            .config("security.auth.enabled", false)
-            .routes(|_| Router::new().route("/hello", get(hello)))
-            .start()
-            .await
-            .expect("chassis host starts");
-        let chassis_addr = service.local_addr();
-        // The same with authentication on (an API key per request) and a
-        // rate limit too high to refuse anything: what the checks cost.
-        let secured = ServiceHost::builder("bench-auth")
-            .config("http.host", "127.0.0.1")
-            .config("http.port", 0)
-            .config("logging.ansi", false)
-            .install_logging(false)
-            .config("security.auth.api_keys", BENCH_API_KEY)
-            .config("security.rate_limit.per_second", 1_000_000_000_i64)
-            .config("security.rate_limit.burst", 1_000_000_000_i64)
-            .routes(|_| Router::new().route("/hello", get(hello)))
-            .start()
-            .await
-            .expect("authenticated chassis host starts");
-        let secured_addr = secured.local_addr();
+        // The default configuration (see the module docs): one API key, sent
+        // with each request; a rate limit that runs but never refuses.
+        let unlimited = [
+            ("security.rate_limit.per_second", 1_000_000_000_i64.into()),
+            ("security.rate_limit.burst", 1_000_000_000_i64.into()),
+        ];
+        let mut keyed = vec![("security.auth.api_keys", BENCH_API_KEY.into())];
+        keyed.extend(unlimited.clone());
+        // Installs the global subscriber (console logging at INFO) the other
+        // hosts share.
+        let with_key = host("bench-key", true, &keyed).await;
+        let mut anonymous = keyed.clone();
+        anonymous.push((
+            "security.auth.allow",
+            config::ValueKind::Array(vec!["/hello".into()]),
+        ));
+        let anon = host("bench-anon", false, &anonymous).await;
+        let tracing_none = host(
+            "bench-tracing-none",
+            false,
+            &[
+                ("tracing.provider", "none".into()),
+                ("metrics.enabled", false.into()),
+                ("security.auth.enabled", false.into()),
+                ("security.rate_limit.enabled", false.into()),
+                ("security.concurrency.enabled", false.into()),
+                ("security.headers.enabled", false.into()),
+            ],
+        )
+        .await;
+        // The foundation edge alone, without a host (no tracing provider).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let edge_addr = listener.local_addr().unwrap();
+        let edge = chassis_web::middleware::standard_stack(
+            Router::new().route("/hello", get(hello)),
+            &chassis_web::HttpConfig::default(),
+        );
+        tokio::spawn(async move {
+            axum::serve(listener, chassis_web::middleware::ConnectPeers(edge)).await
+        });
 
+        // The same requests for every variant, key header included (only
+        // `chassis + key` checks it; for the others it is one more header
+        // to parse): the ratios compare servers, not requests.
+        let variants = [
+            (
+                "bare axum",
+                Target {
+                    addr: bare_addr,
+                    key: Some(BENCH_API_KEY),
+                },
+            ),
+            (
+                "chassis + key",
+                Target {
+                    addr: with_key.local_addr(),
+                    key: Some(BENCH_API_KEY),
+                },
+            ),
+            (
+                "chassis anon",
+                Target {
+                    addr: anon.local_addr(),
+                    key: Some(BENCH_API_KEY),
+                },
+            ),
+            (
+                "edge only",
+                Target {
+                    addr: edge_addr,
+                    key: Some(BENCH_API_KEY),
+                },
+            ),
+            (
+                "tracing none",
+                Target {
+                    addr: tracing_none.local_addr(),
+                    key: Some(BENCH_API_KEY),
+                },
+            ),
+        ];
         println!(
             "# {connections} connections, {seconds}s per run, {rounds} rounds, {} worker threads",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        let duration = Duration::from_secs(seconds);
-        let (mut bare_rounds, mut chassis_rounds, mut secured_rounds) =
-            (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            bare_rounds.push(load(bare_addr, connections, duration).await);
-            chassis_rounds.push(load(chassis_addr, connections, duration).await);
-            secured_rounds.push(load(secured_addr, connections, duration).await);
+        let run = match env_or("BENCH_REQUESTS", 0) {
+            0 => Run::Time(Duration::from_secs(seconds)),
+            n => Run::Requests(n),
+        };
+        // `BENCH_ONLY=<label>`: that variant only (instruction counts).
+        let only = std::env::var("BENCH_ONLY").ok();
+        if let Some(only) = &only {
+            let (_, target) = variants
+                .iter()
+                .find(|(label, _)| label == only)
+                .expect("BENCH_ONLY names a variant");
+            let f = load(*target, connections, run).await;
+            print(only, f);
+        } else {
+            let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); variants.len()];
+            for _ in 0..rounds {
+                for (runs, (_, target)) in runs.iter_mut().zip(&variants) {
+                    runs.push(load(*target, connections, run).await);
+                }
+            }
+            let figures: Vec<Figures> = runs.into_iter().map(median).collect();
+            for ((label, _), f) in variants.iter().zip(&figures) {
+                print(label, *f);
+            }
+            let ratio = |a: usize, b: usize| {
+                (
+                    figures[a].rps / figures[b].rps,
+                    figures[b].cpu_per_request.as_secs_f64()
+                        / figures[a].cpu_per_request.as_secs_f64(),
+                )
+            };
+            for (label, (a, b)) in [
+                ("default + key / bare", (1, 0)),
+                ("default anon / bare", (2, 0)),
+                ("edge only / bare", (3, 0)),
+                ("tracing none / edge only", (4, 3)),
+            ] {
+                let (rps, cpu) = ratio(a, b);
+                println!("ratio {label:<26} {rps:.3}x throughput   {cpu:.3}x CPU per request");
+            }
         }
-        let (bare, chassis) = (median(bare_rounds), median(chassis_rounds));
-        let secured_figures = median(secured_rounds);
-        print("bare axum", bare);
-        print("chassis stack", chassis);
-        print("chassis + auth", secured_figures);
-        println!(
-            "ratio            {:.3}x bare axum throughput",
-            chassis.rps / bare.rps
-        );
-        println!(
-            "cpu ratio        {:.3}x (bare CPU per request / chassis CPU per request)",
-            bare.cpu_per_request.as_secs_f64() / chassis.cpu_per_request.as_secs_f64()
-        );
-        println!(
-            "auth ratio       {:.3}x bare axum throughput (API key + rate limit on)",
-            secured_figures.rps / bare.rps
-        );
-        secured.shutdown().await.expect("clean shutdown");
-        service.shutdown().await.expect("clean shutdown");
+        for service in [with_key, anon, tracing_none] {
+            service.shutdown().await.expect("clean shutdown");
+        }
     });
 }

@@ -12,6 +12,9 @@
 //! - Dead letters: [`TestBus::dead_letters`] and [`TestBus::replay`].
 //! - Security: [`assert_routes_require_credentials`] calls every operation of
 //!   a service's `/openapi.json` without credentials and expects 401.
+//! - Real broker: [`rabbitmq`] gives each test a vhost of its own on the
+//!   local RabbitMQ, the lock that keeps broker-restart tests alone, and a
+//!   guard that always starts a stopped broker again.
 //!
 //! ```
 //! use chassis_testing::TestBus;
@@ -40,6 +43,7 @@
 //! ```
 
 mod openapi;
+pub mod rabbitmq;
 mod security;
 
 pub use openapi::openapi_operations;

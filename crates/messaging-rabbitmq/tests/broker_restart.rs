@@ -13,53 +13,19 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chassis_core::HealthStatus;
 use chassis_storage::{Inbox, InboxOutcome};
+use chassis_testing::rabbitmq::BrokerStopped;
 use common::{BrokerLock, Vhost, envelope, eventually, on};
 use messaging_abstractions::{EventBus, HandlerError, PublishError, QueueType, Subscription};
 use messaging_rabbitmq::RabbitMqBus;
 use parking_lot::Mutex;
 use storage_inmemory::InMemoryStore;
 use uuid::Uuid;
-
-/// Starts the broker application again on drop, and waits until it serves.
-struct RestartGuard;
-
-impl RestartGuard {
-    fn stop_app() -> Self {
-        let guard = RestartGuard;
-        common::rabbitmqctl(&["stop_app"]);
-        guard
-    }
-}
-
-fn start_app_and_wait() {
-    common::rabbitmqctl(&["start_app"]);
-    common::rabbitmqctl(&["await_startup", "--timeout", "60"]);
-}
-
-impl Drop for RestartGuard {
-    fn drop(&mut self) {
-        // Never panic here (we may already be unwinding); report instead.
-        for _ in 0..3 {
-            let started = Command::new("rabbitmqctl").arg("start_app").status();
-            let ready = Command::new("rabbitmqctl")
-                .args(["await_startup", "--timeout", "60"])
-                .status();
-            if matches!((started, ready), (Ok(s), Ok(r)) if s.success() && r.success()) {
-                return;
-            }
-        }
-        eprintln!(
-            "error: could not start the RabbitMQ application again; run `rabbitmqctl start_app`"
-        );
-    }
-}
 
 async fn restart_while_flowing(queue_type: QueueType) {
     let vhost = Vhost::with_lock(BrokerLock::exclusive());
@@ -139,7 +105,7 @@ async fn restart_while_flowing(queue_type: QueueType) {
     let health = consumer.health_checks().pop().unwrap();
     let before_stop = confirmed.lock().len();
     {
-        let _guard = RestartGuard::stop_app();
+        let broker = BrokerStopped::stop_app();
         eventually(
             "health reports the broker down",
             Duration::from_secs(20),
@@ -150,7 +116,7 @@ async fn restart_while_flowing(queue_type: QueueType) {
         )
         .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        start_app_and_wait();
+        broker.start_again();
     }
     eventually(
         "health reports the broker back",
@@ -302,7 +268,7 @@ async fn pending_requests_fail_at_once_across_a_broker_restart_and_new_ones_work
     )
     .await;
     {
-        let _guard = RestartGuard::stop_app();
+        let broker = BrokerStopped::stop_app();
         let stopped = tokio::time::Instant::now();
         let (result, _) = waiting.await.unwrap();
         let noticed = stopped.elapsed();
@@ -332,7 +298,7 @@ async fn pending_requests_fail_at_once_across_a_broker_restart_and_new_ones_work
         );
         assert!(during.unwrap_err().is_transient());
         assert!(at.elapsed() < Duration::from_secs(10));
-        start_app_and_wait();
+        broker.start_again();
     }
     for bus in [&orders, &shipping] {
         let health = bus.health_checks().pop().unwrap();

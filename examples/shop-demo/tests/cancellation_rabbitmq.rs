@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
 use chassis_storage::{Repository, Storage};
 use chassis_web::{RunningService, ServiceHostBuilder};
-use common::Vhost;
+use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost};
 use messaging_rabbitmq::RabbitMqBus;
 use order_service::cancellation::{CancellationConfig, runner};
 use order_service_client::dto::{
@@ -36,35 +35,7 @@ use shipping_service_client::ShippingServiceClient;
 use shipping_service_client::cancellation::ShipmentCancelled;
 use uuid::Uuid;
 
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Two PostgreSQL schemas of one test, dropped on drop.
-struct Schemas([String; 2]);
-
-impl Schemas {
-    fn new() -> Self {
-        let id = &Uuid::new_v4().simple().to_string()[..12];
-        Self([
-            format!("orders_cancel_{id}"),
-            format!("shipping_cancel_{id}"),
-        ])
-    }
-}
-
-impl Drop for Schemas {
-    fn drop(&mut self) {
-        for schema in &self.0 {
-            let _ = Command::new("psql")
-                .args([
-                    POSTGRES_URL,
-                    "-c",
-                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-                ])
-                .output();
-        }
-    }
-}
 
 /// Cancellation timeouts of the order service: `(answer_timeout, max_attempts)`.
 type Timeouts = (&'static str, i64);
@@ -247,7 +218,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_and_refused_over_rabbitmq_and_postgres() {
     let vhost = Vhost::new("cancel-test");
-    let schemas = Schemas::new();
+    let schemas = Schemas::new("cancel");
     let shop = Shop::start(&vhost, &schemas, PATIENT).await;
 
     let cancelled = shop.place("Leeds", 2).await;
@@ -291,38 +262,10 @@ async fn cancelled_and_refused_over_rabbitmq_and_postgres() {
     shop.shutdown().await;
 }
 
-/// Starts the broker application again on drop, whatever happened.
-struct RestartGuard;
-
-impl RestartGuard {
-    fn stop_app() -> Self {
-        common::run("rabbitmqctl", &["stop_app"]);
-        RestartGuard
-    }
-}
-
-impl Drop for RestartGuard {
-    fn drop(&mut self) {
-        // Never panic here (we may be unwinding); report instead.
-        for _ in 0..3 {
-            let started = Command::new("rabbitmqctl").arg("start_app").status();
-            let ready = Command::new("rabbitmqctl")
-                .args(["await_startup", "--timeout", "60"])
-                .status();
-            if matches!((started, ready), (Ok(s), Ok(r)) if s.success() && r.success()) {
-                return;
-            }
-        }
-        eprintln!(
-            "error: could not start the RabbitMQ application again; run `rabbitmqctl start_app`"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_restarting_mid_cancellation_changes_no_outcome() {
     let vhost = Vhost::exclusive("cancel-restart-test");
-    let schemas = Schemas::new();
+    let schemas = Schemas::new("cancel");
     let shop = Shop::start(&vhost, &schemas, PATIENT).await;
 
     let before = shop.place("Hull", 2).await;
@@ -334,7 +277,7 @@ async fn the_broker_restarting_mid_cancellation_changes_no_outcome() {
     // outbox).
     shop.orders.cancel_order(before.id).await.unwrap();
     {
-        let _broker_down = RestartGuard::stop_app();
+        let _broker_down = BrokerStopped::stop_app();
         let accepted = shop.orders.cancel_order(during.id).await.unwrap();
         assert_eq!(accepted.status, OrderStatus::Cancelling);
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -376,7 +319,7 @@ async fn the_broker_restarting_mid_cancellation_changes_no_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipping_down_then_back_and_a_duplicated_answer_over_rabbitmq() {
     let vhost = Vhost::new("cancel-down-test");
-    let schemas = Schemas::new();
+    let schemas = Schemas::new("cancel");
     // Quick: one second per request, two requests.
     let mut shop = Shop::start(&vhost, &schemas, ("1s", 2)).await;
     let given_up = shop.place("Ely", 2).await;

@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chassis_web::{RunningService, ServiceHostBuilder};
-use common::Vhost;
+use common::{BrokerStopped, Vhost};
 use order_service_client::dto::{Destination, OrderItem, OrderStatus, PlaceOrderRequest};
 use order_service_client::quote::{QuoteLine, QuoteOrderRequest};
 use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
@@ -139,33 +138,6 @@ async fn quotes_over_rabbitmq_and_the_fallback_while_shipping_is_down() {
     order_svc.shutdown().await.unwrap();
 }
 
-struct RestartGuard;
-
-impl RestartGuard {
-    fn stop_app() -> Self {
-        common::run("rabbitmqctl", &["stop_app"]);
-        RestartGuard
-    }
-}
-
-impl Drop for RestartGuard {
-    fn drop(&mut self) {
-        // Never panic here (we may be unwinding); report instead.
-        for _ in 0..3 {
-            let started = Command::new("rabbitmqctl").arg("start_app").status();
-            let ready = Command::new("rabbitmqctl")
-                .args(["await_startup", "--timeout", "60"])
-                .status();
-            if matches!((started, ready), (Ok(s), Ok(r)) if s.success() && r.success()) {
-                return;
-            }
-        }
-        eprintln!(
-            "error: could not start the RabbitMQ application again; run `rabbitmqctl start_app`"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotes_across_a_broker_restart() {
     let vhost = Vhost::exclusive("quote-restart");
@@ -175,7 +147,7 @@ async fn quotes_across_a_broker_restart() {
     let quote = orders.quote(&lamps()).await.unwrap();
 
     {
-        let _broker_down = RestartGuard::stop_app();
+        let _broker_down = BrokerStopped::stop_app();
         // While it is away: a clear error, in about the timeout.
         let started = Instant::now();
         let err = orders.quote(&lamps()).await.unwrap_err();

@@ -8,11 +8,14 @@
 //! they are missing. Isolation: a vhost and two schemas of its own, removed
 //! at the end, pass or fail.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{POSTGRES_URL, Schemas, Vhost};
 use messaging_abstractions::{Envelope, EventBus, MessagingConfig};
 use messaging_rabbitmq::RabbitMqBus;
 use order_service_client::dto::OrderView;
@@ -21,80 +24,7 @@ use order_service_client::{ClientConfig, OrderServiceClient};
 use shipping_service_client::ShippingServiceClient;
 use uuid::Uuid;
 
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} could not run (is it installed?): {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The lock file the RabbitMQ provider's tests share: its broker-restart
-/// test takes it exclusively, every other broker test shared.
-const BROKER_LOCK: &str = "/tmp/chassis-messaging-rabbitmq-tests.lock";
-
-/// A RabbitMQ vhost and two PostgreSQL schemas of this test, removed on drop;
-/// no broker restart by another test meanwhile.
-struct Isolation {
-    vhost: String,
-    schemas: [String; 2],
-    _broker_lock: std::fs::File,
-}
-
-impl Isolation {
-    fn new() -> Self {
-        let broker_lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(BROKER_LOCK)
-            .expect("cannot open the broker lock file");
-        broker_lock
-            .lock_shared()
-            .expect("cannot take the broker lock");
-        let id = &Uuid::new_v4().simple().to_string()[..12];
-        let vhost = format!("shop-demo-test-{id}");
-        run("rabbitmqctl", &["add_vhost", &vhost]);
-        run(
-            "rabbitmqctl",
-            &["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"],
-        );
-        Self {
-            vhost,
-            schemas: [format!("orders_{id}"), format!("shipping_{id}")],
-            _broker_lock: broker_lock,
-        }
-    }
-
-    fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.vhost)
-    }
-}
-
-impl Drop for Isolation {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.vhost])
-            .output();
-        for schema in &self.schemas {
-            let _ = Command::new("psql")
-                .args([
-                    POSTGRES_URL,
-                    "-c",
-                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-                ])
-                .output();
-        }
-    }
-}
 
 /// Builds the two service binaries (with their default features: every
 /// provider) into this test's target directory; their paths.
@@ -241,24 +171,18 @@ async fn packed_units(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_pack_every_unit_exactly_once() {
     let (order_bin, shipping_bin) = binaries();
-    let isolation = Isolation::new();
-    let amqp = isolation.amqp_url();
+    let vhost = Vhost::new("shop-demo-test");
+    let schemas = Schemas::new("two_processes");
+    let amqp = vhost.amqp_url();
     let order_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../order-service/config");
     let shipping_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../shipping-service/config");
     let shipping_port = free_port();
-    let order_svc = spawn(
-        &order_bin,
-        order_config,
-        &isolation.schemas[0],
-        &amqp,
-        free_port(),
-    )
-    .await;
+    let order_svc = spawn(&order_bin, order_config, &schemas.0[0], &amqp, free_port()).await;
     let start_shipping = || {
         spawn(
             &shipping_bin,
             shipping_config,
-            &isolation.schemas[1],
+            &schemas.0[1],
             &amqp,
             shipping_port,
         )

@@ -12,62 +12,22 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::fs::{File, OpenOptions};
-use std::process::Command;
 use std::time::Duration;
 
 use messaging_abstractions::{MessagingConfig, QueueType, RetryPolicy};
 use uuid::Uuid;
 
-/// The lock file every test of this crate takes.
-const LOCK_PATH: &str = "/tmp/chassis-messaging-rabbitmq-tests.lock";
+pub use chassis_testing::rabbitmq::BrokerLock;
 
-/// Held for the whole test: shared or exclusive access to the broker.
-pub struct BrokerLock(File);
+/// A vhost of its own for one test (the shared helper), with this crate's
+/// test configuration.
+pub struct Vhost(chassis_testing::rabbitmq::Vhost);
 
-impl BrokerLock {
-    fn open() -> File {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK_PATH)
-            .expect("cannot open the broker lock file")
+impl std::ops::Deref for Vhost {
+    type Target = chassis_testing::rabbitmq::Vhost;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-
-    /// Ordinary tests: many at once.
-    pub fn shared() -> Self {
-        let file = Self::open();
-        file.lock_shared().expect("cannot take the broker lock");
-        Self(file)
-    }
-
-    /// The broker-restart test: alone.
-    pub fn exclusive() -> Self {
-        let file = Self::open();
-        file.lock().expect("cannot take the broker lock");
-        Self(file)
-    }
-}
-
-/// Runs `rabbitmqctl` with `args`; panics with its output when it fails.
-pub fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("cannot run rabbitmqctl (is RabbitMQ installed on this machine?)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A vhost of its own for one test, deleted on drop (with everything in it).
-pub struct Vhost {
-    pub name: String,
-    _lock: BrokerLock,
 }
 
 impl Vhost {
@@ -76,37 +36,14 @@ impl Vhost {
     }
 
     pub fn with_lock(lock: BrokerLock) -> Self {
-        let name = format!(
-            "chassis-test-{}",
-            &Uuid::new_v4().simple().to_string()[..12]
-        );
-        rabbitmqctl(&["add_vhost", &name]);
-        let vhost = Self { name, _lock: lock };
-        vhost.allow_guest();
-        vhost
-    }
-
-    /// Gives user `guest` every permission on this vhost.
-    pub fn allow_guest(&self) {
-        rabbitmqctl(&[
-            "set_permissions",
-            "-p",
-            &self.name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]);
-    }
-
-    /// Takes every permission of user `guest` on this vhost away: new
-    /// connections are refused.
-    pub fn deny_guest(&self) {
-        rabbitmqctl(&["clear_permissions", "-p", &self.name, "guest"]);
+        Self(chassis_testing::rabbitmq::Vhost::with_lock(
+            "chassis-test",
+            lock,
+        ))
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+        self.amqp_url()
     }
 
     /// A test config for this vhost: fast retries, small batches.
@@ -130,31 +67,6 @@ impl Vhost {
         config.rabbitmq.reconnect_max_backoff = Duration::from_secs(1);
         config.validate().expect("test config is valid");
         config
-    }
-
-    /// Closes every client connection to this vhost (as a crashing or
-    /// partitioned network would), leaving the broker and other vhosts alone.
-    pub fn close_connections(&self) {
-        rabbitmqctl(&[
-            "close_all_connections",
-            "-p",
-            &self.name,
-            "test closes the connection",
-        ]);
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let out = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
-        if !matches!(&out, Ok(o) if o.status.success()) {
-            eprintln!(
-                "warning: could not delete test vhost {}: {out:?}",
-                self.name
-            );
-        }
     }
 }
 

@@ -60,6 +60,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// base_url = "http://shipping:8080"
 /// timeout = "5s"
 /// connect_timeout = "1s"
+/// rate_limit_retries = 3
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +74,11 @@ pub struct ClientConfig {
     /// Longest time to establish a connection.
     #[serde(with = "chassis_core::duration")]
     pub connect_timeout: Duration,
+    /// How many times a request refused with `429 Too Many Requests` is sent
+    /// again after the `Retry-After` the service named (a refused request
+    /// was not handled, so sending it again is safe for every method). Each
+    /// wait is at most [`ClientConfig::timeout`]; 0 turns retrying off.
+    pub rate_limit_retries: u32,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +87,7 @@ impl Default for ClientConfig {
             base_url: "http://127.0.0.1:8080".into(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
+            rate_limit_retries: 3,
         }
     }
 }
@@ -321,6 +328,7 @@ pub struct HttpClient {
     http: reqwest::Client,
     base: Url,
     timeout: Duration,
+    rate_limit_retries: u32,
     context: CallContext,
 }
 
@@ -365,6 +373,7 @@ impl HttpClient {
             http,
             base,
             timeout: config.timeout,
+            rate_limit_retries: config.rate_limit_retries,
             context: CallContext::default(),
         })
     }
@@ -443,19 +452,14 @@ impl HttpClient {
             url.query_pairs_mut().extend_pairs(query);
         }
         let url_text = url.to_string();
-        let mut request = self
-            .http
-            .request(method.clone(), url)
-            .headers(self.context_headers())
-            .header(ACCEPT, "application/json, application/problem+json");
-        if let Some(body) = body {
-            let bytes = serde_json::to_vec(body).map_err(|source| ClientError::Encode {
-                method: method.clone(),
-                url: url_text.clone(),
-                source,
-            })?;
-            request = request.header(CONTENT_TYPE, "application/json").body(bytes);
-        }
+        let body =
+            body.map(serde_json::to_vec)
+                .transpose()
+                .map_err(|source| ClientError::Encode {
+                    method: method.clone(),
+                    url: url_text.clone(),
+                    source,
+                })?;
         let transport = |source: reqwest::Error| {
             if source.is_timeout() {
                 ClientError::Timeout {
@@ -471,7 +475,27 @@ impl HttpClient {
                 }
             }
         };
-        let response = request.send().await.map_err(transport)?;
+        let mut retries_left = self.rate_limit_retries;
+        let response = loop {
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(self.context_headers())
+                .header(ACCEPT, "application/json, application/problem+json");
+            if let Some(bytes) = &body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(bytes.clone());
+            }
+            let response = request.send().await.map_err(transport)?;
+            match rate_limit_wait(&response, self.timeout) {
+                Some(wait) if retries_left > 0 => {
+                    retries_left -= 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break response,
+            }
+        };
         let status = response.status();
         let location = response
             .headers()
@@ -530,6 +554,23 @@ pub fn found<T>(result: Result<Reply<T>, ClientError>) -> Result<Option<T>, Clie
 
 /// Longest part of a non-problem error body kept in [`ClientError::Status`].
 const MAX_ERROR_BODY: usize = 512;
+
+/// For a `429 Too Many Requests` answer, how long to wait before sending the
+/// request again: the `Retry-After` seconds (1 s when absent or given as a
+/// date), `None` when it is longer than `limit` (waiting would outlast the
+/// caller's own timeout) or the answer is not a 429.
+fn rate_limit_wait(response: &reqwest::Response, limit: Duration) -> Option<Duration> {
+    if response.status() != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let wait = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs);
+    (wait <= limit).then_some(wait)
+}
 
 fn error_from(method: Method, url: String, status: StatusCode, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<Problem>(body) {

@@ -1,5 +1,7 @@
 //! The client against a real HTTP server on a loopback port.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -132,4 +134,74 @@ async fn a_slow_service_times_out_and_a_closed_port_is_a_transport_error() {
     let err = client.get::<Value>("/x", &[]).await.unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
     assert_eq!(err.status(), None);
+}
+
+/// A service that refuses the first `refusals` calls with 429 (`Retry-After`
+/// as given), then answers; the number of calls it saw.
+async fn rate_limited(refusals: usize, retry_after: &'static str) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = Router::new().route(
+        "/limited",
+        post(move |Json(body): Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < refusals {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [
+                            (header::RETRY_AFTER, retry_after),
+                            (header::CONTENT_TYPE, "application/problem+json"),
+                        ],
+                        r#"{"type":"about:blank","title":"Too Many Requests","status":429}"#,
+                    )
+                        .into_response();
+                }
+                Json(body).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), calls)
+}
+
+#[tokio::test]
+async fn a_rate_limited_request_is_sent_again_after_retry_after() {
+    let (base, calls) = rate_limited(2, "0").await;
+    let client = HttpClient::new(&ClientConfig::new(&base)).unwrap();
+    let reply = client
+        .post::<_, Value>("/limited", &json!({"n": 3}))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, json!({"n": 3}), "the body is sent again whole");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn rate_limit_retries_are_bounded_and_configurable() {
+    // More refusals than retries: the 429 reaches the caller as a problem.
+    let (base, calls) = rate_limited(10, "0").await;
+    let config = ClientConfig {
+        rate_limit_retries: 2,
+        ..ClientConfig::new(&base)
+    };
+    let err = HttpClient::new(&config)
+        .unwrap()
+        .post::<_, Value>("/limited", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "one call and two retries");
+
+    // A wait longer than the client's own timeout is not waited for.
+    let (base, calls) = rate_limited(1, "3600").await;
+    let err = HttpClient::new(&ClientConfig::new(&base))
+        .unwrap()
+        .post::<_, Value>("/limited", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::TOO_MANY_REQUESTS), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

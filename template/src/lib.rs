@@ -19,10 +19,7 @@ pub mod app;
 pub mod domain;
 pub mod events;
 
-use std::sync::Arc;
-
 use chassis_domain::messaging::{Handlers, Subscription};
-use chassis_storage::{OutboxBacklogCheck, Storage};
 use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
 
 use crate::events::ItemCreated;
@@ -37,34 +34,16 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(start)
-        .routes(|ctx| api::router(app::Items::new(storage(ctx))))
-}
-
-fn storage(ctx: &ServiceContext) -> Storage {
-    Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
+        .routes(|ctx| api::router(app::Items::new(ctx.storage())))
 }
 
 /// Starts the outbox relay (readiness watches its backlog) and subscribes
 /// the `ItemCreated` handler through the inbox of the service's group.
 async fn start(ctx: ServiceContext) -> Result<(), BoxError> {
-    let storage = storage(&ctx);
-    let backlog = OutboxBacklogCheck::new(ctx.store().outbox(), &storage.config().outbox);
-    if storage.config().outbox.relay_enabled {
-        let relay = storage.start_relay(ctx.bus().clone());
-        ctx.health().register(Arc::new(backlog.watching(&relay)));
-        let stopping = ctx.shutdown_signal();
-        ctx.spawn("outbox-relay", async move {
-            stopping.stopping().await;
-            relay.shutdown().await?;
-            Ok(())
-        });
-    } else {
-        // Another process relays this store's outbox.
-        ctx.health().register(Arc::new(backlog));
-    }
+    ctx.start_outbox_relay();
 
     let group = ctx.name().to_owned();
-    let inbox = storage.inbox(group.clone());
+    let inbox = ctx.storage().inbox(group.clone());
     let handlers = Handlers::new().on::<ItemCreated>(inbox.handler(app::CountCreatedItems));
     ctx.bus()
         .subscribe(Subscription::new(group, handlers))

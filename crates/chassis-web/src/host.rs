@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use chassis_core::HealthCheck;
+use chassis_storage::{OutboxBacklogCheck, Storage};
 use logging_init::{BoxedLayer, LoggingInitError};
 use messaging_abstractions::EventBus;
 use messaging_init::MessagingInitError;
@@ -517,6 +518,35 @@ impl ServiceContext {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The store with the `[storage]` settings, which repositories, units of
+    /// work, inboxes and the outbox relay are made from.
+    pub fn storage(&self) -> Storage {
+        Storage::new(self.store().clone(), self.chassis().storage.clone())
+    }
+
+    /// Publishes what the service writes to its outbox: starts the outbox
+    /// relay on the service's bus (stopped at shutdown, after HTTP has
+    /// drained) and registers the outbox backlog readiness check watching
+    /// it. With `storage.outbox.relay_enabled = false` (another process
+    /// relays this store's outbox) only the backlog check is registered.
+    /// Call it from an `on_start` hook.
+    pub fn start_outbox_relay(&self) {
+        let storage = self.storage();
+        let backlog = OutboxBacklogCheck::new(self.store().outbox(), &storage.config().outbox);
+        if !storage.config().outbox.relay_enabled {
+            self.health().register(Arc::new(backlog));
+            return;
+        }
+        let relay = storage.start_relay(self.bus().clone());
+        self.health().register(Arc::new(backlog.watching(&relay)));
+        let stopping = self.shutdown_signal();
+        self.spawn("outbox-relay", async move {
+            stopping.stopping().await;
+            relay.shutdown().await?;
+            Ok(())
+        });
     }
 
     /// Readiness: register more checks at run time.

@@ -47,9 +47,7 @@ pub mod domain;
 pub mod integration;
 pub mod quote;
 
-use chassis_storage::{OutboxBacklogCheck, Storage};
-use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
-use std::sync::Arc;
+use chassis_web::{ServiceHost, ServiceHostBuilder};
 
 /// The service's name: consumer group, `service.name` default.
 pub const SERVICE_NAME: &str = "order-service";
@@ -60,11 +58,15 @@ pub const SERVICE_NAME: &str = "order-service";
 pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
-        .on_start(start_outbox_relay)
+        .on_start(|ctx| async move {
+            // Publishes what orders and the cancellation saga write to the outbox.
+            ctx.start_outbox_relay();
+            Ok(())
+        })
         .on_start(cancellation::start)
         .on_start(quote::start)
         .routes(|ctx| {
-            let storage = storage(ctx);
+            let storage = ctx.storage();
             // Checked by the `cancellation::start` hook, which runs first.
             let config = cancellation::CancellationConfig::from_context(ctx)
                 .expect("the [cancellation] section was checked at start-up");
@@ -78,28 +80,4 @@ pub fn host() -> ServiceHostBuilder {
                     .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
             )
         })
-}
-
-fn storage(ctx: &ServiceContext) -> Storage {
-    Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
-}
-
-/// Publishes what orders wrote to the outbox; readiness watches the backlog.
-async fn start_outbox_relay(ctx: ServiceContext) -> Result<(), BoxError> {
-    let storage = storage(&ctx);
-    let backlog = OutboxBacklogCheck::new(ctx.store().outbox(), &storage.config().outbox);
-    if !storage.config().outbox.relay_enabled {
-        // Another process relays this store's outbox.
-        ctx.health().register(Arc::new(backlog));
-        return Ok(());
-    }
-    let relay = storage.start_relay(ctx.bus().clone());
-    ctx.health().register(Arc::new(backlog.watching(&relay)));
-    let stopping = ctx.shutdown_signal();
-    ctx.spawn("outbox-relay", async move {
-        stopping.stopping().await;
-        relay.shutdown().await?;
-        Ok(())
-    });
-    Ok(())
 }

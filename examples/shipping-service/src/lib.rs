@@ -47,7 +47,6 @@ pub mod quote;
 use std::sync::Arc;
 
 use chassis_domain::messaging::{Handlers, Subscription};
-use chassis_storage::{OutboxBacklogCheck, Storage};
 use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
 use order_service_client::OrderCompleted;
 
@@ -64,33 +63,12 @@ pub fn host() -> ServiceHostBuilder {
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(subscribe)
         .on_start(quote::serve)
-        .on_start(start_outbox_relay)
-        .routes(|ctx| api::router(app::Shipping::new(storage(ctx))))
-}
-
-fn storage(ctx: &ServiceContext) -> Storage {
-    Storage::new(ctx.store().clone(), ctx.chassis().storage.clone())
-}
-
-/// Publishes what shipping wrote to the outbox (its answers to order
-/// cancellations); readiness watches the backlog.
-async fn start_outbox_relay(ctx: ServiceContext) -> Result<(), BoxError> {
-    let storage = storage(&ctx);
-    let backlog = OutboxBacklogCheck::new(ctx.store().outbox(), &storage.config().outbox);
-    if !storage.config().outbox.relay_enabled {
-        // Another process relays this store's outbox.
-        ctx.health().register(Arc::new(backlog));
-        return Ok(());
-    }
-    let relay = storage.start_relay(ctx.bus().clone());
-    ctx.health().register(Arc::new(backlog.watching(&relay)));
-    let stopping = ctx.shutdown_signal();
-    ctx.spawn("outbox-relay", async move {
-        stopping.stopping().await;
-        relay.shutdown().await?;
-        Ok(())
-    });
-    Ok(())
+        .on_start(|ctx| async move {
+            // Publishes shipping's answers to order cancellations.
+            ctx.start_outbox_relay();
+            Ok(())
+        })
+        .routes(|ctx| api::router(app::Shipping::new(ctx.storage())))
 }
 
 /// Reads the `[shipping]` section and packs every `order.completed.v1`
@@ -99,7 +77,7 @@ async fn subscribe(ctx: ServiceContext) -> Result<(), BoxError> {
     let config: ShippingConfig = ctx.section("shipping")?;
     let providers = Arc::new(TransportProviders::from_config(&config)?);
     let group = ctx.name().to_owned();
-    let inbox = storage(&ctx).inbox(group.clone());
+    let inbox = ctx.storage().inbox(group.clone());
     let handlers = Handlers::new().on::<OrderCompleted>(app::PackOrderConsumer::new(
         inbox.clone(),
         app::PackOrder::new(providers.clone()),

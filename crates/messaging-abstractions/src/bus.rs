@@ -49,9 +49,9 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Sends `request` (an envelope of the request type, see
     /// [`crate::RequestClient`]) to the group subscribed to its type with this
-    /// bus' reply address in [`crate::REPLY_TO_HEADER`], and waits at most
+    /// bus' reply address in [`crate::request::REPLY_TO_HEADER`], and waits at most
     /// `timeout` for the envelope answering it (matched on
-    /// [`crate::IN_REPLY_TO_HEADER`] = the request's `message_id`).
+    /// [`crate::request::IN_REPLY_TO_HEADER`] = the request's `message_id`).
     ///
     /// Errors: nobody subscribed → [`RequestError::NoResponder`] at once; no
     /// answer in time → [`RequestError::Timeout`]. The default says the
@@ -68,7 +68,7 @@ pub trait EventBus: Send + Sync + 'static {
     }
 
     /// Sends `reply` to the address `request` carries in
-    /// [`crate::REPLY_TO_HEADER`]. A requester that no longer exists is
+    /// [`crate::request::REPLY_TO_HEADER`]. A requester that no longer exists is
     /// [`PublishError::Unroutable`]. Used by [`crate::Responders`].
     async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
         let _ = (request, reply);

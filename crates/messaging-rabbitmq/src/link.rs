@@ -32,6 +32,10 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// How often the supervisor also looks at the connection and channel state
 /// (a safety net next to the connection's error events).
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// How long closing a lost or finished connection may take: the close
+/// handshake of a connection whose peer went away can wait for an answer
+/// that never comes, and the supervisor must go on reconnecting.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the rest of the provider sees of the connection.
 #[derive(Clone)]
@@ -293,10 +297,7 @@ impl Shared {
                 error: reason,
             });
             // Best effort: make sure every channel of the old link ends.
-            let _ = link
-                .connection
-                .close(320, ShortString::from("reconnecting"))
-                .await;
+            close_bounded(&link, 320, "reconnecting").await;
             let mut backoff = self.config.rabbitmq.reconnect_initial_backoff;
             link = loop {
                 match self.open_link().await {
@@ -319,10 +320,7 @@ impl Shared {
                 }
             };
             if let LinkState::Closed = self.current() {
-                let _ = link
-                    .connection
-                    .close(200, ShortString::from("shutdown"))
-                    .await;
+                close_bounded(&link, 200, "shutdown").await;
                 return;
             }
             info!(endpoint = %self.endpoint, generation = link.generation, "RabbitMQ connection restored");
@@ -389,6 +387,17 @@ impl Shared {
             )),
             LinkState::Closed => HealthStatus::Unhealthy("event bus is shut down".into()),
         }
+    }
+}
+
+/// Closes `link`'s connection, giving up after [`CLOSE_TIMEOUT`].
+async fn close_bounded(link: &Link, code: u16, reason: &str) {
+    let close = link.connection.close(code, ShortString::from(reason));
+    if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+        warn!(
+            generation = link.generation,
+            "closing the old RabbitMQ connection timed out; dropping it"
+        );
     }
 }
 

@@ -217,14 +217,14 @@ impl GroupConsumer {
                 Stopped::Shutdown => {
                     let still_running = self.drain(grace).await;
                     // Unacked prefetched messages go back to the queue.
-                    let _ = channel.close(200, "consumer stopped".into()).await;
+                    crate::link::close_channel(&channel, "consumer stopped").await;
                     return still_running;
                 }
                 Stopped::Lost => {
                     if link.connection.status().connected() {
                         // The broker cancelled us (queue deleted?) or the
                         // channel failed: attach again on the same link.
-                        let _ = channel.close(200, "re-attaching".into()).await;
+                        crate::link::close_channel(&channel, "re-attaching").await;
                         after = link.generation - 1;
                         failures += 1;
                         if self.pause(failures).await {

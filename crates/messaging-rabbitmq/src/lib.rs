@@ -485,7 +485,7 @@ impl EventBus for RabbitMqBus {
         let mut consumers = self.inner.consumers.lock();
         if self.shared().is_stopping() {
             drop(consumers);
-            let _ = channel.close(200, ShortString::from("bus shut down")).await;
+            crate::link::close_channel(&channel, "bus shut down").await;
             return Err(SubscribeError::ShutDown);
         }
         consumers.push(tokio::spawn(
@@ -603,11 +603,16 @@ impl EventBus for RabbitMqBus {
         }
         *done = true;
         let closed = match link {
-            Some(link) if link.connection.status().connected() => link
-                .connection
-                .close(200, ShortString::from("shutdown"))
-                .await
-                .map_err(|e| ShutdownError::Close(e.to_string())),
+            Some(link) if link.connection.status().connected() => {
+                let close = link.connection.close(200, ShortString::from("shutdown"));
+                match tokio::time::timeout(crate::link::CLOSE_TIMEOUT, close).await {
+                    Ok(closed) => closed.map_err(|e| ShutdownError::Close(e.to_string())),
+                    Err(_) => Err(ShutdownError::Close(format!(
+                        "the broker did not confirm the close within {:?}",
+                        crate::link::CLOSE_TIMEOUT
+                    ))),
+                }
+            }
             _ => Ok(()),
         };
         if in_flight > 0 {

@@ -35,7 +35,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 /// How long closing a lost or finished connection may take: the close
 /// handshake of a connection whose peer went away can wait for an answer
 /// that never comes, and the supervisor must go on reconnecting.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the rest of the provider sees of the connection.
 #[derive(Clone)]
@@ -398,6 +398,15 @@ async fn close_bounded(link: &Link, code: u16, reason: &str) {
             generation = link.generation,
             "closing the old RabbitMQ connection timed out; dropping it"
         );
+    }
+}
+
+/// Closes `channel`, giving up after [`CLOSE_TIMEOUT`] (its connection may
+/// be gone without the channel knowing yet).
+pub(crate) async fn close_channel(channel: &Channel, reason: &str) {
+    let close = channel.close(200, ShortString::from(reason));
+    if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+        warn!(reason, "closing a RabbitMQ channel timed out; dropping it");
     }
 }
 

@@ -270,7 +270,5 @@ async fn consume(
         }),
         None => queue.close(|| RequestError::ShutDown),
     }
-    let _ = channel
-        .close(200, ShortString::from("reply queue done"))
-        .await;
+    crate::link::close_channel(&channel, "reply queue done").await;
 }

@@ -4,6 +4,8 @@
 //! shipping coming back late and putting the units back), and duplicated
 //! step messages with a single effect.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +18,11 @@ use chassis_domain::{Envelope, MessageContext};
 use chassis_storage::{Repository, Storage};
 use chassis_testing::TestBus;
 use chassis_web::{RunningService, ServiceHostBuilder};
+use common::box_order;
 use messaging_inmemory::InMemoryBus;
 use order_service::cancellation::{CancellationConfig, runner};
 use order_service_client::cancellation::{OrderCancellationRequested, OrderCancellationWithdrawn};
-use order_service_client::dto::{
-    Destination, OrderItem, OrderStatus, OrderView, PlaceOrderRequest,
-};
+use order_service_client::dto::{OrderStatus, OrderView};
 use order_service_client::events::{ItemToShip, OrderCompleted};
 use order_service_client::{ClientConfig, OrderServiceClient};
 use shipping_service::domain::Shipment;
@@ -33,29 +34,6 @@ use uuid::Uuid;
 
 const ORDERS: &str = order_service::SERVICE_NAME;
 const SHIPPING: &str = shipping_service::SERVICE_NAME;
-
-fn request(city: &str, quantity: i64) -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        customer_id: "c-1".into(),
-        destination: Destination {
-            name: "Ada".into(),
-            street: "1 Main St".into(),
-            city: city.into(),
-            postal_code: "N1".into(),
-            country: "GB".into(),
-        },
-        items: vec![OrderItem {
-            sku: "BOX".into(),
-            name: "Box".into(),
-            unit_price_cents: 100,
-            quantity,
-            weight_grams: 1_000,
-            length_mm: 100,
-            width_mm: 100,
-            height_mm: 100,
-        }],
-    }
-}
 
 /// Order service with quick timeouts (when `quick`).
 fn order_host(quick: bool) -> ServiceHostBuilder {
@@ -115,8 +93,8 @@ async fn a_cancelled_order_leaves_its_packages_other_orders_stay() {
     let shipping_svc = chassis_testing::start(shipping_service::host(), &bus).await;
     let (orders, shipping) = clients(&order_svc, &shipping_svc);
 
-    let cancelled = orders.place_order(&request("Leeds", 2)).await.unwrap();
-    let kept = orders.place_order(&request("Leeds", 3)).await.unwrap();
+    let cancelled = orders.place_order(&box_order("Leeds", 2)).await.unwrap();
+    let kept = orders.place_order(&box_order("Leeds", 3)).await.unwrap();
     wait_ok(&bus, SHIPPING, OrderCompleted::EVENT_TYPE, 2).await;
     assert_eq!(units(&shipping, cancelled.id).await, 2);
 
@@ -190,7 +168,7 @@ async fn an_order_with_a_sent_package_is_refused_and_goes_on() {
     let shipping_svc = chassis_testing::start(shipping_service::host(), &bus).await;
     let (orders, shipping) = clients(&order_svc, &shipping_svc);
 
-    let order = orders.place_order(&request("York", 2)).await.unwrap();
+    let order = orders.place_order(&box_order("York", 2)).await.unwrap();
     wait_ok(&bus, SHIPPING, OrderCompleted::EVENT_TYPE, 1).await;
     let packages = shipping.packages_for_order(order.id).await.unwrap();
     let sent = shipping.send_package(packages[0].id).await.unwrap();
@@ -230,7 +208,7 @@ async fn shipping_down_the_request_is_sent_again_then_given_up() {
     let order_svc = chassis_testing::start(order_host(true), &bus).await;
     let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
 
-    let order = orders.place_order(&request("Bath", 1)).await.unwrap();
+    let order = orders.place_order(&box_order("Bath", 1)).await.unwrap();
     orders.cancel_order(order.id).await.unwrap();
     // Three requests (the first, two re-sends), then the withdrawal, which
     // commits with the order's refusal.
@@ -256,7 +234,7 @@ async fn a_duplicated_answer_has_one_effect() {
     let bus = TestBus::in_memory();
     let order_svc = chassis_testing::start(order_host(false), &bus).await;
     let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
-    let order = orders.place_order(&request("Ely", 1)).await.unwrap();
+    let order = orders.place_order(&box_order("Ely", 1)).await.unwrap();
     orders.cancel_order(order.id).await.unwrap();
 
     // The same answer twice (same message id), as a broker redelivers.
@@ -503,7 +481,7 @@ async fn shipping_back_after_the_saga_gave_up_puts_the_units_back() {
     )
     .await;
     let (orders, shipping) = clients(&order_svc, &shipping_svc);
-    let order = orders.place_order(&request("Hull", 4)).await.unwrap();
+    let order = orders.place_order(&box_order("Hull", 4)).await.unwrap();
     eventually("the order packed", || async {
         units(&shipping, order.id).await == 4
     })

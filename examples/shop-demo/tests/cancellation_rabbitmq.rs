@@ -22,12 +22,10 @@ use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
 use chassis_storage::{Repository, Storage};
 use chassis_web::{RunningService, ServiceHostBuilder};
-use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost};
+use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost, box_order};
 use messaging_rabbitmq::RabbitMqBus;
 use order_service::cancellation::{CancellationConfig, runner};
-use order_service_client::dto::{
-    Destination, OrderItem, OrderStatus, OrderView, PlaceOrderRequest,
-};
+use order_service_client::dto::{OrderStatus, OrderView};
 use order_service_client::{ClientConfig, OrderServiceClient};
 use shipping_service::domain::Shipment;
 use shipping_service::domain::cancellation::ShipmentCancellation;
@@ -110,26 +108,7 @@ impl Shop {
     async fn place(&self, city: &str, quantity: i64) -> OrderView {
         let order = self
             .orders
-            .place_order(&PlaceOrderRequest {
-                customer_id: "c-1".into(),
-                destination: Destination {
-                    name: "Ada".into(),
-                    street: "1 Main St".into(),
-                    city: city.into(),
-                    postal_code: "N1".into(),
-                    country: "GB".into(),
-                },
-                items: vec![OrderItem {
-                    sku: "BOX".into(),
-                    name: "Box".into(),
-                    unit_price_cents: 100,
-                    quantity,
-                    weight_grams: 1_000,
-                    length_mm: 100,
-                    width_mm: 100,
-                    height_mm: 100,
-                }],
-            })
+            .place_order(&box_order(city, quantity))
             .await
             .unwrap();
         let q = u64::try_from(quantity).unwrap();

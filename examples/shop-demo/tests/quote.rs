@@ -5,6 +5,8 @@
 //! without a quote), and a quote request delivered twice. The same over
 //! RabbitMQ is in `quote_rabbitmq.rs`.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,53 +16,12 @@ use chassis_domain::messaging::{
     RequestError, Responders, ShutdownError, SubscribeError, Subscription,
 };
 use chassis_testing::TestBus;
-use order_service_client::dto::{Destination, OrderItem, OrderStatus, PlaceOrderRequest};
-use order_service_client::quote::{QuoteLine, QuoteOrderRequest};
+use common::{lamp_order, lamps};
+use order_service_client::dto::OrderStatus;
+use order_service_client::quote::QuoteOrderRequest;
 use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
 use shipping_service::domain::{ShippingConfig, TransportProviders};
 use shipping_service_client::quote::{Quote, QuoteRequest};
-
-fn destination() -> Destination {
-    Destination {
-        name: "Ada".into(),
-        street: "1 Main St".into(),
-        city: "London".into(),
-        postal_code: "N1".into(),
-        country: "GB".into(),
-    }
-}
-
-/// Three 12 kg lamps: two packages by shipping's rules (see its crate docs).
-fn lamps(quantity: i64) -> QuoteOrderRequest {
-    QuoteOrderRequest {
-        destination: destination(),
-        items: vec![QuoteLine {
-            sku: "LAMP".into(),
-            quantity,
-            weight_grams: 12_000,
-            length_mm: 400,
-            width_mm: 300,
-            height_mm: 300,
-        }],
-    }
-}
-
-fn order() -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        customer_id: "c-1".into(),
-        destination: destination(),
-        items: vec![OrderItem {
-            sku: "LAMP".into(),
-            name: "Lamp".into(),
-            unit_price_cents: 4_999,
-            quantity: 3,
-            weight_grams: 12_000,
-            length_mm: 400,
-            width_mm: 300,
-            height_mm: 300,
-        }],
-    }
-}
 
 /// What shipping's own rules say about `request` (the expected answer).
 fn expected(request: &QuoteOrderRequest) -> Quote {
@@ -125,7 +86,7 @@ async fn a_quote_over_the_bus_follows_shippings_packing_rules_and_is_kept_on_the
     assert!(quote.unshippable.is_empty());
 
     // Placing the order asks too and keeps the answer.
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Completed);
     assert_eq!(placed.shipping_quote.as_ref(), Some(&quote));
     let read = orders.get_order(placed.id).await.unwrap().unwrap();
@@ -198,7 +159,7 @@ async fn without_shipping_the_quote_is_503_and_orders_are_placed_without_one() {
         "no responder is known at once, not after the timeout"
     );
 
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Completed);
     assert_eq!(placed.shipping_quote, None, "the fallback: no quote");
 }
@@ -234,7 +195,7 @@ async fn a_shipping_too_slow_to_answer_gives_504_and_orders_go_on_without_a_quot
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let started = Instant::now();
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Completed);
     assert_eq!(placed.shipping_quote, None, "the fallback: no quote");
     assert!(
@@ -355,6 +316,6 @@ async fn a_quote_request_delivered_twice_is_answered_twice_and_the_second_answer
         0,
         "a second answer is accepted and dropped, never an error"
     );
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.shipping_quote, Some(three));
 }

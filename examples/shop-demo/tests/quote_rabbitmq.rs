@@ -15,51 +15,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chassis_web::{RunningService, ServiceHostBuilder};
-use common::{BrokerStopped, Vhost};
-use order_service_client::dto::{Destination, OrderItem, OrderStatus, PlaceOrderRequest};
-use order_service_client::quote::{QuoteLine, QuoteOrderRequest};
+use common::{BrokerStopped, Vhost, lamp_order, lamps};
+use order_service_client::dto::OrderStatus;
 use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
-
-fn destination() -> Destination {
-    Destination {
-        name: "Ada".into(),
-        street: "1 Main St".into(),
-        city: "London".into(),
-        postal_code: "N1".into(),
-        country: "GB".into(),
-    }
-}
-
-fn lamps() -> QuoteOrderRequest {
-    QuoteOrderRequest {
-        destination: destination(),
-        items: vec![QuoteLine {
-            sku: "LAMP".into(),
-            quantity: 3,
-            weight_grams: 12_000,
-            length_mm: 400,
-            width_mm: 300,
-            height_mm: 300,
-        }],
-    }
-}
-
-fn order() -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        customer_id: "c-1".into(),
-        destination: destination(),
-        items: vec![OrderItem {
-            sku: "LAMP".into(),
-            name: "Lamp".into(),
-            unit_price_cents: 4_999,
-            quantity: 3,
-            weight_grams: 12_000,
-            length_mm: 400,
-            width_mm: 300,
-            height_mm: 300,
-        }],
-    }
-}
 
 async fn start(host: ServiceHostBuilder, vhost: &Vhost) -> RunningService {
     host.config("messaging.provider", "rabbitmq")
@@ -93,7 +51,7 @@ async fn quote_eventually(
 ) -> order_service_client::quote::ShippingQuote {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match orders.quote(&lamps()).await {
+        match orders.quote(&lamps(3)).await {
             Ok(quote) => return quote,
             Err(e) => {
                 assert!(Instant::now() < deadline, "no quote within 60 s: {e}");
@@ -110,20 +68,20 @@ async fn quotes_over_rabbitmq_and_the_fallback_while_shipping_is_down() {
     let shipping_svc = start(shipping_service::host(), &vhost).await;
     let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
 
-    let quote = orders.quote(&lamps()).await.unwrap();
+    let quote = orders.quote(&lamps(3)).await.unwrap();
     assert_eq!(quote.package_count, 2);
     assert!(quote.transport_provider.is_some());
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.shipping_quote.as_ref(), Some(&quote));
 
     // Shipping down: its quote queue is still bound, nobody consumes it.
     shipping_svc.shutdown().await.unwrap();
     let started = Instant::now();
-    let err = orders.quote(&lamps()).await.unwrap_err();
+    let err = orders.quote(&lamps(3)).await.unwrap_err();
     assert_eq!(status(&err), 504, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     let started = Instant::now();
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.status, OrderStatus::Completed);
     assert_eq!(
         placed.shipping_quote, None,
@@ -144,13 +102,13 @@ async fn quotes_across_a_broker_restart() {
     let order_svc = start(order_service::host(), &vhost).await;
     let _shipping_svc = start(shipping_service::host(), &vhost).await;
     let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
-    let quote = orders.quote(&lamps()).await.unwrap();
+    let quote = orders.quote(&lamps(3)).await.unwrap();
 
     {
         let _broker_down = BrokerStopped::stop_app();
         // While it is away: a clear error, in about the timeout.
         let started = Instant::now();
-        let err = orders.quote(&lamps()).await.unwrap_err();
+        let err = orders.quote(&lamps(3)).await.unwrap_err();
         let took = started.elapsed();
         println!(
             "quote while the broker is away: {} after {took:?}",
@@ -162,13 +120,13 @@ async fn quotes_across_a_broker_restart() {
         );
         assert!(took < Duration::from_secs(5), "never a hang: {took:?}");
         // Orders are still placed (the outbox publishes them later), without a quote.
-        let placed = orders.place_order(&order()).await.unwrap();
+        let placed = orders.place_order(&lamp_order()).await.unwrap();
         assert_eq!(placed.status, OrderStatus::Completed);
         assert_eq!(placed.shipping_quote, None);
     }
     // The guard started the broker again; both services reconnect.
     assert_eq!(quote_eventually(&orders).await, quote);
-    let placed = orders.place_order(&order()).await.unwrap();
+    let placed = orders.place_order(&lamp_order()).await.unwrap();
     assert_eq!(placed.shipping_quote, Some(quote));
     order_svc.shutdown().await.unwrap();
 }

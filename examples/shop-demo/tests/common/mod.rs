@@ -43,3 +43,71 @@ impl Drop for Schemas {
         }
     }
 }
+
+/// A destination in `city` (the same customer for every test order).
+pub fn destination_in(city: &str) -> order_service_client::dto::Destination {
+    order_service_client::dto::Destination {
+        name: "Ada".into(),
+        street: "1 Main St".into(),
+        city: city.into(),
+        postal_code: "N1".into(),
+        country: "GB".into(),
+    }
+}
+
+/// The destination of the quote tests.
+pub fn destination() -> order_service_client::dto::Destination {
+    destination_in("London")
+}
+
+/// `quantity` 12 kg lamps to [`destination`]: three make two packages by
+/// shipping's rules (see its crate docs).
+pub fn lamps(quantity: i64) -> order_service_client::quote::QuoteOrderRequest {
+    order_service_client::quote::QuoteOrderRequest {
+        destination: destination(),
+        items: vec![order_service_client::quote::QuoteLine {
+            sku: "LAMP".into(),
+            quantity,
+            weight_grams: 12_000,
+            length_mm: 400,
+            width_mm: 300,
+            height_mm: 300,
+        }],
+    }
+}
+
+/// An order of the three lamps of [`lamps`].
+pub fn lamp_order() -> order_service_client::dto::PlaceOrderRequest {
+    order_service_client::dto::PlaceOrderRequest {
+        customer_id: "c-1".into(),
+        destination: destination(),
+        items: vec![order_service_client::dto::OrderItem {
+            sku: "LAMP".into(),
+            name: "Lamp".into(),
+            unit_price_cents: 4_999,
+            quantity: 3,
+            weight_grams: 12_000,
+            length_mm: 400,
+            width_mm: 300,
+            height_mm: 300,
+        }],
+    }
+}
+
+/// An order of `quantity` 1 kg boxes to `city`.
+pub fn box_order(city: &str, quantity: i64) -> order_service_client::dto::PlaceOrderRequest {
+    order_service_client::dto::PlaceOrderRequest {
+        customer_id: "c-1".into(),
+        destination: destination_in(city),
+        items: vec![order_service_client::dto::OrderItem {
+            sku: "BOX".into(),
+            name: "Box".into(),
+            unit_price_cents: 100,
+            quantity,
+            weight_grams: 1_000,
+            length_mm: 100,
+            width_mm: 100,
+            height_mm: 100,
+        }],
+    }
+}

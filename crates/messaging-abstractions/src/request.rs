@@ -28,13 +28,16 @@
 //! - the response is decoded and type-checked: a wrong answer is
 //!   [`RequestError::Decode`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use thiserror::Error;
+use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::bus::EventBus;
 use crate::envelope::{Envelope, IntegrationEvent, MessageContext};
@@ -177,16 +180,14 @@ pub fn response_envelope<R: IntegrationEvent>(
 
 /// The failure answer to `request`.
 pub fn failure_envelope(request: &Envelope, error: &HandlerError) -> Envelope {
-    let mut reply = Envelope::new(
+    Envelope::new(
         request.event_type.clone(),
         "text/plain; charset=utf-8",
         error.reason.clone().into_bytes(),
     )
     .with_context(&request.context_for_handler())
     .with_header(IN_REPLY_TO_HEADER, request.message_id.to_string())
-    .with_header(REPLY_ERROR_HEADER, error.kind.as_str());
-    reply.partition_key = None;
-    reply
+    .with_header(REPLY_ERROR_HEADER, error.kind.as_str())
 }
 
 /// Reads an answer: a failure reply becomes [`RequestError::Failed`], anything
@@ -203,6 +204,110 @@ pub fn decode_response<R: IntegrationEvent>(
         });
     }
     Ok(reply.decode::<R>()?)
+}
+
+/// What a waiting requester receives.
+pub type Answer = Result<Envelope, RequestError>;
+
+/// The requests waiting on one reply address, keyed by the request's
+/// `message_id`: the table every provider's [`EventBus::request`] keeps.
+/// A requester registers with [`wait_for`](Self::wait_for) before sending
+/// and awaits the receiver; the provider hands each reply to
+/// [`resolve`](Self::resolve); [`close`](Self::close) fails every waiter
+/// when the address goes away (connection lost, shutdown).
+#[derive(Debug)]
+pub struct PendingRequests {
+    /// `None` once closed: nobody can wait here any more.
+    table: Mutex<Option<HashMap<Uuid, oneshot::Sender<Answer>>>>,
+}
+
+impl PendingRequests {
+    /// An open, empty table.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            table: Mutex::new(Some(HashMap::new())),
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, Option<HashMap<Uuid, oneshot::Sender<Answer>>>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether requests can still wait here.
+    pub fn is_open(&self) -> bool {
+        self.table().is_some()
+    }
+
+    /// Registers request `id` as waiting: `Ok(None)` when the table is
+    /// closed. The guard removes the entry when the requester stops waiting
+    /// (answer, timeout, error or cancellation). Two waiters for one id could
+    /// not both be answered: the second is refused.
+    pub fn wait_for(
+        self: &Arc<Self>,
+        id: Uuid,
+    ) -> Result<Option<(oneshot::Receiver<Answer>, PendingGuard)>, RequestError> {
+        let mut table = self.table();
+        let Some(table) = table.as_mut() else {
+            return Ok(None);
+        };
+        if table.contains_key(&id) {
+            return Err(RequestError::Publish(PublishError::Rejected {
+                message_id: id,
+                reason: "a request with this message_id is already waiting for its answer".into(),
+            }));
+        }
+        let (tx, rx) = oneshot::channel();
+        table.insert(id, tx);
+        Ok(Some((
+            rx,
+            PendingGuard {
+                table: Arc::downgrade(self),
+                id,
+            },
+        )))
+    }
+
+    /// Hands `reply` to the requester waiting for request `id`: `Some(true)`
+    /// when it got it, `Some(false)` when nobody waits any more (a late or
+    /// duplicate reply, to be dropped), `None` when the table is closed.
+    pub fn resolve(&self, id: Uuid, reply: Envelope) -> Option<bool> {
+        let waiter = self.table().as_mut()?.remove(&id);
+        // A requester that gave up in the meantime dropped its receiver.
+        Some(waiter.is_some_and(|tx| tx.send(Ok(reply)).is_ok()))
+    }
+
+    /// Closes the table: every waiting request fails with `error()`, later
+    /// ones are refused. Returns how many were waiting.
+    pub fn close(&self, error: impl Fn() -> RequestError) -> usize {
+        let table = self.table().take().unwrap_or_default();
+        let waiting = table.len();
+        for (_, tx) in table {
+            let _ = tx.send(Err(error()));
+        }
+        waiting
+    }
+
+    /// How many requests are waiting.
+    pub fn waiting(&self) -> usize {
+        self.table().as_ref().map_or(0, HashMap::len)
+    }
+}
+
+/// Removes a waiting request from its [`PendingRequests`] when dropped.
+#[derive(Debug)]
+pub struct PendingGuard {
+    table: Weak<PendingRequests>,
+    id: Uuid,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Some(pending) = self.table.upgrade()
+            && let Some(table) = pending.table().as_mut()
+        {
+            table.remove(&self.id);
+        }
+    }
 }
 
 /// A typed client for one request type over any bus.
@@ -492,6 +597,36 @@ mod tests {
             decode_response::<Answer>(Ask::EVENT_TYPE, &wrong),
             Err(RequestError::Decode(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn pending_requests_get_their_answer_once_and_fail_on_close() {
+        let pending = PendingRequests::new();
+        let id = Uuid::new_v4();
+        let (rx, guard) = pending.wait_for(id).unwrap().unwrap();
+        assert!(matches!(
+            pending.wait_for(id),
+            Err(RequestError::Publish(PublishError::Rejected { .. }))
+        ));
+        let reply = Envelope::new("t.answer.v1", "application/json", b"{}".to_vec());
+        assert_eq!(pending.resolve(id, reply.clone()), Some(true));
+        assert_eq!(rx.await.unwrap().unwrap(), reply);
+        assert_eq!(pending.resolve(id, reply.clone()), Some(false), "duplicate");
+        drop(guard);
+        assert_eq!(pending.waiting(), 0);
+
+        // A requester that gives up leaves nothing behind.
+        let (_rx, guard) = pending.wait_for(Uuid::new_v4()).unwrap().unwrap();
+        assert_eq!(pending.waiting(), 1);
+        drop(guard);
+        assert_eq!(pending.waiting(), 0);
+
+        let (rx, _guard) = pending.wait_for(Uuid::new_v4()).unwrap().unwrap();
+        assert_eq!(pending.close(|| RequestError::ShutDown), 1);
+        assert!(matches!(rx.await.unwrap(), Err(RequestError::ShutDown)));
+        assert!(!pending.is_open());
+        assert!(pending.wait_for(Uuid::new_v4()).unwrap().is_none());
+        assert_eq!(pending.resolve(id, reply), None);
     }
 
     #[test]

@@ -4,102 +4,48 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use messaging_abstractions::request::IN_REPLY_TO_HEADER;
+use messaging_abstractions::request::{IN_REPLY_TO_HEADER, PendingRequests};
 use messaging_abstractions::{Envelope, PublishError, RequestError};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::wire;
 
-/// What a waiting requester receives.
-pub(crate) type Answer = Result<Envelope, RequestError>;
+pub(crate) use messaging_abstractions::request::{Answer, PendingGuard};
 
-/// The reply address of one connection and its pending requests, keyed by
-/// the request's `message_id`.
+/// The reply address of one connection and its pending requests.
 pub(crate) struct Inbox {
     pub(crate) address: String,
-    /// `None` once the connection is shut down: replies are unroutable.
-    pending: Mutex<Option<HashMap<Uuid, oneshot::Sender<Answer>>>>,
+    pending: Arc<PendingRequests>,
 }
 
 impl Inbox {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             address: format!("inmemory-reply.{}", Uuid::new_v4().simple()),
-            pending: Mutex::new(Some(HashMap::new())),
+            pending: PendingRequests::new(),
         })
     }
 
-    /// Registers request `id` as waiting; the guard removes it again when the
-    /// requester stops waiting (answer, timeout, error or cancellation).
+    /// Registers request `id` as waiting (see [`PendingRequests::wait_for`]);
+    /// a shut-down connection takes no requests.
     pub(crate) fn wait_for(
-        self: &Arc<Self>,
+        &self,
         id: Uuid,
     ) -> Result<(oneshot::Receiver<Answer>, PendingGuard), RequestError> {
-        let mut pending = self.pending.lock();
-        let Some(table) = pending.as_mut() else {
-            return Err(RequestError::ShutDown);
-        };
-        if table.contains_key(&id) {
-            // Two waiters for one id could not both be answered.
-            return Err(RequestError::Publish(PublishError::Rejected {
-                message_id: id,
-                reason: "a request with this message_id is already waiting for its answer".into(),
-            }));
-        }
-        let (tx, rx) = oneshot::channel();
-        table.insert(id, tx);
-        Ok((
-            rx,
-            PendingGuard {
-                inbox: Arc::downgrade(self),
-                id,
-            },
-        ))
-    }
-
-    /// Hands `reply` to the requester waiting for request `id`. `Ok(false)`
-    /// when nobody waits for it any more (late or duplicate reply: dropped);
-    /// `Err` when the inbox is closed.
-    fn resolve(&self, id: Uuid, reply: Envelope) -> Result<bool, ()> {
-        let mut pending = self.pending.lock();
-        let table = pending.as_mut().ok_or(())?;
-        Ok(match table.remove(&id) {
-            // A requester that gave up in the meantime dropped its receiver.
-            Some(tx) => tx.send(Ok(reply)).is_ok(),
-            None => false,
-        })
+        self.pending.wait_for(id)?.ok_or(RequestError::ShutDown)
     }
 
     /// Closes the inbox: every pending request fails with `ShutDown`, later
     /// replies are unroutable.
     pub(crate) fn close(&self) {
-        let table = self.pending.lock().take();
-        for (_, tx) in table.into_iter().flatten() {
-            let _ = tx.send(Err(RequestError::ShutDown));
-        }
+        self.pending.close(|| RequestError::ShutDown);
     }
 
     #[cfg(test)]
     fn waiting(&self) -> usize {
-        self.pending.lock().as_ref().map_or(0, HashMap::len)
-    }
-}
-
-/// Removes a pending request from its inbox when dropped.
-pub(crate) struct PendingGuard {
-    inbox: Weak<Inbox>,
-    id: Uuid,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        if let Some(inbox) = self.inbox.upgrade()
-            && let Some(table) = inbox.pending.lock().as_mut()
-        {
-            table.remove(&self.id);
-        }
+        self.pending.waiting()
     }
 }
 
@@ -155,9 +101,9 @@ impl Inboxes {
             message_id: reply.message_id,
             reason: e.to_string(),
         })?;
-        match inbox.resolve(id, received) {
-            Ok(true) => Ok(()),
-            Ok(false) => {
+        match inbox.pending.resolve(id, received) {
+            Some(true) => Ok(()),
+            Some(false) => {
                 tracing::debug!(
                     request_id = %id,
                     event_type = %reply.event_type,
@@ -165,7 +111,7 @@ impl Inboxes {
                 );
                 Ok(())
             }
-            Err(()) => Err(unroutable(&reply)),
+            None => Err(unroutable(&reply)),
         }
     }
 }

@@ -14,17 +14,15 @@
 //! was handled is unknown), and the next request declares a new reply queue
 //! on the new connection. At shutdown they fail with `ShutDown`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Consumer};
-use messaging_abstractions::request::IN_REPLY_TO_HEADER;
-use messaging_abstractions::{Envelope, RequestError};
-use parking_lot::Mutex;
+use messaging_abstractions::RequestError;
+use messaging_abstractions::request::{IN_REPLY_TO_HEADER, PendingRequests};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -32,8 +30,7 @@ use uuid::Uuid;
 use crate::codec;
 use crate::link::{Link, LinkState, Shared};
 
-/// What a waiting requester receives.
-pub(crate) type Answer = Result<Envelope, RequestError>;
+pub(crate) use messaging_abstractions::request::{Answer, PendingGuard};
 
 /// The reply queue of one connection (link generation) and the requests
 /// waiting on it.
@@ -41,59 +38,29 @@ pub(crate) struct ReplyQueue {
     generation: u64,
     /// The queue's server-assigned name: the reply address.
     pub(crate) address: String,
-    /// `None` once the queue is gone: no request can wait on it any more.
-    pending: Mutex<Option<HashMap<Uuid, oneshot::Sender<Answer>>>>,
+    /// Closed once the queue is gone: no request can wait on it any more.
+    pending: Arc<PendingRequests>,
 }
 
 impl ReplyQueue {
-    fn is_open(&self) -> bool {
-        self.pending.lock().is_some()
-    }
-
     /// Registers request `id` as waiting; `None` when this queue is already
-    /// gone (the caller asks for the current one again). The guard removes
-    /// the entry when the requester stops waiting.
+    /// gone (the caller asks for the current one again).
     pub(crate) fn wait_for(
-        self: &Arc<Self>,
+        &self,
         id: Uuid,
     ) -> Result<Option<(oneshot::Receiver<Answer>, PendingGuard)>, RequestError> {
-        let mut pending = self.pending.lock();
-        let Some(table) = pending.as_mut() else {
-            return Ok(None);
-        };
-        if table.contains_key(&id) {
-            return Err(RequestError::Publish(
-                messaging_abstractions::PublishError::Rejected {
-                    message_id: id,
-                    reason: "a request with this message_id is already waiting for its answer"
-                        .into(),
-                },
-            ));
-        }
-        let (tx, rx) = oneshot::channel();
-        table.insert(id, tx);
-        Ok(Some((
-            rx,
-            PendingGuard {
-                queue: Arc::downgrade(self),
-                id,
-            },
-        )))
+        self.pending.wait_for(id)
     }
 
     /// Fails every waiting request with `error()` and refuses new ones.
     fn close(&self, error: impl Fn() -> RequestError) {
-        let table = self.pending.lock().take();
-        let waiting = table.as_ref().map_or(0, HashMap::len);
+        let waiting = self.pending.close(error);
         if waiting > 0 {
             warn!(
                 reply_queue = %self.address,
                 waiting,
                 "reply queue gone; failing the requests waiting on it"
             );
-        }
-        for (_, tx) in table.into_iter().flatten() {
-            let _ = tx.send(Err(error()));
         }
     }
 
@@ -119,33 +86,12 @@ impl ReplyQueue {
             warn!(reply_queue = %self.address, message_id = %reply.message_id, "reply without a valid `{IN_REPLY_TO_HEADER}`: dropped");
             return;
         };
-        let waiter = self.pending.lock().as_mut().and_then(|t| t.remove(&id));
-        match waiter {
-            Some(tx) => {
-                // A requester that gave up in the meantime dropped its receiver.
-                let _ = tx.send(Ok(reply));
-            }
-            None => debug!(
+        match self.pending.resolve(id, reply) {
+            Some(true) => {}
+            _ => debug!(
                 request_id = %id,
                 "reply to a request nobody waits for any more (late or duplicate): dropped"
             ),
-        }
-    }
-}
-
-/// Removes a pending request from its reply queue when dropped (answer,
-/// timeout, error or cancellation of the requester).
-pub(crate) struct PendingGuard {
-    queue: Weak<ReplyQueue>,
-    id: Uuid,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        if let Some(queue) = self.queue.upgrade()
-            && let Some(table) = queue.pending.lock().as_mut()
-        {
-            table.remove(&self.id);
         }
     }
 }
@@ -170,7 +116,7 @@ impl Replies {
         let mut current = self.current.lock().await;
         if let Some(queue) = current.as_ref()
             && queue.generation == link.generation
-            && queue.is_open()
+            && queue.pending.is_open()
         {
             return Ok(queue.clone());
         }
@@ -182,7 +128,7 @@ impl Replies {
         let queue = Arc::new(ReplyQueue {
             generation: link.generation,
             address,
-            pending: Mutex::new(Some(HashMap::new())),
+            pending: PendingRequests::new(),
         });
         debug!(reply_queue = %queue.address, generation = link.generation, "reply queue declared");
         tokio::spawn(consume(

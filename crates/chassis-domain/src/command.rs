@@ -306,14 +306,7 @@ impl CommandPipeline {
                 output
             }
             (Ok(output), None) => output,
-            (Err(error), Some(uow)) => {
-                if let Err(rollback) = uow.rollback().await {
-                    // The transaction is gone either way; the handler's error
-                    // is the one the caller needs.
-                    tracing::warn!(error = %rollback, "rollback after a failed command failed");
-                }
-                return Err(error);
-            }
+            (Err(error), Some(uow)) => return Err(abandon(uow, error, "command").await),
             (Err(error), None) => return Err(error),
         };
         if !after_success.is_empty()
@@ -327,6 +320,20 @@ impl CommandPipeline {
         }
         Ok(output)
     }
+}
+
+/// Rolls `uow` back after `error` and returns `error`: the transaction is
+/// gone either way, and the error that failed the work is the one the caller
+/// needs, so a failing rollback is only logged. `what` names the work.
+pub(crate) async fn abandon(
+    uow: Box<dyn UnitOfWork>,
+    error: DomainError,
+    what: &str,
+) -> DomainError {
+    if let Err(rollback) = uow.rollback().await {
+        tracing::warn!(error = %rollback, "rollback after a failed {what} failed");
+    }
+    error
 }
 
 #[cfg(test)]

@@ -309,12 +309,7 @@ impl<S: Saga> SagaRunner<S> {
                 uow.commit().await?;
                 Ok(state)
             }
-            Err(error) => {
-                if let Err(rollback) = uow.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback after a failed saga start failed");
-                }
-                Err(error)
-            }
+            Err(error) => Err(crate::command::abandon(uow, error, "saga start").await),
         }
     }
 
@@ -567,12 +562,7 @@ impl<S: Saga> SagaRunner<S> {
                 uow.rollback().await?;
                 Ok(nothing)
             }
-            Err(error) => {
-                if let Err(rollback) = uow.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback after a failed saga step failed");
-                }
-                Err(error)
-            }
+            Err(error) => Err(crate::command::abandon(uow, error, "saga step").await),
         }
     }
 

@@ -62,13 +62,15 @@ impl InMemoryTransaction {
     }
 
     /// Records `current` as the new state of `key`, keeping the base of an
-    /// earlier write in this transaction.
-    fn write(&mut self, key: Key, current: Option<Record>) {
+    /// earlier write in this transaction. `base` is the committed version
+    /// the write was checked against (`None`: absent). It must be that
+    /// version, not the one committed now: another transaction may commit
+    /// between the check and this call (a lost update otherwise).
+    fn write(&mut self, key: Key, current: Option<Record>, base: Option<u64>) {
         if let Some(write) = self.writes.get_mut(&key) {
             write.current = current;
             return;
         }
-        let base = self.shared.state.lock().version_of(&key);
         let order = self.next_order;
         self.next_order += 1;
         self.writes.insert(
@@ -117,7 +119,7 @@ impl Transaction for InMemoryTransaction {
         if let Some(existing) = self.visible(&key) {
             return Err(conflict(&key, 0, existing.version));
         }
-        self.write(key, Some(record));
+        self.write(key, Some(record), None);
         Ok(())
     }
 
@@ -130,8 +132,8 @@ impl Transaction for InMemoryTransaction {
             Some(existing) if existing.version != expected => {
                 Err(conflict(&key, expected, existing.version))
             }
-            Some(_) => {
-                self.write(key, Some(record));
+            Some(existing) => {
+                self.write(key, Some(record), Some(existing.version));
                 Ok(())
             }
         }
@@ -150,8 +152,8 @@ impl Transaction for InMemoryTransaction {
             Some(existing) if existing.version != expected_version => {
                 Err(conflict(&key, expected_version, existing.version))
             }
-            Some(_) => {
-                self.write(key, None);
+            Some(existing) => {
+                self.write(key, None, Some(existing.version));
                 Ok(())
             }
         }

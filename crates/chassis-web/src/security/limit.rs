@@ -21,8 +21,24 @@ pub(crate) enum Client<'a> {
     ApiKey(usize),
     /// A token's subject.
     Subject(&'a str),
-    /// An anonymous client, by its address.
+    /// An anonymous client, by its address (see [`Client::peer`]).
     Peer(IpAddr),
+}
+
+impl Client<'_> {
+    /// An anonymous client at `ip`. An IPv6 client is its /64 network: one
+    /// host is usually handed a whole /64 and can rotate through it, so a
+    /// bucket per address would not limit it at all. An IPv4-mapped IPv6
+    /// address is the IPv4 client it stands for.
+    pub(crate) fn peer(ip: IpAddr) -> Self {
+        Client::Peer(match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+        })
+    }
 }
 
 /// Buckets by kind of client: typed keys, so an API key or an address is
@@ -134,6 +150,42 @@ mod tests {
             burst,
             max_clients: 2,
         })
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            Client::peer(ip("2001:db8:1:2:aaaa::1")),
+            Client::peer(ip("2001:db8:1:2:ffff:1:2:3")),
+            "one /64, one client"
+        );
+        assert_ne!(
+            Client::peer(ip("2001:db8:1:2::1")),
+            Client::peer(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            Client::peer(ip("::ffff:192.0.2.7")),
+            Client::peer(ip("192.0.2.7"))
+        );
+        assert_ne!(
+            Client::peer(ip("192.0.2.7")),
+            Client::peer(ip("192.0.2.8")),
+            "IPv4 clients by their address"
+        );
+        // Rotating addresses in the /64 does not get new tokens.
+        let limiter = limiter(1, 1);
+        let now = Instant::now();
+        assert!(
+            limiter
+                .acquire(Client::peer(ip("2001:db8::1")), now)
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .acquire(Client::peer(ip("2001:db8::2")), now)
+                .is_err()
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!    401/403 problems with `WWW-Authenticate`; the caller becomes the
 //!    [`Principal`] extension;
 //! 4. rate limit per client — the API key or token subject when
-//!    authenticated, else the peer's IP address (requests with missing or
+//!    authenticated, else the peer's IP address, an IPv6 peer by its /64
+//!    network (requests with missing or
 //!    invalid credentials count against it too, so guessing keys is
 //!    limited): 429 problem with `Retry-After`;
 //! 5. response headers: `X-Content-Type-Options: nosniff`,
@@ -360,7 +361,7 @@ impl Security {
                     // Failed attempts count against the address: guessing
                     // keys is rate limited too.
                     let response =
-                        limited(peer.map(Client::Peer)).unwrap_or_else(|| self.refused(refusal));
+                        limited(peer.map(Client::peer)).unwrap_or_else(|| self.refused(refusal));
                     return refuse(response, false);
                 }
             }
@@ -369,7 +370,7 @@ impl Security {
         let client = match &principal {
             Some((_, Some(key))) => Some(Client::ApiKey(*key)),
             Some((principal, None)) => Some(Client::Subject(&principal.id)),
-            None => peer.map(Client::Peer),
+            None => peer.map(Client::peer),
         };
         if let Some(response) = limited(client) {
             return refuse(response, authenticated);

@@ -254,12 +254,19 @@ impl CommandPipeline {
         C: Command,
         H: CommandHandler<C> + ?Sized,
     {
-        let correlation_id = context
-            .correlation_id
-            .get_or_insert_with(|| Uuid::now_v7().to_string())
-            .clone();
-        let span =
-            tracing::info_span!("command", command = C::NAME, correlation_id = %correlation_id);
+        let span = tracing::info_span!(
+            "command",
+            command = C::NAME,
+            correlation_id = tracing::field::Empty
+        );
+        if context.correlation_id.is_none() {
+            // A command outside any request or message: the id it gets here
+            // is in no log context, so its span carries it (inside one, the
+            // host's log context adds it to every line already).
+            let id = Uuid::now_v7().to_string();
+            span.record("correlation_id", id.as_str());
+            context.correlation_id = Some(id);
+        }
         let result = self
             .run(handler, command, context)
             .instrument(span.clone())

@@ -404,10 +404,10 @@ fn init_logging(
 ) -> Result<(), StartupError> {
     if !install {
         // Still build it: a bad provider or level fails start-up the same way.
-        logging_init::build(&chassis.logging)?;
+        logging_init::build(&chassis.logging, crate::correlation::log_context())?;
         return Ok(());
     }
-    match logging_init::try_init(&chassis.logging, layers) {
+    match logging_init::try_init(&chassis.logging, crate::correlation::log_context(), layers) {
         Ok(()) => Ok(()),
         Err(LoggingInitError::AlreadyInstalled) => {
             tracing::debug!("a global subscriber is installed already; keeping it");

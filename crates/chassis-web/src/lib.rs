@@ -51,8 +51,8 @@ pub use config::{
     ChassisConfig, ConfigError, ConfigLoader, Configuration, HttpConfig, ServiceConfig,
 };
 pub use correlation::{
-    CORRELATION_HEADER, CorrelationId, MAX_CORRELATION_ID_LEN, current_correlation_id,
-    current_message_context, with_message_context,
+    CORRELATION_HEADER, CorrelationId, MAX_CORRELATION_ID_LEN, MessageLogContext,
+    current_correlation_id, current_message_context, log_context, with_message_context,
 };
 pub use extract::{Json, decode};
 pub use health::{Health, LIVE_PATH, READY_PATH, Readiness};

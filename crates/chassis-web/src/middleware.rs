@@ -5,9 +5,12 @@
 //! request:
 //!
 //! 1. **correlation id**: accepts `x-correlation-id` (1–128 visible ASCII
-//!    characters) or generates a UUID, echoes it in the response, opens the
-//!    `request` span with it (so every log line of the request carries it)
-//!    and sets the task-local [`MessageContext`] (what publishers read);
+//!    characters) or generates a UUID, echoes it in the response and sets
+//!    the task-local [`MessageContext`]: what publishers read, and what every
+//!    log line written while serving the request takes its `correlation_id`
+//!    (and, with tracing on, `trace_id`) from ([`crate::MessageLogContext`]);
+//!    with tracing on, the request also runs in an OpenTelemetry server span
+//!    continuing the caller's trace;
 //! 2. **body size limit** (`http.body_limit`): a declared `Content-Length`
 //!    above it is answered 413 at once; a body of unknown length is read
 //!    through a limit (413 when crossed);
@@ -201,6 +204,12 @@ where
 }
 
 /// The request span and the message context of one request.
+///
+/// The correlation id travels in the message context only: publishers read
+/// it there, and so does the log formatter for every line written while the
+/// request is served ([`crate::MessageLogContext`]). A span exists only with
+/// tracing on, as the OpenTelemetry server span: a span per request just to
+/// carry the id into log lines cost more than the rest of the edge.
 fn request_span(req: &Request, id: String, propagate: bool) -> (tracing::Span, MessageContext) {
     use tracing::field::Empty;
     use tracing_init::propagation;
@@ -209,25 +218,26 @@ fn request_span(req: &Request, id: String, propagate: bool) -> (tracing::Span, M
     let span = if propagate {
         let span = tracing::info_span!(
             "request",
-            correlation_id = %id,
             otel.name = %req.method(),
             otel.kind = "server",
             otel.status_code = Empty,
             http.request.method = %req.method(),
             url.path = req.uri().path(),
             http.response.status_code = Empty,
-            trace_id = Empty,
         );
         propagation::set_parent_from_headers(&span, req.headers());
-        propagation::record_trace_id(&span);
+        propagation::set_attribute(&span, CORRELATION_ATTRIBUTE, &id);
         propagation::inject_from(&span, &mut context.traceparent, &mut context.tracestate);
         span
     } else {
-        tracing::info_span!("request", correlation_id = %id)
+        tracing::Span::none()
     };
     context.correlation_id = Some(id);
     (span, context)
 }
+
+/// The OpenTelemetry attribute of a span that carries the correlation id.
+pub(crate) const CORRELATION_ATTRIBUTE: &str = "correlation_id";
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 

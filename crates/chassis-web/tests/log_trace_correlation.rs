@@ -10,7 +10,6 @@ use axum::Router;
 use axum::routing::post;
 use chassis_web::{ServiceContext, current_message_context};
 use common::{Capture, TempDir, client, isolated};
-use logging_abstractions::{LogFormat, LoggingConfig};
 use messaging_abstractions::{EventBusExt, Handlers, IntegrationEvent, Subscription};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,24 +42,19 @@ async fn subscribe(ctx: ServiceContext, done: mpsc::UnboundedSender<u32>) {
         .unwrap();
 }
 
-/// The span fields of a JSON log line (`spans`: outermost first).
-fn spans(line: &Value) -> &[Value] {
-    line["spans"].as_array().map_or(&[], Vec::as_slice)
-}
-
+/// Whether a JSON log line carries `field` once, as a top-level key (the
+/// host's log context), and with `value`.
 fn carries(line: &Value, field: &str, value: &str) -> bool {
-    spans(line).iter().any(|s| s[field] == value)
+    let in_spans = line["spans"]
+        .as_array()
+        .is_some_and(|spans| spans.iter().any(|s| s.get(field).is_some()));
+    line[field] == value && !in_spans
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_and_handler_log_lines_carry_trace_and_correlation_ids() {
     let capture = Capture::default();
-    let config = LoggingConfig {
-        format: LogFormat::Json,
-        level: "info".into(),
-        ..Default::default()
-    };
-    let layer = logging_console::layer_with_writer(&config, None, capture.clone()).unwrap();
+    let layer = capture.json_layer("info");
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let dir = TempDir::new();
     let service = isolated("trace-log-test", &dir)

@@ -7,7 +7,6 @@ mod common;
 use axum::Router;
 use axum::routing::get;
 use common::{Capture, TempDir, client, isolated};
-use logging_abstractions::{LogFormat, LoggingConfig};
 
 const API_KEY: &str = "ak-live-5f1c0ffee5ecret";
 const WRONG_KEY: &str = "ak-wrong-7b1d00dle";
@@ -17,12 +16,7 @@ const DB_PASSWORD: &str = "db-pa55w0rd-quux";
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
     let capture = Capture::default();
-    let config = LoggingConfig {
-        format: LogFormat::Json,
-        level: "trace".into(),
-        ..Default::default()
-    };
-    let layer = logging_console::layer_with_writer(&config, None, capture.clone()).unwrap();
+    let layer = capture.json_layer("trace");
     let dir = TempDir::new();
     let password_file = dir.write("db-password", DB_PASSWORD);
     let service = isolated("secret-log-test", &dir)

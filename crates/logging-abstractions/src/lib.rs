@@ -2,8 +2,9 @@
 //!
 //! The host reads the `logging` section into a [`LoggingConfig`]; the
 //! `logging-init` crate builds the provider it names (`console`). This crate
-//! holds no logging library: only the config types and their validation, so
-//! every crate may depend on it.
+//! holds no logging library: only the config types and their validation, and
+//! the [`LogContext`] port through which a host adds the fields of the
+//! request being served to every line, so every crate may depend on it.
 //!
 //! ```
 //! use logging_abstractions::{LogFormat, LoggingConfig};
@@ -16,6 +17,10 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+mod context;
+
+pub use context::{LogContext, NoLogContext};
 
 /// The `logging` section of the chassis configuration.
 ///

@@ -6,20 +6,29 @@
 //! `tracing_subscriber::Layer`: installing it as the global
 //! subscriber is the host's decision (see `logging-init`).
 //!
+//! Each line carries the fields of the [`LogContext`] the host gives (the
+//! correlation id of the request being served): top-level keys in JSON,
+//! `name=value` at the end of a compact line, a `with` line in pretty output.
+//!
 //! ```
-//! use logging_abstractions::{LogFormat, LoggingConfig};
+//! use std::sync::Arc;
+//! use logging_abstractions::{LogFormat, LoggingConfig, NoLogContext};
 //! use tracing_subscriber::{Registry, layer::SubscriberExt};
 //!
 //! let config = LoggingConfig { format: LogFormat::Json, ..Default::default() };
-//! let layer = logging_console::layer::<Registry>(&config).expect("valid config");
+//! let layer = logging_console::layer::<Registry>(&config, Arc::new(NoLogContext)).expect("valid config");
 //! let subscriber = Registry::default().with(layer);
 //! tracing::subscriber::with_default(subscriber, || tracing::info!("hello"));
 //! ```
 
-use logging_abstractions::{LogFormat, LoggingConfig};
-use tracing::Subscriber;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use logging_abstractions::{LogContext, LogFormat, LoggingConfig};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, fmt};
 
@@ -50,13 +59,17 @@ pub enum ConsoleError {
     },
 }
 
-/// Builds the console layer writing to stdout.
-pub fn layer<S>(config: &LoggingConfig) -> Result<BoxedLayer<S>, ConsoleError>
+/// Builds the console layer writing to stdout; each line carries the
+/// fields of `context`.
+pub fn layer<S>(
+    config: &LoggingConfig,
+    context: Arc<dyn LogContext>,
+) -> Result<BoxedLayer<S>, ConsoleError>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let rust_log = std::env::var("RUST_LOG").ok();
-    layer_with_writer(config, rust_log.as_deref(), std::io::stdout)
+    layer_with_writer(config, rust_log.as_deref(), std::io::stdout, context)
 }
 
 /// Builds the console layer writing to `writer`, with `rust_log` as the
@@ -66,6 +79,7 @@ pub fn layer_with_writer<S, W>(
     config: &LoggingConfig,
     rust_log: Option<&str>,
     writer: W,
+    context: Arc<dyn LogContext>,
 ) -> Result<BoxedLayer<S>, ConsoleError>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -73,17 +87,21 @@ where
 {
     let filter = filter(&config.level, rust_log)?;
     let base = fmt::layer().with_writer(writer);
-    // Every line carries the fields of the spans it was written in, so the
-    // request span's `correlation_id` shows up on each line of a request.
+    let ansi = config.ansi;
+    // Every line carries the fields of the spans it was written in and
+    // those of the context. The inner format is told its ANSI setting
+    // itself: a line with context fields is formatted into a buffer first.
     let layer: BoxedLayer<S> = match config.format {
         LogFormat::Pretty => base
             .pretty()
-            .with_ansi(config.ansi)
+            .with_ansi(ansi)
+            .map_event_format(|f| WithContext::new(f.with_ansi(ansi), context, Style::Pretty))
             .with_filter(filter)
             .boxed(),
         LogFormat::Compact => base
             .compact()
-            .with_ansi(config.ansi)
+            .with_ansi(ansi)
+            .map_event_format(|f| WithContext::new(f.with_ansi(ansi), context, Style::Compact))
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => base
@@ -91,10 +109,109 @@ where
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .map_event_format(|f| WithContext::new(f, context, Style::Json))
             .with_filter(filter)
             .boxed(),
     };
     Ok(layer)
+}
+
+/// How context fields are written in each format.
+#[derive(Debug, Clone, Copy)]
+enum Style {
+    Pretty,
+    Compact,
+    Json,
+}
+
+/// An event format that adds the fields of a [`LogContext`] to each line
+/// `inner` writes. Only lines written inside a context pay anything: the
+/// others go straight to `inner`.
+struct WithContext<F> {
+    inner: F,
+    context: Arc<dyn LogContext>,
+    style: Style,
+}
+
+impl<F> WithContext<F> {
+    fn new(inner: F, context: Arc<dyn LogContext>, style: Style) -> Self {
+        Self {
+            inner,
+            context,
+            style,
+        }
+    }
+
+    /// The context fields as `style` writes them; empty outside a context.
+    fn fields(&self) -> String {
+        let mut out = String::new();
+        let style = self.style;
+        self.context.visit(&mut |name, value| {
+            // Writing to a String cannot fail.
+            let _ = match style {
+                Style::Json => write!(out, "{}:{},", json_string(name), json_string(value)),
+                Style::Compact => write!(out, " {name}={value}"),
+                Style::Pretty if out.is_empty() => write!(out, "    with {name}: {value}"),
+                Style::Pretty => write!(out, ", {name}: {value}"),
+            };
+        });
+        out
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithContext<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let fields = self.fields();
+        if fields.is_empty() {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        match self.style {
+            // `{"timestamp":…}` → `{"correlation_id":"…","timestamp":…}`
+            Style::Json => match line.strip_prefix('{') {
+                Some(rest) => {
+                    writer.write_char('{')?;
+                    writer.write_str(fields.trim_end_matches(','))?;
+                    if !rest.starts_with('}') {
+                        writer.write_char(',')?;
+                    }
+                    writer.write_str(rest)
+                }
+                None => writer.write_str(&line),
+            },
+            Style::Compact => {
+                let body = line.trim_end_matches('\n');
+                writer.write_str(body)?;
+                writer.write_str(&fields)?;
+                writer.write_char('\n')
+            }
+            // The pretty block ends with a blank line; the context line goes
+            // just before it, after the spans.
+            Style::Pretty => {
+                let body = line.strip_suffix('\n').unwrap_or(&line);
+                writer.write_str(body)?;
+                writer.write_str(&fields)?;
+                writer.write_str("\n\n")
+            }
+        }
+    }
+}
+
+/// `value` as a JSON string literal.
+fn json_string(value: &str) -> String {
+    serde_json::Value::from(value).to_string()
 }
 
 /// The effective filter: `RUST_LOG` when set and not empty, else the
@@ -117,6 +234,7 @@ mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
 
+    use logging_abstractions::NoLogContext;
     use tracing_subscriber::Registry;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -149,10 +267,110 @@ mod tests {
     }
 
     fn capture(config: &LoggingConfig, rust_log: Option<&str>, f: impl FnOnce()) -> String {
+        capture_in(config, rust_log, Arc::new(NoLogContext), f)
+    }
+
+    fn capture_in(
+        config: &LoggingConfig,
+        rust_log: Option<&str>,
+        context: Arc<dyn LogContext>,
+        f: impl FnOnce(),
+    ) -> String {
         let buffer = Buffer::default();
-        let layer = layer_with_writer::<Registry, _>(config, rust_log, buffer.clone()).unwrap();
+        let layer =
+            layer_with_writer::<Registry, _>(config, rust_log, buffer.clone(), context).unwrap();
         tracing::subscriber::with_default(Registry::default().with(layer), f);
         buffer.text()
+    }
+
+    std::thread_local! {
+        /// The correlation id of the "request" the test thread is serving.
+        static SERVING: std::cell::RefCell<Option<&'static str>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// A context like a host's: fields only while a request is served.
+    struct Serving;
+
+    impl LogContext for Serving {
+        fn visit(&self, field: &mut dyn FnMut(&'static str, &str)) {
+            if let Some(id) = SERVING.with(|s| *s.borrow()) {
+                field("correlation_id", id);
+                field("trace_id", "4bf92f35");
+            }
+        }
+    }
+
+    /// One line outside a request, then two inside one (the second in a span).
+    fn log_around_a_request() {
+        tracing::info!("idle");
+        SERVING.with(|s| *s.borrow_mut() = Some("c-\"9\""));
+        tracing::info!(order = 7, "order placed");
+        tracing::info_span!("step", n = 1).in_scope(|| tracing::warn!("stock low"));
+        SERVING.with(|s| *s.borrow_mut() = None);
+    }
+
+    /// What [`log_around_a_request`] writes in `format`, with [`Serving`].
+    fn around_a_request(format: LogFormat) -> String {
+        let config = LoggingConfig {
+            format,
+            ansi: false,
+            ..Default::default()
+        };
+        capture_in(&config, None, Arc::new(Serving), log_around_a_request)
+    }
+
+    #[test]
+    fn json_lines_carry_context_fields_at_top_level() {
+        let out = around_a_request(LogFormat::Json);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("valid JSON"))
+            .collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines[0]["message"], "idle");
+        assert!(lines[0].get("correlation_id").is_none(), "{out}");
+        for line in &lines[1..] {
+            assert_eq!(line["correlation_id"], "c-\"9\"", "{out}");
+            assert_eq!(line["trace_id"], "4bf92f35", "{out}");
+            assert!(line["timestamp"].is_string(), "{out}");
+        }
+        assert_eq!(lines[1]["order"], 7);
+        assert_eq!(lines[2]["spans"][0]["n"], 1);
+    }
+
+    #[test]
+    fn compact_lines_end_with_context_fields() {
+        let out = around_a_request(LogFormat::Compact);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines[0].ends_with("idle"), "{out}");
+        assert!(
+            lines[1].ends_with(r#"order=7 correlation_id=c-"9" trace_id=4bf92f35"#),
+            "{out}"
+        );
+        assert!(lines[2].contains("stock low"), "{out}");
+        assert!(
+            lines[2].ends_with(r#"correlation_id=c-"9" trace_id=4bf92f35"#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn pretty_blocks_get_a_context_line() {
+        let out = around_a_request(LogFormat::Pretty);
+        let blocks: Vec<&str> = out.split("\n\n").filter(|b| !b.is_empty()).collect();
+        assert_eq!(blocks.len(), 3, "{out}");
+        assert!(!blocks[0].contains("correlation_id"), "{out}");
+        for block in &blocks[1..] {
+            assert!(
+                block.ends_with(r#"    with correlation_id: c-"9", trace_id: 4bf92f35"#),
+                "{out}"
+            );
+        }
+        assert!(
+            blocks[2].contains("in logging_console::tests::step with n: 1"),
+            "{out}"
+        );
     }
 
     fn log_in_request_span() {
@@ -216,9 +434,14 @@ mod tests {
             level: "info,[=".into(),
             ..Default::default()
         };
-        let err = layer_with_writer::<Registry, _>(&config, None, Buffer::default())
-            .err()
-            .unwrap();
+        let err = layer_with_writer::<Registry, _>(
+            &config,
+            None,
+            Buffer::default(),
+            Arc::new(NoLogContext),
+        )
+        .err()
+        .unwrap();
         assert!(
             err.to_string().starts_with("logging.level: invalid filter"),
             "{err}"
@@ -227,6 +450,7 @@ mod tests {
             &LoggingConfig::default(),
             Some("x=[=nope"),
             Buffer::default(),
+            Arc::new(NoLogContext),
         )
         .err()
         .unwrap();

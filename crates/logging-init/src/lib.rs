@@ -8,20 +8,28 @@
 //! [`try_init`] takes extra layers so other concerns (the OpenTelemetry layer
 //! of `tracing-init`, a test capture layer) share the one subscriber.
 //!
+//! The host passes the [`LogContext`] whose fields every line carries (the
+//! correlation id of the request being served); [`NoLogContext`] adds none.
+//!
 //! ```
-//! use logging_abstractions::LoggingConfig;
+//! use std::sync::Arc;
+//! use logging_abstractions::{LoggingConfig, NoLogContext};
 //!
 //! // Build without installing anything global:
-//! let layer = logging_init::build(&LoggingConfig::default()).expect("console is compiled in");
+//! let layer = logging_init::build(&LoggingConfig::default(), Arc::new(NoLogContext))
+//!     .expect("console is compiled in");
 //! # drop(layer);
 //!
 //! // What a host does once at start-up (the error says why it failed):
 //! let unknown = LoggingConfig { provider: "syslog".into(), ..Default::default() };
-//! let err = logging_init::try_init(&unknown, Vec::new()).unwrap_err();
+//! let err = logging_init::try_init(&unknown, Arc::new(NoLogContext), Vec::new()).unwrap_err();
 //! assert!(err.to_string().contains("unknown provider `syslog`"));
 //! ```
 
+use std::sync::Arc;
+
 use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
+pub use logging_abstractions::{LogContext, NoLogContext};
 use logging_abstractions::{LoggingConfig, LoggingConfigError};
 use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt;
@@ -62,13 +70,17 @@ pub enum LoggingInitError {
     AlreadyInstalled,
 }
 
-/// Builds the layer of the configured provider, installing nothing.
-pub fn build(config: &LoggingConfig) -> Result<BoxedLayer, LoggingInitError> {
+/// Builds the layer of the configured provider, installing nothing; its
+/// lines carry the fields of `context`.
+pub fn build(
+    config: &LoggingConfig,
+    context: Arc<dyn LogContext>,
+) -> Result<BoxedLayer, LoggingInitError> {
     config.validate()?;
     let provider = PROVIDERS.resolve(&config.provider)?;
     match provider.name {
         #[cfg(feature = "console")]
-        "console" => Ok(logging_console::layer::<Registry>(config)?),
+        "console" => Ok(logging_console::layer::<Registry>(config, context)?),
         // `resolve` only returns compiled-in providers, and each has an arm.
         _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
@@ -77,9 +89,13 @@ pub fn build(config: &LoggingConfig) -> Result<BoxedLayer, LoggingInitError> {
 /// Builds the configured provider and installs it, with `extra` layers, as
 /// the global subscriber. Fails with [`LoggingInitError::AlreadyInstalled`]
 /// when one is installed already (nothing is changed then).
-pub fn try_init(config: &LoggingConfig, extra: Vec<BoxedLayer>) -> Result<(), LoggingInitError> {
+pub fn try_init(
+    config: &LoggingConfig,
+    context: Arc<dyn LogContext>,
+    extra: Vec<BoxedLayer>,
+) -> Result<(), LoggingInitError> {
     let mut layers = Vec::with_capacity(extra.len() + 1);
-    layers.push(build(config)?);
+    layers.push(build(config, context)?);
     layers.extend(extra);
     Registry::default()
         .with(layers)
@@ -97,7 +113,7 @@ mod tests {
             provider: "syslog".into(),
             ..Default::default()
         };
-        let err = build(&config).err().unwrap();
+        let err = build(&config, Arc::new(NoLogContext)).err().unwrap();
         assert!(matches!(
             err,
             LoggingInitError::Provider(ProviderError::Unknown { .. })
@@ -115,10 +131,10 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            build(&config),
+            build(&config, Arc::new(NoLogContext)),
             Err(LoggingInitError::InvalidConfig(_))
         ));
-        assert!(build(&LoggingConfig::default()).is_ok());
+        assert!(build(&LoggingConfig::default(), Arc::new(NoLogContext)).is_ok());
     }
 
     #[test]
@@ -126,9 +142,17 @@ mod tests {
         // The first call may lose to another test of this binary; either way
         // exactly one global subscriber ends up installed and the second
         // attempt is refused.
-        let _ = try_init(&LoggingConfig::default(), Vec::new());
+        let _ = try_init(
+            &LoggingConfig::default(),
+            Arc::new(NoLogContext),
+            Vec::new(),
+        );
         assert!(matches!(
-            try_init(&LoggingConfig::default(), Vec::new()),
+            try_init(
+                &LoggingConfig::default(),
+                Arc::new(NoLogContext),
+                Vec::new()
+            ),
             Err(LoggingInitError::AlreadyInstalled)
         ));
     }

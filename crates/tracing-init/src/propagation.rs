@@ -54,6 +54,16 @@ pub fn record_trace_id(span: &tracing::Span) -> Option<TraceId> {
     Some(trace_id)
 }
 
+/// Sets the OpenTelemetry attribute `key` of `span` to `value` without
+/// making it a `tracing` field: exporters see it, log lines do not (they
+/// take such ids from the host's log context). Nothing without a tracing
+/// layer.
+pub fn set_attribute(span: &tracing::Span, key: &'static str, value: &str) {
+    if !span.is_none() {
+        span.set_attribute(key, value.to_owned());
+    }
+}
+
 /// Writes the current span's context into the two envelope fields
 /// (`Envelope::traceparent`/`tracestate`, `MessageContext` likewise).
 /// Returns whether there was a context; when not, the fields are untouched.

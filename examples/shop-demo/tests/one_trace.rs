@@ -176,6 +176,11 @@ async fn a_placed_order_is_one_trace(broker: Broker) {
         .expect("correlation id");
     assert!(!correlation.is_empty());
     assert_eq!(producer.attributes.get("correlation_id"), Some(correlation));
+    assert_eq!(
+        server.attributes.get("correlation_id"),
+        Some(correlation),
+        "the server span carries the request's correlation id"
+    );
     // Every consumer span of shipping is in this trace: nothing started a
     // trace of its own on the way.
     assert!(

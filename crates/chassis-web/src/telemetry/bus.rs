@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chassis_core::HealthCheck;
 use messaging_abstractions::request::REPLY_ERROR_HEADER;
 use messaging_abstractions::{
-    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageContext,
-    MessageHandler, PublishError, RequestError, ShutdownError, SubscribeError, Subscription,
+    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler,
+    PublishError, RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -81,15 +81,8 @@ impl InstrumentedBus {
             otel.kind = "producer",
             messaging.operation.type = "publish",
             messaging.message.id = %envelope.message_id,
-            correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
-            trace_id = Empty,
         );
-        propagation::set_parent(
-            &span,
-            envelope.traceparent.as_deref(),
-            envelope.tracestate.as_deref(),
-        );
-        propagation::record_trace_id(&span);
+        join_trace(&span, envelope);
         span
     }
 
@@ -101,16 +94,9 @@ impl InstrumentedBus {
             messaging.operation.type = "send",
             messaging.message.id = %envelope.message_id,
             timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            correlation_id = envelope.correlation_id.as_deref().unwrap_or_default(),
             outcome = Empty,
-            trace_id = Empty,
         );
-        propagation::set_parent(
-            &span,
-            envelope.traceparent.as_deref(),
-            envelope.tracestate.as_deref(),
-        );
-        propagation::record_trace_id(&span);
+        join_trace(&span, envelope);
         span
     }
 
@@ -275,34 +261,43 @@ impl MessageHandler for InstrumentedHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let envelope = &delivery.envelope;
         let mut context = envelope.context_for_handler();
-        let span = scoped(self.dispatch.as_ref(), || {
-            self.consumer_span(delivery, &context)
-        });
+        let span = scoped(self.dispatch.as_ref(), || self.consumer_span(delivery));
         if self.trace {
-            propagation::set_parent(
-                &span,
-                envelope.traceparent.as_deref(),
-                envelope.tracestate.as_deref(),
-            );
-            propagation::record_trace_id(&span);
+            join_trace(&span, envelope);
             propagation::inject_from(&span, &mut context.traceparent, &mut context.tracestate);
         }
         let start = Instant::now();
-        let handled =
-            with_message_context(context, self.inner.handle(delivery)).instrument(span.clone());
+        let handled = with_message_context(context.clone(), self.inner.handle(delivery))
+            .instrument(span.clone());
         let result = in_dispatch(self.dispatch.as_ref(), handled).await;
         self.record(delivery, &result, start.elapsed().as_secs_f64());
         if let Err(error) = &result {
+            // In the handler's context too: the line carries its ids.
+            let warn = || span.in_scope(|| tracing::warn!(%error, "message handler failed"));
             scoped(self.dispatch.as_ref(), || {
-                span.in_scope(|| tracing::warn!(%error, "message handler failed"));
+                crate::correlation::sync_scope(context, warn)
             });
         }
         result
     }
 }
 
+/// Makes `span` continue the trace `envelope` carries, with the envelope's
+/// correlation id as an OpenTelemetry attribute (log lines take it from the
+/// message context instead, see [`crate::MessageLogContext`]).
+fn join_trace(span: &tracing::Span, envelope: &Envelope) {
+    propagation::set_parent(
+        span,
+        envelope.traceparent.as_deref(),
+        envelope.tracestate.as_deref(),
+    );
+    if let Some(id) = envelope.correlation_id.as_deref() {
+        propagation::set_attribute(span, crate::middleware::CORRELATION_ATTRIBUTE, id);
+    }
+}
+
 impl InstrumentedHandler {
-    fn consumer_span(&self, delivery: &Delivery, context: &MessageContext) -> tracing::Span {
+    fn consumer_span(&self, delivery: &Delivery) -> tracing::Span {
         let envelope = &delivery.envelope;
         tracing::info_span!(
             "consume",
@@ -312,8 +307,6 @@ impl InstrumentedHandler {
             messaging.message.id = %envelope.message_id,
             messaging.consumer.group.name = %delivery.group,
             attempt = delivery.attempt,
-            correlation_id = context.correlation_id.as_deref().unwrap_or_default(),
-            trace_id = Empty,
         )
     }
 

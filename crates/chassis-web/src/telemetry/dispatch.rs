@@ -39,7 +39,10 @@ pub(crate) fn own_dispatch(
     let Some(layer) = tracing.layer() else {
         return Ok(None);
     };
-    let layers: Vec<BoxedLayer> = vec![logging_init::build(&chassis.logging)?, layer];
+    let layers: Vec<BoxedLayer> = vec![
+        logging_init::build(&chassis.logging, crate::correlation::log_context())?,
+        layer,
+    ];
     Ok(Some(Dispatch::new(Registry::default().with(layers))))
 }
 

@@ -61,6 +61,21 @@ impl Capture {
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+
+    /// A console layer writing JSON lines at `level` into this capture,
+    /// with the host's log context (what `ServiceHost::log_layer` takes).
+    pub fn json_layer(
+        &self,
+        level: &str,
+    ) -> logging_console::BoxedLayer<tracing_subscriber::Registry> {
+        let config = logging_abstractions::LoggingConfig {
+            format: logging_abstractions::LogFormat::Json,
+            level: level.into(),
+            ..Default::default()
+        };
+        logging_console::layer_with_writer(&config, None, self.clone(), chassis_web::log_context())
+            .unwrap()
+    }
 }
 
 impl io::Write for Capture {

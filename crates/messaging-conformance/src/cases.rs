@@ -949,6 +949,45 @@ fn answering(
     }
 }
 
+/// A requester bus and a responder bus whose group `responder` answers
+/// every `Ask` of a fresh event type (counting its calls): the set-up of the
+/// request cases that look at one answered exchange.
+struct Exchange {
+    client: Arc<dyn EventBus>,
+    server: Arc<dyn EventBus>,
+    group: String,
+    event_type: String,
+    recorder: Arc<Recorder>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Exchange {
+    async fn start<F: BusFactory>(cx: &mut Ctx<'_, F>) -> Result<Self, String> {
+        let (client, server) = (cx.bus().await?, cx.bus().await?);
+        let group = cx.group("responder");
+        let event_type = cx.event_type("ask");
+        let recorder = Arc::new(Recorder::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        serve(
+            &server,
+            &group,
+            &event_type,
+            &recorder,
+            0,
+            answering(&calls),
+        )
+        .await?;
+        Ok(Self {
+            client,
+            server,
+            group,
+            event_type,
+            recorder,
+            calls,
+        })
+    }
+}
+
 /// What one request came back with.
 struct Asked {
     /// The request as sent (its `message_id` is the one to match).
@@ -1013,20 +1052,14 @@ fn answered(asked: Asked, ask: &Ask) -> Result<(Answer, Envelope), String> {
 }
 
 async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let (client, server) = (cx.bus().await?, cx.bus().await?);
-    let group = cx.group("responder");
-    let event_type = cx.event_type("ask");
-    let recorder = Arc::new(Recorder::default());
-    let calls = Arc::new(AtomicUsize::new(0));
-    serve(
-        &server,
-        &group,
-        &event_type,
-        &recorder,
-        0,
-        answering(&calls),
-    )
-    .await?;
+    let Exchange {
+        client,
+        group,
+        event_type,
+        recorder,
+        calls,
+        ..
+    } = Exchange::start(cx).await?;
 
     let context = MessageContext {
         correlation_id: Some(format!("corr-{}", Uuid::new_v4())),
@@ -1300,21 +1333,15 @@ async fn request_failure<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
 }
 
 async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let Exchange {
+        client,
+        server,
+        group,
+        event_type,
+        recorder,
+        calls,
+    } = Exchange::start(cx).await?;
     let store = cx.store(&server)?;
-    let group = cx.group("responder");
-    let event_type = cx.event_type("ask");
-    let recorder = Arc::new(Recorder::default());
-    let calls = Arc::new(AtomicUsize::new(0));
-    serve(
-        &server,
-        &group,
-        &event_type,
-        &recorder,
-        0,
-        answering(&calls),
-    )
-    .await?;
     // A request whose deadline has already passed when the responder gets it
     // (as one that waited in a backlog): its requester has given up.
     let mut sent =
@@ -1366,21 +1393,15 @@ async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
 }
 
 async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let (client, server) = (cx.bus().await?, cx.bus().await?);
+    let Exchange {
+        client,
+        server,
+        group,
+        event_type,
+        recorder,
+        ..
+    } = Exchange::start(cx).await?;
     let store = cx.store(&server)?;
-    let group = cx.group("responder");
-    let event_type = cx.event_type("ask");
-    let recorder = Arc::new(Recorder::default());
-    let calls = Arc::new(AtomicUsize::new(0));
-    serve(
-        &server,
-        &group,
-        &event_type,
-        &recorder,
-        0,
-        answering(&calls),
-    )
-    .await?;
     let first = ask_of(7);
     let asked = ask(
         cx,

@@ -955,6 +955,8 @@ fn answering(
 struct Exchange {
     client: Arc<dyn EventBus>,
     server: Arc<dyn EventBus>,
+    /// The responder's dead letters.
+    store: Arc<dyn DeadLetterStore>,
     group: String,
     event_type: String,
     recorder: Arc<Recorder>,
@@ -964,6 +966,7 @@ struct Exchange {
 impl Exchange {
     async fn start<F: BusFactory>(cx: &mut Ctx<'_, F>) -> Result<Self, String> {
         let (client, server) = (cx.bus().await?, cx.bus().await?);
+        let store = cx.store(&server)?;
         let group = cx.group("responder");
         let event_type = cx.event_type("ask");
         let recorder = Arc::new(Recorder::default());
@@ -980,6 +983,7 @@ impl Exchange {
         Ok(Self {
             client,
             server,
+            store,
             group,
             event_type,
             recorder,
@@ -1052,14 +1056,7 @@ fn answered(asked: Asked, ask: &Ask) -> Result<(Answer, Envelope), String> {
 }
 
 async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let Exchange {
-        client,
-        group,
-        event_type,
-        recorder,
-        calls,
-        ..
-    } = Exchange::start(cx).await?;
+    let ex = Exchange::start(cx).await?;
 
     let context = MessageContext {
         correlation_id: Some(format!("corr-{}", Uuid::new_v4())),
@@ -1068,13 +1065,21 @@ async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
         tracestate: Some("congo=t61rcWkgMzE".into()),
     };
     let question = ask_of(21);
-    let asked = ask(cx, &client, &event_type, &question, &context, cx.timeout()).await?;
+    let asked = ask(
+        cx,
+        &ex.client,
+        &ex.event_type,
+        &question,
+        &context,
+        cx.timeout(),
+    )
+    .await?;
     let sent = asked.sent.clone();
     let (_, reply) = answered(asked, &question)?;
 
     // The handled request is acknowledged: answered once, never redelivered.
     // (Its record is written after the answer went out: wait for it.)
-    recorder
+    ex.recorder
         .wait("the request acknowledged", cx.timeout(), |log| {
             log.handled(sent.message_id) == 1
         })
@@ -1082,7 +1087,7 @@ async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     let mut diffs = Vec::new();
     // The responder saw the request with its context and addressing.
     {
-        let log = recorder.log();
+        let log = ex.recorder.log();
         let records = log.deliveries(sent.message_id);
         let Some(record) = records.first() else {
             return Err(format!(
@@ -1104,10 +1109,10 @@ async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
                 ));
             }
         }
-        if record.delivery.group != group || record.delivery.attempt != 1 {
+        if record.delivery.group != ex.group || record.delivery.attempt != 1 {
             diffs.push(format!(
-                "request: delivered to `{}` attempt {}, expected `{group}` attempt 1",
-                record.delivery.group, record.delivery.attempt
+                "request: delivered to `{}` attempt {}, expected `{}` attempt 1",
+                record.delivery.group, record.delivery.attempt, ex.group
             ));
         }
     }
@@ -1147,7 +1152,7 @@ async fn request_response<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     if !diffs.is_empty() {
         return Err(diffs.join("; "));
     }
-    let calls = calls.load(Ordering::Acquire);
+    let calls = ex.calls.load(Ordering::Acquire);
     if calls != 1 {
         return Err(format!(
             "the responder was called {calls} times for one request"
@@ -1333,20 +1338,12 @@ async fn request_failure<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
 }
 
 async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let Exchange {
-        client,
-        server,
-        group,
-        event_type,
-        recorder,
-        calls,
-    } = Exchange::start(cx).await?;
-    let store = cx.store(&server)?;
+    let ex = Exchange::start(cx).await?;
     // A request whose deadline has already passed when the responder gets it
     // (as one that waited in a backlog): its requester has given up.
     let mut sent =
         Envelope::for_event(&ask_of(1)).map_err(|e| format!("encoding the request failed: {e}"))?;
-    sent.event_type = event_type.clone();
+    sent.event_type = ex.event_type.clone();
     let past = SystemTime::now() - Duration::from_secs(5);
     sent.headers.insert(
         DEADLINE_HEADER.to_owned(),
@@ -1354,7 +1351,7 @@ async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     );
     let id = sent.message_id;
     let timeout = Duration::from_millis(500);
-    let result = tokio::time::timeout(timeout + cx.timeout(), client.request(sent, timeout))
+    let result = tokio::time::timeout(timeout + cx.timeout(), ex.client.request(sent, timeout))
         .await
         .map_err(|_| format!("request {id} hung past its timeout of {timeout:?}"))?;
     if !matches!(result, Err(RequestError::Timeout { .. })) {
@@ -1364,13 +1361,14 @@ async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
         ));
     }
     // If it was delivered, it was acknowledged without calling the responder.
-    let calls = calls.load(Ordering::Acquire);
+    let calls = ex.calls.load(Ordering::Acquire);
     if calls != 0 {
         return Err(format!(
             "the responder was called {calls} time(s) for an expired request"
         ));
     }
-    if let Some(failed) = recorder
+    if let Some(failed) = ex
+        .recorder
         .log()
         .deliveries(id)
         .iter()
@@ -1381,8 +1379,9 @@ async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
             failed.reason
         ));
     }
-    if store
-        .list(Some(&group))
+    if ex
+        .store
+        .list(Some(&ex.group))
         .await
         .iter()
         .any(|d| d.envelope.message_id == id)
@@ -1393,20 +1392,12 @@ async fn request_expired<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
 }
 
 async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let Exchange {
-        client,
-        server,
-        group,
-        event_type,
-        recorder,
-        ..
-    } = Exchange::start(cx).await?;
-    let store = cx.store(&server)?;
+    let ex = Exchange::start(cx).await?;
     let first = ask_of(7);
     let asked = ask(
         cx,
-        &client,
-        &event_type,
+        &ex.client,
+        &ex.event_type,
         &first,
         &MessageContext::default(),
         cx.timeout(),
@@ -1418,20 +1409,23 @@ async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     // The broker delivers the same request again (as after a lost
     // acknowledgement): the copy the responder received, reply address and
     // all.
-    recorder
+    ex.recorder
         .wait("the request acknowledged", cx.timeout(), |log| {
             log.handled(id) == 1
         })
         .await?;
-    let copy = recorder.log().deliveries(id)[0].delivery.envelope.clone();
-    publish(&client, copy).await?;
-    recorder
+    let copy = ex.recorder.log().deliveries(id)[0]
+        .delivery
+        .envelope
+        .clone();
+    publish(&ex.client, copy).await?;
+    ex.recorder
         .wait("the duplicate handled", cx.timeout(), |log| {
             log.deliveries(id).len() == 2
         })
         .await?;
     {
-        let log = recorder.log();
+        let log = ex.recorder.log();
         if let Some(failed) = log
             .deliveries(id)
             .iter()
@@ -1449,16 +1443,17 @@ async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     let second = ask_of(8);
     let asked = ask(
         cx,
-        &client,
-        &event_type,
+        &ex.client,
+        &ex.event_type,
         &second,
         &MessageContext::default(),
         cx.timeout(),
     )
     .await?;
     answered(asked, &second)?;
-    if store
-        .list(Some(&group))
+    if ex
+        .store
+        .list(Some(&ex.group))
         .await
         .iter()
         .any(|d| d.envelope.message_id == id)
@@ -1470,8 +1465,8 @@ async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     let third = ask_of(9);
     let asked = ask(
         cx,
-        &client,
-        &event_type,
+        &ex.client,
+        &ex.event_type,
         &third,
         &MessageContext::default(),
         cx.timeout(),
@@ -1479,16 +1474,16 @@ async fn request_duplicate<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
     .await?;
     let third_id = asked.sent.message_id;
     let (_, reply) = answered(asked, &third)?;
-    recorder
+    ex.recorder
         .wait("the third request acknowledged", cx.timeout(), |log| {
             log.handled(third_id) == 1
         })
         .await?;
-    let delivered = recorder.log().deliveries(third_id)[0]
+    let delivered = ex.recorder.log().deliveries(third_id)[0]
         .delivery
         .envelope
         .clone();
-    match server.reply(&delivered, reply).await {
+    match ex.server.reply(&delivered, reply).await {
         Ok(()) | Err(PublishError::Unroutable { .. }) => Ok(()),
         Err(e) => Err(format!(
             "a second reply to a request already answered must be accepted (and dropped), \

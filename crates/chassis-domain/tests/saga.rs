@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chassis_domain::saga::{
-    Saga, SagaConfig, SagaContext, SagaRunner, SagaStatus, SagaStep, StepOutcome,
+    SAGA_COLLECTION, Saga, SagaConfig, SagaContext, SagaRunner, SagaStatus, SagaStep, StepOutcome,
 };
 use chassis_domain::storage::{Record, StorageConfig, Store};
 use chassis_domain::{DomainError, Envelope, IntegrationEvent, MessageContext, UnitOfWorkFactory};
@@ -250,6 +250,21 @@ async fn exists(store: &Arc<dyn Store>, collection: &str, id: &str) -> bool {
     found
 }
 
+/// Waits (with the background scheduler running) until instance `id` has
+/// given up after its 3 attempts; the bound only turns a hang into a failure.
+async fn gives_up_after_3_attempts(runner: &SagaRunner<AskSaga>, id: &str) {
+    let limit = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let instance = runner.load(id).await.unwrap().unwrap();
+        if instance.status == SagaStatus::Compensated {
+            assert_eq!(instance.state.attempts, 3);
+            return;
+        }
+        assert!(tokio::time::Instant::now() < limit, "{instance:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn ctx() -> MessageContext {
     MessageContext {
         correlation_id: Some("corr-1".into()),
@@ -423,6 +438,35 @@ async fn timeouts_resend_then_compensate(
     );
 }
 
+/// An instance armed by a version that did not index `saga_due` yet: the
+/// store's due-list query does not find it, the scheduler's first poll after
+/// start (a sweep of every armed instance) does, and re-arming indexes it.
+async fn instances_armed_without_due_index_fire_at_the_first_sweep(f: Fixture) {
+    f.runner.start("old-1", (), ctx()).await.unwrap();
+    let mut tx = f.store.begin().await.unwrap();
+    let key = format!("{}:old-1", AskSaga::NAME);
+    let record = tx.get(SAGA_COLLECTION, &key).await.unwrap().unwrap();
+    assert!(
+        record.index.iter().any(|e| e.key == "saga_due"),
+        "an armed instance is indexed by its deadline"
+    );
+    let mut old = record.next_version();
+    old.index.retain(|e| e.key != "saga_due");
+    tx.update(old).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(
+        f.runner.fire_due_timeouts().await.unwrap(),
+        0,
+        "not on the due-list"
+    );
+    let timeouts = f.runner.start_timeouts();
+    // Its deadline (zero) is due: the first sweep re-sends, later polls
+    // find it on the due-list until the saga gives up.
+    gives_up_after_3_attempts(&f.runner, "old-1").await;
+    timeouts.shutdown().await.unwrap();
+}
+
 async fn concurrent_steps_are_all_applied(f: Fixture) {
     f.runner.start("c-1", (), ctx()).await.unwrap();
     let mut tasks = Vec::new();
@@ -471,23 +515,18 @@ async fn inmemory_concurrent_steps_are_all_applied() {
 }
 
 #[tokio::test]
+async fn inmemory_instances_armed_without_due_index_fire_at_the_first_sweep() {
+    instances_armed_without_due_index_fire_at_the_first_sweep(in_memory(Duration::ZERO)).await;
+}
+
+#[tokio::test]
 async fn inmemory_background_scheduler_fires_and_stops() {
     let f = in_memory(Duration::from_millis(20));
     f.runner.start("b-1", (), ctx()).await.unwrap();
     let timeouts = f.runner.start_timeouts();
     assert!(timeouts.is_running());
-    // The saga gives up after 3 attempts, 20 ms apart; the bound only
-    // turns a hang into a failure.
-    let limit = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let instance = f.runner.load("b-1").await.unwrap().unwrap();
-        if instance.status == SagaStatus::Compensated {
-            assert_eq!(instance.state.attempts, 3);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < limit, "{instance:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The saga gives up after 3 attempts, 20 ms apart.
+    gives_up_after_3_attempts(&f.runner, "b-1").await;
     timeouts.shutdown().await.unwrap();
 }
 
@@ -554,5 +593,6 @@ async fn postgres_happy_path_refusal_timeouts_and_concurrency() {
         runner_over(&store, Duration::ZERO)
     })
     .await;
+    instances_armed_without_due_index_fire_at_the_first_sweep(fixture(Duration::ZERO)).await;
     pg.drop_schema().await;
 }

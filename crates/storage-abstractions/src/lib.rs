@@ -34,6 +34,7 @@ pub use error::StorageError;
 pub use outbox::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore};
 pub use pool::{AcquireObserver, PoolStats};
 pub use record::{
-    Filter, IndexEntry, MAX_PAGE_LIMIT, Page, PageRequest, Query, Record, validate_collection,
+    Filter, IndexEntry, MAX_PAGE_LIMIT, Page, PageRequest, Query, RangeFilter, Record, sortable,
+    validate_collection,
 };
 pub use store::{Store, Transaction};

@@ -108,6 +108,40 @@ pub struct Filter {
     pub value: String,
 }
 
+/// A range filter: the record has an index entry for `key` whose value lies
+/// within the bounds (both inclusive; `None` is unbounded). Values compare
+/// by their bytes, so numbers must be zero-padded to one width (what
+/// [`sortable`] does) to compare as numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeFilter {
+    /// Index key.
+    pub key: String,
+    /// Smallest value accepted.
+    pub min: Option<String>,
+    /// Largest value accepted.
+    pub max: Option<String>,
+}
+
+impl RangeFilter {
+    /// Whether `value` lies within the bounds (byte order).
+    pub fn contains(&self, value: &str) -> bool {
+        self.min.as_deref().is_none_or(|min| value >= min)
+            && self.max.as_deref().is_none_or(|max| value <= max)
+    }
+}
+
+/// `n` as an index value that sorts as the number: 20 digits, zero-padded
+/// (every `u64` fits), for [`Query::at_most`] / [`Query::at_least`].
+///
+/// ```
+/// use storage_abstractions::sortable;
+/// assert_eq!(sortable(42), "00000000000000000042");
+/// assert!(sortable(9) < sortable(10));
+/// ```
+pub fn sortable(n: u64) -> String {
+    format!("{n:020}")
+}
+
 /// Which slice of the results to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageRequest {
@@ -148,6 +182,9 @@ pub struct Query {
     pub collection: String,
     /// Equality filters, all of which must hold.
     pub filters: Vec<Filter>,
+    /// Range filters, all of which must hold too.
+    #[serde(default)]
+    pub ranges: Vec<RangeFilter>,
     /// Page to return.
     pub page: PageRequest,
 }
@@ -158,6 +195,7 @@ impl Query {
         Self {
             collection: collection.into(),
             filters: Vec::new(),
+            ranges: Vec::new(),
             page: PageRequest::default(),
         }
     }
@@ -169,6 +207,39 @@ impl Query {
             value: value.into(),
         });
         self
+    }
+
+    /// Adds a range filter: some entry of `key` is at most `max` (byte
+    /// order; see [`sortable`] for numbers). A store answers it without
+    /// handing the other records to the caller: what a due-list needs.
+    pub fn at_most(mut self, key: impl Into<String>, max: impl Into<String>) -> Self {
+        self.ranges.push(RangeFilter {
+            key: key.into(),
+            min: None,
+            max: Some(max.into()),
+        });
+        self
+    }
+
+    /// Adds a range filter: some entry of `key` is at least `min`.
+    pub fn at_least(mut self, key: impl Into<String>, min: impl Into<String>) -> Self {
+        self.ranges.push(RangeFilter {
+            key: key.into(),
+            min: Some(min.into()),
+            max: None,
+        });
+        self
+    }
+
+    /// Whether `record` passes every filter of this query (equality and
+    /// range; the collection is not checked). What a store without query
+    /// support of its own evaluates per record.
+    pub fn matches(&self, record: &Record) -> bool {
+        let has = |key: &str, ok: &dyn Fn(&str) -> bool| {
+            record.index.iter().any(|e| e.key == key && ok(&e.value))
+        };
+        self.filters.iter().all(|f| has(&f.key, &|v| v == f.value))
+            && self.ranges.iter().all(|r| has(&r.key, &|v| r.contains(v)))
     }
 
     /// Sets the page.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use storage_abstractions::{
-    IndexEntry, OutboxMessage, Query, Record, StorageError, Store, Transaction,
+    IndexEntry, OutboxMessage, Query, Record, StorageError, Store, Transaction, sortable,
 };
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -34,6 +34,7 @@ pub(crate) fn all() -> Vec<Case> {
         case!(drop_discards),
         case!(query_filters_and_pagination),
         case!(index_entries_multi_valued),
+        case!(query_range_filters),
         case!(outbox_order_and_content),
         case!(outbox_out_of_order_commits_never_skipped),
         case!(outbox_failure_quarantine_release_purge),
@@ -573,6 +574,68 @@ async fn index_entries_multi_valued(store: Arc<dyn Store>) {
         page.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["p-2"]
     );
+    tx.rollback().await.unwrap();
+}
+
+async fn query_range_filters(store: Arc<dyn Store>) {
+    // A due-list: timers with a zero-padded deadline, one timer without.
+    let timer = |id: &str, kind: &str, due: Option<u64>| {
+        let record = Record::new("timers", id, json!({})).with_index("kind", kind);
+        match due {
+            Some(due) => record.with_index("due", sortable(due)),
+            None => record,
+        }
+    };
+    seed(
+        &store,
+        vec![
+            timer("t-9", "saga", Some(9)),
+            timer("t-100", "saga", Some(100)),
+            timer("t-10", "job", Some(10)),
+            timer("t-none", "saga", None),
+            timer("t-50", "saga", Some(50)),
+        ],
+    )
+    .await;
+    let mut tx = begin(&store).await;
+    let ids = |page: storage_abstractions::Page<Record>| {
+        page.items.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    // Numbers compare as numbers once padded (9 < 10 < 50 < 100), in
+    // insertion order, records without the key never match.
+    let due = Query::all("timers").at_most("due", sortable(50));
+    assert_eq!(ids(tx.query(&due).await.unwrap()), ["t-9", "t-10", "t-50"]);
+    let saga_due = due.clone().filter("kind", "saga");
+    let page = tx.query(&saga_due).await.unwrap();
+    assert_eq!(page.total, 2, "range and equality filters together");
+    assert_eq!(ids(page), ["t-9", "t-50"]);
+    let window = Query::all("timers")
+        .at_least("due", sortable(10))
+        .at_most("due", sortable(99));
+    assert_eq!(ids(tx.query(&window).await.unwrap()), ["t-10", "t-50"]);
+    assert_eq!(
+        tx.query(&Query::all("timers").at_least("due", sortable(101)))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    // Paging counts what the ranges select, not the whole collection.
+    let page = tx.query(&due.clone().page(1, 1)).await.unwrap();
+    assert_eq!((page.total, ids(page)), (3, vec!["t-10".to_owned()]));
+    tx.rollback().await.unwrap();
+    // Bounds are byte-wise: "b" > "B" > "A", whatever the database's collation.
+    seed(
+        &store,
+        ["A", "B", "b"]
+            .into_iter()
+            .map(|v| Record::new("letters", v, json!({})).with_index("v", v))
+            .collect(),
+    )
+    .await;
+    let mut tx = begin(&store).await;
+    let upper = Query::all("letters").at_most("v", "B");
+    assert_eq!(ids(tx.query(&upper).await.unwrap()), ["A", "B"]);
     tx.rollback().await.unwrap();
 }
 

@@ -97,15 +97,6 @@ fn conflict(key: &Key, expected: u64, actual: u64) -> StorageError {
     }
 }
 
-fn matches(record: &Record, query: &Query) -> bool {
-    query.filters.iter().all(|f| {
-        record
-            .index
-            .iter()
-            .any(|e| e.key == f.key && e.value == f.value)
-    })
-}
-
 #[async_trait]
 impl Transaction for InMemoryTransaction {
     async fn get(&mut self, collection: &str, id: &str) -> Result<Option<Record>, StorageError> {
@@ -170,7 +161,7 @@ impl Transaction for InMemoryTransaction {
                 .records
                 .iter()
                 .filter(|(k, _)| k.0 == query.collection && !self.writes.contains_key(*k))
-                .filter(|(_, s)| matches(&s.record, query))
+                .filter(|(_, s)| query.matches(&s.record))
                 .map(|(_, s)| ((0, s.position), s.record.clone()))
                 .collect()
         };
@@ -185,7 +176,7 @@ impl Transaction for InMemoryTransaction {
             let Some(record) = &write.current else {
                 continue;
             };
-            if k.0 != query.collection || !matches(record, query) {
+            if k.0 != query.collection || !query.matches(record) {
                 continue;
             }
             // An update keeps the committed position; a (re-)insert goes last.

@@ -188,26 +188,47 @@ impl Transaction for PgTransaction {
             })
             .collect();
         let offset = i64::try_from(query.page.offset).unwrap_or(i64::MAX);
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM records WHERE collection = $1 AND index_entries @> $2",
-        )
-        .bind(&query.collection)
-        .bind(Json(&wanted))
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(map)?;
-        let rows = sqlx::query(
-            "SELECT id, version, data, index_entries FROM records
-             WHERE collection = $1 AND index_entries @> $2
-             ORDER BY position OFFSET $3 LIMIT $4",
-        )
-        .bind(&query.collection)
-        .bind(Json(&wanted))
-        .bind(offset)
-        .bind(i64::from(query.page.limit))
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(map)?;
+        // Equality filters use the GIN index (containment); each range
+        // filter is one more condition on the rows that pass them, compared
+        // byte-wise (`COLLATE "C"`) as the in-memory store does.
+        let mut condition = String::from("collection = $1 AND index_entries @> $2");
+        for n in 0..query.ranges.len() {
+            let (key, min, max) = (3 + 3 * n, 4 + 3 * n, 5 + 3 * n);
+            condition.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM jsonb_array_elements(index_entries) e
+                   WHERE e->>'key' = ${key}
+                     AND (${min}::text IS NULL OR (e->>'value') COLLATE \"C\" >= ${min})
+                     AND (${max}::text IS NULL OR (e->>'value') COLLATE \"C\" <= ${max}))"
+            ));
+        }
+        let paging = 3 + 3 * query.ranges.len();
+        // Safe: the statements hold only placeholders, numbered here.
+        let count_sql = format!("SELECT count(*) FROM records WHERE {condition}");
+        let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+            .bind(&query.collection)
+            .bind(Json(&wanted));
+        for range in &query.ranges {
+            count = count.bind(&range.key).bind(&range.min).bind(&range.max);
+        }
+        let total: i64 = count.fetch_one(&mut *self.tx).await.map_err(map)?;
+        let rows_sql = format!(
+            "SELECT id, version, data, index_entries FROM records WHERE {condition}
+             ORDER BY position OFFSET ${} LIMIT ${}",
+            paging,
+            paging + 1
+        );
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(rows_sql))
+            .bind(&query.collection)
+            .bind(Json(&wanted));
+        for range in &query.ranges {
+            select = select.bind(&range.key).bind(&range.min).bind(&range.max);
+        }
+        let rows = select
+            .bind(offset)
+            .bind(i64::from(query.page.limit))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map)?;
         let items = rows
             .iter()
             .map(|row| record_from(&query.collection, row))

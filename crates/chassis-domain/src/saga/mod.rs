@@ -25,9 +25,9 @@
 //!   store's inbox (consumer `saga.<name>`) in the same transaction: a
 //!   duplicate delivery has no second effect.
 //! - **Timeouts.** A step sets a deadline ([`SagaContext::schedule_timeout`]);
-//!   it is stored in the record and flagged in the index (`saga_timer =
-//!   <name>` while armed), so [`SagaRunner::fire_due_timeouts`] finds the
-//!   armed instances with one indexed query. [`SagaRunner::start_timeouts`]
+//!   it is stored in the record and indexed (`saga_timer = <name>` and
+//!   `saga_due = <deadline>` while armed), so [`SagaRunner::fire_due_timeouts`]
+//!   gets the due instances from the store with one query. [`SagaRunner::start_timeouts`]
 //!   runs that in a background task every
 //!   [`SagaConfig::timeout_poll_interval`]. Deadlines are data, so they
 //!   survive restarts: a deadline that passed while the process was down

@@ -10,7 +10,7 @@ use messaging_abstractions::{
     Delivery, Envelope, HandlerError, Handlers, IntegrationEvent, MessageContext, MessageHandler,
 };
 use serde::{Deserialize, Serialize};
-use storage_abstractions::{IndexEntry, Query, Record};
+use storage_abstractions::{IndexEntry, Query, Record, sortable};
 use uuid::Uuid;
 
 use super::{Finish, SAGA_COLLECTION, Saga, SagaContext, SagaStatus, SagaStep};
@@ -24,6 +24,20 @@ const INDEX_STATUS: &str = "saga_status";
 /// Index key present (value: the saga name) while a running instance has a
 /// deadline: the timeout scheduler's due-list.
 const INDEX_TIMER: &str = "saga_timer";
+/// Index key of an armed instance's deadline (milliseconds since the epoch,
+/// [`sortable`]): the scheduler asks the store for the due ones only.
+const INDEX_DUE: &str = "saga_due";
+
+/// Which armed instances a timeout poll reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sweep {
+    /// Those the store finds due (`saga_due` at most now): every poll.
+    Due,
+    /// Every armed one: the scheduler's first poll, which also fires the
+    /// deadlines of instances armed before `saga_due` was indexed (they
+    /// get it with their next write).
+    Armed,
+}
 
 /// Tuning of a [`SagaRunner`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +131,9 @@ impl Document {
             entry(INDEX_SAGA, &self.saga),
             entry(INDEX_STATUS, self.status.as_str()),
         ];
-        if self.status == SagaStatus::Running && self.deadline_ms.is_some() {
+        if let (SagaStatus::Running, Some(deadline)) = (self.status, self.deadline_ms) {
             index.push(entry(INDEX_TIMER, &self.saga));
+            index.push(entry(INDEX_DUE, &sortable(deadline)));
         }
         index
     }
@@ -434,8 +449,14 @@ impl<S: Saga> SagaRunner<S> {
     /// background scheduler ([`start_timeouts`](Self::start_timeouts)) calls
     /// each poll; tests may call it directly.
     pub async fn fire_due_timeouts(&self) -> Result<usize, DomainError> {
+        self.fire_timeouts(Sweep::Due).await
+    }
+
+    /// [`fire_due_timeouts`](Self::fire_due_timeouts), reading either only
+    /// the due instances from the store or every armed one (see [`Sweep`]).
+    pub(super) async fn fire_timeouts(&self, sweep: Sweep) -> Result<usize, DomainError> {
         let now = to_ms(SystemTime::now());
-        let due = self.due_instances(now).await?;
+        let due = self.due_instances(now, sweep).await?;
         let mut fired = 0;
         for (id, correlation_id) in due {
             let context = MessageContext {
@@ -459,19 +480,25 @@ impl<S: Saga> SagaRunner<S> {
     }
 
     /// (saga id, correlation id) of the running instances whose deadline is
-    /// at or before `now_ms`, read from the `saga_timer` index.
+    /// at or before `now_ms`, read from the `saga_timer` index: the store
+    /// selects the due ones by `saga_due`, or, with [`Sweep::Armed`], hands
+    /// over every armed one and they are picked here.
     async fn due_instances(
         &self,
         now_ms: u64,
+        sweep: Sweep,
     ) -> Result<Vec<(String, Option<String>)>, DomainError> {
         let mut uow = self.units.begin(MessageContext::default()).await?;
         let mut due = Vec::new();
         let mut offset = 0;
         let page_size = self.config.timeout_page_size.max(1);
         let result = loop {
-            let query = Query::all(SAGA_COLLECTION)
+            let mut query = Query::all(SAGA_COLLECTION)
                 .filter(INDEX_TIMER, S::NAME)
                 .page(offset, page_size);
+            if sweep == Sweep::Due {
+                query = query.at_most(INDEX_DUE, sortable(now_ms));
+            }
             let page = match uow.transaction().query(&query).await {
                 Ok(page) => page,
                 Err(e) => break Err(DomainError::from(e)),

@@ -4,6 +4,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::runner::Sweep;
 use super::{Saga, SagaRunner};
 
 /// The scheduler task stopped abnormally (it panicked).
@@ -40,15 +41,22 @@ impl<S: Saga> SagaRunner<S> {
     /// [`SagaConfig::timeout_poll_interval`](super::SagaConfig) it fires the
     /// due deadlines ([`fire_due_timeouts`](Self::fire_due_timeouts)). The
     /// first poll runs at once, so deadlines that passed while the service
-    /// was down fire right after start. Several processes may run one each
+    /// was down fire right after start; it reads every armed instance
+    /// instead of the store's due-list, so instances armed before the
+    /// deadline was indexed fire too. Several processes may run one each
     /// over the same store: a deadline still fires once (versioned write).
     pub fn start_timeouts(&self) -> SagaTimeouts {
         let runner = self.clone();
         let (stop_tx, mut stop) = watch::channel(false);
         let task = tokio::spawn(async move {
             tracing::debug!(saga = S::NAME, "saga timeout scheduler started");
+            let mut sweep = Sweep::Armed;
             while !*stop.borrow() {
-                match runner.fire_due_timeouts().await {
+                let result = runner.fire_timeouts(sweep).await;
+                if result.is_ok() {
+                    sweep = Sweep::Due;
+                }
+                match result {
                     Ok(0) => {}
                     Ok(fired) => tracing::debug!(saga = S::NAME, fired, "saga timeouts fired"),
                     Err(error) => {

@@ -96,8 +96,25 @@ impl Vhost {
 
     /// A vhost holding `lock`.
     pub fn with_lock(prefix: &str, lock: BrokerLock) -> Self {
+        Self::create(prefix, lock, &[])
+    }
+
+    /// A vhost whose queues are of `queue_type` (`quorum`, `classic`,
+    /// `stream`) unless declared otherwise, as operators set it with
+    /// `add_vhost --default-queue-type`; the broker lock shared.
+    pub fn with_default_queue_type(prefix: &str, queue_type: &str) -> Self {
+        Self::create(
+            prefix,
+            BrokerLock::shared(),
+            &["--default-queue-type", queue_type],
+        )
+    }
+
+    fn create(prefix: &str, lock: BrokerLock, options: &[&str]) -> Self {
         let name = format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        rabbitmqctl(&["add_vhost", &name]);
+        let mut args = vec!["add_vhost", name.as_str()];
+        args.extend_from_slice(options);
+        rabbitmqctl(&args);
         let vhost = Self { name, _lock: lock };
         vhost.allow_guest();
         vhost

@@ -1,5 +1,6 @@
 //! The shared event-bus conformance suite against the real broker, with
-//! quorum and with classic queues.
+//! quorum and with classic queues, and in a vhost whose default queue type
+//! is quorum.
 
 mod common;
 
@@ -53,7 +54,10 @@ impl BusFactory for Factory {
 }
 
 async fn run(queue_type: QueueType) {
-    let vhost = Vhost::new();
+    run_in(Vhost::new(), queue_type).await;
+}
+
+async fn run_in(vhost: Vhost, queue_type: QueueType) {
     let config = vhost.config(queue_type);
     let report = messaging_conformance::run(Factory {
         config: config.clone(),
@@ -87,4 +91,13 @@ async fn conformance_with_quorum_queues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_with_classic_queues() {
     run(QueueType::Classic).await;
+}
+
+/// Operators often make quorum a vhost's default queue type. Every queue the
+/// provider declares must work there — the consumer queues of the configured
+/// type, the dead-letter queues, and the exclusive, server-named reply queue
+/// of request/response, which a quorum queue cannot be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_classic_queues_where_the_vhost_defaults_to_quorum() {
+    run_in(Vhost::defaulting_to_quorum(), QueueType::Classic).await;
 }

@@ -42,6 +42,14 @@ impl Vhost {
         ))
     }
 
+    /// A vhost whose queues are quorum queues unless declared otherwise.
+    pub fn defaulting_to_quorum() -> Self {
+        Self(chassis_testing::rabbitmq::Vhost::with_default_queue_type(
+            "chassis-test",
+            "quorum",
+        ))
+    }
+
     pub fn url(&self) -> String {
         self.amqp_url()
     }

@@ -95,13 +95,17 @@ where
         LogFormat::Pretty => base
             .pretty()
             .with_ansi(ansi)
-            .map_event_format(|f| WithContext::new(f.with_ansi(ansi), context, Style::Pretty))
+            .map_event_format(|f| {
+                WithContext::new(f.with_ansi(ansi), context, Style::Pretty { ansi })
+            })
             .with_filter(filter)
             .boxed(),
         LogFormat::Compact => base
             .compact()
             .with_ansi(ansi)
-            .map_event_format(|f| WithContext::new(f.with_ansi(ansi), context, Style::Compact))
+            .map_event_format(|f| {
+                WithContext::new(f.with_ansi(ansi), context, Style::Compact { ansi })
+            })
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => base
@@ -116,13 +120,21 @@ where
     Ok(layer)
 }
 
-/// How context fields are written in each format.
+/// How context fields are written in each format; the text formats say
+/// whether they color (as their own fields are: italic names, dimmed
+/// punctuation).
 #[derive(Debug, Clone, Copy)]
 enum Style {
-    Pretty,
-    Compact,
+    Pretty { ansi: bool },
+    Compact { ansi: bool },
     Json,
 }
+
+/// ANSI escapes the text formats use for field names and punctuation.
+const ITALIC: &str = "\x1b[3m";
+const DIMMED: &str = "\x1b[2m";
+const DIMMED_ITALIC: &str = "\x1b[2;3m";
+const RESET: &str = "\x1b[0m";
 
 /// An event format that adds the fields of a [`LogContext`] to each line
 /// `inner` writes. Only lines written inside a context pay anything: the
@@ -150,9 +162,23 @@ impl<F> WithContext<F> {
             // Writing to a String cannot fail.
             let _ = match style {
                 Style::Json => write!(out, "{}:{},", json_string(name), json_string(value)),
-                Style::Compact => write!(out, " {name}={value}"),
-                Style::Pretty if out.is_empty() => write!(out, "    with {name}: {value}"),
-                Style::Pretty => write!(out, ", {name}: {value}"),
+                Style::Compact { ansi: false } => write!(out, " {name}={value}"),
+                Style::Compact { ansi: true } => {
+                    write!(out, " {ITALIC}{name}{RESET}{DIMMED}={RESET}{value}")
+                }
+                Style::Pretty { ansi } => {
+                    if out.is_empty() && ansi {
+                        out.push_str(&format!("    {DIMMED_ITALIC}with{RESET} "));
+                    } else if out.is_empty() {
+                        out.push_str("    with ");
+                    } else {
+                        out.push_str(", ");
+                    }
+                    match ansi {
+                        true => write!(out, "{ITALIC}{name}{RESET}{DIMMED}:{RESET} {value}"),
+                        false => write!(out, "{name}: {value}"),
+                    }
+                }
             };
         });
         out
@@ -191,7 +217,7 @@ where
                 }
                 None => writer.write_str(&line),
             },
-            Style::Compact => {
+            Style::Compact { .. } => {
                 let body = line.trim_end_matches('\n');
                 writer.write_str(body)?;
                 writer.write_str(&fields)?;
@@ -199,7 +225,7 @@ where
             }
             // The pretty block ends with a blank line; the context line goes
             // just before it, after the spans.
-            Style::Pretty => {
+            Style::Pretty { .. } => {
                 let body = line.strip_suffix('\n').unwrap_or(&line);
                 writer.write_str(body)?;
                 writer.write_str(&fields)?;
@@ -311,12 +337,33 @@ mod tests {
 
     /// What [`log_around_a_request`] writes in `format`, with [`Serving`].
     fn around_a_request(format: LogFormat) -> String {
+        around_a_request_in_color(format, false)
+    }
+
+    fn around_a_request_in_color(format: LogFormat, ansi: bool) -> String {
         let config = LoggingConfig {
             format,
-            ansi: false,
+            ansi,
             ..Default::default()
         };
         capture_in(&config, None, Arc::new(Serving), log_around_a_request)
+    }
+
+    #[test]
+    fn colored_text_formats_style_context_fields_as_their_own() {
+        let compact = around_a_request_in_color(LogFormat::Compact, true);
+        let line = compact.lines().nth(1).unwrap();
+        assert!(
+            line.ends_with("\x1b[3mcorrelation_id\x1b[0m\x1b[2m=\x1b[0mc-\"9\" \x1b[3mtrace_id\x1b[0m\x1b[2m=\x1b[0m4bf92f35"),
+            "{line:?}"
+        );
+        let pretty = around_a_request_in_color(LogFormat::Pretty, true);
+        assert!(
+            pretty.contains(
+                "    \x1b[2;3mwith\x1b[0m \x1b[3mcorrelation_id\x1b[0m\x1b[2m:\x1b[0m c-\"9\", "
+            ),
+            "{pretty:?}"
+        );
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl InstrumentedBus {
             messaging.operation.type = "publish",
             messaging.message.id = %envelope.message_id,
         );
-        join_trace(&span, envelope);
+        join_trace(&span, envelope, envelope.correlation_id.as_deref());
         span
     }
 
@@ -96,7 +96,7 @@ impl InstrumentedBus {
             timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             outcome = Empty,
         );
-        join_trace(&span, envelope);
+        join_trace(&span, envelope, envelope.correlation_id.as_deref());
         span
     }
 
@@ -263,7 +263,8 @@ impl MessageHandler for InstrumentedHandler {
         let mut context = envelope.context_for_handler();
         let span = scoped(self.dispatch.as_ref(), || self.consumer_span(delivery));
         if self.trace {
-            join_trace(&span, envelope);
+            // The handler's correlation id: the message's, else its id.
+            join_trace(&span, envelope, context.correlation_id.as_deref());
             propagation::inject_from(&span, &mut context.traceparent, &mut context.tracestate);
         }
         let start = Instant::now();
@@ -282,16 +283,16 @@ impl MessageHandler for InstrumentedHandler {
     }
 }
 
-/// Makes `span` continue the trace `envelope` carries, with the envelope's
-/// correlation id as an OpenTelemetry attribute (log lines take it from the
-/// message context instead, see [`crate::MessageLogContext`]).
-fn join_trace(span: &tracing::Span, envelope: &Envelope) {
+/// Makes `span` continue the trace `envelope` carries, with `correlation_id`
+/// as an OpenTelemetry attribute (log lines take it from the message context
+/// instead, see [`crate::MessageLogContext`]).
+fn join_trace(span: &tracing::Span, envelope: &Envelope, correlation_id: Option<&str>) {
     propagation::set_parent(
         span,
         envelope.traceparent.as_deref(),
         envelope.tracestate.as_deref(),
     );
-    if let Some(id) = envelope.correlation_id.as_deref() {
+    if let Some(id) = correlation_id {
         propagation::set_attribute(span, crate::middleware::CORRELATION_ATTRIBUTE, id);
     }
 }

@@ -10,16 +10,9 @@ use crate::domain::{
 
 /// The `PlaceOrder` command from the request body.
 pub fn place_order_command(request: dto::PlaceOrderRequest) -> PlaceOrder {
-    let d = request.destination;
     PlaceOrder {
         customer_id: request.customer_id,
-        destination: DestinationInput {
-            name: d.name,
-            street: d.street,
-            city: d.city,
-            postal_code: d.postal_code,
-            country: d.country,
-        },
+        destination: destination_input(request.destination),
         items: request
             .items
             .into_iter()
@@ -34,6 +27,17 @@ pub fn place_order_command(request: dto::PlaceOrderRequest) -> PlaceOrder {
                 height_mm: i.height_mm,
             })
             .collect(),
+    }
+}
+
+/// The destination of a request body (order or quote) as the domain takes it.
+pub fn destination_input(d: dto::Destination) -> DestinationInput {
+    DestinationInput {
+        name: d.name,
+        street: d.street,
+        city: d.city,
+        postal_code: d.postal_code,
+        country: d.country,
     }
 }
 

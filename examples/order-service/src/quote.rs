@@ -36,9 +36,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::app::Orders;
-use crate::domain::{
-    DestinationInput, ItemInput, Order, PlaceOrder, QuotedPackage, ShippingQuote, UnshippableLine,
-};
+use crate::domain::{ItemInput, Order, PlaceOrder, QuotedPackage, ShippingQuote, UnshippableLine};
 
 /// The quote settings of the `[order]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,16 +210,9 @@ pub fn quote_view(quote: &ShippingQuote) -> dto::ShippingQuote {
 /// lines (no customer or prices involved) — so the 422 names the same
 /// fields as `POST /orders` (`items[0].quantity`, `destination.city`).
 pub fn validated(request: QuoteOrderRequest) -> Result<Order, Problem> {
-    let d = request.destination;
     let command = PlaceOrder {
         customer_id: "quote".into(),
-        destination: DestinationInput {
-            name: d.name,
-            street: d.street,
-            city: d.city,
-            postal_code: d.postal_code,
-            country: d.country,
-        },
+        destination: crate::integration::destination_input(request.destination),
         items: request
             .items
             .into_iter()

@@ -57,7 +57,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chassis_web::{RunningService, ServiceHostBuilder, StartupError};
 use messaging_abstractions::{
-    DeadLetter, Delivery, Envelope, EventBus, EventBusExt, FailureKind, HandlerError, Handlers,
+    DeadLetter, Delivery, Envelope, EventBus, EventBusExt, FailureKind, HandlerError,
     IntegrationEvent, MessageHandler, MessagingConfig, PublishError, RetryPolicy, ShutdownError,
     SubscribeError, Subscription,
 };
@@ -360,18 +360,12 @@ impl EventBus for TestBus {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
-        let mut handlers = Handlers::new();
-        for event_type in subscription.handlers.event_types() {
-            if let Some(handler) = subscription.handlers.get(event_type) {
-                handlers = handlers.on_raw(
-                    event_type,
-                    Arc::new(Recording {
-                        handler: handler.clone(),
-                        log: self.log.clone(),
-                    }),
-                );
-            }
-        }
+        let handlers = subscription.handlers.map(|handler| {
+            Arc::new(Recording {
+                handler,
+                log: self.log.clone(),
+            })
+        });
         self.inner
             .subscribe(Subscription::new(subscription.group, handlers))
             .await
@@ -402,6 +396,24 @@ impl EventBus for TestBus {
     }
 }
 
+/// How tests run a service host in-process (`use chassis_testing::InProcess`).
+pub trait InProcess {
+    /// On a free loopback port, without command-line arguments,
+    /// authentication off (a test of it turns it on), no global log
+    /// subscriber. The bus and store stay as configured.
+    fn in_process(self) -> Self;
+}
+
+impl InProcess for ServiceHostBuilder {
+    fn in_process(self) -> Self {
+        self.config("http.host", "127.0.0.1")
+            .config("http.port", 0_i64)
+            .config("security.auth.enabled", false)
+            .args(Vec::<String>::new())
+            .install_logging(false)
+    }
+}
+
 /// Starts `service` in-process on a free loopback port, on `bus` and the
 /// in-memory store of its default configuration, without installing a global
 /// log subscriber. Panics with the start-up error.
@@ -418,13 +430,8 @@ pub async fn try_start(
 ) -> Result<RunningService, StartupError> {
     service
         .event_bus(bus.bus())
-        .config("http.host", "127.0.0.1")
-        .config("http.port", 0_i64)
         .config("storage.provider", "inmemory")
-        // Authentication off unless a test turns it on (examples' security tests do).
-        .config("security.auth.enabled", false)
-        .args(Vec::<String>::new())
-        .install_logging(false)
+        .in_process()
         .start()
         .await
 }

@@ -191,6 +191,22 @@ impl Handlers {
         self.by_type.get(event_type)
     }
 
+    /// The same event types, each handler replaced by what `wrap` makes of
+    /// it: how a bus decorator puts its own handler around the service's
+    /// (metrics and tracing, a test recorder).
+    pub fn map(
+        self,
+        mut wrap: impl FnMut(Arc<dyn MessageHandler>) -> Arc<dyn MessageHandler>,
+    ) -> Self {
+        Self {
+            by_type: self
+                .by_type
+                .into_iter()
+                .map(|(event_type, handler)| (event_type, wrap(handler)))
+                .collect(),
+        }
+    }
+
     /// The event types handled.
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
         self.by_type.keys().map(String::as_str)
@@ -306,6 +322,42 @@ mod tests {
         let err = handlers.dispatch(&delivery(other)).await.unwrap_err();
         assert_eq!(err.kind, FailureKind::Permanent);
         assert!(err.reason.contains("unknown.v1"));
+    }
+
+    /// Fails every delivery, naming what it wraps.
+    struct Refusing(Arc<dyn MessageHandler>);
+
+    #[async_trait]
+    impl MessageHandler for Refusing {
+        async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+            self.0.handle(delivery).await?;
+            Err(HandlerError::permanent("wrapped"))
+        }
+    }
+
+    #[tokio::test]
+    async fn map_wraps_every_handler_and_keeps_the_event_types() {
+        let handlers = Handlers::new().on_fn(|_: Ping, _| async { Ok(()) }).on_raw(
+            "other.v1",
+            Handlers::new()
+                .on_fn(|_: Ping, _| async { Ok(()) })
+                .get(Ping::EVENT_TYPE)
+                .unwrap()
+                .clone(),
+        );
+        let mut wrapped = 0;
+        let mapped = handlers.map(|inner| {
+            wrapped += 1;
+            Arc::new(Refusing(inner))
+        });
+        assert_eq!(wrapped, 2);
+        assert_eq!(
+            mapped.event_types().collect::<Vec<_>>(),
+            ["other.v1", Ping::EVENT_TYPE]
+        );
+        let ping = Envelope::for_event(&Ping { n: 1 }).unwrap();
+        let err = mapped.dispatch(&delivery(ping)).await.unwrap_err();
+        assert_eq!(err.reason, "wrapped", "the wrapper ran around the handler");
     }
 
     #[test]

@@ -8,9 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use messaging_abstractions::{
-    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler,
-    MessagingConfig, PublishError, RequestError, RetryPolicy, ShutdownError, SubscribeError,
-    Subscription,
+    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, MessageHandler, MessagingConfig,
+    PublishError, RequestError, RetryPolicy, ShutdownError, SubscribeError, Subscription,
 };
 use messaging_conformance::{BusFactory, ConnectError, SuiteOptions};
 use messaging_inmemory::InMemoryBus;
@@ -117,14 +116,9 @@ impl EventBus for Flawed {
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
         let mut subscription = subscription;
         if let Flaw::NeverRetries = self.flaw {
-            let mut handlers = Handlers::new();
-            for event_type in subscription.handlers.event_types() {
-                let inner = subscription.handlers.get(event_type).cloned();
-                if let Some(inner) = inner {
-                    handlers = handlers.on_raw(event_type, Arc::new(Permanent(inner)));
-                }
-            }
-            subscription.handlers = handlers;
+            subscription.handlers = subscription
+                .handlers
+                .map(|inner| Arc::new(Permanent(inner)));
         }
         self.inner.subscribe(subscription).await
     }

@@ -16,6 +16,7 @@ use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
 use chassis_storage::{Repository, Storage};
+use chassis_testing::InProcess;
 use chassis_testing::TestBus;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::box_order;
@@ -427,12 +428,8 @@ async fn start_on(
 ) -> RunningService {
     let mut host = host
         .event_bus(Arc::new(bus.clone()))
-        .config("http.host", "127.0.0.1")
-        .config("http.port", 0_i64)
         .config("storage.provider", "inmemory")
-        .config("security.auth.enabled", false)
-        .args(Vec::<String>::new())
-        .install_logging(false);
+        .in_process();
     if let Some(store) = store {
         host = host.store(store);
     }

@@ -21,6 +21,7 @@ use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
 use chassis_storage::{Repository, Storage};
+use chassis_testing::InProcess;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost, box_order};
 use messaging_rabbitmq::RabbitMqBus;
@@ -61,11 +62,7 @@ async fn start(
         // the order they were sent.
         .config("messaging.concurrency", 1_i64)
         .config("cancellation.timeout_poll_interval", "200ms")
-        .config("http.host", "127.0.0.1")
-        .config("http.port", 0_i64)
-        .config("security.auth.enabled", false)
-        .args(Vec::<String>::new())
-        .install_logging(false)
+        .in_process()
         .start()
         .await
         .unwrap_or_else(|e| panic!("the service did not start (RabbitMQ and PostgreSQL up?): {e}"))

@@ -12,6 +12,7 @@ mod common;
 
 use std::time::Duration;
 
+use chassis_testing::InProcess;
 use chassis_testing::TestBus;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use order_service_client::{ClientConfig, OrderServiceClient};
@@ -38,13 +39,8 @@ impl Broker {
             Broker::RabbitMq(vhost) => host
                 .config("messaging.provider", "rabbitmq")
                 .config("messaging.rabbitmq.url", vhost.amqp_url())
-                // What `chassis_testing::start` sets besides the bus.
-                .config("http.host", "127.0.0.1")
-                .config("http.port", 0_i64)
                 .config("storage.provider", "inmemory")
-                .config("security.auth.enabled", false)
-                .args(Vec::<String>::new())
-                .install_logging(false)
+                .in_process()
                 .start()
                 .await
                 .unwrap_or_else(|e| panic!("the service did not start: {e}")),

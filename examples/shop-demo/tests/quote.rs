@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chassis_domain::messaging::{
-    Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler, PublishError,
-    RequestError, Responders, ShutdownError, SubscribeError, Subscription,
+    Delivery, Envelope, EventBus, HandlerError, MessageHandler, PublishError, RequestError,
+    Responders, ShutdownError, SubscribeError, Subscription,
 };
+use chassis_testing::InProcess;
 use chassis_testing::TestBus;
 use common::{lamp_order, lamps};
 use order_service_client::dto::OrderStatus;
@@ -234,12 +235,9 @@ impl EventBus for Twice {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
-        let mut handlers = Handlers::new();
-        for event_type in subscription.handlers.event_types() {
-            if let Some(handler) = subscription.handlers.get(event_type) {
-                handlers = handlers.on_raw(event_type, Arc::new(HandleTwice(handler.clone())));
-            }
-        }
+        let handlers = subscription
+            .handlers
+            .map(|handler| Arc::new(HandleTwice(handler)));
         self.inner
             .subscribe(Subscription::new(subscription.group, handlers))
             .await
@@ -280,12 +278,8 @@ async fn a_quote_request_delivered_twice_is_answered_twice_and_the_second_answer
     });
     let _shipping_svc = shipping_service::host()
         .event_bus(twice)
-        .config("http.host", "127.0.0.1")
-        .config("http.port", 0_i64)
         .config("storage.provider", "inmemory")
-        .config("security.auth.enabled", false)
-        .args(Vec::<String>::new())
-        .install_logging(false)
+        .in_process()
         .start()
         .await
         .unwrap();

@@ -14,6 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use chassis_testing::InProcess;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::{BrokerStopped, Vhost, lamp_order, lamps};
 use order_service_client::dto::OrderStatus;
@@ -28,11 +29,7 @@ async fn start(host: ServiceHostBuilder, vhost: &Vhost) -> RunningService {
         .config("storage.provider", "inmemory")
         .config("order.quote_timeout", "1s")
         .config("order.placement_quote_timeout", "500ms")
-        .config("http.host", "127.0.0.1")
-        .config("http.port", 0_i64)
-        .config("security.auth.enabled", false)
-        .args(Vec::<String>::new())
-        .install_logging(false)
+        .in_process()
         .start()
         .await
         .unwrap_or_else(|e| panic!("the service did not start (RabbitMQ up?): {e}"))

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chassis_core::HealthCheck;
 use messaging_abstractions::request::REPLY_ERROR_HEADER;
 use messaging_abstractions::{
-    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, Handlers, MessageHandler,
-    PublishError, RequestError, ShutdownError, SubscribeError, Subscription,
+    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, MessageHandler, PublishError,
+    RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -171,21 +171,15 @@ impl EventBus for InstrumentedBus {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
-        let mut handlers = Handlers::new();
-        for event_type in subscription.handlers.event_types() {
-            if let Some(inner) = subscription.handlers.get(event_type) {
-                handlers = handlers.on_raw(
-                    event_type,
-                    Arc::new(InstrumentedHandler {
-                        inner: inner.clone(),
-                        service: self.service.clone(),
-                        max_attempts: self.max_attempts,
-                        trace: self.trace,
-                        dispatch: self.dispatch.clone(),
-                    }),
-                );
-            }
-        }
+        let handlers = subscription.handlers.map(|inner| {
+            Arc::new(InstrumentedHandler {
+                inner,
+                service: self.service.clone(),
+                max_attempts: self.max_attempts,
+                trace: self.trace,
+                dispatch: self.dispatch.clone(),
+            })
+        });
         self.inner
             .subscribe(Subscription::new(subscription.group, handlers))
             .await

@@ -1,0 +1,658 @@
+//! Layered configuration.
+//!
+//! Layers, lowest first:
+//! 1. built-in defaults — the `Default` impls of the section types;
+//! 2. `config/default.toml`;
+//! 3. `config/{environment}.toml`, environment from `CHASSIS_ENV` (default
+//!    `development`);
+//! 4. environment variables `CHASSIS__SECTION__KEY` (double underscore for
+//!    nesting), and `CHASSIS__SECTION__KEY_FILE=/path` to read a value (a
+//!    secret, typically) from a mounted file;
+//! 5. overrides set in code ([`ConfigLoader::set`], used by tests and embedded
+//!    demos).
+//!
+//! The directory is `config` in the working directory, or `CHASSIS_CONFIG_DIR`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, FileFormat, Map, Source, Value, ValueKind};
+use logging_abstractions::LoggingConfig;
+use messaging_abstractions::MessagingConfig;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use storage_abstractions::StorageConfig;
+use traces_abstractions::TracingConfig;
+
+/// Prefix of the environment variables read as configuration.
+pub const ENV_PREFIX: &str = "CHASSIS__";
+/// Variable naming the environment (`development`, `production`, ...).
+pub const ENV_NAME_VAR: &str = "CHASSIS_ENV";
+/// Variable naming the configuration directory.
+pub const CONFIG_DIR_VAR: &str = "CHASSIS_CONFIG_DIR";
+/// Environment used when [`ENV_NAME_VAR`] is not set.
+pub const DEFAULT_ENVIRONMENT: &str = "development";
+/// Suffix of variables whose value is the path of a file holding the value.
+pub const FILE_SUFFIX: &str = "_FILE";
+
+const DEFAULT_ORIGIN: &str = "built-in default";
+
+/// The whole typed configuration of a service's chassis.
+///
+/// A service's own sections (say `[shipping]`) live next to these and are read
+/// with [`Configuration::section`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChassisConfig {
+    /// Who the service is.
+    pub service: ServiceConfig,
+    /// The HTTP edge.
+    pub http: HttpConfig,
+    /// Logging provider and format.
+    pub logging: LoggingConfig,
+    /// Event bus provider.
+    pub messaging: MessagingConfig,
+    /// Store provider.
+    pub storage: StorageConfig,
+    /// Trace export.
+    pub tracing: TracingConfig,
+    /// Authentication, limits, CORS and headers.
+    pub security: crate::security::SecurityConfig,
+}
+
+impl ChassisConfig {
+    /// Checks ranges of every section; the error names the key path and what
+    /// was expected.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = ConfigError::Invalid;
+        self.service.validate().map_err(invalid)?;
+        self.http.validate().map_err(invalid)?;
+        self.logging
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.messaging.validate().map_err(invalid)?;
+        self.storage.validate().map_err(invalid)?;
+        Ok(())
+    }
+}
+
+/// The `service` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Name of the service (the builder's name unless configured); the
+    /// consumer group on the bus and the `service` field of logs.
+    pub name: String,
+    /// Version of the service.
+    pub version: String,
+}
+
+impl ServiceConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("service.name: expected a non-empty name".into());
+        }
+        Ok(())
+    }
+}
+
+/// The `http` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Interface to bind (`0.0.0.0` in containers, `127.0.0.1` for local only).
+    pub host: String,
+    /// Port to bind; `0` picks a free port (see `RunningService::local_addr`).
+    pub port: u16,
+    /// Longest time a request may take before it is answered with 503.
+    #[serde(with = "chassis_core::duration")]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes (413 above).
+    pub body_limit: usize,
+    /// Time between readiness turning 503 and the listener closing, so load
+    /// balancers stop sending traffic first (a few seconds in Kubernetes).
+    #[serde(with = "chassis_core::duration")]
+    pub shutdown_delay: Duration,
+    /// Deadline for in-flight requests, then for background tasks, during a
+    /// graceful shutdown.
+    #[serde(with = "chassis_core::duration")]
+    pub shutdown_timeout: Duration,
+    /// Time each readiness check may take before it counts as unhealthy.
+    #[serde(with = "chassis_core::duration")]
+    pub readiness_check_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            request_timeout: Duration::from_secs(30),
+            body_limit: 1024 * 1024,
+            shutdown_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(30),
+            readiness_check_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
+            return Err(format!(
+                "http.host: expected an IP address (e.g. 0.0.0.0 or 127.0.0.1) or localhost, found `{}`",
+                self.host
+            ));
+        }
+        let positive = [
+            ("request_timeout", self.request_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("readiness_check_timeout", self.readiness_check_timeout),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err(format!("http.{key}: expected a duration > 0"));
+            }
+        }
+        if self.body_limit == 0 {
+            return Err("http.body_limit: expected a number of bytes >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `CHASSIS_CONFIG_DIR` names a directory that does not exist.
+    #[error("{CONFIG_DIR_VAR}: directory `{0}` does not exist")]
+    MissingDirectory(PathBuf),
+    /// A `*_FILE` variable names a file that cannot be read.
+    #[error("{var}: cannot read `{path}`: {source}")]
+    SecretFile {
+        /// The variable.
+        var: String,
+        /// The file it names.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML, or layers could not be merged.
+    #[error("{0}")]
+    Source(String),
+    /// A value has the wrong type or is out of range.
+    #[error("{key}: expected {expected}, found {found} (from {origin})")]
+    InvalidValue {
+        /// Key path, e.g. `http.port`.
+        key: String,
+        /// What the key accepts.
+        expected: String,
+        /// What was found.
+        found: String,
+        /// The layer the value came from.
+        origin: String,
+    },
+    /// A section failed validation (the message starts with the key path).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Loads the layered configuration. The host uses one; tests build their own
+/// to load from a temporary directory and a fabricated environment.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigLoader {
+    dir: Option<PathBuf>,
+    environment: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    defaults: Vec<(String, ValueKind)>,
+    overrides: Vec<(String, ValueKind)>,
+}
+
+impl ConfigLoader {
+    /// A loader reading the process environment and `./config` (or
+    /// `CHASSIS_CONFIG_DIR`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads files from `dir` instead of `CHASSIS_CONFIG_DIR` / `./config`.
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Uses `name` instead of `CHASSIS_ENV` to pick `config/{name}.toml`.
+    pub fn environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = Some(name.into());
+        self
+    }
+
+    /// Reads these variables instead of the process environment (tests).
+    pub fn env_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// A default set in code, just above the built-in defaults (the host
+    /// sets `service.name` and `service.version` this way).
+    pub fn default_value(mut self, key: impl Into<String>, value: impl Into<ValueKind>) -> Self {
+        self.defaults.push((key.into(), value.into()));
+        self
+    }
+
+    /// An override above every other layer, e.g. `set("http.port", 0)`.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<ValueKind>) -> Self {
+        self.overrides.push((key.into(), value.into()));
+        self
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        match &self.env {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+        .filter(|v| !v.is_empty())
+    }
+
+    fn prefixed_vars(&self) -> Vec<(String, String)> {
+        let all: Vec<(String, String)> = match &self.env {
+            Some(env) => env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        all.into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+            .collect()
+    }
+
+    /// The directory files are read from.
+    pub fn resolved_dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .or_else(|| self.var(CONFIG_DIR_VAR).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("config"))
+    }
+
+    /// The environment name (`config/{name}.toml`).
+    pub fn resolved_environment(&self) -> String {
+        self.environment
+            .clone()
+            .or_else(|| self.var(ENV_NAME_VAR))
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned())
+    }
+
+    /// Loads, merges, deserializes and validates every layer.
+    pub fn load(&self) -> Result<Configuration, ConfigError> {
+        let dir = self.resolved_dir();
+        let dir_given = self.dir.is_some() || self.var(CONFIG_DIR_VAR).is_some();
+        if dir_given && !dir.is_dir() {
+            return Err(ConfigError::MissingDirectory(dir));
+        }
+        let environment = self.resolved_environment();
+        let mut files = Vec::new();
+        let mut builder = Config::builder().add_source(Layer::new("code default", &self.defaults));
+        for name in ["default".to_owned(), environment.clone()] {
+            let path = dir.join(format!("{name}.toml"));
+            if path.is_file() {
+                builder = builder.add_source(
+                    config::File::from(path.as_path())
+                        .format(FileFormat::Toml)
+                        .required(true),
+                );
+                files.push(path);
+            }
+        }
+        builder = builder
+            .add_source(self.env_layer()?)
+            .add_source(Layer::new("override in code", &self.overrides));
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let chassis: ChassisConfig = deserialize_at(&raw, "")?;
+        chassis.validate()?;
+        Ok(Configuration {
+            raw,
+            chassis,
+            environment,
+            files,
+        })
+    }
+
+    /// The variables layer: `CHASSIS__A__B=v` sets `a.b`; `CHASSIS__A__B_FILE=p`
+    /// sets `a.b` to the content of file `p` (without its trailing newline).
+    fn env_layer(&self) -> Result<Layer, ConfigError> {
+        let mut entries = Vec::new();
+        for (var, value) in self.prefixed_vars() {
+            let rest = &var[ENV_PREFIX.len()..];
+            let (key, value, origin) = match rest.strip_suffix(FILE_SUFFIX) {
+                Some(stem) => {
+                    let path = PathBuf::from(&value);
+                    let content = std::fs::read_to_string(&path).map_err(|source| {
+                        ConfigError::SecretFile {
+                            var: var.clone(),
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    let content = content.trim_end_matches(['\n', '\r']).to_owned();
+                    (
+                        stem,
+                        content,
+                        format!("file {} (via {var})", path.display()),
+                    )
+                }
+                None => (rest, value, format!("env {var}")),
+            };
+            let key = key.to_lowercase().replace("__", ".");
+            entries.push((key, Value::new(Some(&origin), ValueKind::String(value))));
+        }
+        Ok(Layer { entries })
+    }
+}
+
+/// A configuration layer whose values remember where they came from.
+#[derive(Debug, Clone)]
+struct Layer {
+    entries: Vec<(String, Value)>,
+}
+
+impl Layer {
+    fn new(origin: &str, values: &[(String, ValueKind)]) -> Self {
+        let origin = origin.to_owned();
+        Self {
+            entries: values
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::new(Some(&origin), v.clone())))
+                .collect(),
+        }
+    }
+}
+
+impl Source for Layer {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, config::ConfigError> {
+        // Keys are paths (`http.port`); `collect_to` expands them into tables.
+        Ok(self.entries.iter().cloned().collect())
+    }
+}
+
+/// Deserializes the value at `key` (`""` = the root) with errors naming the
+/// full key path, what was expected and the layer the value came from.
+fn deserialize_at<T: DeserializeOwned>(raw: &Config, key: &str) -> Result<T, ConfigError> {
+    let value = lookup(&raw.cache, key)
+        .cloned()
+        .unwrap_or_else(|| Value::new(None, ValueKind::Table(Map::new())));
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let sub = e.path().to_string();
+        let path = match (key.is_empty(), sub.as_str()) {
+            (_, ".") => key.to_owned(),
+            (true, _) => sub.clone(),
+            (false, _) => format!("{key}.{sub}"),
+        };
+        describe(raw, &path, e.into_inner())
+    })
+}
+
+/// The merged value at a dotted path (`http.port`; `items[0]` counts as
+/// `items`), keeping its origin.
+fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut current = root;
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let name = segment.split('[').next().unwrap_or(segment);
+        current = match &current.kind {
+            ValueKind::Table(table) => table.get(name)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+fn describe(raw: &Config, path: &str, error: config::ConfigError) -> ConfigError {
+    let origin = origin_of(raw, path);
+    match error {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            ..
+        } => ConfigError::InvalidValue {
+            key: path.to_owned(),
+            expected: expected.to_owned(),
+            found: unexpected.to_string(),
+            origin,
+        },
+        config::ConfigError::NotFound(field) => ConfigError::Invalid(format!(
+            "{}: missing required key (from {origin})",
+            join(path, &field)
+        )),
+        config::ConfigError::At { error, .. } => describe(raw, path, *error),
+        config::ConfigError::Message(message) => {
+            ConfigError::Invalid(format!("{path}: {message} (from {origin})"))
+        }
+        other => ConfigError::Invalid(format!("{path}: {other}")),
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() || path == "." {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn origin_of(raw: &Config, path: &str) -> String {
+    lookup(&raw.cache, path)
+        .and_then(Value::origin)
+        .unwrap_or(DEFAULT_ORIGIN)
+        .to_owned()
+}
+
+/// The loaded configuration: the typed chassis sections plus the merged raw
+/// tree (for a service's own sections and for `--print-config`).
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    raw: Config,
+    chassis: ChassisConfig,
+    environment: String,
+    files: Vec<PathBuf>,
+}
+
+impl Configuration {
+    /// Loads with a default [`ConfigLoader`].
+    pub fn load() -> Result<Self, ConfigError> {
+        ConfigLoader::new().load()
+    }
+
+    /// The typed chassis sections.
+    pub fn chassis(&self) -> &ChassisConfig {
+        &self.chassis
+    }
+
+    /// The environment name the files were picked for.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    /// The files that were read, lowest layer first.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Reads a service's own section, e.g. `config.section::<ShippingConfig>("shipping")`.
+    ///
+    /// A missing section deserializes from an empty table, so a type with
+    /// `#[serde(default)]` gets its defaults. Errors name the key path.
+    pub fn section<T: DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
+        deserialize_at(&self.raw, key)
+    }
+
+    /// The layer a value came from: a file path, `env VAR`, `file PATH (via
+    /// VAR)`, `override in code`, or `built-in default`.
+    pub fn origin(&self, key: &str) -> String {
+        origin_of(&self.raw, key)
+    }
+
+    /// The effective configuration, one `key = value  # origin` line per
+    /// value, secrets redacted. What `--print-config` prints.
+    pub fn render(&self) -> String {
+        let mut tree = serde_json::to_value(&self.chassis).unwrap_or_default();
+        // A service's own sections appear as loaded.
+        let raw: serde_json::Map<String, serde_json::Value> =
+            self.raw.clone().try_deserialize().unwrap_or_default();
+        if let serde_json::Value::Object(typed) = &mut tree {
+            for (key, value) in raw {
+                typed.entry(key).or_insert(value);
+            }
+        }
+        let mut lines = Vec::new();
+        flatten("", &tree, &mut lines);
+        let mut out = format!(
+            "# effective configuration (environment `{}`; files: {})\n",
+            self.environment,
+            if self.files.is_empty() {
+                "none".to_owned()
+            } else {
+                self.files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        let width = lines
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .max()
+            .unwrap_or(0)
+            + 3;
+        for (key, value) in lines {
+            let pad = width.saturating_sub(key.len() + value.len());
+            let _ = writeln!(out, "{key} = {value}{:pad$}# {}", "", self.origin(&key));
+        }
+        out
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = join(prefix, k);
+                if is_secret_key(k) && !v.is_object() {
+                    if !v.is_null() {
+                        out.push((key, format!("\"{}\"", chassis_core::REDACTED)));
+                    } else {
+                        out.push((key, "null".into()));
+                    }
+                } else {
+                    flatten(&key, v, out);
+                }
+            }
+        }
+        serde_json::Value::String(s) => out.push((
+            prefix.to_owned(),
+            serde_json::Value::String(redact_url(s)).to_string(),
+        )),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+/// Whether a key holds a secret by its name.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+        "credential",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+/// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
+pub fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
+    let rest = &text[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!(
+                "{}{}:{}{}",
+                &text[..scheme_end + 3],
+                user,
+                chassis_core::REDACTED,
+                &rest[at..]
+            )
+        }
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_url_credentials_only() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app:***@db/x");
+        assert_eq!(
+            redact_url("http://host/path?a=b@c"),
+            "http://host/path?a=b@c"
+        );
+        assert_eq!(redact_url("plain"), "plain");
+    }
+
+    #[test]
+    fn secret_keys_by_name() {
+        for k in [
+            "password",
+            "api_key",
+            "clientSecret",
+            "jwt_token",
+            "PASSWORD",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        assert!(!is_secret_key("port"));
+    }
+
+    #[test]
+    fn defaults_load_without_files_or_variables() {
+        let config = ConfigLoader::new()
+            .env_vars(Vec::<(String, String)>::new())
+            .environment("none")
+            .default_value("service.name", "t")
+            .load()
+            .unwrap();
+        assert_eq!(config.chassis().http.port, 8080);
+        assert_eq!(config.origin("http.port"), DEFAULT_ORIGIN);
+    }
+}

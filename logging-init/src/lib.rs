@@ -1,0 +1,159 @@
+//! Builds the logging provider named by `logging.provider` and, when the host
+//! asks, installs it as the global `tracing` subscriber.
+//!
+//! Providers are cargo features of this crate (`console`, on by default). A
+//! provider named in config but not compiled in fails with a message naming
+//! the feature to enable.
+//!
+//! [`try_init`] takes extra layers so other concerns (the OpenTelemetry layer
+//! of `traces-init`, a test capture layer) share the one subscriber.
+//!
+//! The host passes the [`LogContext`] whose fields every line carries (the
+//! correlation id of the request being served); [`NoLogContext`] adds none.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use logging_abstractions::{LoggingConfig, NoLogContext};
+//!
+//! // Build without installing anything global:
+//! let layer = logging_init::build(&LoggingConfig::default(), Arc::new(NoLogContext))
+//!     .expect("console is compiled in");
+//! # drop(layer);
+//!
+//! // What a host does once at start-up (the error says why it failed):
+//! let unknown = LoggingConfig { provider: "syslog".into(), ..Default::default() };
+//! let err = logging_init::try_init(&unknown, Arc::new(NoLogContext), Vec::new()).unwrap_err();
+//! assert!(err.to_string().contains("unknown provider `syslog`"));
+//! ```
+
+use std::sync::Arc;
+
+use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
+pub use logging_abstractions::{LogContext, NoLogContext};
+use logging_abstractions::{LoggingConfig, LoggingConfigError};
+use tracing_subscriber::Registry;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use tracing_subscriber::Layer;
+
+/// A layer of the global subscriber (a provider's, or an extra one).
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+/// Every provider `logging.provider` accepts, and whether it is compiled in.
+pub const PROVIDERS: ProviderTable = ProviderTable {
+    concern: "logging",
+    init_crate: "logging-init",
+    providers: &[ProviderInfo::new(
+        "console",
+        "console",
+        cfg!(feature = "console"),
+    )],
+};
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingInitError {
+    /// `logging.provider` is unknown or not compiled in.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The section is invalid.
+    #[error(transparent)]
+    InvalidConfig(#[from] LoggingConfigError),
+    /// The console provider rejected its settings.
+    #[cfg(feature = "console")]
+    #[error(transparent)]
+    Console(#[from] logging_console::ConsoleError),
+    /// A global subscriber is already installed (by another host in the same
+    /// process, or by a test harness).
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Builds the layer of the configured provider, installing nothing; its
+/// lines carry the fields of `context`.
+pub fn build(
+    config: &LoggingConfig,
+    context: Arc<dyn LogContext>,
+) -> Result<BoxedLayer, LoggingInitError> {
+    config.validate()?;
+    let provider = PROVIDERS.resolve(&config.provider)?;
+    match provider.name {
+        #[cfg(feature = "console")]
+        "console" => Ok(logging_console::layer::<Registry>(config, context)?),
+        // `resolve` only returns compiled-in providers, and each has an arm.
+        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
+    }
+}
+
+/// Builds the configured provider and installs it, with `extra` layers, as
+/// the global subscriber. Fails with [`LoggingInitError::AlreadyInstalled`]
+/// when one is installed already (nothing is changed then).
+pub fn try_init(
+    config: &LoggingConfig,
+    context: Arc<dyn LogContext>,
+    extra: Vec<BoxedLayer>,
+) -> Result<(), LoggingInitError> {
+    let mut layers = Vec::with_capacity(extra.len() + 1);
+    layers.push(build(config, context)?);
+    layers.extend(extra);
+    Registry::default()
+        .with(layers)
+        .try_init()
+        .map_err(|_| LoggingInitError::AlreadyInstalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_provider_lists_the_known_ones() {
+        let config = LoggingConfig {
+            provider: "syslog".into(),
+            ..Default::default()
+        };
+        let err = build(&config, Arc::new(NoLogContext)).err().unwrap();
+        assert!(matches!(
+            err,
+            LoggingInitError::Provider(ProviderError::Unknown { .. })
+        ));
+        assert_eq!(
+            err.to_string(),
+            "logging.provider: unknown provider `syslog`; expected one of: console"
+        );
+    }
+
+    #[test]
+    fn build_validates_before_building() {
+        let config = LoggingConfig {
+            level: "chatty".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            build(&config, Arc::new(NoLogContext)),
+            Err(LoggingInitError::InvalidConfig(_))
+        ));
+        assert!(build(&LoggingConfig::default(), Arc::new(NoLogContext)).is_ok());
+    }
+
+    #[test]
+    fn second_install_reports_already_installed() {
+        // The first call may lose to another test of this binary; either way
+        // exactly one global subscriber ends up installed and the second
+        // attempt is refused.
+        let _ = try_init(
+            &LoggingConfig::default(),
+            Arc::new(NoLogContext),
+            Vec::new(),
+        );
+        assert!(matches!(
+            try_init(
+                &LoggingConfig::default(),
+                Arc::new(NoLogContext),
+                Vec::new()
+            ),
+            Err(LoggingInitError::AlreadyInstalled)
+        ));
+    }
+}

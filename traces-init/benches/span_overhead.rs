@@ -1,0 +1,92 @@
+//! Cost of one `tracing` span (create, enter, exit, close) per provider, and
+//! of envelope injection, on the subscriber shape a host uses.
+//!
+//! `cargo bench -p traces-init --features otlp --bench span_overhead`
+//!
+//! The subscriber is the host's shape: a `Registry` with a `Vec` of boxed
+//! layers, a stand-in for the logging layer first (it records nothing), then
+//! the tracing layer if any. `none` adds no layer, so its figure is the
+//! baseline any host pays for `tracing` spans at all.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use otlp_test_receiver::OtlpReceiver;
+use traces_abstractions::{OtlpProtocol, TracingConfig};
+use traces_init::{BoxedLayer, TracingProvider, propagation};
+use tracing_subscriber::layer::{Identity, SubscriberExt};
+
+const SPANS: u32 = 200_000;
+
+fn per_op(elapsed: Duration, n: u32) -> f64 {
+    elapsed.as_nanos() as f64 / f64::from(n)
+}
+
+fn measure(label: &str, provider: &TracingProvider) {
+    let logging_stand_in: BoxedLayer = Box::new(Identity::new());
+    let mut layers = vec![logging_stand_in];
+    layers.extend(provider.layer());
+    let subscriber = tracing_subscriber::registry().with(layers);
+    tracing::subscriber::with_default(subscriber, || {
+        // Warm up thread-locals and callsite registration.
+        for i in 0..1_000u32 {
+            tracing::info_span!("request", i).in_scope(|| black_box(i));
+        }
+        let start = Instant::now();
+        for i in 0..SPANS {
+            tracing::info_span!("request", i).in_scope(|| black_box(i));
+        }
+        let span_ns = per_op(start.elapsed(), SPANS);
+
+        let outer = tracing::info_span!("publish");
+        let _entered = outer.enter();
+        let start = Instant::now();
+        for _ in 0..SPANS {
+            let (mut tp, mut ts) = (None, None);
+            black_box(propagation::inject_current(&mut tp, &mut ts));
+            black_box((tp, ts));
+        }
+        let inject_ns = per_op(start.elapsed(), SPANS);
+        println!("{label:<28} span: {span_ns:>8.0} ns   inject_current: {inject_ns:>6.0} ns");
+    });
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let receiver = OtlpReceiver::start().await.expect("receiver");
+        let otlp = |ratio: f64| {
+            let mut config = TracingConfig {
+                provider: "otlp".into(),
+                sampling_ratio: ratio,
+                service_name: Some("bench".into()),
+                ..TracingConfig::default()
+            };
+            config.otlp.protocol = Some(OtlpProtocol::Grpc);
+            config.otlp.endpoint = Some(receiver.grpc_endpoint());
+            traces_init::build_with_env(&config, &|_| None).expect("otlp provider")
+        };
+
+        println!("{SPANS} spans per provider");
+        let none = traces_init::build_with_env(&TracingConfig::default(), &|_| None).unwrap();
+        measure("none (no layer)", &none);
+        let sampled_out = otlp(0.0);
+        measure("otlp, sampling_ratio 0.0", &sampled_out);
+        let sampled = otlp(1.0);
+        measure("otlp, sampling_ratio 1.0", &sampled);
+
+        sampled_out.shutdown().await.expect("shutdown");
+        sampled.shutdown().await.expect("shutdown");
+        // The batch queue (2048 by default, `OTEL_BSP_MAX_QUEUE_SIZE`) drops
+        // what a tight loop produces faster than one exporter sends.
+        println!(
+            "spans received by the collector: {}",
+            receiver.spans().len()
+        );
+        receiver.shutdown().await;
+    });
+}

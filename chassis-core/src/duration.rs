@@ -77,7 +77,17 @@ pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S:
 /// Serde `deserialize` for `#[serde(with = "chassis_core::duration")]`.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    parse(&text).map_err(serde::de::Error::custom)
+    parse(&text).map_err(|e| invalid::<D::Error>(&text, &e))
+}
+
+/// serde's "invalid value" shape (`invalid value: string "x", expected ...`),
+/// so configuration errors can say what was found and what was expected.
+fn invalid<E: serde::de::Error>(text: &str, error: &ParseDurationError) -> E {
+    let expected = format!(
+        "a duration such as \"250ms\", \"30s\", \"5m\", \"1h\" ({})",
+        error.reason
+    );
+    E::invalid_value(serde::de::Unexpected::Str(text), &expected.as_str())
 }
 
 /// The same for `Option<Duration>`: `#[serde(with = "chassis_core::duration::option", default)]`.
@@ -100,7 +110,9 @@ pub mod option {
         deserializer: D,
     ) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(deserializer)? {
-            Some(text) => parse(&text).map(Some).map_err(serde::de::Error::custom),
+            Some(text) => parse(&text)
+                .map(Some)
+                .map_err(|e| invalid::<D::Error>(&text, &e)),
             None => Ok(None),
         }
     }

@@ -8,6 +8,9 @@
 //!   serialized configuration.
 //! - [`duration`]: serde helpers so configuration files can say `"30s"` or
 //!   `"250ms"`.
+//! - [`config`]: the [`ConfigSource`](config::ConfigSource) init crates read a
+//!   provider's section through, and [`InvalidValue`](config::InvalidValue), the
+//!   one error for a wrong configuration value.
 //! - [`health`]: the [`HealthCheck`] port every concern implements so the host
 //!   can report readiness.
 //!
@@ -18,6 +21,7 @@
 //! assert_eq!(s.expose(), "hunter2");
 //! ```
 
+pub mod config;
 pub mod duration;
 pub mod health;
 pub mod provider;

@@ -32,6 +32,8 @@
 
 use thiserror::Error;
 
+use crate::config::{InvalidValue, OtherKeys};
+
 /// One provider an init crate knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderInfo {
@@ -100,6 +102,29 @@ impl ProviderTable {
         }
     }
 
+    /// Checks the keys a concern's section type did not declare
+    /// ([`OtherKeys`]): each must be the subsection of a known provider.
+    /// `declared` lists the section's own keys, for the error.
+    pub fn check_sections(&self, other: &OtherKeys, declared: &[&str]) -> Result<(), InvalidValue> {
+        match other
+            .0
+            .iter()
+            .find(|key| !self.known().any(|name| name == key.as_str()))
+        {
+            None => Ok(()),
+            Some(key) => Err(InvalidValue::new(
+                format!("{}.{key}", self.concern),
+                format!(
+                    "a key of [{}] ({}) or a provider's section ({})",
+                    self.concern,
+                    declared.join(", "),
+                    self.known().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .found("an unknown key")),
+        }
+    }
+
     /// Every known provider name.
     pub fn known(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.providers.iter().map(|p| p.name)
@@ -145,48 +170,9 @@ pub enum ProviderError {
     },
 }
 
-/// A configuration value is out of range: the key path and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{key}: {expected}")]
-pub struct InvalidValue {
-    /// Key path, e.g. `messaging.retry.multiplier`.
-    pub key: String,
-    /// What was expected there.
-    pub expected: String,
-}
-
-impl InvalidValue {
-    /// A value error.
-    pub fn new(key: impl Into<String>, expected: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            expected: expected.into(),
-        }
-    }
-
-    /// Splits a `"key.path: expectation"` validation message; without a key
-    /// part, `section` stands for the key.
-    pub fn parse(section: &str, message: &str) -> Self {
-        match message.split_once(": ") {
-            Some((key, expected)) if !key.contains(' ') => Self::new(key, expected),
-            _ => Self::new(section, message),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn invalid_value_splits_key_and_expectation() {
-        let v = InvalidValue::parse("messaging", "messaging.prefetch: expected an integer >= 1");
-        assert_eq!(v.key, "messaging.prefetch");
-        assert_eq!(v.expected, "expected an integer >= 1");
-        let v = InvalidValue::parse("storage", "bad things happened: really");
-        assert_eq!(v.key, "storage");
-        assert_eq!(v.to_string(), "storage: bad things happened: really");
-    }
 
     #[test]
     fn compiled_and_trimmed() {

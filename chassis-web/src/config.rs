@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chassis_core::config::{ConfigSource, DEFAULT_LAYER, InvalidValue};
 use config::{Config, FileFormat, Map, Source, Value, ValueKind};
 use logging_abstractions::LoggingConfig;
 use messaging_abstractions::MessagingConfig;
@@ -36,8 +37,6 @@ pub const CONFIG_DIR_VAR: &str = "CHASSIS_CONFIG_DIR";
 pub const DEFAULT_ENVIRONMENT: &str = "development";
 /// Suffix of variables whose value is the path of a file holding the value.
 pub const FILE_SUFFIX: &str = "_FILE";
-
-const DEFAULT_ORIGIN: &str = "built-in default";
 
 /// The whole typed configuration of a service's chassis.
 ///
@@ -64,16 +63,13 @@ pub struct ChassisConfig {
 
 impl ChassisConfig {
     /// Checks ranges of every section; the error names the key path and what
-    /// was expected.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = ConfigError::Invalid;
-        self.service.validate().map_err(invalid)?;
-        self.http.validate().map_err(invalid)?;
-        self.logging
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        self.messaging.validate().map_err(invalid)?;
-        self.storage.validate().map_err(invalid)?;
+    /// was expected (the loader adds the layer).
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        self.service.validate()?;
+        self.http.validate()?;
+        self.logging.validate()?;
+        self.messaging.validate()?;
+        self.storage.validate()?;
         Ok(())
     }
 }
@@ -90,9 +86,9 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidValue> {
         if self.name.trim().is_empty() {
-            return Err("service.name: expected a non-empty name".into());
+            return Err(InvalidValue::new("service.name", "a non-empty name"));
         }
         Ok(())
     }
@@ -139,12 +135,13 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidValue> {
         if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
-            return Err(format!(
-                "http.host: expected an IP address (e.g. 0.0.0.0 or 127.0.0.1) or localhost, found `{}`",
-                self.host
-            ));
+            return Err(InvalidValue::new(
+                "http.host",
+                "an IP address (e.g. 0.0.0.0 or 127.0.0.1) or localhost",
+            )
+            .found(format!("`{}`", self.host)));
         }
         let positive = [
             ("request_timeout", self.request_timeout),
@@ -153,11 +150,14 @@ impl HttpConfig {
         ];
         for (key, value) in positive {
             if value.is_zero() {
-                return Err(format!("http.{key}: expected a duration > 0"));
+                return Err(InvalidValue::new(format!("http.{key}"), "a duration > 0"));
             }
         }
         if self.body_limit == 0 {
-            return Err("http.body_limit: expected a number of bytes >= 1".into());
+            return Err(InvalidValue::new(
+                "http.body_limit",
+                "a number of bytes >= 1",
+            ));
         }
         Ok(())
     }
@@ -182,21 +182,10 @@ pub enum ConfigError {
     /// A file is not valid TOML, or layers could not be merged.
     #[error("{0}")]
     Source(String),
-    /// A value has the wrong type or is out of range.
-    #[error("{key}: expected {expected}, found {found} (from {origin})")]
-    InvalidValue {
-        /// Key path, e.g. `http.port`.
-        key: String,
-        /// What the key accepts.
-        expected: String,
-        /// What was found.
-        found: String,
-        /// The layer the value came from.
-        origin: String,
-    },
-    /// A section failed validation (the message starts with the key path).
-    #[error("{0}")]
-    Invalid(String),
+    /// A value has the wrong type, is out of range or is not a known key:
+    /// its key path, what was expected and the layer it came from.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
 }
 
 /// Loads the layered configuration. The host uses one; tests build their own
@@ -320,7 +309,7 @@ impl ConfigLoader {
             .build()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
         let chassis: ChassisConfig = deserialize_at(&raw, "")?;
-        chassis.validate()?;
+        chassis.validate().map_err(|e| locate(&raw, e))?;
         Ok(Configuration {
             raw,
             chassis,
@@ -422,28 +411,62 @@ fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 fn describe(raw: &Config, path: &str, error: config::ConfigError) -> ConfigError {
-    let origin = origin_of(raw, path);
-    match error {
+    let value = match error {
         config::ConfigError::Type {
             unexpected,
             expected,
             ..
-        } => ConfigError::InvalidValue {
-            key: path.to_owned(),
-            expected: expected.to_owned(),
-            found: unexpected.to_string(),
-            origin,
-        },
-        config::ConfigError::NotFound(field) => ConfigError::Invalid(format!(
-            "{}: missing required key (from {origin})",
-            join(path, &field)
-        )),
-        config::ConfigError::At { error, .. } => describe(raw, path, *error),
-        config::ConfigError::Message(message) => {
-            ConfigError::Invalid(format!("{path}: {message} (from {origin})"))
+        } => InvalidValue::new(path, expected).found(unexpected.to_string()),
+        config::ConfigError::NotFound(field) => {
+            InvalidValue::new(join(path, &field), "a value").found("nothing")
         }
-        other => ConfigError::Invalid(format!("{path}: {other}")),
+        config::ConfigError::At { error, .. } => return describe(raw, path, *error),
+        config::ConfigError::Message(message) => from_serde_message(path, &message),
+        other => InvalidValue::new(path, other.to_string()),
+    };
+    ConfigError::Invalid(locate(raw, value))
+}
+
+/// Splits serde's messages (`unknown field `x`, expected one of ...`,
+/// `invalid value: integer `7`, expected ...`) into what was found and what
+/// was expected; an unknown key becomes the key's own path, so its layer is
+/// the one that set it.
+fn from_serde_message(path: &str, message: &str) -> InvalidValue {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once("`, expected ")
+    {
+        // serde_path_to_error's path already ends at the unknown key.
+        let key = if path == field || path.ends_with(&format!(".{field}")) {
+            path.to_owned()
+        } else {
+            join(path, field)
+        };
+        return InvalidValue::new(key, format!("a known key: {expected}")).found("an unknown key");
     }
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return InvalidValue::new(join(path, field), "a value").found("nothing");
+    }
+    let found_expected = message
+        .strip_prefix("invalid value: ")
+        .or_else(|| message.strip_prefix("invalid type: "))
+        .or_else(|| message.strip_prefix("unknown variant "))
+        .and_then(|rest| rest.split_once(", expected "));
+    match found_expected {
+        Some((found, expected)) => InvalidValue::new(path, expected).found(found),
+        None => InvalidValue::new(path, message),
+    }
+}
+
+/// Names the layer of the value an error is about.
+fn locate(raw: &Config, error: InvalidValue) -> InvalidValue {
+    if error.layer.is_some() {
+        return error;
+    }
+    let layer = origin_of(raw, &error.key);
+    error.in_layer(layer)
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -457,8 +480,21 @@ fn join(path: &str, field: &str) -> String {
 fn origin_of(raw: &Config, path: &str) -> String {
     lookup(&raw.cache, path)
         .and_then(Value::origin)
-        .unwrap_or(DEFAULT_ORIGIN)
+        .unwrap_or(DEFAULT_LAYER)
         .to_owned()
+}
+
+impl ConfigSource for Configuration {
+    fn read<T: DeserializeOwned>(&self, key: &str) -> Result<T, InvalidValue> {
+        deserialize_at(&self.raw, key).map_err(|e| match e {
+            ConfigError::Invalid(value) => value,
+            other => InvalidValue::new(key, other.to_string()),
+        })
+    }
+
+    fn origin(&self, key: &str) -> String {
+        Configuration::origin(self, key)
+    }
 }
 
 /// The loaded configuration: the typed chassis sections plus the merged raw
@@ -510,14 +546,15 @@ impl Configuration {
     /// value, secrets redacted. What `--print-config` prints.
     pub fn render(&self) -> String {
         let mut tree = serde_json::to_value(&self.chassis).unwrap_or_default();
-        // A service's own sections appear as loaded.
-        let raw: serde_json::Map<String, serde_json::Value> =
-            self.raw.clone().try_deserialize().unwrap_or_default();
-        if let serde_json::Value::Object(typed) = &mut tree {
-            for (key, value) in raw {
-                typed.entry(key).or_insert(value);
-            }
+        // Each compiled-in provider's section with its defaults (an invalid
+        // one shows as loaded; start-up names the error).
+        for (key, value) in messaging_init::provider_sections(self).unwrap_or_default() {
+            insert_at(&mut tree, key, value);
         }
+        // Then whatever else was loaded: a service's own sections, the
+        // sections of providers not compiled in.
+        let raw: serde_json::Value = self.raw.clone().try_deserialize().unwrap_or_default();
+        fill_missing(&mut tree, raw);
         let mut lines = Vec::new();
         flatten("", &tree, &mut lines);
         let mut out = format!(
@@ -544,6 +581,40 @@ impl Configuration {
             let _ = writeln!(out, "{key} = {value}{:pad$}# {}", "", self.origin(&key));
         }
         out
+    }
+}
+
+/// Sets the value at a dotted key, creating tables on the way.
+fn insert_at(tree: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    let mut current = tree;
+    for segment in key.split('.') {
+        if !current.is_object() {
+            *current = serde_json::Value::Object(serde_json::Map::new());
+        }
+        current = current
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(segment)
+            .or_insert(serde_json::Value::Null);
+    }
+    *current = value;
+}
+
+/// Adds what `extra` has and `tree` lacks, at every depth.
+fn fill_missing(tree: &mut serde_json::Value, extra: serde_json::Value) {
+    match (tree, extra) {
+        (serde_json::Value::Object(tree), serde_json::Value::Object(extra)) => {
+            for (key, value) in extra {
+                match tree.get_mut(&key) {
+                    Some(existing) => fill_missing(existing, value),
+                    None => {
+                        tree.insert(key, value);
+                    }
+                }
+            }
+        }
+        (tree @ serde_json::Value::Null, extra) => *tree = extra,
+        _ => {}
     }
 }
 
@@ -653,6 +724,6 @@ mod tests {
             .load()
             .unwrap();
         assert_eq!(config.chassis().http.port, 8080);
-        assert_eq!(config.origin("http.port"), DEFAULT_ORIGIN);
+        assert_eq!(config.origin("http.port"), DEFAULT_LAYER);
     }
 }

@@ -291,7 +291,9 @@ impl ServiceHostBuilder {
             };
             let bus = match self.bus {
                 Some(bus) => bus,
-                None => match messaging_init::build(&chassis.messaging, &service).await {
+                None => match messaging_init::build(&chassis.messaging, config.as_ref(), &service)
+                    .await
+                {
                     Ok(bus) => {
                         concerns.owned_bus = Some(bus.clone());
                         bus

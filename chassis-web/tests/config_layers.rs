@@ -230,23 +230,33 @@ fn wrong_types_and_ranges_name_key_expectation_and_origin() {
         ),
         (
             ("CHASSIS__HTTP__REQUEST_TIMEOUT", "0s"),
-            "http.request_timeout: expected a duration > 0",
+            "http.request_timeout: expected a duration > 0 (from env CHASSIS__HTTP__REQUEST_TIMEOUT)",
         ),
         (
             ("CHASSIS__MESSAGING__PREFETCH", "0"),
-            "messaging.prefetch: expected an integer >= 1",
+            "messaging.prefetch: expected an integer >= 1 (from env CHASSIS__MESSAGING__PREFETCH)",
         ),
         (
             ("CHASSIS__LOGGING__LEVEL", "chatty"),
-            "logging.level: invalid directive `chatty`",
+            "logging.level: expected a level filter: `LEVEL` or `TARGET=LEVEL`, comma separated, \
+             with LEVEL one of trace, debug, info, warn, error, off, found `chatty` \
+             (from env CHASSIS__LOGGING__LEVEL)",
         ),
         (
             ("CHASSIS__HTTP__PROT", "1"),
-            "http.prot: unknown field `prot`, expected one of",
+            "http.prot: expected a known key: one of `host`, `port`, `request_timeout`, \
+             `body_limit`, `shutdown_delay`, `shutdown_timeout`, `readiness_check_timeout`, \
+             found an unknown key (from env CHASSIS__HTTP__PROT)",
         ),
         (
             ("CHASSIS__HTTP__SHUTDOWN_TIMEOUT", "5 minutes"),
-            "http.shutdown_timeout: invalid duration `5 minutes`",
+            "http.shutdown_timeout: expected a duration such as \"250ms\", \"30s\", \"5m\", \
+             \"1h\" (unknown unit (use ms, s, m or h)), found string \"5 minutes\" \
+             (from env CHASSIS__HTTP__SHUTDOWN_TIMEOUT)",
+        ),
+        (
+            ("CHASSIS__STORAGE__OUTBOX__BATCH_SIZE", "0"),
+            "storage.outbox.batch_size: expected an integer >= 1 (from env CHASSIS__STORAGE__OUTBOX__BATCH_SIZE)",
         ),
     ];
     for ((var, value), expected) in cases {
@@ -254,7 +264,7 @@ fn wrong_types_and_ranges_name_key_expectation_and_origin() {
             .load()
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with(expected), "{var}={value}: got `{err}`");
+        assert_eq!(err, expected, "{var}={value}");
     }
 }
 

@@ -86,6 +86,17 @@ pub enum LoggingConfigError {
     EmptyLevel,
 }
 
+impl From<LoggingConfigError> for chassis_core::config::InvalidValue {
+    fn from(error: LoggingConfigError) -> Self {
+        let expected = "a level filter: `LEVEL` or `TARGET=LEVEL`, comma separated, with LEVEL one of trace, debug, info, warn, error, off";
+        let found = match error {
+            LoggingConfigError::InvalidLevel { directive } => format!("`{directive}`"),
+            LoggingConfigError::EmptyLevel => "an empty string".to_owned(),
+        };
+        Self::new("logging.level", expected).found(found)
+    }
+}
+
 impl LoggingConfig {
     /// Checks the level filter; the error names the key path and what was
     /// expected.

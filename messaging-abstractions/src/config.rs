@@ -1,13 +1,16 @@
 use std::time::Duration;
 
-use chassis_core::Secret;
+use chassis_core::config::{InvalidValue, OtherKeys};
 use serde::{Deserialize, Serialize};
 
-/// The `messaging` section of the chassis configuration.
+/// The `messaging` section of the chassis configuration: the keys every
+/// provider shares. Each provider's own settings sit in a subsection named
+/// after it (`[messaging.rabbitmq]`), whose type, defaults and validation
+/// live in the provider crate; `messaging-init` reads the one it builds.
 ///
 /// ```toml
 /// [messaging]
-/// provider = "inmemory"          # or "rabbitmq"
+/// provider = "inmemory"          # see messaging-init for the names
 /// prefetch = 64
 /// concurrency = 8
 /// [messaging.retry]
@@ -15,9 +18,9 @@ use serde::{Deserialize, Serialize};
 /// initial_backoff = "100ms"
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct MessagingConfig {
-    /// Which provider to build: `inmemory` or `rabbitmq`.
+    /// Which provider to build (the names `messaging-init` knows).
     pub provider: String,
     /// Retries of retryable handler failures.
     pub retry: RetryPolicy,
@@ -27,10 +30,10 @@ pub struct MessagingConfig {
     pub prefetch: u16,
     /// How many handlers of one subscription run at once.
     pub concurrency: usize,
-    /// Settings of the in-memory provider.
-    pub inmemory: InMemoryConfig,
-    /// Settings of the RabbitMQ provider.
-    pub rabbitmq: RabbitMqConfig,
+    /// The provider subsections (and anything misspelled), checked by
+    /// `messaging-init` against the providers it knows.
+    #[serde(flatten, skip_serializing)]
+    pub other_keys: OtherKeys,
 }
 
 impl Default for MessagingConfig {
@@ -41,23 +44,31 @@ impl Default for MessagingConfig {
             dead_letter: DeadLetterConfig::default(),
             prefetch: 64,
             concurrency: 8,
-            inmemory: InMemoryConfig::default(),
-            rabbitmq: RabbitMqConfig::default(),
+            other_keys: OtherKeys::default(),
         }
     }
 }
 
 impl MessagingConfig {
+    /// The keys this type declares (named in the error about any other).
+    pub const KEYS: &'static [&'static str] = &[
+        "provider",
+        "retry",
+        "dead_letter",
+        "prefetch",
+        "concurrency",
+    ];
+
     /// Checks ranges; the error names the key path and what was expected.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
         if self.prefetch == 0 {
-            return Err("messaging.prefetch: expected an integer >= 1".into());
+            return Err(InvalidValue::new("messaging.prefetch", "an integer >= 1"));
         }
         if self.concurrency == 0 {
-            return Err("messaging.concurrency: expected an integer >= 1".into());
-        }
-        if self.inmemory.queue_capacity == 0 {
-            return Err("messaging.inmemory.queue_capacity: expected an integer >= 1".into());
+            return Err(InvalidValue::new(
+                "messaging.concurrency",
+                "an integer >= 1",
+            ));
         }
         self.retry.validate("messaging.retry")
     }
@@ -107,17 +118,16 @@ impl RetryPolicy {
     }
 
     /// Checks ranges; `path` is the key path of this section.
-    pub fn validate(&self, path: &str) -> Result<(), String> {
+    pub fn validate(&self, path: &str) -> Result<(), InvalidValue> {
+        let invalid = |key: &str, expected: &str| InvalidValue::new(key, expected).under(path);
         if self.max_attempts == 0 {
-            return Err(format!("{path}.max_attempts: expected an integer >= 1"));
+            return Err(invalid("max_attempts", "an integer >= 1"));
         }
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(format!("{path}.multiplier: expected a number >= 1.0"));
+            return Err(invalid("multiplier", "a number >= 1.0"));
         }
         if self.max_backoff < self.initial_backoff {
-            return Err(format!(
-                "{path}.max_backoff: expected a duration >= initial_backoff"
-            ));
+            return Err(invalid("max_backoff", "a duration >= initial_backoff"));
         }
         Ok(())
     }
@@ -135,85 +145,6 @@ pub struct DeadLetterConfig {
 impl Default for DeadLetterConfig {
     fn default() -> Self {
         Self { enabled: true }
-    }
-}
-
-/// Settings of the in-memory provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InMemoryConfig {
-    /// Capacity of each group's queue; publishers wait when it is full.
-    pub queue_capacity: usize,
-    /// How long a publish waits for room in a full queue before it fails
-    /// with `PublishError::Timeout` (bounded backpressure).
-    #[serde(with = "chassis_core::duration")]
-    pub publish_timeout: Duration,
-    /// How long `shutdown` waits for in-flight handlers to finish.
-    #[serde(with = "chassis_core::duration")]
-    pub drain_timeout: Duration,
-}
-
-impl Default for InMemoryConfig {
-    fn default() -> Self {
-        Self {
-            queue_capacity: 10_000,
-            publish_timeout: Duration::from_secs(5),
-            drain_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Queue type of the per-service queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    /// Replicated, with a native delivery limit. The default.
-    Quorum,
-    /// Classic queues.
-    Classic,
-}
-
-/// Settings of the RabbitMQ provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RabbitMqConfig {
-    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. A secret:
-    /// it usually holds a password.
-    pub url: Secret,
-    /// Name of the topic exchange for integration events.
-    pub exchange: String,
-    /// Quorum (default) or classic queues.
-    pub queue_type: QueueType,
-    /// Safety net against crash loops: deliveries after which the broker
-    /// dead-letters a message whatever the handler says.
-    pub delivery_limit: u32,
-    /// How long a publish waits for a lost connection to come back before it
-    /// fails with `Unavailable`.
-    #[serde(with = "chassis_core::duration")]
-    pub publish_wait: Duration,
-    /// How long a publish waits for its confirm.
-    #[serde(with = "chassis_core::duration")]
-    pub confirm_timeout: Duration,
-    /// First wait between reconnection attempts.
-    #[serde(with = "chassis_core::duration")]
-    pub reconnect_initial_backoff: Duration,
-    /// Longest wait between reconnection attempts.
-    #[serde(with = "chassis_core::duration")]
-    pub reconnect_max_backoff: Duration,
-}
-
-impl Default for RabbitMqConfig {
-    fn default() -> Self {
-        Self {
-            url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            exchange: "chassis.events".into(),
-            queue_type: QueueType::Quorum,
-            delivery_limit: 20,
-            publish_wait: Duration::from_secs(5),
-            confirm_timeout: Duration::from_secs(10),
-            reconnect_initial_backoff: Duration::from_millis(200),
-            reconnect_max_backoff: Duration::from_secs(10),
-        }
     }
 }
 
@@ -240,29 +171,17 @@ mod tests {
         let mut c = MessagingConfig::default();
         assert!(c.validate().is_ok());
         c.retry.multiplier = 0.5;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .starts_with("messaging.retry.multiplier")
-        );
+        assert_eq!(c.validate().unwrap_err().key, "messaging.retry.multiplier");
     }
 
     #[test]
-    fn inmemory_timeouts_parse_as_durations() {
-        let c: InMemoryConfig = serde_json::from_str(
-            r#"{"queue_capacity": 5, "publish_timeout": "250ms", "drain_timeout": "2s"}"#,
+    fn provider_subsections_are_kept_as_names() {
+        let c: MessagingConfig = serde_json::from_str(
+            r#"{"provider": "rabbitmq", "prefetch": 5, "rabbitmq": {"url": "amqp://x"}, "prefech": 1}"#,
         )
         .unwrap();
-        assert_eq!(c.queue_capacity, 5);
-        assert_eq!(c.publish_timeout, Duration::from_millis(250));
-        assert_eq!(c.drain_timeout, Duration::from_secs(2));
-        let defaults: InMemoryConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!(defaults, InMemoryConfig::default());
-    }
-
-    #[test]
-    fn url_is_redacted_when_serialized() {
-        let json = serde_json::to_string(&MessagingConfig::default()).unwrap();
-        assert!(!json.contains("guest:guest"));
+        assert_eq!(c.prefetch, 5);
+        let names: Vec<&str> = c.other_keys.0.iter().map(String::as_str).collect();
+        assert_eq!(names, ["prefech", "rabbitmq"]);
     }
 }

@@ -58,9 +58,7 @@ mod handler;
 pub mod request;
 
 pub use bus::{DeadLetter, DeadLetterStore, EventBus, EventBusExt};
-pub use config::{
-    DeadLetterConfig, InMemoryConfig, MessagingConfig, QueueType, RabbitMqConfig, RetryPolicy,
-};
+pub use config::{DeadLetterConfig, MessagingConfig, RetryPolicy};
 pub use envelope::{Envelope, IntegrationEvent, JSON_CONTENT_TYPE, MessageContext};
 pub use error::{DecodeError, EncodeError, PublishError, ShutdownError, SubscribeError};
 pub use handler::{

@@ -1,6 +1,7 @@
 //! `build` with the default features (`inmemory` only).
 
-use chassis_core::provider::{InvalidValue, ProviderError};
+use chassis_core::config::{Defaults, InvalidValue, JsonSource};
+use chassis_core::provider::ProviderError;
 use messaging_abstractions::MessagingConfig;
 use messaging_init::{MessagingInitError, build};
 
@@ -13,7 +14,9 @@ fn config(provider: &str) -> MessagingConfig {
 
 #[tokio::test]
 async fn builds_the_inmemory_bus_by_default() {
-    let bus = build(&MessagingConfig::default(), "orders").await.unwrap();
+    let bus = build(&MessagingConfig::default(), &Defaults, "orders")
+        .await
+        .unwrap();
     assert_eq!(bus.provider(), "inmemory");
     assert!(bus.dead_letters().is_some());
     bus.shutdown().await.unwrap();
@@ -21,7 +24,10 @@ async fn builds_the_inmemory_bus_by_default() {
 
 #[tokio::test]
 async fn unknown_provider_lists_the_known_ones() {
-    let err = build(&config("kafka"), "orders").await.err().unwrap();
+    let err = build(&config("kafka"), &Defaults, "orders")
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(err, MessagingInitError::Provider(ProviderError::Unknown { ref provider, .. }) if provider == "kafka")
     );
@@ -35,7 +41,10 @@ async fn unknown_provider_lists_the_known_ones() {
 #[tokio::test]
 async fn provider_not_compiled_in_names_the_feature() {
     assert_eq!(messaging_init::compiled_providers(), ["inmemory"]);
-    let err = build(&config("rabbitmq"), "orders").await.err().unwrap();
+    let err = build(&config("rabbitmq"), &Defaults, "orders")
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(
         err,
         MessagingInitError::Provider(ProviderError::NotCompiledIn {
@@ -54,9 +63,9 @@ async fn provider_not_compiled_in_names_the_feature() {
 async fn invalid_config_names_the_key_path() {
     let mut c = MessagingConfig::default();
     c.retry.max_attempts = 0;
-    let err = build(&c, "orders").await.err().unwrap();
+    let err = build(&c, &Defaults, "orders").await.err().unwrap();
     match &err {
-        MessagingInitError::InvalidConfig(InvalidValue { key, expected }) => {
+        MessagingInitError::InvalidConfig(InvalidValue { key, expected, .. }) => {
             assert_eq!(key, "messaging.retry.max_attempts");
             assert!(expected.contains(">= 1"), "{expected}");
         }
@@ -64,14 +73,14 @@ async fn invalid_config_names_the_key_path() {
     }
     assert_eq!(
         err.to_string(),
-        "messaging.retry.max_attempts: expected an integer >= 1"
+        "messaging.retry.max_attempts: expected an integer >= 1 (from built-in default)"
     );
 
     let c = MessagingConfig {
         concurrency: 0,
         ..MessagingConfig::default()
     };
-    let err = build(&c, "orders").await.err().unwrap();
+    let err = build(&c, &Defaults, "orders").await.err().unwrap();
     assert!(
         err.to_string().starts_with("messaging.concurrency: "),
         "{err}"
@@ -86,7 +95,7 @@ async fn builds_the_rabbitmq_bus_when_compiled_in() {
         messaging_init::compiled_providers(),
         ["inmemory", "rabbitmq"]
     );
-    let bus = build(&config("rabbitmq"), "messaging-init-test")
+    let bus = build(&config("rabbitmq"), &Defaults, "messaging-init-test")
         .await
         .expect("local RabbitMQ at 127.0.0.1:5672 must be running");
     assert_eq!(bus.provider(), "rabbitmq");
@@ -96,10 +105,14 @@ async fn builds_the_rabbitmq_bus_when_compiled_in() {
 #[cfg(feature = "rabbitmq")]
 #[tokio::test]
 async fn unreachable_rabbitmq_fails_start_up() {
-    let mut c = config("rabbitmq");
     // Port 1 on loopback: nothing listens there.
-    c.rabbitmq.url = chassis_core::Secret::new("amqp://guest:guest@127.0.0.1:1/%2f");
-    let err = build(&c, "messaging-init-test").await.err().unwrap();
+    let source = JsonSource::new(serde_json::json!({
+        "messaging": {"rabbitmq": {"url": "amqp://guest:guest@127.0.0.1:1/%2f"}}
+    }));
+    let err = build(&config("rabbitmq"), &source, "messaging-init-test")
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(
             err,
@@ -113,5 +126,43 @@ async fn unreachable_rabbitmq_fails_start_up() {
     assert!(
         !err.to_string().contains("guest:guest"),
         "password leaked: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_section_is_read_validated_and_located() {
+    let source = JsonSource::new(serde_json::json!({
+        "messaging": {"inmemory": {"queue_capacity": 0}}
+    }));
+    let err = build(&MessagingConfig::default(), &source, "orders")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "messaging.inmemory.queue_capacity: expected an integer >= 1 (from override in code)"
+    );
+    let source = JsonSource::new(serde_json::json!({
+        "messaging": {"inmemory": {"queue_capacity": "many"}}
+    }));
+    let err = messaging_init::check(&MessagingConfig::default(), &source)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().starts_with("messaging.inmemory: expected "),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_key_of_the_section_is_refused() {
+    let config: MessagingConfig =
+        serde_json::from_value(serde_json::json!({"prefech": 5})).unwrap();
+    let err = build(&config, &Defaults, "orders").await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "messaging.prefech: expected a key of [messaging] (provider, retry, dead_letter, \
+         prefetch, concurrency) or a provider's section (inmemory, rabbitmq), found an unknown \
+         key (from built-in default)"
     );
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use crate::InMemoryConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -33,6 +34,7 @@ pub(crate) struct Group {
 
 pub(crate) struct Broker {
     pub(crate) config: MessagingConfig,
+    pub(crate) settings: InMemoryConfig,
     groups: RwLock<HashMap<String, Arc<Group>>>,
     /// Event type → the groups bound to it. A slice behind an `Arc` so that a
     /// publish clones one pointer, not a list.
@@ -48,9 +50,10 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
-    pub(crate) fn new(config: MessagingConfig) -> Self {
+    pub(crate) fn new(config: MessagingConfig, settings: InMemoryConfig) -> Self {
         Self {
             config,
+            settings,
             groups: RwLock::default(),
             bindings: RwLock::default(),
             dead_letters: Mutex::default(),
@@ -75,7 +78,7 @@ impl Broker {
             .or_insert_with(|| {
                 Arc::new(Group {
                     name: name.to_owned(),
-                    queue: BoundedQueue::new(self.config.inmemory.queue_capacity),
+                    queue: BoundedQueue::new(self.settings.queue_capacity),
                     counters: Counters::default(),
                 })
             })
@@ -130,7 +133,7 @@ impl Broker {
             return Ok(());
         };
         let frame = Bytes::from(wire::encode(envelope));
-        let timeout = self.config.inmemory.publish_timeout;
+        let timeout = self.settings.publish_timeout;
         let mut frames = std::iter::repeat_n(frame, groups.len());
         for group in groups.iter() {
             // `repeat_n` moves the frame into the last group instead of
@@ -388,7 +391,7 @@ impl Broker {
             frame: Bytes::from(wire::encode(&letter.envelope)),
             attempt: 1,
         };
-        let timeout = self.config.inmemory.publish_timeout;
+        let timeout = self.settings.publish_timeout;
         if group.queue.push(item, timeout).await.is_err() {
             let name = letter.group.clone();
             // Keep the letter where it was rather than losing it.

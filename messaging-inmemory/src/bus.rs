@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::InMemoryConfig;
 use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
 use messaging_abstractions::request::{REPLY_TO_HEADER, set_deadline};
@@ -90,24 +91,37 @@ impl std::fmt::Debug for InMemoryBus {
 }
 
 impl InMemoryBus {
-    /// A new broker with the settings of `config` (queue capacity, publish
-    /// timeout, prefetch, concurrency, retry policy, dead-lettering), and a
-    /// first connection to it. The config is expected to be valid
-    /// ([`MessagingConfig::validate`]); a zero capacity or concurrency is
-    /// treated as 1.
+    /// A new broker with the shared settings of `config` (prefetch,
+    /// concurrency, retry policy, dead-lettering) and the default
+    /// [`InMemoryConfig`], and a first connection to it.
     pub fn new(config: &MessagingConfig) -> Self {
+        Self::with_settings(config, &InMemoryConfig::default())
+    }
+
+    /// A new broker with the shared settings of `config` and the provider's
+    /// own `settings` (queue capacity, publish timeout, drain timeout), and a
+    /// first connection to it. Both are expected to be valid
+    /// ([`MessagingConfig::validate`], [`InMemoryConfig::validate`]); a zero
+    /// capacity, prefetch or concurrency is treated as 1.
+    pub fn with_settings(config: &MessagingConfig, settings: &InMemoryConfig) -> Self {
         let mut config = config.clone();
-        config.inmemory.queue_capacity = config.inmemory.queue_capacity.max(1);
         config.concurrency = config.concurrency.max(1);
         config.prefetch = config.prefetch.max(1);
-        let broker = Arc::new(Broker::new(config));
+        let mut settings = settings.clone();
+        settings.queue_capacity = settings.queue_capacity.max(1);
+        let broker = Arc::new(Broker::new(config, settings));
         let conn = Connection::new(&broker);
         Self { broker, conn }
     }
 
-    /// The settings the broker runs with.
+    /// The shared settings the broker runs with.
     pub fn config(&self) -> &MessagingConfig {
         &self.broker.config
+    }
+
+    /// The provider's own settings the broker runs with.
+    pub fn settings(&self) -> &InMemoryConfig {
+        &self.broker.settings
     }
 
     /// Counters of every consumer group and of unroutable messages.
@@ -308,7 +322,7 @@ impl EventBus for InMemoryBus {
         self.broker.inboxes.unregister(&self.conn.inbox.address);
         // Concurrent callers queue here and return once the first has drained.
         let mut workers = self.conn.workers.lock().await;
-        let waited = self.broker.config.inmemory.drain_timeout;
+        let waited = self.broker.settings.drain_timeout;
         let deadline = Instant::now() + waited;
         while !workers.is_empty() {
             match tokio::time::timeout_at(deadline, workers.join_next()).await {
@@ -343,7 +357,7 @@ impl HealthCheck for Health {
         if self.conn.closed.load(Ordering::Acquire) {
             return HealthStatus::Unhealthy("event bus connection is shut down".into());
         }
-        let capacity = self.broker.config.inmemory.queue_capacity;
+        let capacity = self.broker.settings.queue_capacity;
         let full: Vec<String> = self
             .broker
             .stats()

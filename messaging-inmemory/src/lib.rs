@@ -112,12 +112,14 @@
 
 mod broker;
 mod bus;
+mod config;
 mod observe;
 mod queue;
 mod replies;
 mod wire;
 
 pub use bus::InMemoryBus;
+pub use config::InMemoryConfig;
 pub use observe::{
     BrokerStats, DeliveryOutcome, GroupStats, Outcome, OutcomeTimeout, Outcomes, WaitTimeout,
 };

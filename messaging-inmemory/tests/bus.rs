@@ -13,7 +13,7 @@ use messaging_abstractions::{
     MessagingConfig, PublishError, Request, RequestClient, RequestError, Responders, ShutdownError,
     Subscription,
 };
-use messaging_inmemory::{InMemoryBus, Outcome};
+use messaging_inmemory::{InMemoryBus, InMemoryConfig, Outcome};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -54,10 +54,14 @@ fn config(edit: impl FnOnce(&mut MessagingConfig)) -> MessagingConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_makes_publishers_wait_then_fail() {
-    let bus = InMemoryBus::new(&config(|c| {
-        c.inmemory.queue_capacity = 2;
-        c.inmemory.publish_timeout = Duration::from_millis(50);
-    }));
+    let bus = InMemoryBus::with_settings(
+        &config(|_| {}),
+        &InMemoryConfig {
+            queue_capacity: 2,
+            publish_timeout: Duration::from_millis(50),
+            ..InMemoryConfig::default()
+        },
+    );
     // Bind the group, then stop its only consumer: the queue stays bound.
     let consumer = bus.clone();
     consumer
@@ -79,10 +83,14 @@ async fn full_queue_makes_publishers_wait_then_fail() {
     }
 
     // A publisher waiting for room resumes as soon as a consumer takes one.
-    let patient = InMemoryBus::new(&config(|c| {
-        c.inmemory.queue_capacity = 1;
-        c.inmemory.publish_timeout = WAIT;
-    }));
+    let patient = InMemoryBus::with_settings(
+        &config(|_| {}),
+        &InMemoryConfig {
+            queue_capacity: 1,
+            publish_timeout: WAIT,
+            ..InMemoryConfig::default()
+        },
+    );
     let first = patient.clone();
     first
         .subscribe(Subscription::new("late", ok_handlers()))
@@ -308,9 +316,13 @@ async fn concurrency_and_prefetch_bound_the_running_handlers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_after_the_drain_timeout_without_losing_the_message() {
-    let bus = InMemoryBus::new(&config(|c| {
-        c.inmemory.drain_timeout = Duration::from_millis(50)
-    }));
+    let bus = InMemoryBus::with_settings(
+        &config(|_| {}),
+        &InMemoryConfig {
+            drain_timeout: Duration::from_millis(50),
+            ..InMemoryConfig::default()
+        },
+    );
     let release = Arc::new(Notify::new());
     let handlers = Handlers::new().on_fn({
         let release = release.clone();

@@ -34,9 +34,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use messaging_abstractions::{
     Delivery, Envelope, EventBus, HandlerError, Handlers, JSON_CONTENT_TYPE, MessageHandler,
-    MessagingConfig, QueueType, Subscription,
+    Subscription,
 };
-use messaging_rabbitmq::RabbitMqBus;
+use messaging_rabbitmq::QueueType;
 use tokio::sync::Notify;
 
 const WINDOW: usize = 1000;
@@ -261,21 +261,21 @@ impl MessageHandler for Counter {
     }
 }
 
-async fn chassis_round(config: &MessagingConfig, group: &str, messages: usize) -> (f64, f64) {
+async fn chassis_round(config: &common::TestConfig, group: &str, messages: usize) -> (f64, f64) {
     // One event type per round: earlier rounds' queues must not get copies.
     let event_type = format!("bench.{group}.v1");
     let counter = Counter::new(messages);
     let handlers = Handlers::new().on_raw(event_type.as_str(), counter.clone());
     // Declare the group's queue and bindings, then stop consuming so the
     // publish phase fills the queue.
-    let setup = RabbitMqBus::connect(config, "bench").await.unwrap();
+    let setup = config.connect("bench").await.unwrap();
     setup
         .subscribe(Subscription::new(group, handlers.clone()))
         .await
         .unwrap();
     setup.shutdown().await.unwrap();
 
-    let publisher = RabbitMqBus::connect(config, "bench").await.unwrap();
+    let publisher = config.connect("bench").await.unwrap();
     let envelopes: Vec<Envelope> = (0..messages)
         .map(|n| Envelope::new(event_type.as_str(), JSON_CONTENT_TYPE, payload(n)))
         .collect();
@@ -283,7 +283,7 @@ async fn chassis_round(config: &MessagingConfig, group: &str, messages: usize) -
     publisher.publish_all(envelopes).await.unwrap();
     let publish = messages as f64 / started.elapsed().as_secs_f64();
 
-    let consumer = RabbitMqBus::connect(config, "bench").await.unwrap();
+    let consumer = config.connect("bench").await.unwrap();
     consumer
         .subscribe(Subscription::new(group, handlers))
         .await
@@ -295,7 +295,7 @@ async fn chassis_round(config: &MessagingConfig, group: &str, messages: usize) -
     (publish, consume)
 }
 
-async fn delete_group_queues(config: &MessagingConfig, group: &str) {
+async fn delete_group_queues(config: &common::TestConfig, group: &str) {
     let (conn, channel) = raw_channel(config.rabbitmq.url.expose()).await;
     let queues = common::group_queues(config, group);
     for queue in queues {
@@ -308,9 +308,13 @@ async fn delete_group_queues(config: &MessagingConfig, group: &str) {
 }
 
 /// Concurrent single `publish` calls sharing the bus's channel.
-async fn chassis_concurrent_publish(config: &MessagingConfig, group: &str, messages: usize) -> f64 {
+async fn chassis_concurrent_publish(
+    config: &common::TestConfig,
+    group: &str,
+    messages: usize,
+) -> f64 {
     let event_type = "bench.concurrent.v1";
-    let setup = RabbitMqBus::connect(config, "bench").await.unwrap();
+    let setup = config.connect("bench").await.unwrap();
     setup
         .subscribe(Subscription::new(
             group,
@@ -322,7 +326,7 @@ async fn chassis_concurrent_publish(config: &MessagingConfig, group: &str, messa
         .await
         .unwrap();
     setup.shutdown().await.unwrap();
-    let bus = RabbitMqBus::connect(config, "bench").await.unwrap();
+    let bus = config.connect("bench").await.unwrap();
     let tasks = 256;
     let started = Instant::now();
     let mut handles = Vec::new();

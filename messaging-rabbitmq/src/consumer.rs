@@ -14,14 +14,13 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
-use messaging_abstractions::{
-    Delivery, FailureKind, HandlerError, Handlers, QueueType, SubscribeError,
-};
+use messaging_abstractions::{Delivery, FailureKind, HandlerError, Handlers, SubscribeError};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::{error, warn};
 use uuid::Uuid;
 
+use crate::QueueType;
 use crate::codec::{self, Failure, Headers};
 use crate::link::{Link, SendError, Shared};
 use crate::topology;
@@ -123,7 +122,7 @@ impl GroupConsumer {
 
     async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
         let names = &self.shared.names;
-        let rabbit = &self.shared.config.rabbitmq;
+        let rabbit = &self.shared.rabbit;
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -243,7 +242,7 @@ impl GroupConsumer {
     /// Waits before another attach (exponential backoff over the reconnect
     /// settings); `true` when shutdown began meanwhile.
     async fn pause(&self, failures: u32) -> bool {
-        let rabbit = &self.shared.config.rabbitmq;
+        let rabbit = &self.shared.rabbit;
         let wait = rabbit
             .reconnect_initial_backoff
             .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
@@ -346,7 +345,7 @@ impl GroupConsumer {
     async fn process(&self, link: &Link, delivery: AmqpDelivery) {
         let props = &delivery.properties;
         let headers = Headers::of(props);
-        let rabbit = &self.shared.config.rabbitmq;
+        let rabbit = &self.shared.rabbit;
         let lost_deliveries = match rabbit.queue_type {
             QueueType::Quorum => headers.count(codec::H_DELIVERY_COUNT),
             QueueType::Classic => headers.count(codec::H_REDELIVERIES),
@@ -422,7 +421,7 @@ impl GroupConsumer {
         prior_attempts: u32,
         redeliveries: u32,
     ) {
-        let limit = self.shared.config.rabbitmq.delivery_limit;
+        let limit = self.shared.rabbit.delivery_limit;
         // Same rule as the quorum `x-delivery-limit`: dead-letter once a
         // message came back unsettled more than `limit` times.
         if redeliveries > limit {
@@ -503,7 +502,7 @@ impl GroupConsumer {
             }
             Err(e) => {
                 error!(group = %self.group, exchange, routing_key, error = %e, "cannot move message; requeueing it");
-                tokio::time::sleep(self.shared.config.rabbitmq.reconnect_initial_backoff).await;
+                tokio::time::sleep(self.shared.rabbit.reconnect_initial_backoff).await;
                 let requeue = BasicNackOptions {
                     multiple: false,
                     requeue: true,
@@ -531,7 +530,7 @@ impl GroupConsumer {
                 routing_key,
                 &delivery.data,
                 props,
-                self.shared.config.rabbitmq.confirm_timeout,
+                self.shared.rabbit.confirm_timeout,
             )
             .await;
         if let Err(SendError::Link(_)) = &result {

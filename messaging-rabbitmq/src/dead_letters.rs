@@ -47,7 +47,7 @@ impl RabbitMqDeadLetters {
     }
 
     async fn link(&self) -> Result<Arc<Link>, PublishError> {
-        let deadline = tokio::time::Instant::now() + self.shared.config.rabbitmq.publish_wait;
+        let deadline = tokio::time::Instant::now() + self.shared.rabbit.publish_wait;
         self.shared
             .wait_link(Some(deadline), 0)
             .await
@@ -107,12 +107,12 @@ impl RabbitMqDeadLetters {
                     headers
                         .death_reason()
                         .unwrap_or_else(|| "no reason given".into()),
-                    self.shared.config.rabbitmq.delivery_limit
+                    self.shared.rabbit.delivery_limit
                 ),
                 headers.count(codec::H_ATTEMPTS)
                     + headers
                         .count(codec::H_DELIVERY_COUNT)
-                        .max(self.shared.config.rabbitmq.delivery_limit)
+                        .max(self.shared.rabbit.delivery_limit)
                     + 1,
             ),
         };
@@ -166,7 +166,7 @@ impl RabbitMqDeadLetters {
                         ShortString::from(queue.as_str()),
                         &delivery.data,
                         codec::for_replay(&delivery.properties),
-                        self.shared.config.rabbitmq.confirm_timeout,
+                        self.shared.rabbit.confirm_timeout,
                     )
                     .await;
                 match sent {

@@ -7,8 +7,8 @@ use thiserror::Error;
 pub enum RabbitMqError {
     /// The configuration cannot work; the message names the key path and what
     /// was expected.
-    #[error("invalid messaging configuration: {0}")]
-    InvalidConfig(String),
+    #[error(transparent)]
+    InvalidConfig(chassis_core::config::InvalidValue),
     /// The broker refused or dropped the connection (unreachable, wrong
     /// credentials, unknown vhost, ...).
     #[error("cannot connect to RabbitMQ at {endpoint}: {source}")]

@@ -165,6 +165,7 @@
 //! messages that no handler started go back to the queue. Idempotent.
 
 mod codec;
+mod config;
 mod consumer;
 mod dead_letters;
 mod error;
@@ -187,6 +188,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use config::{QueueType, RabbitMqConfig};
 pub use error::RabbitMqError;
 
 use crate::codec::Outgoing;
@@ -236,7 +238,8 @@ impl std::fmt::Debug for RabbitMqBus {
 }
 
 impl RabbitMqBus {
-    /// Checks `config`, connects to the broker at `messaging.rabbitmq.url`,
+    /// Checks `config` (the shared `[messaging]` keys) and `rabbit` (the
+    /// provider's `[messaging.rabbitmq]`), connects to the broker at its `url`,
     /// declares the exchanges and starts the connection supervisor.
     /// `service_name` names the connection (visible in the broker's tools).
     ///
@@ -244,9 +247,10 @@ impl RabbitMqBus {
     /// start half-connected. After that, losses are handled inside the bus.
     pub async fn connect(
         config: &MessagingConfig,
+        rabbit: &RabbitMqConfig,
         service_name: &str,
     ) -> Result<RabbitMqBus, RabbitMqError> {
-        let shared = Arc::new(Shared::new(config, service_name)?);
+        let shared = Arc::new(Shared::new(config, rabbit, service_name)?);
         let link = shared.open_link().await?;
         shared.set_up(link.clone());
         let supervisor = tokio::spawn(shared.clone().supervise(link));
@@ -267,7 +271,7 @@ impl RabbitMqBus {
     }
 
     fn publish_deadline(&self) -> Instant {
-        Instant::now() + self.shared().config.rabbitmq.publish_wait
+        Instant::now() + self.shared().rabbit.publish_wait
     }
 
     async fn link_for_publish(&self, after: u64) -> Result<Arc<Link>, PublishError> {
@@ -278,7 +282,7 @@ impl RabbitMqBus {
                 NoLink::Closed => PublishError::ShutDown,
                 NoLink::Unavailable(last) => PublishError::Unavailable(format!(
                     "not connected to RabbitMQ within {:?}: {last}",
-                    self.shared().config.rabbitmq.publish_wait
+                    self.shared().rabbit.publish_wait
                 )),
             })
     }
@@ -333,7 +337,7 @@ impl RabbitMqBus {
             routing_key,
             properties,
         } = codec::encode(&request)?;
-        let confirm_timeout = self.shared().config.rabbitmq.confirm_timeout;
+        let confirm_timeout = self.shared().rabbit.confirm_timeout;
         let sent = link
             .send_confirmed(
                 self.shared().names.events_exchange(),
@@ -379,7 +383,7 @@ impl RabbitMqBus {
     /// next connection.
     async fn publish_in_order(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
         let exchange = self.shared().names.events_exchange();
-        let confirm_timeout = self.shared().config.rabbitmq.confirm_timeout;
+        let confirm_timeout = self.shared().rabbit.confirm_timeout;
         let mut confirmed = 0;
         let mut after = 0;
         while confirmed < envelopes.len() {
@@ -540,7 +544,7 @@ impl EventBus for RabbitMqBus {
         let Outgoing { properties, .. } = codec::encode(&reply)?;
         // The reply queue is transient: no need to write answers to disk.
         let properties = properties.with_delivery_mode(codec::TRANSIENT);
-        let confirm_timeout = self.shared().config.rabbitmq.confirm_timeout;
+        let confirm_timeout = self.shared().rabbit.confirm_timeout;
         let mut after = 0;
         loop {
             let link = self.link_for_publish(after).await?;

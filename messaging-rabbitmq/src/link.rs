@@ -17,6 +17,8 @@ use lapin::{
     PublisherConfirm,
 };
 use messaging_abstractions::MessagingConfig;
+
+use crate::RabbitMqConfig;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -52,6 +54,8 @@ pub(crate) enum LinkState {
 /// supervisor.
 pub(crate) struct Shared {
     pub(crate) config: MessagingConfig,
+    /// The provider's own section.
+    pub(crate) rabbit: RabbitMqConfig,
     pub(crate) names: Names,
     pub(crate) service: String,
     uri: AMQPUri,
@@ -107,52 +111,17 @@ pub(crate) enum NoLink {
 impl Shared {
     /// Parses the URL and fills in the heartbeat and connection timeout when
     /// the URL does not set them.
-    pub(crate) fn new(config: &MessagingConfig, service: &str) -> Result<Self, RabbitMqError> {
+    pub(crate) fn new(
+        config: &MessagingConfig,
+        rabbit: &RabbitMqConfig,
+        service: &str,
+    ) -> Result<Self, RabbitMqError> {
         config.validate().map_err(RabbitMqError::InvalidConfig)?;
-        let rabbit = &config.rabbitmq;
-        let mut uri: AMQPUri = rabbit.url.expose().parse().map_err(|e| {
-            RabbitMqError::InvalidConfig(format!(
-                "messaging.rabbitmq.url: expected `amqp://user:password@host:port/vhost` ({e})"
-            ))
-        })?;
-        if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
-            // lapin is built without a TLS stack (one TLS stack per build is
-            // the workspace's rule; none is needed on a private network).
-            return Err(RabbitMqError::InvalidConfig(
-                "messaging.rabbitmq.url: expected an `amqp://` URL; `amqps://` (TLS) is not \
-                 compiled into this build"
-                    .into(),
-            ));
-        }
+        let mut uri = rabbit.validate().map_err(RabbitMqError::InvalidConfig)?;
         uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
         uri.query
             .connection_timeout
             .get_or_insert(crate::topology::duration_ms(CONNECT_TIMEOUT));
-        let exchange_ok = !rabbit.exchange.is_empty()
-            && rabbit.exchange.len() + ".dlx".len() <= crate::topology::MAX_NAME_LEN
-            && !rabbit.exchange.starts_with("amq.");
-        if !exchange_ok {
-            return Err(RabbitMqError::InvalidConfig(format!(
-                "messaging.rabbitmq.exchange: expected a name of 1 to {} bytes not starting \
-                 with `amq.`, got `{}`",
-                crate::topology::MAX_NAME_LEN - ".dlx".len(),
-                rabbit.exchange
-            )));
-        }
-        if rabbit.delivery_limit == 0 {
-            return Err(RabbitMqError::InvalidConfig(
-                "messaging.rabbitmq.delivery_limit: expected an integer >= 1".into(),
-            ));
-        }
-        if rabbit.reconnect_initial_backoff.is_zero()
-            || rabbit.reconnect_max_backoff < rabbit.reconnect_initial_backoff
-        {
-            return Err(RabbitMqError::InvalidConfig(
-                "messaging.rabbitmq.reconnect_max_backoff: expected a duration >= \
-                 reconnect_initial_backoff > 0"
-                    .into(),
-            ));
-        }
         let endpoint = format!(
             "{}:{}/{}",
             uri.authority.host, uri.authority.port, uri.vhost
@@ -163,6 +132,7 @@ impl Shared {
         });
         Ok(Self {
             config: config.clone(),
+            rabbit: rabbit.clone(),
             names: Names::new(&rabbit.exchange),
             service: service.to_owned(),
             uri,
@@ -298,7 +268,7 @@ impl Shared {
             });
             // Best effort: make sure every channel of the old link ends.
             close_bounded(&link, 320, "reconnecting").await;
-            let mut backoff = self.config.rabbitmq.reconnect_initial_backoff;
+            let mut backoff = self.rabbit.reconnect_initial_backoff;
             link = loop {
                 match self.open_link().await {
                     Ok(new) => break new,
@@ -315,7 +285,7 @@ impl Shared {
                             () = tokio::time::sleep(jitter(backoff)) => {}
                             () = wait_closed(&mut closed) => return,
                         }
-                        backoff = (backoff * 2).min(self.config.rabbitmq.reconnect_max_backoff);
+                        backoff = (backoff * 2).min(self.rabbit.reconnect_max_backoff);
                     }
                 }
             };

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use messaging_abstractions::{QueueType, RabbitMqConfig, RetryPolicy};
+use messaging_abstractions::RetryPolicy;
+
+use crate::{QueueType, RabbitMqConfig};
 
 /// AMQP names (exchanges, queues, routing keys) are short strings.
 pub(crate) const MAX_NAME_LEN: usize = 255;

@@ -21,8 +21,8 @@ use chassis_core::HealthStatus;
 use chassis_storage::{Inbox, InboxOutcome};
 use chassis_testing::rabbitmq::BrokerStopped;
 use common::{BrokerLock, Vhost, envelope, eventually, on};
-use messaging_abstractions::{EventBus, HandlerError, PublishError, QueueType, Subscription};
-use messaging_rabbitmq::RabbitMqBus;
+use messaging_abstractions::{EventBus, HandlerError, PublishError, Subscription};
+use messaging_rabbitmq::QueueType;
 use parking_lot::Mutex;
 use storage_inmemory::InMemoryStore;
 use uuid::Uuid;
@@ -33,8 +33,8 @@ async fn restart_while_flowing(queue_type: QueueType) {
     config.rabbitmq.publish_wait = Duration::from_secs(2);
     config.rabbitmq.reconnect_initial_backoff = Duration::from_millis(100);
     config.rabbitmq.reconnect_max_backoff = Duration::from_millis(500);
-    let publisher = RabbitMqBus::connect(&config, "orders").await.unwrap();
-    let consumer = RabbitMqBus::connect(&config, "shipping").await.unwrap();
+    let publisher = config.connect("orders").await.unwrap();
+    let consumer = config.connect("shipping").await.unwrap();
 
     // The handler's effect goes through the inbox: an effect per message id.
     let store = Arc::new(InMemoryStore::new());
@@ -224,10 +224,8 @@ async fn pending_requests_fail_at_once_across_a_broker_restart_and_new_ones_work
     config.rabbitmq.publish_wait = Duration::from_secs(2);
     config.rabbitmq.reconnect_initial_backoff = Duration::from_millis(100);
     config.rabbitmq.reconnect_max_backoff = Duration::from_millis(500);
-    let orders: Arc<dyn EventBus> =
-        Arc::new(RabbitMqBus::connect(&config, "orders").await.unwrap());
-    let shipping: Arc<dyn EventBus> =
-        Arc::new(RabbitMqBus::connect(&config, "shipping").await.unwrap());
+    let orders: Arc<dyn EventBus> = Arc::new(config.connect("orders").await.unwrap());
+    let shipping: Arc<dyn EventBus> = Arc::new(config.connect("shipping").await.unwrap());
     let held = Arc::new(AtomicBool::new(true));
     let release = Arc::new(tokio::sync::Notify::new());
     let started = Arc::new(Mutex::new(0usize));

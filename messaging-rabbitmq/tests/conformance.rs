@@ -10,24 +10,22 @@ use async_trait::async_trait;
 use common::Vhost;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
-use messaging_abstractions::{EventBus, MessagingConfig, QueueType};
+use messaging_abstractions::{EventBus, MessagingConfig};
 use messaging_conformance::{BusFactory, ConnectError};
-use messaging_rabbitmq::RabbitMqBus;
+use messaging_rabbitmq::QueueType;
 
 struct Factory {
-    config: MessagingConfig,
+    config: common::TestConfig,
 }
 
 #[async_trait]
 impl BusFactory for Factory {
     fn config(&self) -> MessagingConfig {
-        self.config.clone()
+        self.config.shared.clone()
     }
 
     async fn connect(&self) -> Result<Arc<dyn EventBus>, ConnectError> {
-        Ok(Arc::new(
-            RabbitMqBus::connect(&self.config, "conformance").await?,
-        ))
+        Ok(Arc::new(self.config.connect("conformance").await?))
     }
 
     /// Deletes the queues the case's groups declared (the vhost goes at the

@@ -14,9 +14,10 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use messaging_abstractions::{
-    EventBus, FailureKind, HandlerError, PublishError, QueueType, SubscribeError, Subscription,
+    EventBus, FailureKind, HandlerError, PublishError, SubscribeError, Subscription,
 };
-use messaging_rabbitmq::{RabbitMqBus, RabbitMqError};
+use messaging_rabbitmq::QueueType;
+use messaging_rabbitmq::RabbitMqError;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
@@ -51,7 +52,9 @@ async fn take_broker_away(vhost: &Vhost, health: &Arc<dyn chassis_core::HealthCh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unroutable_message_is_a_failed_publish() {
     let vhost = Vhost::new();
-    let bus = RabbitMqBus::connect(&vhost.config(QueueType::Quorum), "svc")
+    let bus = vhost
+        .config(QueueType::Quorum)
+        .connect("svc")
         .await
         .unwrap();
     let sent = envelope("nobody.listens.v1", 1);
@@ -83,7 +86,7 @@ async fn a_pipelined_batch_arrives_complete_and_in_order() {
     let vhost = Vhost::new();
     let mut config = vhost.config(QueueType::Quorum);
     config.concurrency = 1;
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     let seen = common::subscribe_recording(&bus, "g", "batch.item.v1").await;
     let batch: Vec<_> = (0..3000).map(|n| envelope("batch.item.v1", n)).collect();
     let ids: Vec<Uuid> = batch.iter().map(|e| e.message_id).collect();
@@ -102,7 +105,7 @@ async fn messages_of_one_partition_key_keep_their_order_under_concurrency() {
     let vhost = Vhost::new();
     let mut config = vhost.config(QueueType::Quorum);
     config.concurrency = 8;
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     let seen: Arc<Mutex<BTreeMap<String, Vec<u64>>>> = Arc::default();
     let log = seen.clone();
     bus.subscribe(Subscription::new(
@@ -146,7 +149,9 @@ async fn messages_of_one_partition_key_keep_their_order_under_concurrency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_envelope_survives_the_broker_exactly() {
     let vhost = Vhost::new();
-    let bus = RabbitMqBus::connect(&vhost.config(QueueType::Quorum), "svc")
+    let bus = vhost
+        .config(QueueType::Quorum)
+        .connect("svc")
         .await
         .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -187,7 +192,7 @@ async fn poison_message(queue_type: QueueType) {
     config.retry.max_attempts = 4;
     config.retry.initial_backoff = Duration::from_millis(300);
     config.retry.max_backoff = Duration::from_millis(600);
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     let poison = envelope("order.v1", 0);
     let poison_id = poison.message_id;
     let handled = Arc::new(Mutex::new(Vec::<(Uuid, u32, std::time::Instant)>::new()));
@@ -280,7 +285,7 @@ async fn crash_loop(queue_type: QueueType) {
     let mut config = vhost.config(queue_type);
     config.rabbitmq.delivery_limit = 2;
     config.concurrency = 8;
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
     let hold = release.clone();
@@ -348,7 +353,9 @@ async fn a_crash_loop_stops_at_the_delivery_limit_classic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_reconnects_and_resumes_after_losing_its_connection() {
     let vhost = Vhost::new();
-    let bus = RabbitMqBus::connect(&vhost.config(QueueType::Quorum), "svc")
+    let bus = vhost
+        .config(QueueType::Quorum)
+        .connect("svc")
         .await
         .unwrap();
     let health = bus.health_checks().pop().unwrap();
@@ -382,7 +389,7 @@ async fn a_publish_without_broker_fails_after_publish_wait_never_silently() {
     let vhost = Vhost::new();
     let mut config = vhost.config(QueueType::Quorum);
     config.rabbitmq.publish_wait = Duration::from_secs(1);
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     bus.subscribe(Subscription::new("g", on("wait.v1", |_| async { Ok(()) })))
         .await
         .unwrap();
@@ -412,7 +419,7 @@ async fn with_dead_lettering_off_a_failed_message_is_dropped_not_redelivered() {
     let vhost = Vhost::new();
     let mut config = vhost.config(QueueType::Quorum);
     config.dead_letter.enabled = false;
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     let calls = Arc::new(Mutex::new(0));
     let count = calls.clone();
     bus.subscribe(Subscription::new(
@@ -461,7 +468,7 @@ async fn a_queue_declared_differently_is_reported_not_ignored() {
         )
         .await
         .unwrap();
-    let bus = RabbitMqBus::connect(&config, "svc").await.unwrap();
+    let bus = config.connect("svc").await.unwrap();
     let err = bus
         .subscribe(Subscription::new("g", on("x.v1", |_| async { Ok(()) })))
         .await
@@ -483,33 +490,31 @@ async fn connect_errors_say_what_is_wrong() {
 
     let mut bad_url = base.clone();
     bad_url.rabbitmq.url = "http://example".into();
-    let err = RabbitMqBus::connect(&bad_url, "svc").await.unwrap_err();
+    let err = bad_url.connect("svc").await.unwrap_err();
     assert!(
-        matches!(&err, RabbitMqError::InvalidConfig(m) if m.starts_with("messaging.rabbitmq.url")),
+        matches!(&err, RabbitMqError::InvalidConfig(m) if m.key.starts_with("messaging.rabbitmq.url")),
         "{err}"
     );
 
     let mut tls = base.clone();
     tls.rabbitmq.url = "amqps://guest:guest@127.0.0.1:5671/%2f".into();
-    let err = RabbitMqBus::connect(&tls, "svc").await.unwrap_err();
+    let err = tls.connect("svc").await.unwrap_err();
     assert!(
-        matches!(&err, RabbitMqError::InvalidConfig(m) if m.contains("amqps://")),
+        matches!(&err, RabbitMqError::InvalidConfig(m) if m.expected.contains("amqps://")),
         "{err}"
     );
 
     let mut bad_exchange = base.clone();
     bad_exchange.rabbitmq.exchange = "amq.topic".into();
-    let err = RabbitMqBus::connect(&bad_exchange, "svc")
-        .await
-        .unwrap_err();
+    let err = bad_exchange.connect("svc").await.unwrap_err();
     assert!(
-        matches!(&err, RabbitMqError::InvalidConfig(m) if m.starts_with("messaging.rabbitmq.exchange")),
+        matches!(&err, RabbitMqError::InvalidConfig(m) if m.key.starts_with("messaging.rabbitmq.exchange")),
         "{err}"
     );
 
     let mut closed_port = base.clone();
     closed_port.rabbitmq.url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
-    let err = RabbitMqBus::connect(&closed_port, "svc").await.unwrap_err();
+    let err = closed_port.connect("svc").await.unwrap_err();
     assert!(
         matches!(&err, RabbitMqError::Connect { endpoint, .. } if endpoint == "127.0.0.1:1//"),
         "{err}"
@@ -521,9 +526,7 @@ async fn connect_errors_say_what_is_wrong() {
         vhost.name
     )
     .into();
-    let err = RabbitMqBus::connect(&wrong_password, "svc")
-        .await
-        .unwrap_err();
+    let err = wrong_password.connect("svc").await.unwrap_err();
     assert!(matches!(&err, RabbitMqError::Connect { .. }), "{err}");
     assert!(
         !err.to_string().contains("not-the-password"),
@@ -532,16 +535,16 @@ async fn connect_errors_say_what_is_wrong() {
 
     let mut unknown_vhost = base;
     unknown_vhost.rabbitmq.url = "amqp://guest:guest@127.0.0.1:5672/no-such-vhost".into();
-    let err = RabbitMqBus::connect(&unknown_vhost, "svc")
-        .await
-        .unwrap_err();
+    let err = unknown_vhost.connect("svc").await.unwrap_err();
     assert!(matches!(&err, RabbitMqError::Connect { .. }), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_keeps_headers_and_timestamp_of_its_failure() {
     let vhost = Vhost::new();
-    let bus = RabbitMqBus::connect(&vhost.config(QueueType::Classic), "svc")
+    let bus = vhost
+        .config(QueueType::Classic)
+        .connect("svc")
         .await
         .unwrap();
     bus.subscribe(Subscription::new(
@@ -578,7 +581,9 @@ async fn a_dead_letter_keeps_headers_and_timestamp_of_its_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_while_the_broker_is_away() {
     let vhost = Vhost::new();
-    let bus = RabbitMqBus::connect(&vhost.config(QueueType::Quorum), "svc")
+    let bus = vhost
+        .config(QueueType::Quorum)
+        .connect("svc")
         .await
         .unwrap();
     bus.subscribe(Subscription::new("g", on("away.v1", |_| async { Ok(()) })))

@@ -12,10 +12,10 @@ use chassis_core::HealthStatus;
 use common::{Vhost, eventually};
 use messaging_abstractions::request::REPLY_TO_HEADER;
 use messaging_abstractions::{
-    Delivery, Envelope, EventBus, HandlerError, IntegrationEvent, PublishError, QueueType, Request,
+    Delivery, Envelope, EventBus, HandlerError, IntegrationEvent, PublishError, Request,
     RequestClient, RequestError, Responders,
 };
-use messaging_rabbitmq::RabbitMqBus;
+use messaging_rabbitmq::QueueType;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -97,7 +97,9 @@ async fn serve(bus: &Arc<dyn EventBus>, gate: &Arc<Gate>) {
 
 async fn connect(vhost: &Vhost, service: &str) -> Arc<dyn EventBus> {
     Arc::new(
-        RabbitMqBus::connect(&vhost.config(QueueType::Quorum), service)
+        vhost
+            .config(QueueType::Quorum)
+            .connect(service)
             .await
             .unwrap(),
     )

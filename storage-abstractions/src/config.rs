@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use chassis_core::Secret;
+use chassis_core::config::InvalidValue;
 use serde::{Deserialize, Serialize};
 
 /// The `storage` section of the chassis configuration.
@@ -38,15 +39,19 @@ impl Default for StorageConfig {
 
 impl StorageConfig {
     /// Checks ranges; the error names the key path and what was expected.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
         let p = &self.postgres;
         if p.max_connections == 0 {
-            return Err("storage.postgres.max_connections: expected an integer >= 1".into());
+            return Err(InvalidValue::new(
+                "storage.postgres.max_connections",
+                "an integer >= 1",
+            ));
         }
         if p.min_connections > p.max_connections {
-            return Err(
-                "storage.postgres.min_connections: expected an integer <= max_connections".into(),
-            );
+            return Err(InvalidValue::new(
+                "storage.postgres.min_connections",
+                "an integer <= max_connections",
+            ));
         }
         let schema = &p.schema;
         let schema_ok = schema.len() <= 63
@@ -55,15 +60,23 @@ impl StorageConfig {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !schema_ok {
-            return Err(format!(
-                "storage.postgres.schema: expected an identifier of [a-z0-9_] starting with a letter or `_`, at most 63 characters, got `{schema}`"
-            ));
+            return Err(InvalidValue::new(
+                "storage.postgres.schema",
+                "an identifier of [a-z0-9_] starting with a letter or `_`, at most 63 characters",
+            )
+            .found(format!("`{schema}`")));
         }
         if self.outbox.batch_size == 0 {
-            return Err("storage.outbox.batch_size: expected an integer >= 1".into());
+            return Err(InvalidValue::new(
+                "storage.outbox.batch_size",
+                "an integer >= 1",
+            ));
         }
         if self.outbox.max_attempts == 0 {
-            return Err("storage.outbox.max_attempts: expected an integer >= 1".into());
+            return Err(InvalidValue::new(
+                "storage.outbox.max_attempts",
+                "an integer >= 1",
+            ));
         }
         Ok(())
     }
@@ -190,6 +203,7 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .key
                 .starts_with("storage.postgres.max_connections")
         );
 
@@ -199,6 +213,7 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .key
                 .starts_with("storage.postgres.min_connections")
         );
 
@@ -209,6 +224,7 @@ mod tests {
                 config
                     .validate()
                     .unwrap_err()
+                    .key
                     .starts_with("storage.postgres.schema")
             );
         }
@@ -219,6 +235,7 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .key
                 .starts_with("storage.outbox.batch_size")
         );
     }

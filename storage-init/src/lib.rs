@@ -34,7 +34,8 @@
 
 use std::sync::Arc;
 
-use chassis_core::provider::{InvalidValue, ProviderError, ProviderInfo, ProviderTable};
+use chassis_core::config::InvalidValue;
+use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
 use storage_abstractions::{StorageConfig, Store};
 use thiserror::Error;
 
@@ -68,12 +69,6 @@ pub enum StorageInitError {
     },
 }
 
-impl StorageInitError {
-    fn invalid(message: &str) -> Self {
-        Self::InvalidConfig(InvalidValue::parse("storage", message))
-    }
-}
-
 /// The providers compiled into this build.
 pub fn compiled_providers() -> Vec<&'static str> {
     PROVIDERS.compiled()
@@ -82,9 +77,7 @@ pub fn compiled_providers() -> Vec<&'static str> {
 /// Builds the store `config.provider` names.
 pub async fn build(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
     let provider = PROVIDERS.resolve(&config.provider)?;
-    config
-        .validate()
-        .map_err(|message| StorageInitError::invalid(&message))?;
+    config.validate()?;
     match provider.name {
         #[cfg(feature = "inmemory")]
         "inmemory" => Ok(Arc::new(storage_inmemory::InMemoryStore::new())),
@@ -99,14 +92,15 @@ pub async fn build(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInit
 async fn build_postgres(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
     match storage_postgres::PostgresStore::connect(config).await {
         Ok(store) => Ok(Arc::new(store)),
-        Err(storage_postgres::PostgresError::InvalidConfig(message)) => {
-            Err(StorageInitError::invalid(&message))
-        }
+        Err(storage_postgres::PostgresError::InvalidConfig(e)) => Err(e.into()),
         Err(storage_postgres::PostgresError::InvalidUrl(message)) => {
-            Err(StorageInitError::InvalidConfig(InvalidValue::new(
-                "storage.postgres.url",
-                format!("a URL like postgres://user@host:5432/database ({message})"),
-            )))
+            Err(StorageInitError::InvalidConfig(
+                InvalidValue::new(
+                    "storage.postgres.url",
+                    "a URL like postgres://user@host:5432/database",
+                )
+                .found(message),
+            ))
         }
         Err(error) => Err(StorageInitError::ProviderFailed {
             provider: "postgres",
@@ -141,7 +135,7 @@ mod tests {
         let mut config = StorageConfig::default();
         config.outbox.batch_size = 0;
         match build(&config).await.err().unwrap() {
-            StorageInitError::InvalidConfig(InvalidValue { key, expected }) => {
+            StorageInitError::InvalidConfig(InvalidValue { key, expected, .. }) => {
                 assert_eq!(key, "storage.outbox.batch_size");
                 assert!(expected.contains(">= 1"), "{expected}");
             }

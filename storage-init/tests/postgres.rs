@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chassis_core::provider::InvalidValue;
+use chassis_core::config::InvalidValue;
 use sqlx::{Connection, PgConnection};
 use storage_abstractions::{Record, StorageConfig};
 use storage_init::StorageInitError;

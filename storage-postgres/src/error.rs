@@ -7,8 +7,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum PostgresError {
     /// A configuration value is invalid (key path and expectation).
-    #[error("invalid storage configuration: {0}")]
-    InvalidConfig(String),
+    #[error(transparent)]
+    InvalidConfig(chassis_core::config::InvalidValue),
     /// `storage.postgres.url` is not a PostgreSQL connection URL.
     #[error("storage.postgres.url: expected a URL like postgres://user@host:5432/database: {0}")]
     InvalidUrl(String),

@@ -24,7 +24,7 @@ use chassis_storage::{Repository, Storage};
 use chassis_testing::InProcess;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost, box_order};
-use messaging_rabbitmq::RabbitMqBus;
+use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig};
 use order_service::cancellation::{CancellationConfig, runner};
 use order_service_client::dto::{OrderStatus, OrderView};
 use order_service_client::{ClientConfig, OrderServiceClient};
@@ -303,14 +303,17 @@ async fn shipping_down_then_back_and_a_duplicated_answer_over_rabbitmq() {
     shop.stop_shipping().await;
 
     // `answered`: the same answer delivered twice (same message id).
-    let mut config = MessagingConfig {
-        provider: "rabbitmq".into(),
-        ..MessagingConfig::default()
+    let settings = RabbitMqConfig {
+        url: vhost.amqp_url().into(),
+        ..RabbitMqConfig::default()
     };
-    config.rabbitmq.url = vhost.amqp_url().into();
-    let bus = RabbitMqBus::connect(&config, "cancel-test-publisher")
-        .await
-        .unwrap();
+    let bus = RabbitMqBus::connect(
+        &MessagingConfig::default(),
+        &settings,
+        "cancel-test-publisher",
+    )
+    .await
+    .unwrap();
     shop.orders.cancel_order(answered.id).await.unwrap();
     let answer = Envelope::for_event(&ShipmentCancelled {
         order_id: answered.id,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::{POSTGRES_URL, Schemas, Vhost};
 use messaging_abstractions::{Envelope, EventBus, MessagingConfig};
-use messaging_rabbitmq::RabbitMqBus;
+use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig};
 use order_service_client::dto::OrderView;
 use order_service_client::events::{Destination, ItemToShip, OrderCompleted};
 use order_service_client::{ClientConfig, OrderServiceClient};
@@ -202,12 +202,11 @@ async fn two_processes_pack_every_unit_exactly_once() {
     assert!(report.missing.is_empty(), "{:?}", report.missing);
 
     // 2. The same OrderCompleted delivered twice (same message id).
-    let mut config = MessagingConfig {
-        provider: "rabbitmq".into(),
-        ..MessagingConfig::default()
+    let settings = RabbitMqConfig {
+        url: amqp.clone().into(),
+        ..RabbitMqConfig::default()
     };
-    config.rabbitmq.url = amqp.clone().into();
-    let bus = RabbitMqBus::connect(&config, "two-process-test")
+    let bus = RabbitMqBus::connect(&MessagingConfig::default(), &settings, "two-process-test")
         .await
         .unwrap();
     let twice = event(Uuid::now_v7(), "Berlin", 3);

@@ -14,7 +14,8 @@
 
 use std::time::Duration;
 
-use messaging_abstractions::{MessagingConfig, QueueType, RetryPolicy};
+use messaging_abstractions::{MessagingConfig, RetryPolicy};
+use messaging_rabbitmq::{QueueType, RabbitMqBus, RabbitMqConfig, RabbitMqError};
 use uuid::Uuid;
 
 pub use chassis_testing::rabbitmq::BrokerLock;
@@ -55,8 +56,8 @@ impl Vhost {
     }
 
     /// A test config for this vhost: fast retries, small batches.
-    pub fn config(&self, queue_type: QueueType) -> MessagingConfig {
-        let mut config = MessagingConfig {
+    pub fn config(&self, queue_type: QueueType) -> TestConfig {
+        let shared = MessagingConfig {
             provider: "rabbitmq".into(),
             prefetch: 16,
             concurrency: 4,
@@ -68,13 +69,44 @@ impl Vhost {
             },
             ..MessagingConfig::default()
         };
-        config.rabbitmq.url = self.url().into();
-        config.rabbitmq.exchange = "test.events".into();
-        config.rabbitmq.queue_type = queue_type;
-        config.rabbitmq.reconnect_initial_backoff = Duration::from_millis(100);
-        config.rabbitmq.reconnect_max_backoff = Duration::from_secs(1);
-        config.validate().expect("test config is valid");
-        config
+        let rabbitmq = RabbitMqConfig {
+            url: self.url().into(),
+            exchange: "test.events".into(),
+            queue_type,
+            reconnect_initial_backoff: Duration::from_millis(100),
+            reconnect_max_backoff: Duration::from_secs(1),
+            ..RabbitMqConfig::default()
+        };
+        shared.validate().expect("test config is valid");
+        rabbitmq.validate().expect("test config is valid");
+        TestConfig { shared, rabbitmq }
+    }
+}
+
+/// The shared `[messaging]` keys and the provider's section of a test.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    pub shared: MessagingConfig,
+    pub rabbitmq: RabbitMqConfig,
+}
+
+impl TestConfig {
+    /// Connects a bus for `service` with these settings.
+    pub async fn connect(&self, service: &str) -> Result<RabbitMqBus, RabbitMqError> {
+        RabbitMqBus::connect(&self.shared, &self.rabbitmq, service).await
+    }
+}
+
+impl std::ops::Deref for TestConfig {
+    type Target = MessagingConfig;
+    fn deref(&self) -> &MessagingConfig {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for TestConfig {
+    fn deref_mut(&mut self) -> &mut MessagingConfig {
+        &mut self.shared
     }
 }
 
@@ -160,7 +192,7 @@ pub async fn dead_letter(
 
 /// The queues the chassis declares for `group` under `config` (the group
 /// queue, its dead-letter queue and its delay queues).
-pub fn group_queues(config: &MessagingConfig, group: &str) -> Vec<String> {
+pub fn group_queues(config: &TestConfig, group: &str) -> Vec<String> {
     let exchange = &config.rabbitmq.exchange;
     let mut queues = vec![
         format!("{exchange}.{group}"),

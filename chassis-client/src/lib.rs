@@ -44,14 +44,11 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Header carrying the correlation id (the chassis host reads and echoes it).
-pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
+pub use chassis_core::{CORRELATION_ID_HEADER, PROBLEM_JSON};
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// W3C trace state header.
 pub const TRACESTATE_HEADER: &str = "tracestate";
-/// Media type of RFC 9457 problem details.
-pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Configuration of a client, usually a section of the calling service's
 /// config (`[clients.shipping]`).

@@ -28,4 +28,11 @@ pub mod provider;
 mod secret;
 
 pub use health::{HealthCheck, HealthReport, HealthStatus};
+
+/// The HTTP header carrying a request's correlation id: the host reads and
+/// echoes it, typed clients send it.
+pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
+
+/// Media type of RFC 9457 problem details, the body of every HTTP error.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 pub use secret::{REDACTED, Secret};

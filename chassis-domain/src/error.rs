@@ -9,28 +9,29 @@ use serde::{Deserialize, Serialize};
 use storage_abstractions::StorageError;
 use thiserror::Error;
 
-/// One invalid input field.
+/// One invalid input field: of a command in the domain, of a request body at
+/// the HTTP edge (the `errors` member of a 422 problem).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
-    /// Path of the field in the request, e.g. `items[0].weight_kg`.
+    /// Path of the field, e.g. `items[0].weight_kg` (`.` for the whole body).
     pub field: String,
-    /// What was expected, e.g. `must be greater than 0`.
-    pub message: String,
+    /// What is wrong with it, e.g. `must be greater than 0`.
+    pub detail: String,
 }
 
 impl FieldError {
     /// A field error.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             field: field.into(),
-            message: message.into(),
+            detail: detail.into(),
         }
     }
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        write!(f, "{}: {}", self.field, self.detail)
     }
 }
 

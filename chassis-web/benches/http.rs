@@ -207,7 +207,7 @@ struct Target {
 async fn host(
     name: &str,
     install_logging: bool,
-    settings: &[(&str, config::ValueKind)],
+    settings: &[(&str, chassis_web::ConfigValue)],
 ) -> chassis_web::RunningService {
     let mut builder = ServiceHost::builder(name)
         .config("http.host", "127.0.0.1")
@@ -251,7 +251,7 @@ fn main() {
         let mut anonymous = keyed.clone();
         anonymous.push((
             "security.auth.allow",
-            config::ValueKind::Array(vec!["/hello".into()]),
+            chassis_web::ConfigValue::from(vec!["/hello"]),
         ));
         let anon = host("bench-anon", false, &anonymous).await;
         let tracing_none = host(

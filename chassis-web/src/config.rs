@@ -188,6 +188,98 @@ pub enum ConfigError {
     Invalid(#[from] InvalidValue),
 }
 
+/// A value set in code ([`ConfigLoader::set`], the host builder's `.config`):
+/// text, a number, a boolean or a list of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigValue {
+    /// Text (also durations such as `"250ms"`).
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A list.
+    List(Vec<ConfigValue>),
+}
+
+impl From<ConfigValue> for ValueKind {
+    fn from(value: ConfigValue) -> Self {
+        match value {
+            ConfigValue::Text(text) => ValueKind::String(text),
+            ConfigValue::Integer(n) => ValueKind::I64(n),
+            ConfigValue::Float(x) => ValueKind::Float(x),
+            ConfigValue::Bool(b) => ValueKind::Boolean(b),
+            ConfigValue::List(items) => ValueKind::Array(
+                items
+                    .into_iter()
+                    .map(|item| Value::new(None, ValueKind::from(item)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl From<&str> for ConfigValue {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_owned())
+    }
+}
+
+impl From<String> for ConfigValue {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<&String> for ConfigValue {
+    fn from(text: &String) -> Self {
+        Self::Text(text.clone())
+    }
+}
+
+impl From<bool> for ConfigValue {
+    fn from(b: bool) -> Self {
+        Self::Bool(b)
+    }
+}
+
+impl From<f64> for ConfigValue {
+    fn from(x: f64) -> Self {
+        Self::Float(x)
+    }
+}
+
+macro_rules! integer_config_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ConfigValue {
+            fn from(n: $t) -> Self {
+                Self::Integer(i64::from(n))
+            }
+        }
+    )*};
+}
+integer_config_values!(i8, i16, i32, i64, u8, u16, u32);
+
+impl From<usize> for ConfigValue {
+    fn from(n: usize) -> Self {
+        Self::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<u64> for ConfigValue {
+    fn from(n: u64) -> Self {
+        Self::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+impl<T: Into<ConfigValue>> From<Vec<T>> for ConfigValue {
+    fn from(items: Vec<T>) -> Self {
+        Self::List(items.into_iter().map(Into::into).collect())
+    }
+}
+
 /// Loads the layered configuration. The host uses one; tests build their own
 /// to load from a temporary directory and a fabricated environment.
 #[derive(Debug, Clone, Default)]
@@ -234,14 +326,14 @@ impl ConfigLoader {
 
     /// A default set in code, just above the built-in defaults (the host
     /// sets `service.name` and `service.version` this way).
-    pub fn default_value(mut self, key: impl Into<String>, value: impl Into<ValueKind>) -> Self {
-        self.defaults.push((key.into(), value.into()));
+    pub fn default_value(mut self, key: impl Into<String>, value: impl Into<ConfigValue>) -> Self {
+        self.defaults.push((key.into(), value.into().into()));
         self
     }
 
     /// An override above every other layer, e.g. `set("http.port", 0)`.
-    pub fn set(mut self, key: impl Into<String>, value: impl Into<ValueKind>) -> Self {
-        self.overrides.push((key.into(), value.into()));
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<ConfigValue>) -> Self {
+        self.overrides.push((key.into(), value.into().into()));
         self
     }
 

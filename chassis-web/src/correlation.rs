@@ -9,8 +9,7 @@ use std::sync::Arc;
 use logging_abstractions::LogContext;
 use messaging_abstractions::MessageContext;
 
-/// The header carrying the correlation id.
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub use chassis_core::CORRELATION_ID_HEADER;
 
 /// Longest correlation id accepted from a client; longer ones are replaced.
 pub const MAX_CORRELATION_ID_LEN: usize = 128;

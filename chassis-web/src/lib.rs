@@ -38,32 +38,31 @@
 pub mod config;
 mod correlation;
 mod extract;
-mod health;
-pub mod healthcheck;
 mod host;
 pub mod middleware;
 mod problem;
+mod readiness;
 pub mod security;
 mod shutdown;
 pub mod telemetry;
 
 pub use config::{
-    ChassisConfig, ConfigError, ConfigLoader, Configuration, HttpConfig, ServiceConfig,
+    ChassisConfig, ConfigError, ConfigLoader, ConfigValue, Configuration, HttpConfig, ServiceConfig,
 };
 pub use correlation::{
-    CORRELATION_HEADER, CorrelationId, MAX_CORRELATION_ID_LEN, MessageLogContext,
+    CORRELATION_ID_HEADER, CorrelationId, MAX_CORRELATION_ID_LEN, MessageLogContext,
     current_correlation_id, current_message_context, log_context, with_message_context,
 };
 pub use extract::{Json, decode};
-pub use health::{Health, LIVE_PATH, READY_PATH, Readiness};
-pub use healthcheck::HEALTHCHECK_FLAG;
+pub use host::probe::{self, HEALTHCHECK_FLAG};
 pub use host::{
     BoxError, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHost, ServiceHostBuilder,
-    ShutdownError, StartupError,
+    ShutdownIncomplete, StartupError,
 };
 pub use problem::{
     ApiError, ApiResult, DOMAIN_PROBLEM_BASE, FieldError, PROBLEM_JSON, Problem, ProblemDetails,
 };
+pub use readiness::{Health, LIVE_PATH, READY_PATH, Readiness};
 pub use shutdown::{ShutdownHandle, ShutdownSignal, os_signal};
 
 /// Re-exported so services need no direct dependency to write routes.

@@ -65,8 +65,9 @@ use crate::problem::{PROBLEM_JSON, Problem};
 use crate::security::{Security, Verdict};
 use crate::telemetry::HttpSeries;
 
-/// `x-correlation-id` as a pre-parsed header name.
-pub const CORRELATION_HEADER_NAME: HeaderName = HeaderName::from_static("x-correlation-id");
+/// [`chassis_core::CORRELATION_ID_HEADER`] as a pre-parsed header name.
+const CORRELATION_HEADER_NAME: HeaderName =
+    HeaderName::from_static(chassis_core::CORRELATION_ID_HEADER);
 
 /// axum's own default body limit; above it axum's extractors must be told.
 const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;

@@ -7,10 +7,11 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
+pub use chassis_domain::FieldError;
+
 use crate::correlation;
 
-/// The media type of problem details.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use chassis_core::PROBLEM_JSON;
 
 /// An RFC 9457 problem: what handlers return as their error, and what the
 /// middleware turns every framework error (404, 405, 413, 415, timeouts,
@@ -210,11 +211,7 @@ impl From<chassis_domain::DomainError> for Problem {
         if status.is_server_error() {
             tracing::error!(%error, "domain error");
         }
-        let errors: Vec<FieldError> = error
-            .field_errors()
-            .iter()
-            .map(|e| FieldError::new(e.field.clone(), e.message.clone()))
-            .collect();
+        let errors: Vec<FieldError> = error.field_errors().to_vec();
         let mut problem = Problem::new(status)
             .with_type(format!("{DOMAIN_PROBLEM_BASE}{}", error.code()))
             .with_title(error.title())
@@ -223,25 +220,6 @@ impl From<chassis_domain::DomainError> for Problem {
             problem = problem.with_extension("errors", errors);
         }
         problem
-    }
-}
-
-/// One invalid field of a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// Path of the field, e.g. `items[0].price` (`.` for the whole body).
-    pub field: String,
-    /// What is wrong with it.
-    pub detail: String,
-}
-
-impl FieldError {
-    /// A field error.
-    pub fn new(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            detail: detail.into(),
-        }
     }
 }
 

@@ -35,8 +35,8 @@ use tracing_subscriber::{Layer, fmt};
 /// The provider name in config.
 pub const PROVIDER: &str = "console";
 
-/// A boxed layer, as returned by [`layer`].
-pub type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
+/// A boxed layer, as returned by [`layer`] (the `logging_init::BoxedLayer` of the registry).
+type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync + 'static>;
 
 /// Why the console layer could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use otlp_test_receiver::OtlpReceiver;
 use traces_abstractions::{OtlpProtocol, TracingConfig};
-use traces_init::{BoxedLayer, TracingProvider, propagation};
+/// A layer as the host hands it to the logging provider.
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+use traces_init::{TracingProvider, propagation};
 use tracing_subscriber::layer::{Identity, SubscriberExt};
 
 const SPANS: u32 = 200_000;

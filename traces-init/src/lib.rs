@@ -59,7 +59,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 use traces_abstractions::{EnvLookup, TracingConfig, TracingConfigError, TracingSettings};
 
-pub use provider::{BoxedLayer, TracingProvider, TracingShutdownError};
+pub use provider::{TracingProvider, TracingShutdownError};
 
 /// Every provider `tracing.provider` accepts, and whether it is compiled in.
 pub const PROVIDERS: ProviderTable = ProviderTable {

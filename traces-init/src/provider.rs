@@ -17,7 +17,7 @@ use tracing_subscriber::{Layer, Registry};
 
 /// A layer of the host's subscriber, the shape `logging-init` accepts as an
 /// extra layer.
-pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
 
 /// Crates whose spans are never exported: the exporter's own HTTP/gRPC
 /// stack (exporting them would feed the exporter its own work) and the

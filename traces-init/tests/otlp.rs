@@ -8,7 +8,9 @@ use std::time::Duration;
 use chassis_core::Secret;
 use otlp_test_receiver::{OtlpReceiver, ReceivedSpan, Transport};
 use traces_abstractions::{OtlpProtocol, TracingConfig};
-use traces_init::{BoxedLayer, TracingInitError, TracingProvider, propagation};
+/// A layer as the host hands it to the logging provider.
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+use traces_init::{TracingInitError, TracingProvider, propagation};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Identity, SubscriberExt};

@@ -64,10 +64,7 @@ impl Capture {
 
     /// A console layer writing JSON lines at `level` into this capture,
     /// with the host's log context (what `ServiceHost::log_layer` takes).
-    pub fn json_layer(
-        &self,
-        level: &str,
-    ) -> logging_console::BoxedLayer<tracing_subscriber::Registry> {
+    pub fn json_layer(&self, level: &str) -> logging_init::BoxedLayer {
         let config = logging_abstractions::LoggingConfig {
             format: logging_abstractions::LogFormat::Json,
             level: level.into(),

@@ -49,7 +49,7 @@ fn refusal(error: DomainError) -> HandlerError {
     let fields: Vec<String> = error
         .field_errors()
         .iter()
-        .map(|f| format!("{}: {}", f.field, f.message))
+        .map(|f| format!("{}: {}", f.field, f.detail))
         .collect();
     if fields.is_empty() {
         HandlerError::permanent(error)

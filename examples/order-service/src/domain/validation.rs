@@ -68,7 +68,7 @@ impl fmt::Display for Violations {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{}: {}", v.field, v.message)?;
+            write!(f, "{}: {}", v.field, v.detail)?;
         }
         Ok(())
     }

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::ConfigError;
-use crate::health::READY_PATH;
 use crate::host::ServiceHostBuilder;
+use crate::readiness::READY_PATH;
 
 /// The command-line flag [`ServiceHostBuilder::run`] answers with a probe.
 pub const HEALTHCHECK_FLAG: &str = "--healthcheck";

@@ -1,0 +1,217 @@
+//! The service host: [`ServiceHost::builder`] → [`ServiceHostBuilder::run`].
+//!
+//! - this module: the builder (what a service declares);
+//! - `start`: bringing the concerns up, serving, the command-line flags;
+//! - `context`: what routes, hooks and tasks get ([`ServiceContext`]);
+//! - `running`: a started service and its graceful shutdown;
+//! - `error`: why start-up or shutdown failed;
+//! - `probe`: the `--healthcheck` flag.
+
+mod context;
+mod error;
+pub mod probe;
+mod running;
+mod start;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use chassis_core::HealthCheck;
+use logging_init::BoxedLayer;
+use messaging_abstractions::EventBus;
+use storage_abstractions::Store;
+use tokio::task::JoinHandle;
+
+use crate::config::{ConfigError, ConfigLoader, ConfigValue, Configuration};
+
+pub use context::ServiceContext;
+pub use error::{ShutdownIncomplete, StartupError};
+pub use running::RunningService;
+
+/// Any error a service's start-up hook or background task may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type RoutesFn = Box<dyn FnOnce(&ServiceContext) -> Router + Send>;
+type StartHook = Box<dyn FnOnce(ServiceContext) -> BoxFuture<Result<(), BoxError>> + Send>;
+type TaskList = Vec<(String, JoinHandle<Result<(), BoxError>>)>;
+
+/// The command-line flag that prints the effective configuration and exits.
+pub const PRINT_CONFIG_FLAG: &str = "--print-config";
+
+/// Entry point of the host; see [`ServiceHost::builder`].
+#[derive(Debug)]
+pub struct ServiceHost;
+
+impl ServiceHost {
+    /// Starts describing the service `name` (the default `service.name`).
+    pub fn builder(name: impl Into<String>) -> ServiceHostBuilder {
+        ServiceHostBuilder {
+            name: name.into(),
+            version: None,
+            loader: ConfigLoader::new(),
+            args: None,
+            routes: Vec::new(),
+            hooks: Vec::new(),
+            bus: None,
+            store: None,
+            checks: Vec::new(),
+            log_layers: Vec::new(),
+            install_logging: true,
+        }
+    }
+}
+
+/// Describes a service: its routes, start-up hooks, and optionally injected
+/// concerns and configuration overrides. Build it with [`ServiceHost::builder`].
+#[must_use = "a builder does nothing until `run` or `start` is called"]
+pub struct ServiceHostBuilder {
+    name: String,
+    version: Option<String>,
+    loader: ConfigLoader,
+    args: Option<Vec<String>>,
+    routes: Vec<RoutesFn>,
+    hooks: Vec<StartHook>,
+    bus: Option<Arc<dyn EventBus>>,
+    store: Option<Arc<dyn Store>>,
+    checks: Vec<Arc<dyn HealthCheck>>,
+    log_layers: Vec<BoxedLayer>,
+    install_logging: bool,
+}
+
+impl std::fmt::Debug for ServiceHostBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHostBuilder")
+            .field("name", &self.name)
+            .field("loader", &self.loader)
+            .field("injected_bus", &self.bus.is_some())
+            .field("injected_store", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceHostBuilder {
+    /// The service's version (default `service.version`), usually
+    /// `env!("CARGO_PKG_VERSION")`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// The routes of the service, built once the concerns are up. Called
+    /// several times, the routers are merged.
+    pub fn routes<F>(mut self, routes: F) -> Self
+    where
+        F: FnOnce(&ServiceContext) -> Router + Send + 'static,
+    {
+        self.routes.push(Box::new(routes));
+        self
+    }
+
+    /// An async step run after the bus and store are up and before HTTP
+    /// serves: subscribe consumers, spawn background tasks
+    /// ([`ServiceContext::spawn`]), register health checks. Hooks run in
+    /// order; an error aborts start-up.
+    pub fn on_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(ServiceContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.hooks.push(Box::new(move |ctx| Box::pin(hook(ctx))));
+        self
+    }
+
+    /// Uses this event bus instead of building the one `messaging.provider`
+    /// names (tests, several services sharing one in-memory bus). The host
+    /// does not shut an injected bus down: its owner does.
+    pub fn event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Uses this store instead of building the one `storage.provider` names.
+    /// The host does not shut an injected store down.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Adds a readiness check (the bus' and store's own are added anyway).
+    pub fn health_check(mut self, check: Arc<dyn HealthCheck>) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Sets a configuration value above every other layer, e.g.
+    /// `.config("http.port", 0)`.
+    pub fn config(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
+        self.loader = self.loader.set(key, value);
+        self
+    }
+
+    /// Reads configuration files from `dir` (default `CHASSIS_CONFIG_DIR`, or `./config`).
+    pub fn config_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.loader = self.loader.config_dir(dir);
+        self
+    }
+
+    /// Picks `config/{name}.toml` (default `CHASSIS_ENV`, or `development`).
+    pub fn environment(mut self, name: impl Into<String>) -> Self {
+        self.loader = self.loader.environment(name);
+        self
+    }
+
+    /// Reads configuration variables from this list instead of the process
+    /// environment (tests).
+    pub fn env_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.loader = self.loader.env_vars(vars);
+        self
+    }
+
+    /// Command-line arguments (without the program name) instead of the
+    /// process'; only [`PRINT_CONFIG_FLAG`] and `--healthcheck` are interpreted.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a layer to the global subscriber next to the logging provider's
+    /// (e.g. a layer capturing events in a test).
+    pub fn log_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+    {
+        self.log_layers.push(Box::new(layer));
+        self
+    }
+
+    /// Whether to install the global `tracing` subscriber (default `true`).
+    /// When one is installed already (another host in the process, a test
+    /// harness), the host keeps it and says so at DEBUG.
+    pub fn install_logging(mut self, install: bool) -> Self {
+        self.install_logging = install;
+        self
+    }
+
+    fn loader(&self) -> ConfigLoader {
+        let version = self.version.clone().unwrap_or_default();
+        self.loader
+            .clone()
+            .default_value("service.name", self.name.clone())
+            .default_value("service.version", version)
+    }
+
+    /// Loads the layered configuration as `start` would.
+    pub fn load_config(&self) -> Result<Configuration, ConfigError> {
+        self.loader().load()
+    }
+}

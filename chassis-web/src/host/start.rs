@@ -1,0 +1,220 @@
+//! Start-up: the command-line flags, every concern through its init crate,
+//! the router under the standard stack, the listener.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use logging_init::{BoxedLayer, LoggingInitError};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::running::Concerns;
+use super::{PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder, StartupError};
+use crate::config::ChassisConfig;
+use crate::middleware::{ConnectPeers, standard_stack};
+use crate::readiness::Health;
+use crate::shutdown::{ShutdownHandle, os_signal};
+use crate::telemetry::HostTelemetry;
+
+impl ServiceHostBuilder {
+    /// Runs the service until SIGINT/SIGTERM, then shuts down gracefully.
+    ///
+    /// With `--print-config` it prints the effective configuration instead
+    /// and exits; with `--healthcheck` it probes `/health/ready` of the
+    /// service this configuration describes (for container HEALTHCHECKs in
+    /// images without curl) and exits 0 when it answers 200. A start-up error prints one line to stderr and returns a
+    /// failure exit code.
+    pub async fn run(self) -> ExitCode {
+        let args = self
+            .args
+            .clone()
+            .unwrap_or_else(|| std::env::args().skip(1).collect());
+        if args
+            .iter()
+            .any(|a| a == crate::host::probe::HEALTHCHECK_FLAG)
+        {
+            return crate::host::probe::run(&self);
+        }
+        if args.iter().any(|a| a == PRINT_CONFIG_FLAG) {
+            return match self.load_config() {
+                Ok(config) => {
+                    print!("{}", config.render());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&StartupError::Config(error)),
+            };
+        }
+        let running = match self.start().await {
+            Ok(running) => running,
+            Err(error) => return fail(&error),
+        };
+        let handle = running.shutdown_handle();
+        let signals = tokio::spawn(async move {
+            os_signal().await;
+            handle.trigger();
+        });
+        let result = running.wait().await;
+        signals.abort();
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "shutdown incomplete");
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Starts the service and returns once it serves HTTP. Tests use this
+    /// with `.config("http.port", 0)` and [`RunningService::local_addr`].
+    pub async fn start(self) -> Result<RunningService, StartupError> {
+        let config = Arc::new(self.load_config()?);
+        let chassis = config.chassis().clone();
+        let service = chassis.service.name.clone();
+        let version = Some(chassis.service.version.clone()).filter(|v| !v.is_empty());
+        let traces = traces_init::build(
+            &chassis
+                .tracing
+                .clone()
+                .with_host_service(service.clone(), version),
+        )?;
+        // One subscriber: the logging provider, the tracing layer, extra layers.
+        let mut layers = self.log_layers;
+        layers.extend(traces.layer());
+        // Whether the global subscriber will be this host's (with its tracing layer).
+        let installs = self.install_logging && !tracing::dispatcher::has_been_set();
+        init_logging(&chassis, self.install_logging, layers)?;
+        let telemetry = HostTelemetry::start(&config, &traces, installs)?;
+        let span = tracing::info_span!("service", service = %service);
+        let security = crate::security::Security::build(&chassis.security)?;
+        async move {
+            let mut concerns = Concerns::default();
+            let store = match self.store {
+                Some(store) => store,
+                None => {
+                    let store = storage_init::build(&chassis.storage).await?;
+                    concerns.owned_store = Some(store.clone());
+                    store
+                }
+            };
+            let bus = match self.bus {
+                Some(bus) => bus,
+                None => match messaging_init::build(&chassis.messaging, config.as_ref(), &service)
+                    .await
+                {
+                    Ok(bus) => {
+                        concerns.owned_bus = Some(bus.clone());
+                        bus
+                    }
+                    Err(error) => {
+                        concerns.stop(chassis.http.shutdown_timeout).await;
+                        return Err(error.into());
+                    }
+                },
+            };
+            let bus = telemetry.wrap_bus(bus);
+            let store = telemetry.wrap_store(store);
+            let health = Health::new(chassis.http.readiness_check_timeout);
+            for check in bus
+                .health_checks()
+                .into_iter()
+                .chain(store.health_checks())
+                .chain(self.checks)
+            {
+                health.register(check);
+            }
+            let context = ServiceContext::new(config.clone(), bus, store, health.clone());
+            concerns.context = Some(context.clone());
+            telemetry.on_context(&context);
+            for hook in self.hooks {
+                if let Err(error) = hook(context.clone()).await {
+                    concerns.stop(chassis.http.shutdown_timeout).await;
+                    return Err(StartupError::Hook(error));
+                }
+            }
+            let mut router = Router::new();
+            for routes in self.routes {
+                router = router.merge(routes(&context));
+            }
+            let router = telemetry.router(router.merge(health.routes()));
+            let router = standard_stack(router, &chassis.http)
+                .propagate_trace_context(traces.is_enabled())
+                .security(security)
+                .count_answers(telemetry.http_series());
+            let router = telemetry.in_dispatch(router);
+
+            let bind = format!("{}:{}", chassis.http.host, chassis.http.port);
+            let listener = match tokio::net::TcpListener::bind(&bind).await {
+                Ok(listener) => listener,
+                Err(source) => {
+                    concerns.stop(chassis.http.shutdown_timeout).await;
+                    return Err(StartupError::Bind { addr: bind, source });
+                }
+            };
+            let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+                addr: bind.clone(),
+                source,
+            })?;
+            let stop_accepting = CancellationToken::new();
+            let metrics_port = telemetry.serve_port(&chassis.http.host, stop_accepting.clone());
+            if let Err(error) = metrics_port.await {
+                concerns.stop(chassis.http.shutdown_timeout).await;
+                return Err(error.into());
+            }
+            let server = tokio::spawn(
+                // Each connection's service knows the client's address (the
+                // rate limit of anonymous clients).
+                axum::serve(listener, ConnectPeers(router))
+                    .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+                    .into_future()
+                    .in_current_span(),
+            );
+            tracing::info!(
+                %addr,
+                environment = config.environment(),
+                messaging = context.bus().provider(),
+                storage = context.store().provider(),
+                tracing = traces.provider_name(),
+                "service started"
+            );
+            Ok(RunningService {
+                addr,
+                context,
+                handle: ShutdownHandle::new(),
+                server,
+                stop_accepting,
+                concerns,
+                traces,
+                http: chassis.http.clone(),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn fail(error: &StartupError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(
+    chassis: &ChassisConfig,
+    install: bool,
+    layers: Vec<BoxedLayer>,
+) -> Result<(), StartupError> {
+    if !install {
+        // Still build it: a bad provider or level fails start-up the same way.
+        logging_init::build(&chassis.logging, crate::correlation::log_context())?;
+        return Ok(());
+    }
+    match logging_init::try_init(&chassis.logging, crate::correlation::log_context(), layers) {
+        Ok(()) => Ok(()),
+        Err(LoggingInitError::AlreadyInstalled) => {
+            tracing::debug!("a global subscriber is installed already; keeping it");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}

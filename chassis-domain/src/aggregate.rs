@@ -35,7 +35,7 @@ pub trait Entity {
 ///   published by the outbox relay after commit, in order per aggregate.
 ///
 /// ```
-/// use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, IntegrationEvent};
+/// use chassis_domain::{Aggregate, AggregateRoot, Changes, DomainError, Entity, IntegrationEvent};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,25 +47,16 @@ pub trait Entity {
 /// #[derive(Debug, Clone, PartialEq)]
 /// pub enum PackageEvent { DestinationChanged { to: String }, Sent }
 ///
-/// #[derive(Debug, Serialize, Deserialize)]
+/// // `Aggregate` writes `Entity` (the `id` field) and `AggregateRoot` (the
+/// // collection, the event type, the `Changes` field).
+/// #[derive(Debug, Serialize, Deserialize, Aggregate)]
+/// #[aggregate(collection = "packages", events = PackageEvent)]
 /// pub struct Package {
 ///     id: String,
 ///     destination: String,
 ///     sent: bool,
 ///     #[serde(skip)]
 ///     changes: Changes<PackageEvent>,
-/// }
-///
-/// impl Entity for Package {
-///     type Id = String;
-///     fn id(&self) -> &String { &self.id }
-/// }
-///
-/// impl AggregateRoot for Package {
-///     const COLLECTION: &'static str = "packages";
-///     type DomainEvent = PackageEvent;
-///     fn changes(&self) -> &Changes<PackageEvent> { &self.changes }
-///     fn changes_mut(&mut self) -> &mut Changes<PackageEvent> { &mut self.changes }
 /// }
 ///
 /// impl Package {
@@ -98,6 +89,8 @@ pub trait Entity {
 /// assert!(p.change_destination("Rome").is_err());
 /// assert_eq!(p.changes().domain_events().len(), 2);
 /// assert_eq!(p.changes().integration_events()[0].event_type(), "shipping.package_sent.v1");
+/// assert_eq!(Package::COLLECTION, "packages");
+/// assert_eq!(p.id(), "p-1");
 /// assert_eq!(p.version(), 0); // never saved
 /// ```
 pub trait AggregateRoot: Entity + Serialize + DeserializeOwned + Send + Sync + 'static {

@@ -243,6 +243,17 @@ impl CommandPipeline {
         }
     }
 
+    /// Runs `command` with `handler` in the current message context (the
+    /// request's or the handled message's, [`MessageContext::current`]).
+    pub async fn run<C, H>(&self, handler: &H, command: C) -> Result<C::Output, DomainError>
+    where
+        C: Command,
+        H: CommandHandler<C> + ?Sized,
+    {
+        self.execute(handler, command, MessageContext::current())
+            .await
+    }
+
     /// Runs `command` with `handler` in `context`.
     pub async fn execute<C, H>(
         &self,
@@ -268,7 +279,7 @@ impl CommandPipeline {
             context.correlation_id = Some(id);
         }
         let result = self
-            .run(handler, command, context)
+            .run_in_unit_of_work(handler, command, context)
             .instrument(span.clone())
             .await;
         span.in_scope(|| match &result {
@@ -281,7 +292,7 @@ impl CommandPipeline {
         result
     }
 
-    async fn run<C, H>(
+    async fn run_in_unit_of_work<C, H>(
         &self,
         handler: &H,
         command: C,

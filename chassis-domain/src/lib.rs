@@ -87,12 +87,18 @@
 //! # });
 //! ```
 
+// `#[derive(Aggregate)]` names `::chassis_domain`, also in this crate's own code.
+extern crate self as chassis_domain;
+
 mod aggregate;
 mod command;
 mod error;
 pub mod saga;
 
 pub use aggregate::{AggregateRoot, Changes, Entity, PendingEvent};
+/// `#[derive(Aggregate)]`: writes [`Entity`] and [`AggregateRoot`] from the
+/// struct's fields (see the `chassis-macros` README for the attributes).
+pub use chassis_macros::Aggregate;
 pub use command::{
     Command, CommandContext, CommandHandler, CommandPipeline, UnitOfWork, UnitOfWorkFactory,
 };

@@ -171,6 +171,27 @@ impl Storage {
         StoreUnitOfWork::begin(self.store.as_ref(), context).await
     }
 
+    /// Runs read-only `work` in a unit of work of the current message
+    /// context ([`MessageContext::current`]) and discards the unit of work
+    /// afterwards: nothing it might have written is kept.
+    ///
+    /// ```ignore
+    /// let item = storage.read(async |uow| Repository::<Item>::new().load(uow, &id).await).await?;
+    /// ```
+    pub async fn read<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut StoreUnitOfWork) -> Result<T, DomainError>,
+    ) -> Result<T, DomainError> {
+        let mut uow = self.begin(MessageContext::current()).await?;
+        let result = work(&mut uow).await;
+        // Read-only: the outcome is the work's, whatever the rollback says
+        // (a failed rollback ends the transaction all the same).
+        if let Err(error) = uow.rollback().await {
+            tracing::debug!(%error, "rolling back a read-only unit of work failed");
+        }
+        result
+    }
+
     /// Starts the outbox relay publishing on `bus`, configured by
     /// `storage.outbox` and `storage.inbox` (inbox retention).
     pub fn start_relay(&self, bus: Arc<dyn EventBus>) -> RelayHandle {

@@ -14,10 +14,6 @@ pub use chassis_core::CORRELATION_ID_HEADER;
 /// Longest correlation id accepted from a client; longer ones are replaced.
 pub const MAX_CORRELATION_ID_LEN: usize = 128;
 
-tokio::task_local! {
-    static CONTEXT: MessageContext;
-}
-
 /// The correlation id of the current request. As an axum extractor it reads
 /// the request's message context (set by the chassis middleware).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,15 +64,12 @@ impl fmt::Display for CorrelationId {
 /// it spawns: capture it before `tokio::spawn` and use
 /// [`with_message_context`] inside.
 pub fn current_message_context() -> MessageContext {
-    CONTEXT.try_with(Clone::clone).unwrap_or_default()
+    MessageContext::current()
 }
 
 /// The correlation id of the request being served, if any.
 pub fn current_correlation_id() -> Option<String> {
-    CONTEXT
-        .try_with(|c| c.correlation_id.clone())
-        .ok()
-        .flatten()
+    MessageContext::with_current(|c| c.correlation_id.clone()).flatten()
 }
 
 /// Runs `future` with `context` as the current message context (what the
@@ -98,7 +91,7 @@ pub struct MessageLogContext;
 
 impl LogContext for MessageLogContext {
     fn visit(&self, field: &mut dyn FnMut(&'static str, &str)) {
-        let _outside = CONTEXT.try_with(|context| {
+        let _outside = MessageContext::with_current(|context| {
             if let Some(id) = &context.correlation_id {
                 field("correlation_id", id);
             }
@@ -125,7 +118,7 @@ fn trace_id_of(traceparent: &str) -> Option<&str> {
 /// Runs `f` with `context` as the current message context (synchronous
 /// code: a log line written outside the future that had the context).
 pub(crate) fn sync_scope<R>(context: MessageContext, f: impl FnOnce() -> R) -> R {
-    CONTEXT.sync_scope(context, f)
+    context.sync_scope(f)
 }
 
 /// [`with_message_context`] as a nameable future (no state machine of its
@@ -134,7 +127,7 @@ pub(crate) fn scope<F: Future>(
     context: MessageContext,
     future: F,
 ) -> tokio::task::futures::TaskLocalFuture<MessageContext, F> {
-    CONTEXT.scope(context, future)
+    context.scope(future)
 }
 
 #[cfg(test)]

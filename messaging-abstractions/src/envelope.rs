@@ -40,6 +40,36 @@ pub struct MessageContext {
     pub tracestate: Option<String>,
 }
 
+tokio::task_local! {
+    static CURRENT: MessageContext;
+}
+
+impl MessageContext {
+    /// The context of the request or message being handled on this task (the
+    /// host sets it for every HTTP request and every handled message); empty
+    /// outside one. It follows the task, not tasks it spawns: capture it
+    /// before `tokio::spawn` and run the spawned work in
+    /// [`MessageContext::scope`].
+    pub fn current() -> MessageContext {
+        CURRENT.try_with(Clone::clone).unwrap_or_default()
+    }
+
+    /// Reads the current context without cloning it; `None` outside one.
+    pub fn with_current<R>(f: impl FnOnce(&MessageContext) -> R) -> Option<R> {
+        CURRENT.try_with(f).ok()
+    }
+
+    /// Runs `future` with this context as the current one.
+    pub fn scope<F: Future>(self, future: F) -> tokio::task::futures::TaskLocalFuture<Self, F> {
+        CURRENT.scope(self, future)
+    }
+
+    /// Runs synchronous `f` with this context as the current one.
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+}
+
 /// A message on the bus: metadata plus the encoded payload.
 ///
 /// Every field survives every provider unchanged (the conformance suite checks

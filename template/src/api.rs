@@ -7,7 +7,7 @@ use chassis_web::axum::extract::{Path, State};
 use chassis_web::axum::http::{StatusCode, header};
 use chassis_web::axum::response::IntoResponse;
 use chassis_web::axum::routing::{get, post};
-use chassis_web::{Json, Problem, current_message_context};
+use chassis_web::{Json, Problem};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -68,7 +68,7 @@ async fn create_item(
     Json(request): Json<CreateItemRequest>,
 ) -> Result<impl IntoResponse, Problem> {
     let item = items
-        .create(CreateItem { name: request.name }, current_message_context())
+        .create(CreateItem { name: request.name })
         .await?;
     let location = format!("/items/{}", item.id());
     Ok((
@@ -82,11 +82,11 @@ async fn get_item(
     State(items): State<Items>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ItemView>, Problem> {
-    let item = items.get(id, current_message_context()).await?;
+    let item = items.get(id).await?;
     Ok(Json(ItemView::from(&item)))
 }
 
 async fn get_stats(State(items): State<Items>) -> Result<Json<StatsView>, Problem> {
-    let stats = items.stats(current_message_context()).await?;
+    let stats = items.stats().await?;
     Ok(Json(StatsView::from(&stats)))
 }

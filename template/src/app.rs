@@ -12,8 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chassis_domain::messaging::Delivery;
 use chassis_domain::{
-    Command, CommandContext, CommandHandler, CommandPipeline, DomainError, MessageContext,
-    UnitOfWork,
+    Command, CommandContext, CommandHandler, CommandPipeline, DomainError, UnitOfWork,
 };
 use chassis_storage::{InboxHandler, Repository, Storage};
 use uuid::Uuid;
@@ -86,33 +85,26 @@ impl Items {
         Self { storage, pipeline }
     }
 
-    /// Creates an item.
-    pub async fn create(
-        &self,
-        command: CreateItem,
-        context: MessageContext,
-    ) -> Result<Item, DomainError> {
-        self.pipeline
-            .execute(&CreateItemHandler, command, context)
-            .await
+    /// Creates an item (in the current request's or message's context).
+    pub async fn create(&self, command: CreateItem) -> Result<Item, DomainError> {
+        self.pipeline.run(&CreateItemHandler, command).await
     }
 
     /// The item with `id`; [`DomainError::NotFound`] if there is none.
-    pub async fn get(&self, id: Uuid, context: MessageContext) -> Result<Item, DomainError> {
-        let mut uow = self.storage.begin(context).await?;
-        let item = Repository::<Item>::new().load(&mut uow, &id).await;
-        Box::new(uow).rollback().await?;
-        item
+    pub async fn get(&self, id: Uuid) -> Result<Item, DomainError> {
+        self.storage
+            .read(async |uow| Repository::<Item>::new().load(uow, &id).await)
+            .await
     }
 
     /// How many items were created (counted from `ItemCreated` events, so
     /// it trails creation by the relay's and the bus's latency).
-    pub async fn stats(&self, context: MessageContext) -> Result<ItemStats, DomainError> {
-        let mut uow = self.storage.begin(context).await?;
-        let stats = Repository::<ItemStats>::new()
-            .get(&mut uow, &ItemStats::ID.to_owned())
-            .await;
-        Box::new(uow).rollback().await?;
-        Ok(stats?.unwrap_or_else(ItemStats::empty))
+    pub async fn stats(&self) -> Result<ItemStats, DomainError> {
+        let id = ItemStats::ID.to_owned();
+        let stats = self
+            .storage
+            .read(async |uow| Ok(Repository::<ItemStats>::new().get(uow, &id).await?))
+            .await?;
+        Ok(stats.unwrap_or_else(ItemStats::empty))
     }
 }

@@ -4,7 +4,7 @@
 //!   [`ItemCreated`](crate::events::ItemCreated) through the outbox.
 //! - [`ItemStats`]: a read model kept up to date by handling `ItemCreated`.
 
-use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, FieldError};
+use chassis_domain::{Aggregate, Changes, DomainError, FieldError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -28,33 +28,13 @@ pub enum ItemEvent {
 }
 
 /// An item.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Aggregate)]
+#[aggregate(collection = "items", events = ItemEvent)]
 pub struct Item {
     id: Uuid,
     name: String,
     #[serde(skip)]
     changes: Changes<ItemEvent>,
-}
-
-impl Entity for Item {
-    type Id = Uuid;
-
-    fn id(&self) -> &Uuid {
-        &self.id
-    }
-}
-
-impl AggregateRoot for Item {
-    const COLLECTION: &'static str = "items";
-    type DomainEvent = ItemEvent;
-
-    fn changes(&self) -> &Changes<ItemEvent> {
-        &self.changes
-    }
-
-    fn changes_mut(&mut self) -> &mut Changes<ItemEvent> {
-        &mut self.changes
-    }
 }
 
 impl Item {
@@ -93,33 +73,13 @@ fn invalid_name(message: &str) -> DomainError {
 
 /// How many items were created: one document, updated by the `ItemCreated`
 /// handler.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(collection = "item_stats")]
 pub struct ItemStats {
     id: String,
     items_created: u64,
     #[serde(skip)]
     changes: Changes<()>,
-}
-
-impl Entity for ItemStats {
-    type Id = String;
-
-    fn id(&self) -> &String {
-        &self.id
-    }
-}
-
-impl AggregateRoot for ItemStats {
-    const COLLECTION: &'static str = "item_stats";
-    type DomainEvent = ();
-
-    fn changes(&self) -> &Changes<()> {
-        &self.changes
-    }
-
-    fn changes_mut(&mut self) -> &mut Changes<()> {
-        &mut self.changes
-    }
 }
 
 impl ItemStats {
@@ -147,6 +107,8 @@ impl ItemStats {
 
 #[cfg(test)]
 mod tests {
+    use chassis_domain::{AggregateRoot, Entity};
+
     use super::*;
 
     #[test]

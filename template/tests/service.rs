@@ -1,116 +1,108 @@
 //! The service end to end in one process, on the in-memory bus and store:
-//! HTTP in, command, outbox, relay, bus, inbox handler, read model out.
+//! HTTP in, command, outbox, relay, bus, inbox handler, read model out —
+//! through the chassis test harness (`chassis_testing`) and the typed HTTP
+//! client (`chassis_client`).
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
+use chassis_client::{ClientConfig, HttpClient};
+use chassis_testing::TestBus;
+use chassis_domain::IntegrationEvent;
 use chassis_web::RunningService;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use {{crate_name}}::api::{CreateItemRequest, ItemView, StatsView};
+use {{crate_name}}::events::ItemCreated;
 
-/// One HTTP/1.1 exchange (`Connection: close`): status and JSON body.
-async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the service");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let body = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).expect("a JSON body")
-    };
-    (status, body)
-}
-
-async fn start() -> RunningService {
-    {{crate_name}}::host()
-        .config("http.port", 0)
-        .config("messaging.provider", "inmemory")
-        .config("storage.provider", "inmemory")
-        .install_logging(false)
-        .start()
-        .await
-        .expect("the service starts on the in-memory providers")
+/// The service on a free loopback port with an in-memory test bus, and a
+/// client for it.
+async fn start() -> (RunningService, TestBus, HttpClient) {
+    let bus = TestBus::in_memory();
+    let service = chassis_testing::start({{crate_name}}::host(), &bus).await;
+    let client = HttpClient::new(&ClientConfig::new(service.base_url())).expect("a client");
+    (service, bus, client)
 }
 
 #[tokio::test]
 async fn a_created_item_is_stored_and_counted_through_its_event() {
-    let service = start().await;
-    let addr = service.local_addr();
+    let (service, bus, client) = start().await;
 
-    let (status, created) = call(addr, "POST", "/items", Some(json!({"name": " lamp "}))).await;
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(created["name"], "lamp");
-    let id = created["id"].as_str().expect("an id").to_owned();
+    let created = client
+        .post::<_, ItemView>(
+            "/items",
+            &CreateItemRequest {
+                name: " lamp ".into(),
+            },
+        )
+        .await
+        .expect("created");
+    assert_eq!(created.status, 201);
+    assert_eq!(created.body.name, "lamp");
+    let location = created.location.expect("a Location header");
+    assert_eq!(location, format!("/items/{}", created.body.id));
 
-    let (status, item) = call(addr, "GET", &format!("/items/{id}"), None).await;
-    assert_eq!(status, 200, "{item}");
-    assert_eq!(item, created);
+    let item = client
+        .get::<ItemView>(&location, &[])
+        .await
+        .expect("the item");
+    assert_eq!(item.body, created.body);
 
     // ItemCreated goes outbox → relay → bus → inbox handler → ItemStats.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, stats) = call(addr, "GET", "/stats", None).await;
-        assert_eq!(status, 200, "{stats}");
-        if stats["items_created"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ItemCreated not counted within 10 s: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bus.wait_until("ItemCreated handled", |handled| {
+        handled
+            .iter()
+            .find(|h| h.event_type == ItemCreated::EVENT_TYPE && h.outcome.is_ok())
+            .map(|_| ())
+    })
+    .await;
+    let stats = client
+        .get::<StatsView>("/stats", &[])
+        .await
+        .expect("stats");
+    assert_eq!(stats.body.items_created, 1);
 
     service.shutdown().await.expect("clean shutdown");
+    bus.shutdown().await.expect("the test bus drains");
 }
 
 #[tokio::test]
 async fn errors_are_problems_naming_what_is_wrong() {
-    let service = start().await;
-    let addr = service.local_addr();
+    let (service, bus, client) = start().await;
 
-    let (status, problem) = call(addr, "POST", "/items", Some(json!({"name": ""}))).await;
-    assert_eq!(status, 422, "{problem}");
-    assert_eq!(problem["errors"][0]["field"], "name", "{problem}");
+    let empty = client
+        .post::<_, Value>("/items", &json!({"name": ""}))
+        .await
+        .expect_err("an empty name is refused");
+    assert!(empty.is_validation(), "{empty}");
+    assert!(empty.problem().is_some_and(|p| p.mentions("name")), "{empty}");
 
-    let (status, problem) = call(addr, "POST", "/items", Some(json!({"title": "x"}))).await;
-    assert_eq!(status, 422, "{problem}");
+    let unknown = client
+        .post::<_, Value>("/items", &json!({"title": "x"}))
+        .await
+        .expect_err("a body without a name is refused");
+    assert!(unknown.is_validation(), "{unknown}");
 
-    let missing = "00000000-0000-7000-8000-000000000000";
-    let (status, problem) = call(addr, "GET", &format!("/items/{missing}"), None).await;
-    assert_eq!(status, 404, "{problem}");
+    let missing = client
+        .get::<Value>("/items/00000000-0000-7000-8000-000000000000", &[])
+        .await
+        .expect_err("no such item");
+    assert!(missing.is_not_found(), "{missing}");
 
     service.shutdown().await.expect("clean shutdown");
+    bus.shutdown().await.expect("the test bus drains");
 }
 
 #[tokio::test]
 async fn health_endpoints_and_the_healthcheck_probe_see_a_ready_service() {
-    let service = start().await;
-    let addr = service.local_addr();
+    let (service, bus, client) = start().await;
 
-    assert_eq!(call(addr, "GET", "/health/live", None).await.0, 200);
-    assert_eq!(call(addr, "GET", "/health/ready", None).await.0, 200);
-    let probe = tokio::task::spawn_blocking(move || chassis_web::healthcheck::probe(addr));
-    probe
+    for probe in ["/health/live", "/health/ready"] {
+        let answer = client.get::<Value>(probe, &[]).await;
+        assert!(answer.is_ok(), "{probe}: {answer:?}");
+    }
+    let addr = service.local_addr();
+    tokio::task::spawn_blocking(move || chassis_web::probe::probe(addr))
         .await
         .unwrap()
         .expect("the --healthcheck probe passes");
 
     service.shutdown().await.expect("clean shutdown");
+    bus.shutdown().await.expect("the test bus drains");
 }

@@ -150,6 +150,22 @@ impl ServiceContext {
             .push((name, handle));
     }
 
+    /// Runs a background task until it returns or shutdown begins, whichever
+    /// comes first (a poller, a periodic job): the task need not watch the
+    /// shutdown signal itself. Stopped at shutdown like [`ServiceContext::spawn`]'s.
+    pub fn spawn_until_shutdown<F>(&self, name: impl Into<String>, task: F)
+    where
+        F: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        let stopping = self.shutdown_signal();
+        self.spawn(name, async move {
+            tokio::select! {
+                outcome = task => outcome,
+                () = stopping.stopping() => Ok(()),
+            }
+        });
+    }
+
     pub(super) fn take_tasks(&self) -> TaskList {
         std::mem::take(
             &mut *self

@@ -1,7 +1,7 @@
 //! The order aggregate: what a customer buys, for where, and whether the
 //! order is complete (paid) so that shipping may start.
 
-use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, IndexEntry};
+use chassis_domain::{Aggregate, Changes, DomainError, IndexEntry};
 use order_service_client::events::{self, ItemToShip, OrderCompleted};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -192,7 +192,8 @@ pub struct Cancellation {
 /// The order aggregate. State changes only through its methods; the events
 /// it raises wait in its [`Changes`] until the repository saves it (the
 /// integration events then go to the outbox in the same transaction).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Aggregate)]
+#[aggregate(collection = "orders", events = OrderEvent, index = index)]
 pub struct Order {
     id: Uuid,
     customer_id: String,
@@ -212,27 +213,9 @@ pub struct Order {
     changes: Changes<OrderEvent>,
 }
 
-impl Entity for Order {
-    type Id = Uuid;
-
-    fn id(&self) -> &Uuid {
-        &self.id
-    }
-}
-
-impl AggregateRoot for Order {
-    const COLLECTION: &'static str = "orders";
-    type DomainEvent = OrderEvent;
-
-    fn changes(&self) -> &Changes<OrderEvent> {
-        &self.changes
-    }
-
-    fn changes_mut(&mut self) -> &mut Changes<OrderEvent> {
-        &mut self.changes
-    }
-
-    fn index_entries(&self) -> Vec<IndexEntry> {
+impl Order {
+    /// Index entries (`AggregateRoot::index_entries`).
+    fn index(&self) -> Vec<IndexEntry> {
         vec![
             IndexEntry {
                 key: "customer_id".into(),
@@ -501,6 +484,7 @@ fn parse_line(v: &mut Violations, path: &str, item: &ItemInput) -> OrderLine {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use chassis_domain::{AggregateRoot, Entity};
 
     pub(crate) fn item(sku: &str) -> ItemInput {
         ItemInput {

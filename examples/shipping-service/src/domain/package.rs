@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chassis_domain::{AggregateRoot, Changes, DomainError, Entity, IndexEntry};
+use chassis_domain::{Aggregate, Changes, DomainError, IndexEntry};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -172,7 +172,8 @@ impl From<PackageError> for DomainError {
 
 /// The package aggregate. It holds at least one unit and never more than
 /// its provider's maximum weight; once sent it is closed for changes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Aggregate)]
+#[aggregate(collection = "packages", events = PackageEvent, index = index)]
 pub struct Package {
     id: Uuid,
     destination: Address,
@@ -187,29 +188,10 @@ pub struct Package {
     changes: Changes<PackageEvent>,
 }
 
-impl Entity for Package {
-    type Id = Uuid;
-
-    fn id(&self) -> &Uuid {
-        &self.id
-    }
-}
-
-impl AggregateRoot for Package {
-    const COLLECTION: &'static str = "packages";
-    type DomainEvent = PackageEvent;
-
-    fn changes(&self) -> &Changes<PackageEvent> {
-        &self.changes
-    }
-
-    fn changes_mut(&mut self) -> &mut Changes<PackageEvent> {
-        &mut self.changes
-    }
-
+impl Package {
     /// `status`, `place` (open packages to a place are looked up by it) and
     /// one `order_id` entry per order with units inside.
-    fn index_entries(&self) -> Vec<IndexEntry> {
+    fn index(&self) -> Vec<IndexEntry> {
         let entry = |key: &str, value: String| IndexEntry {
             key: key.into(),
             value,
@@ -454,6 +436,7 @@ pub fn new_tracking_id(provider: &TransportProvider) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use chassis_domain::{AggregateRoot, Entity};
     use crate::domain::transport::{ShippingConfig, TransportProviderConfig, TransportProviders};
 
     pub(crate) fn now() -> OffsetDateTime {

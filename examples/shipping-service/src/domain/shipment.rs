@@ -1,7 +1,7 @@
 //! The shipment of one order: the record that the order was received and
 //! packed (so it is never packed twice) and of the items nothing can carry.
 
-use chassis_domain::{AggregateRoot, Changes, Entity};
+use chassis_domain::{Aggregate, Changes};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,8 +23,10 @@ pub struct UnshippableItem {
 
 /// The shipment aggregate, one per order (its id is the order's id, so a
 /// second one for the same order cannot be stored).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Aggregate)]
+#[aggregate(collection = "shipments")]
 pub struct Shipment {
+    #[aggregate(id)]
     order_id: Uuid,
     destination: Address,
     packages: Vec<Uuid>,
@@ -35,27 +37,6 @@ pub struct Shipment {
     cancellation: Option<ShipmentCancellation>,
     #[serde(skip)]
     changes: Changes<()>,
-}
-
-impl Entity for Shipment {
-    type Id = Uuid;
-
-    fn id(&self) -> &Uuid {
-        &self.order_id
-    }
-}
-
-impl AggregateRoot for Shipment {
-    const COLLECTION: &'static str = "shipments";
-    type DomainEvent = ();
-
-    fn changes(&self) -> &Changes<()> {
-        &self.changes
-    }
-
-    fn changes_mut(&mut self) -> &mut Changes<()> {
-        &mut self.changes
-    }
 }
 
 impl Shipment {

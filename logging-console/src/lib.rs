@@ -6,6 +6,12 @@
 //! `tracing_subscriber::Layer`: installing it as the global
 //! subscriber is the host's decision (see `logging-init`).
 //!
+//! Lines go to stdout through a bounded queue and a writer thread, so a
+//! request never waits for the reader of stdout: when the queue is full,
+//! INFO and more verbose lines are dropped and counted ([`dropped_lines`]);
+//! WARN and ERROR lines wait. [`flush`] waits for the queue to be written
+//! (the host calls it at the end of its shutdown).
+//!
 //! Each line carries the fields of the [`LogContext`] the host gives (the
 //! correlation id of the request being served): top-level keys in JSON,
 //! `name=value` at the end of a compact line, a `with` line in pretty output.
@@ -25,6 +31,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use logging_abstractions::{LogContext, LogFormat, LoggingConfig};
+
+mod stdout;
+
+pub use stdout::{dropped_lines, flush};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
@@ -59,8 +69,8 @@ pub enum ConsoleError {
     },
 }
 
-/// Builds the console layer writing to stdout; each line carries the
-/// fields of `context`.
+/// Builds the console layer writing to stdout (through the non-blocking
+/// queue, see the crate docs); each line carries the fields of `context`.
 pub fn layer<S>(
     config: &LoggingConfig,
     context: Arc<dyn LogContext>,
@@ -69,7 +79,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let rust_log = std::env::var("RUST_LOG").ok();
-    layer_with_writer(config, rust_log.as_deref(), std::io::stdout, context)
+    layer_with_writer(
+        config,
+        rust_log.as_deref(),
+        stdout::NonBlockingStdout,
+        context,
+    )
 }
 
 /// Builds the console layer writing to `writer`, with `rust_log` as the

@@ -16,7 +16,7 @@
 use std::io::Write as _;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
 
 use tracing::{Level, Metadata};
@@ -60,15 +60,38 @@ fn queue() -> &'static Queue {
     })
 }
 
-/// The writer thread: waits for a line, then writes everything queued by
-/// then in one buffered batch and flushes once.
+/// How long the writer thread naps between batches while lines keep coming.
+const NAP: Duration = Duration::from_millis(2);
+/// Empty naps in a row after which the thread waits on the queue instead.
+const IDLE_NAPS: u32 = 50;
+
+/// The writer thread: writes everything queued in one buffered batch and
+/// flushes once. While lines keep coming it naps between batches instead of
+/// waiting on the queue: a writer waiting on the queue must be woken by the
+/// sender — a system call on the request's thread for every line. Only
+/// after `IDLE_NAPS` empty naps does it wait on the queue (an idle service
+/// costs no wake-ups).
 fn drain(receiver: &Receiver<Vec<u8>>) {
     let stdout = std::io::stdout();
-    while let Ok(first) = receiver.recv() {
+    let mut empty_naps = 0;
+    loop {
+        let first = match receiver.try_recv() {
+            Ok(line) => line,
+            Err(TryRecvError::Empty) if empty_naps < IDLE_NAPS => {
+                empty_naps += 1;
+                std::thread::sleep(NAP);
+                continue;
+            }
+            Err(TryRecvError::Empty) => match receiver.recv() {
+                Ok(line) => line,
+                Err(_) => return,
+            },
+            Err(TryRecvError::Disconnected) => return,
+        };
+        empty_naps = 0;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-        let mut batch = 0u64;
+        let mut batch = 1u64;
         let mut ok = out.write_all(&first).is_ok();
-        batch += 1;
         while let Ok(line) = receiver.try_recv() {
             ok &= out.write_all(&line).is_ok();
             batch += 1;

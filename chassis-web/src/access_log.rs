@@ -32,6 +32,7 @@ use std::time::Instant;
 use axum::body::HttpBody as _;
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
+use chassis_core::config::InvalidValue;
 use http::Method;
 use serde::{Deserialize, Serialize};
 use tower::Service;
@@ -53,12 +54,14 @@ pub struct AccessLogConfig {
 }
 
 impl AccessLogConfig {
-    /// Checks the values; the message names the key.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Checks the values; the error names the key.
+    pub(crate) fn validate(&self) -> Result<(), InvalidValue> {
         match self.exclude.iter().find(|route| !route.starts_with('/')) {
-            Some(route) => Err(format!(
-                "http.access_log.exclude: expected route templates starting with `/`, found `{route}`"
-            )),
+            Some(route) => Err(InvalidValue::new(
+                "http.access_log.exclude",
+                "route templates starting with `/`",
+            )
+            .found(format!("`{route}`"))),
             None => Ok(()),
         }
     }

@@ -234,8 +234,10 @@ fn report(title: &str, probe: &LagProbe) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let tasks = env_or("BENCH_TASKS", 16);
-    let seconds = env_or("BENCH_SECONDS", 5);
+    // Without `--bench` (`cargo test --benches`, CI): a smoke run of seconds.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let tasks = env_or("BENCH_TASKS", if smoke { 2 } else { 16 });
+    let seconds = env_or("BENCH_SECONDS", if smoke { 1 } else { 5 });
     let schema = format!("chassis_bench_{}", uuid::Uuid::new_v4().simple());
     let config = StorageConfig {
         provider: "postgres".into(),

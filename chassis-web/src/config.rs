@@ -118,6 +118,8 @@ pub struct HttpConfig {
     /// Time each readiness check may take before it counts as unhealthy.
     #[serde(with = "chassis_core::duration")]
     pub readiness_check_timeout: Duration,
+    /// One line per request (`http.access_log`, off by default).
+    pub access_log: crate::access_log::AccessLogConfig,
 }
 
 impl Default for HttpConfig {
@@ -130,6 +132,7 @@ impl Default for HttpConfig {
             shutdown_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
             readiness_check_timeout: Duration::from_secs(2),
+            access_log: Default::default(),
         }
     }
 }
@@ -159,7 +162,7 @@ impl HttpConfig {
                 "a number of bytes >= 1",
             ));
         }
-        Ok(())
+        self.access_log.validate()
     }
 }
 

@@ -28,6 +28,8 @@
 //!   rejects bad bodies with 400/415/413/422 problems naming the field.
 //! - Correlation: [`CorrelationId`] extractor, [`current_message_context`] for
 //!   publishing messages that carry the request's correlation id.
+//! - Access log: `http.access_log` ([`AccessLogConfig`]): one line per
+//!   request in the logging provider's format.
 //! - Health: `/health/live`, `/health/ready` ([`Health`]).
 //! - Security: [`security`] — authentication on by default outside an
 //!   allow-list (API keys, JWT), rate and concurrency limits, CORS and
@@ -35,6 +37,7 @@
 //! - Tests: [`ServiceHostBuilder::start`] with `.config("http.port", 0)`,
 //!   injected bus/store, and [`RunningService::shutdown`].
 
+mod access_log;
 pub mod config;
 mod correlation;
 mod extract;
@@ -46,6 +49,7 @@ pub mod security;
 mod shutdown;
 pub mod telemetry;
 
+pub use access_log::AccessLogConfig;
 pub use config::{
     ChassisConfig, ConfigError, ConfigLoader, ConfigValue, Configuration, HttpConfig, ServiceConfig,
 };

@@ -246,7 +246,7 @@ fn wrong_types_and_ranges_name_key_expectation_and_origin() {
             ("CHASSIS__HTTP__PROT", "1"),
             "http.prot: expected a known key: one of `host`, `port`, `request_timeout`, \
              `body_limit`, `shutdown_delay`, `shutdown_timeout`, `readiness_check_timeout`, \
-             found an unknown key (from env CHASSIS__HTTP__PROT)",
+             `access_log`, found an unknown key (from env CHASSIS__HTTP__PROT)",
         ),
         (
             ("CHASSIS__HTTP__SHUTDOWN_TIMEOUT", "5 minutes"),

@@ -6,6 +6,12 @@
 //! `tracing_subscriber::Layer`: installing it as the global
 //! subscriber is the host's decision (see `logging-init`).
 //!
+//! Lines go to stdout through a bounded queue and a writer thread, so a
+//! request never waits for the reader of stdout: when the queue is full,
+//! INFO and more verbose lines are dropped and counted ([`dropped_lines`]);
+//! WARN and ERROR lines wait. [`flush`] waits for the queue to be written
+//! (the host calls it at the end of its shutdown).
+//!
 //! Each line carries the fields of the [`LogContext`] the host gives (the
 //! correlation id of the request being served): top-level keys in JSON,
 //! `name=value` at the end of a compact line, a `with` line in pretty output.
@@ -25,6 +31,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use logging_abstractions::{LogContext, LogFormat, LoggingConfig};
+
+mod json;
+mod stdout;
+
+pub use stdout::{dropped_lines, flush};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
@@ -59,8 +70,8 @@ pub enum ConsoleError {
     },
 }
 
-/// Builds the console layer writing to stdout; each line carries the
-/// fields of `context`.
+/// Builds the console layer writing to stdout (through the non-blocking
+/// queue, see the crate docs); each line carries the fields of `context`.
 pub fn layer<S>(
     config: &LoggingConfig,
     context: Arc<dyn LogContext>,
@@ -69,7 +80,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let rust_log = std::env::var("RUST_LOG").ok();
-    layer_with_writer(config, rust_log.as_deref(), std::io::stdout, context)
+    layer_with_writer(
+        config,
+        rust_log.as_deref(),
+        stdout::NonBlockingStdout,
+        context,
+    )
 }
 
 /// Builds the console layer writing to `writer`, with `rust_log` as the
@@ -108,26 +124,22 @@ where
             })
             .with_filter(filter)
             .boxed(),
+        // Written directly (see `json.rs`); span fields are kept as JSON.
         LogFormat::Json => base
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .map_event_format(|f| WithContext::new(f, context, Style::Json))
+            .fmt_fields(fmt::format::JsonFields::new())
+            .event_format(json::JsonLine::new(context))
             .with_filter(filter)
             .boxed(),
     };
     Ok(layer)
 }
 
-/// How context fields are written in each format; the text formats say
-/// whether they color (as their own fields are: italic names, dimmed
-/// punctuation).
+/// How context fields are written in each text format, and whether they
+/// color (as their own fields are: italic names, dimmed punctuation).
 #[derive(Debug, Clone, Copy)]
 enum Style {
     Pretty { ansi: bool },
     Compact { ansi: bool },
-    Json,
 }
 
 /// ANSI escapes the text formats use for field names and punctuation.
@@ -161,7 +173,6 @@ impl<F> WithContext<F> {
         self.context.visit(&mut |name, value| {
             // Writing to a String cannot fail.
             let _ = match style {
-                Style::Json => write!(out, "{}:{},", json_string(name), json_string(value)),
                 Style::Compact { ansi: false } => write!(out, " {name}={value}"),
                 Style::Compact { ansi: true } => {
                     write!(out, " {ITALIC}{name}{RESET}{DIMMED}={RESET}{value}")
@@ -205,18 +216,6 @@ where
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
         match self.style {
-            // `{"timestamp":…}` → `{"correlation_id":"…","timestamp":…}`
-            Style::Json => match line.strip_prefix('{') {
-                Some(rest) => {
-                    writer.write_char('{')?;
-                    writer.write_str(fields.trim_end_matches(','))?;
-                    if !rest.starts_with('}') {
-                        writer.write_char(',')?;
-                    }
-                    writer.write_str(rest)
-                }
-                None => writer.write_str(&line),
-            },
             Style::Compact { .. } => {
                 let body = line.trim_end_matches('\n');
                 writer.write_str(body)?;
@@ -233,11 +232,6 @@ where
             }
         }
     }
-}
-
-/// `value` as a JSON string literal.
-fn json_string(value: &str) -> String {
-    serde_json::Value::from(value).to_string()
 }
 
 /// The effective filter: `RUST_LOG` when set and not empty, else the
@@ -383,6 +377,62 @@ mod tests {
         }
         assert_eq!(lines[1]["order"], 7);
         assert_eq!(lines[2]["spans"][0]["n"], 1);
+    }
+
+    #[test]
+    fn json_lines_match_tracing_subscribers_json_format() {
+        // What `tracing-subscriber`'s own JSON format (flattened event, span
+        // list) writes for the same events: the direct format must agree.
+        let theirs = Buffer::default();
+        let reference = fmt::layer()
+            .with_writer(theirs.clone())
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true);
+        let ours = Buffer::default();
+        let config = LoggingConfig {
+            format: LogFormat::Json,
+            level: "trace".into(),
+            ..Default::default()
+        };
+        let layer =
+            layer_with_writer::<Registry, _>(&config, None, ours.clone(), Arc::new(NoLogContext))
+                .unwrap();
+        let subscriber = Registry::default().with(layer).with(reference);
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("outer", service = "s\"1", n = 3);
+            let _outer = outer.enter();
+            let inner = tracing::debug_span!("inner");
+            let _inner = inner.enter();
+            let error = std::io::Error::other("disk \"full\"");
+            tracing::warn!(
+                text = "a\tb",
+                count = 7_u64,
+                delta = -2_i64,
+                ratio = 0.5,
+                ok = true,
+                debug = ?Some("x"),
+                error = &error as &dyn std::error::Error,
+                "line {}\n", 1
+            );
+            drop(_inner);
+            drop(_outer);
+            tracing::info!("outside");
+        });
+        let parse = |text: String| -> Vec<serde_json::Value> {
+            text.lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{l}");
+                    v.as_object_mut().unwrap().remove("timestamp");
+                    v
+                })
+                .collect()
+        };
+        let (ours, theirs) = (parse(ours.text()), parse(theirs.text()));
+        assert_eq!(ours.len(), 2);
+        assert_eq!(ours, theirs);
     }
 
     #[test]

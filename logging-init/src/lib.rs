@@ -103,6 +103,29 @@ pub fn try_init(
         .map_err(|_| LoggingInitError::AlreadyInstalled)
 }
 
+/// Lines the compiled-in providers dropped because their output could not
+/// keep up (reported by the host as a metric); 0 when none drops lines.
+pub fn dropped_lines() -> u64 {
+    #[cfg(feature = "console")]
+    let dropped = logging_console::dropped_lines();
+    #[cfg(not(feature = "console"))]
+    let dropped = 0;
+    dropped
+}
+
+/// Waits, at most `timeout`, until the lines the providers have queued are
+/// written (last step of a host's shutdown); `false` if some were not.
+pub fn flush(timeout: std::time::Duration) -> bool {
+    #[cfg(feature = "console")]
+    let flushed = logging_console::flush(timeout);
+    #[cfg(not(feature = "console"))]
+    let flushed = {
+        let _ = timeout;
+        true
+    };
+    flushed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

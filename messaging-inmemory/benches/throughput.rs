@@ -154,10 +154,12 @@ fn run(runtime: &tokio::runtime::Runtime, scenario: &Scenario, events: u64) -> F
 }
 
 fn main() {
+    // Without `--bench` (`cargo test --benches`, CI): a smoke run of seconds.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let events: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if smoke { 2_000 } else { 1_000_000 });
     let size = serde_json::to_vec(&event(0)).expect("encode").len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

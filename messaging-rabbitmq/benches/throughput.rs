@@ -355,8 +355,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let messages = env_usize("BENCH_MESSAGES", 20_000);
-    let rounds = env_usize("BENCH_ROUNDS", 5);
+    // Without `--bench` (`cargo test --benches`, CI): a smoke run of seconds.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let messages = env_usize("BENCH_MESSAGES", if smoke { 200 } else { 20_000 });
+    let rounds = env_usize("BENCH_ROUNDS", if smoke { 1 } else { 5 });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -19,12 +19,14 @@ use traces_init::{TracingProvider, propagation};
 use tracing_subscriber::layer::{Identity, SubscriberExt};
 
 const SPANS: u32 = 200_000;
+/// Spans per provider of a smoke run (without `--bench`: `cargo test --benches`, CI).
+const SMOKE_SPANS: u32 = 500;
 
 fn per_op(elapsed: Duration, n: u32) -> f64 {
     elapsed.as_nanos() as f64 / f64::from(n)
 }
 
-fn measure(label: &str, provider: &TracingProvider) {
+fn measure(label: &str, provider: &TracingProvider, spans: u32) {
     let logging_stand_in: BoxedLayer = Box::new(Identity::new());
     let mut layers = vec![logging_stand_in];
     layers.extend(provider.layer());
@@ -35,25 +37,27 @@ fn measure(label: &str, provider: &TracingProvider) {
             tracing::info_span!("request", i).in_scope(|| black_box(i));
         }
         let start = Instant::now();
-        for i in 0..SPANS {
+        for i in 0..spans {
             tracing::info_span!("request", i).in_scope(|| black_box(i));
         }
-        let span_ns = per_op(start.elapsed(), SPANS);
+        let span_ns = per_op(start.elapsed(), spans);
 
         let outer = tracing::info_span!("publish");
         let _entered = outer.enter();
         let start = Instant::now();
-        for _ in 0..SPANS {
+        for _ in 0..spans {
             let (mut tp, mut ts) = (None, None);
             black_box(propagation::inject_current(&mut tp, &mut ts));
             black_box((tp, ts));
         }
-        let inject_ns = per_op(start.elapsed(), SPANS);
+        let inject_ns = per_op(start.elapsed(), spans);
         println!("{label:<28} span: {span_ns:>8.0} ns   inject_current: {inject_ns:>6.0} ns");
     });
 }
 
 fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let spans = if smoke { SMOKE_SPANS } else { SPANS };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,13 +77,13 @@ fn main() {
             traces_init::build_with_env(&config, &|_| None).expect("otlp provider")
         };
 
-        println!("{SPANS} spans per provider");
+        println!("{spans} spans per provider");
         let none = traces_init::build_with_env(&TracingConfig::default(), &|_| None).unwrap();
-        measure("none (no layer)", &none);
+        measure("none (no layer)", &none, spans);
         let sampled_out = otlp(0.0);
-        measure("otlp, sampling_ratio 0.0", &sampled_out);
+        measure("otlp, sampling_ratio 0.0", &sampled_out, spans);
         let sampled = otlp(1.0);
-        measure("otlp, sampling_ratio 1.0", &sampled);
+        measure("otlp, sampling_ratio 1.0", &sampled, spans);
 
         sampled_out.shutdown().await.expect("shutdown");
         sampled.shutdown().await.expect("shutdown");

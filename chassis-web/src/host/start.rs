@@ -56,13 +56,18 @@ impl ServiceHostBuilder {
         });
         let result = running.wait().await;
         signals.abort();
+        if let Err(error) = &result {
+            tracing::error!(%error, "shutdown incomplete");
+            eprintln!("error: {error}");
+        }
+        // Log lines are written by a background thread: the last ones must
+        // be out before the process exits.
+        let _ =
+            tokio::task::spawn_blocking(|| logging_init::flush(std::time::Duration::from_secs(2)))
+                .await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!(%error, "shutdown incomplete");
-                eprintln!("error: {error}");
-                ExitCode::FAILURE
-            }
+            Err(_) => ExitCode::FAILURE,
         }
     }
 
@@ -141,7 +146,8 @@ impl ServiceHostBuilder {
             let router = standard_stack(router, &chassis.http)
                 .propagate_trace_context(traces.is_enabled())
                 .security(security)
-                .count_answers(telemetry.http_series());
+                .count_answers(telemetry.http_series())
+                .access_log_probe(telemetry.metrics_path());
             let router = telemetry.in_dispatch(router);
 
             let bind = format!("{}:{}", chassis.http.host, chassis.http.port);

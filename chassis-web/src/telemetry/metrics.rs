@@ -68,6 +68,9 @@ pub mod names {
     pub const DB_POOL_TIMEOUTS: &str = "db_client_connection_timeouts_total";
     /// Histogram (seconds): how long units of work waited for a connection.
     pub const DB_POOL_WAIT: &str = "db_client_connection_wait_time_seconds";
+    /// Counter: log lines the logging provider dropped because its output
+    /// (stdout) could not keep up — process-wide.
+    pub const LOG_DROPPED: &str = "log_lines_dropped_total";
     /// Gauge, always 1: `service`, `version`.
     pub const SERVICE_INFO: &str = "service_info";
 }
@@ -186,7 +189,7 @@ impl Metrics {
 
     /// The exposition text of every series in the process.
     pub fn render(&self) -> String {
-        super::store::sample_pools();
+        sample(&self.service);
         self.handle.render()
     }
 
@@ -198,10 +201,11 @@ impl Metrics {
     /// A router serving the exposition at `path`.
     pub fn routes(&self, path: &str) -> Router {
         let handle = self.handle.clone();
+        let service = self.service.clone();
         Router::new().route(
             path,
             get(move || {
-                super::store::sample_pools();
+                sample(&service);
                 let text = handle.render();
                 async move {
                     (
@@ -226,6 +230,13 @@ impl Metrics {
     pub(crate) fn http_series(&self) -> Arc<HttpSeries> {
         Arc::new(HttpSeries::new(self.service.clone()))
     }
+}
+
+/// Brings the series read at scrape time up to date.
+fn sample(service: &str) {
+    super::store::sample_pools();
+    metrics::counter!(names::LOG_DROPPED, "service" => service.to_owned())
+        .absolute(logging_init::dropped_lines());
 }
 
 fn install_recorder() -> Result<PrometheusHandle, MetricsError> {

@@ -119,6 +119,11 @@ impl HostTelemetry {
         self.metrics.as_ref().map(Metrics::http_series)
     }
 
+    /// The path the metrics are served at (a probe, for the access log).
+    pub(crate) fn metrics_path(&self) -> &str {
+        &self.config.path
+    }
+
     /// HTTP metrics on every route of `router`, and the metrics path.
     pub(crate) fn router(&self, router: Router) -> Router {
         match &self.metrics {

@@ -436,8 +436,8 @@ pub fn new_tracking_id(provider: &TransportProvider) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use chassis_domain::{AggregateRoot, Entity};
     use crate::domain::transport::{ShippingConfig, TransportProviderConfig, TransportProviders};
+    use chassis_domain::{AggregateRoot, Entity};
 
     pub(crate) fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()

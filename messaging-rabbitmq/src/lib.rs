@@ -7,13 +7,16 @@
 //!
 //! ```no_run
 //! use messaging_abstractions::{EventBus, Handlers, MessagingConfig, Subscription};
-//! use messaging_rabbitmq::RabbitMqBus;
+//! use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut config = MessagingConfig::default();
-//! config.provider = "rabbitmq".into();
-//! config.rabbitmq.url = "amqp://guest:guest@127.0.0.1:5672/%2f".into();
-//! let bus = RabbitMqBus::connect(&config, "shipping").await?;
+//! // The shared `[messaging]` keys, and the provider's `[messaging.rabbitmq]`.
+//! let shared = MessagingConfig::default();
+//! let settings = RabbitMqConfig {
+//!     url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+//!     ..RabbitMqConfig::default()
+//! };
+//! let bus = RabbitMqBus::connect(&shared, &settings, "shipping").await?;
 //! # let handlers = Handlers::new();
 //! bus.subscribe(Subscription::new("shipping", handlers)).await?;
 //! // ... serve ...

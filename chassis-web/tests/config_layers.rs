@@ -291,3 +291,33 @@ fn malformed_file_names_the_file() {
     let err = loader(&dir, &[]).load().unwrap_err().to_string();
     assert!(err.contains("default.toml"), "{err}");
 }
+
+/// traces-init shows the `[tracing.otlp]` section it reads, secrets redacted.
+#[cfg(feature = "otlp")]
+#[test]
+fn print_config_shows_the_otlp_section() {
+    let dir = TempDir::new();
+    let vars = [
+        ("CHASSIS__TRACING__OTLP__PROTOCOL", "http/protobuf"),
+        (
+            "CHASSIS__TRACING__OTLP__HEADERS__AUTHORIZATION",
+            "Bearer s3cret",
+        ),
+    ];
+    let text = loader(&dir, &vars).load().unwrap().render();
+    let protocol = text
+        .lines()
+        .find(|l| l.starts_with("tracing.otlp.protocol = "))
+        .unwrap_or_else(|| panic!("tracing.otlp.protocol missing in\n{text}"));
+    assert!(protocol.contains("\"http/protobuf\""), "{protocol}");
+    assert!(
+        protocol.ends_with("# env CHASSIS__TRACING__OTLP__PROTOCOL"),
+        "{protocol}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tracing.otlp.timeout = ")),
+        "unset keys are shown too:\n{text}"
+    );
+    assert!(!text.contains("s3cret"), "a header leaked:\n{text}");
+}

@@ -270,3 +270,33 @@ async fn real_providers_are_picked_by_config_and_report_readiness() {
         .expect("psql runs");
     assert!(dropped.success());
 }
+
+#[tokio::test]
+async fn unknown_tracing_keys_name_their_layer() {
+    let err = start_error(&[("CHASSIS__TRACING__SAMPLING", "0.5")]).await;
+    assert!(
+        err.starts_with("tracing.sampling: expected a key of [tracing]"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("found an unknown key (from env CHASSIS__TRACING__SAMPLING)"),
+        "{err}"
+    );
+}
+
+/// The `[tracing.otlp]` section is read from the host's configuration by
+/// traces-init, and its errors name the layer.
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn otlp_section_errors_name_their_layer() {
+    let err = start_error(&[
+        ("CHASSIS__TRACING__PROVIDER", "otlp"),
+        ("CHASSIS__TRACING__OTLP__ENDPOINT", "collector:4317"),
+    ])
+    .await;
+    assert_eq!(
+        err,
+        "tracing.otlp.endpoint: expected an http:// or https:// URL with a host, \
+         e.g. http://localhost:4317, found `collector:4317` (from env CHASSIS__TRACING__OTLP__ENDPOINT)"
+    );
+}

@@ -5,10 +5,13 @@
 //! OpenTelemetry dependency, so message envelopes, handlers and hosts can
 //! read and write trace context without pulling in an SDK.
 //!
-//! - [`TracingConfig`]: the `tracing` section (provider `none` | `stdout` |
-//!   `otlp`, sampling ratio, service identity, OTLP exporter settings) and its
-//!   resolution against the standard `OTEL_*` environment variables
-//!   ([`TracingConfig::settings`], [`OtlpConfig::resolve`]).
+//! - [`TracingConfig`]: the keys of the `tracing` section every provider
+//!   shares (provider name, sampling ratio, span level, service identity,
+//!   resource attributes) and their resolution against `OTEL_SERVICE_NAME`
+//!   and `OTEL_RESOURCE_ATTRIBUTES` ([`TracingConfig::settings`]). Each
+//!   provider's own subsection (`[tracing.<provider>]`) belongs to the
+//!   provider crate; [`parse_key_values`] reads the list format the `OTEL_*`
+//!   variables share.
 //! - [`TraceParent`], [`TraceState`], [`TraceContext`]: strict W3C Trace
 //!   Context parsing and formatting for HTTP headers and envelopes.
 //!
@@ -41,10 +44,8 @@ mod config;
 mod context;
 
 pub use config::{
-    DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, EnvLookup, HTTP_TRACES_PATH,
-    KNOWN_PROVIDERS, OtlpConfig, OtlpProtocol, OtlpSettings, PROVIDER_NONE, PROVIDER_OTLP,
-    PROVIDER_STDOUT, SPAN_LEVELS, ServiceIdentity, TracingConfig, TracingConfigError,
-    TracingSettings, UNKNOWN_SERVICE, process_env,
+    EnvLookup, SPAN_LEVELS, ServiceIdentity, TracingConfig, TracingSettings, UNKNOWN_SERVICE,
+    fixed_env, parse_key_values, process_env,
 };
 pub use context::{
     FLAG_SAMPLED, SpanId, TRACEPARENT, TRACESTATE, TraceContext, TraceContextError, TraceId,

@@ -11,8 +11,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use chassis_core::config::{Defaults, JsonSource};
 use otlp_test_receiver::OtlpReceiver;
-use traces_abstractions::{OtlpProtocol, TracingConfig};
+use traces_abstractions::TracingConfig;
 /// A layer as the host hands it to the logging provider.
 type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 use traces_init::{TracingProvider, propagation};
@@ -66,19 +67,21 @@ fn main() {
     runtime.block_on(async {
         let receiver = OtlpReceiver::start().await.expect("receiver");
         let otlp = |ratio: f64| {
-            let mut config = TracingConfig {
+            let config = TracingConfig {
                 provider: "otlp".into(),
                 sampling_ratio: ratio,
                 service_name: Some("bench".into()),
                 ..TracingConfig::default()
             };
-            config.otlp.protocol = Some(OtlpProtocol::Grpc);
-            config.otlp.endpoint = Some(receiver.grpc_endpoint());
-            traces_init::build_with_env(&config, &|_| None).expect("otlp provider")
+            let source = JsonSource::new(serde_json::json!({
+                "tracing": { "otlp": { "protocol": "grpc", "endpoint": receiver.grpc_endpoint() } }
+            }));
+            traces_init::build_with_env(&config, &source, &|_| None).expect("otlp provider")
         };
 
         println!("{spans} spans per provider");
-        let none = traces_init::build_with_env(&TracingConfig::default(), &|_| None).unwrap();
+        let none =
+            traces_init::build_with_env(&TracingConfig::default(), &Defaults, &|_| None).unwrap();
         measure("none (no layer)", &none, spans);
         let sampled_out = otlp(0.0);
         measure("otlp, sampling_ratio 0.0", &sampled_out, spans);

@@ -1,19 +1,28 @@
-//! Builds the tracing provider named by `tracing.provider` (`none`, `stdout`
-//! or `otlp`) and hands the host what it needs: a `tracing_subscriber` layer
-//! turning `tracing` spans into OpenTelemetry spans, an explicit flush and
-//! shutdown, and W3C trace-context propagation for HTTP headers and message
-//! envelopes ([`propagation`]).
+//! Builds the tracing provider named by `tracing.provider` and hands the
+//! host what it needs: a `tracing_subscriber` layer turning `tracing` spans
+//! into OpenTelemetry spans, an explicit flush and shutdown, and W3C
+//! trace-context propagation for HTTP headers and message envelopes
+//! ([`propagation`]).
 //!
-//! Providers are cargo features (`stdout`, on by default; `otlp`). A provider
-//! named in the configuration but not compiled in fails with a message
-//! naming the feature to enable. With `none` there is no layer at all, so
-//! tracing costs nothing.
+//! | `tracing.provider` | cargo feature | provider crate | its section |
+//! |---|---|---|---|
+//! | `none` (default) | always there | (none: no layer, no cost) | |
+//! | `stdout` | `stdout` (default) | `traces-stdout` | |
+//! | `otlp` | `otlp` | `traces-otlp` | `[tracing.otlp]` |
+//!
+//! [`build`] checks the shared `[tracing]` keys, checks that every other key
+//! of the section is a known provider's subsection, reads the subsection of
+//! the provider it builds through a [`ConfigSource`] (its type, defaults and
+//! validation are the provider's) and starts the provider. A provider named
+//! in the configuration but not compiled in fails with a message naming the
+//! feature to enable.
 //!
 //! Nothing global is installed by [`build`]: the host adds the layer to its
 //! subscriber and calls [`TracingProvider::install_global`] only if some
 //! library needs the global OpenTelemetry tracer provider.
 //!
 //! ```
+//! use chassis_core::config::Defaults;
 //! use traces_abstractions::TracingConfig;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
@@ -21,7 +30,9 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = TracingConfig { provider: "stdout".into(), ..Default::default() }
 //!     .with_host_service("orders", Some("1.0.0".into()));
-//! let tracing = traces_init::build(&config)?;
+//! // The host passes its loaded configuration; `Defaults` reads every
+//! // provider section at its defaults.
+//! let tracing = traces_init::build(&config, &Defaults)?;
 //!
 //! // The host composes the layer with its logging layers (logging-init
 //! // takes it as an extra layer) and installs the subscriber once.
@@ -39,46 +50,50 @@
 //! # #[cfg(not(feature = "stdout"))] fn main() {}
 //! ```
 //!
-//! Unknown or missing providers are reported precisely:
+//! Unknown providers and unknown keys are reported precisely:
 //!
 //! ```
+//! use chassis_core::config::{Defaults, JsonSource};
 //! use traces_abstractions::TracingConfig;
+//!
 //! let config = TracingConfig { provider: "jaeger".into(), ..Default::default() };
-//! let err = traces_init::build(&config).unwrap_err();
+//! let err = traces_init::build(&config, &Defaults).unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
 //!     "tracing.provider: unknown provider `jaeger`; expected one of: none, stdout, otlp"
 //! );
+//!
+//! let tree = serde_json::json!({"tracing": {"sampling": 0.5}});
+//! let config: TracingConfig = serde_json::from_value(tree["tracing"].clone()).unwrap();
+//! let err = traces_init::build(&config, &JsonSource::new(tree)).unwrap_err();
+//! assert!(err.to_string().starts_with("tracing.sampling: expected a key of [tracing]"), "{err}");
 //! ```
 
 pub mod propagation;
 mod provider;
 
+use chassis_core::config::{ConfigSource, InvalidValue};
 use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
-use traces_abstractions::{EnvLookup, TracingConfig, TracingConfigError, TracingSettings};
+use traces_abstractions::{EnvLookup, TracingConfig, TracingSettings};
 
 pub use provider::{TracingProvider, TracingShutdownError};
 
-/// Every provider `tracing.provider` accepts, and whether it is compiled in.
+/// Every provider `tracing.provider` accepts, and whether it is compiled
+/// in: the one list of the concern's provider names.
 pub const PROVIDERS: ProviderTable = ProviderTable {
     concern: "tracing",
     init_crate: "traces-init",
     providers: &[
-        ProviderInfo::built_in(traces_abstractions::PROVIDER_NONE),
-        ProviderInfo::new(
-            traces_abstractions::PROVIDER_STDOUT,
-            "stdout",
-            cfg!(feature = "stdout"),
-        ),
-        ProviderInfo::new(
-            traces_abstractions::PROVIDER_OTLP,
-            "otlp",
-            cfg!(feature = "otlp"),
-        ),
+        ProviderInfo::built_in(NONE),
+        ProviderInfo::new("stdout", "stdout", cfg!(feature = "stdout")),
+        ProviderInfo::new("otlp", "otlp", cfg!(feature = "otlp")),
     ],
 };
+
+/// The provider that records nothing.
+const NONE: &str = "none";
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -86,20 +101,25 @@ pub enum TracingInitError {
     /// `tracing.provider` is unknown or not compiled in.
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    /// The section (or an `OTEL_*` variable) is invalid.
+    /// A value of the section (or of an `OTEL_*` variable) is wrong: its key
+    /// path, what was expected and the layer it came from.
     #[error(transparent)]
-    InvalidConfig(#[from] TracingConfigError),
+    InvalidConfig(#[from] InvalidValue),
     /// The OTLP provider could not be built.
     #[cfg(feature = "otlp")]
     #[error(transparent)]
     Otlp(#[from] traces_otlp::OtlpTracingError),
 }
 
-/// Builds the configured provider, reading the `OTEL_*` variables of the
-/// process environment. The `otlp` provider must be built inside a Tokio
-/// runtime.
-pub fn build(config: &TracingConfig) -> Result<TracingProvider, TracingInitError> {
-    build_with_env(config, &traces_abstractions::process_env)
+/// Builds the configured provider, reading the provider's subsection from
+/// `source` (the host passes its loaded configuration) and the `OTEL_*`
+/// variables of the process environment. The `otlp` provider must be built
+/// inside a Tokio runtime.
+pub fn build(
+    config: &TracingConfig,
+    source: &impl ConfigSource,
+) -> Result<TracingProvider, TracingInitError> {
+    build_with_env(config, source, &traces_abstractions::process_env)
 }
 
 /// [`build`] with the environment read through `env` (tests pass a map).
@@ -109,27 +129,33 @@ pub fn build(config: &TracingConfig) -> Result<TracingProvider, TracingInitError
 )]
 pub fn build_with_env(
     config: &TracingConfig,
+    source: &impl ConfigSource,
     env: EnvLookup<'_>,
 ) -> Result<TracingProvider, TracingInitError> {
     let provider = PROVIDERS.resolve(&config.provider)?;
-    // Validate even for `none`, so a typo is caught before tracing is
-    // switched on in production.
-    config.validate()?;
+    // Check even for `none`, so a typo is caught before tracing is switched
+    // on in production.
+    config.validate().map_err(|e| source.locate(e))?;
+    PROVIDERS
+        .check_sections(&config.other_keys, TracingConfig::KEYS)
+        .map_err(|e| source.locate(e))?;
     let level = provider::span_level(&config.span_level);
     match provider.name {
-        traces_abstractions::PROVIDER_NONE => Ok(TracingProvider::disabled()),
+        NONE => Ok(TracingProvider::disabled()),
         #[cfg(feature = "stdout")]
-        traces_abstractions::PROVIDER_STDOUT => {
-            let settings = config.settings(env)?;
+        "stdout" => {
+            let settings = config.settings(env).map_err(|e| source.locate(e))?;
             let sdk = sdk_builder(&settings)
                 .with_span_processor(traces_stdout::span_processor())
                 .build();
             Ok(TracingProvider::new(provider.name, sdk, settings, level))
         }
         #[cfg(feature = "otlp")]
-        traces_abstractions::PROVIDER_OTLP => {
-            let settings = config.settings(env)?;
-            let otlp = config.otlp.resolve(env)?;
+        "otlp" => {
+            let settings = config.settings(env).map_err(|e| source.locate(e))?;
+            let otlp = otlp_section(source)?
+                .resolve(env)
+                .map_err(|e| source.locate(e))?;
             let sdk = sdk_builder(&settings)
                 .with_span_processor(traces_otlp::span_processor(&otlp)?)
                 .build();
@@ -138,6 +164,33 @@ pub fn build_with_env(
         // `resolve` only returns compiled-in providers, and each has an arm.
         _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
+}
+
+/// The configured settings of every compiled-in provider that has a
+/// section, as `(section key, value)`, secrets redacted: what
+/// `--print-config` shows. Unset values that the `OTEL_*` variables or the
+/// defaults fill in at start-up show as `null`.
+pub fn provider_sections(
+    source: &impl ConfigSource,
+) -> Result<Vec<(&'static str, serde_json::Value)>, TracingInitError> {
+    let sections = vec![
+        #[cfg(feature = "otlp")]
+        (
+            traces_otlp::OtlpConfig::SECTION,
+            serde_json::to_value(otlp_section(source)?).unwrap_or_default(),
+        ),
+    ];
+    let _ = source;
+    Ok(sections)
+}
+
+/// The `[tracing.otlp]` section, read and checked.
+#[cfg(feature = "otlp")]
+fn otlp_section(source: &impl ConfigSource) -> Result<traces_otlp::OtlpConfig, TracingInitError> {
+    use traces_otlp::OtlpConfig;
+    let section: OtlpConfig = source.read(OtlpConfig::SECTION)?;
+    section.validate().map_err(|e| source.locate(e))?;
+    Ok(section)
 }
 
 /// The SDK provider builder every exporting provider shares: the resource
@@ -161,6 +214,8 @@ pub fn sdk_builder(settings: &TracingSettings) -> TracerProviderBuilder {
 
 #[cfg(test)]
 mod tests {
+    use chassis_core::config::{Defaults, JsonSource};
+
     use super::*;
 
     #[test]
@@ -169,7 +224,7 @@ mod tests {
             provider: "zipkin".into(),
             ..TracingConfig::default()
         };
-        let err = build(&config).unwrap_err();
+        let err = build(&config, &Defaults).unwrap_err();
         assert!(matches!(
             err,
             TracingInitError::Provider(ProviderError::Unknown { .. })
@@ -182,7 +237,7 @@ mod tests {
 
     #[test]
     fn none_builds_no_layer() {
-        let tracing = build(&TracingConfig::default()).unwrap();
+        let tracing = build(&TracingConfig::default(), &Defaults).unwrap();
         assert!(!tracing.is_enabled());
         assert_eq!(tracing.provider_name(), "none");
         assert!(tracing.layer().is_none());
@@ -196,7 +251,7 @@ mod tests {
             sampling_ratio: 2.0,
             ..TracingConfig::default()
         };
-        let err = build(&config).unwrap_err();
+        let err = build(&config, &Defaults).unwrap_err();
         assert!(matches!(err, TracingInitError::InvalidConfig(_)));
         assert!(
             err.to_string()
@@ -212,7 +267,7 @@ mod tests {
             provider: "otlp".into(),
             ..TracingConfig::default()
         };
-        let err = build(&config).unwrap_err();
+        let err = build(&config, &Defaults).unwrap_err();
         assert!(matches!(
             err,
             TracingInitError::Provider(ProviderError::NotCompiledIn {
@@ -231,19 +286,106 @@ mod tests {
     fn bad_otel_variables_fail_only_when_used() {
         let env = |key: &str| (key == "OTEL_RESOURCE_ATTRIBUTES").then(|| "broken".to_owned());
         // `none` never reads the environment.
-        build_with_env(&TracingConfig::default(), &env).unwrap();
+        build_with_env(&TracingConfig::default(), &Defaults, &env).unwrap();
         #[cfg(feature = "stdout")]
         {
             let config = TracingConfig {
                 provider: "stdout".into(),
                 ..TracingConfig::default()
             };
-            let err = build_with_env(&config, &env).unwrap_err();
+            let err = build_with_env(&config, &Defaults, &env).unwrap_err();
             assert!(
                 err.to_string()
-                    .starts_with("OTEL_RESOURCE_ATTRIBUTES: expected"),
+                    .starts_with("tracing.resource_attributes: expected"),
+                "{err}"
+            );
+            assert!(
+                err.to_string()
+                    .ends_with("(from env OTEL_RESOURCE_ATTRIBUTES)"),
                 "{err}"
             );
         }
+    }
+
+    fn section(tree: serde_json::Value) -> (TracingConfig, JsonSource) {
+        let config = serde_json::from_value(tree["tracing"].clone()).unwrap();
+        (config, JsonSource::new(tree))
+    }
+
+    #[test]
+    fn unknown_keys_of_the_section_are_rejected_with_their_layer() {
+        let (config, source) = section(serde_json::json!({
+            "tracing": { "provider": "none", "otlp": {}, "stdout": {}, "sampling": 0.5 }
+        }));
+        let err = build(&config, &source).unwrap_err();
+        let TracingInitError::InvalidConfig(value) = &err else {
+            panic!("expected InvalidConfig, got {err}");
+        };
+        assert_eq!(value.key, "tracing.sampling");
+        assert_eq!(value.layer.as_deref(), Some("override in code"));
+        assert_eq!(
+            err.to_string(),
+            "tracing.sampling: expected a key of [tracing] (provider, sampling_ratio, span_level, \
+             service_name, service_version, resource_attributes) or a provider's section \
+             (none, stdout, otlp), found an unknown key (from override in code)"
+        );
+    }
+
+    #[test]
+    fn shared_values_are_located() {
+        let (config, source) = section(serde_json::json!({
+            "tracing": { "sampling_ratio": 1.5 }
+        }));
+        let err = build(&config, &source).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tracing.sampling_ratio: expected a number from 0.0 to 1.0, found 1.5 (from override in code)"
+        );
+    }
+
+    #[cfg(feature = "otlp")]
+    #[test]
+    fn otlp_section_is_read_checked_and_shown() {
+        let (config, source) = section(serde_json::json!({
+            "tracing": { "provider": "otlp", "otlp": { "endpoint": "collector:4317" } }
+        }));
+        let err = build_with_env(&config, &source, &|_| None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "tracing.otlp.endpoint: expected an http:// or https:// URL with a host"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().ends_with("(from override in code)"),
+            "{err}"
+        );
+        // A wrong type is reported by the reader, with the key.
+        let (_, source) = section(serde_json::json!({
+            "tracing": { "otlp": { "timeout": 5 } }
+        }));
+        let TracingInitError::InvalidConfig(value) = provider_sections(&source).unwrap_err() else {
+            panic!("expected InvalidConfig");
+        };
+        assert!(value.key.starts_with("tracing.otlp"), "{value}");
+
+        let (_, source) = section(serde_json::json!({
+            "tracing": { "otlp": { "protocol": "http/protobuf", "headers": { "x-api-key": "k3y" } } }
+        }));
+        let sections = provider_sections(&source).unwrap();
+        assert_eq!(sections.len(), 1);
+        let (key, value) = &sections[0];
+        assert_eq!(*key, "tracing.otlp");
+        assert_eq!(value["protocol"], "http/protobuf");
+        assert_eq!(value["endpoint"], serde_json::Value::Null);
+        assert!(!value.to_string().contains("k3y"), "{value}");
+        let defaults = provider_sections(&Defaults).unwrap();
+        assert_eq!(defaults[0].1["headers"], serde_json::json!({}));
+    }
+
+    #[cfg(not(feature = "otlp"))]
+    #[test]
+    fn no_sections_without_otlp() {
+        assert!(provider_sections(&Defaults).unwrap().is_empty());
     }
 }

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use chassis_core::Secret;
+use chassis_core::config::JsonSource;
 use otlp_test_receiver::{OtlpReceiver, ReceivedSpan, Transport};
-use traces_abstractions::{OtlpProtocol, TracingConfig};
+use serde_json::{Value, json};
+use traces_abstractions::TracingConfig;
 /// A layer as the host hands it to the logging provider.
 type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 use traces_init::{TracingInitError, TracingProvider, propagation};
@@ -17,35 +18,54 @@ use tracing_subscriber::layer::{Identity, SubscriberExt};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn otlp_config(
-    service: &str,
-    receiver: &OtlpReceiver,
-    protocol: OtlpProtocol,
-    ratio: f64,
-) -> TracingConfig {
-    let mut config = TracingConfig {
-        provider: "otlp".into(),
-        sampling_ratio: ratio,
-        service_name: Some(service.into()),
-        service_version: Some("1.2.3".into()),
-        ..TracingConfig::default()
+/// The wire protocols, as `tracing.otlp.protocol` names them.
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// A `[tracing]` section (as the host loads it) exporting to `receiver`.
+fn otlp_config(service: &str, receiver: &OtlpReceiver, protocol: Protocol, ratio: f64) -> Value {
+    let endpoint = match protocol {
+        Protocol::Grpc => receiver.grpc_endpoint(),
+        Protocol::HttpProtobuf => receiver.http_endpoint(),
     };
-    config
-        .resource_attributes
-        .insert("deployment.environment.name".into(), "test".into());
-    config.otlp.protocol = Some(protocol);
-    config.otlp.endpoint = Some(match protocol {
-        OtlpProtocol::Grpc => receiver.grpc_endpoint(),
-        OtlpProtocol::HttpProtobuf => receiver.http_endpoint(),
-    });
-    config.otlp.timeout = Some(Duration::from_secs(5));
-    config
+    json!({
+        "provider": "otlp",
+        "sampling_ratio": ratio,
+        "service_name": service,
+        "service_version": "1.2.3",
+        "resource_attributes": { "deployment.environment.name": "test" },
+        "otlp": { "protocol": protocol.name(), "endpoint": endpoint, "timeout": "5s" }
+    })
+}
+
+/// The shared keys of `section` and the source its `otlp` subsection is read
+/// from, the way the host hands them to `traces_init::build`.
+fn load(section: &Value) -> (TracingConfig, JsonSource) {
+    let config = serde_json::from_value(section.clone()).expect("a valid [tracing] section");
+    (config, JsonSource::new(json!({ "tracing": section })))
 }
 
 /// Builds with no `OTEL_*` variables, so the machine's environment cannot
 /// change what is tested.
-fn build(config: &TracingConfig) -> TracingProvider {
-    traces_init::build_with_env(config, &|_| None).expect("otlp provider builds")
+fn try_build(section: &Value) -> Result<TracingProvider, TracingInitError> {
+    let (config, source) = load(section);
+    traces_init::build_with_env(&config, &source, &|_| None)
+}
+
+fn build(section: &Value) -> TracingProvider {
+    try_build(section).expect("otlp provider builds")
 }
 
 /// Runs `f` with a subscriber composed the way a host composes it
@@ -67,13 +87,10 @@ fn by_name<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
         .unwrap_or_else(|| panic!("no span `{name}` in {spans:#?}"))
 }
 
-async fn parent_and_child_arrive(protocol: OtlpProtocol, transport: Transport) {
+async fn parent_and_child_arrive(protocol: Protocol, transport: Transport) {
     let receiver = OtlpReceiver::start().await.unwrap();
     let mut config = otlp_config("orders", &receiver, protocol, 1.0);
-    config
-        .otlp
-        .headers
-        .insert("x-api-key".into(), Secret::new("k3y"));
+    config["otlp"]["headers"] = json!({ "x-api-key": "k3y" });
     let provider = build(&config);
     assert_eq!(provider.provider_name(), "otlp");
 
@@ -116,12 +133,12 @@ async fn parent_and_child_arrive(protocol: OtlpProtocol, transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_keeps_service_and_parent_child() {
-    parent_and_child_arrive(OtlpProtocol::Grpc, Transport::Grpc).await;
+    parent_and_child_arrive(Protocol::Grpc, Transport::Grpc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_protobuf_export_keeps_service_and_parent_child() {
-    parent_and_child_arrive(OtlpProtocol::HttpProtobuf, Transport::HttpProtobuf).await;
+    parent_and_child_arrive(Protocol::HttpProtobuf, Transport::HttpProtobuf).await;
 }
 
 /// Fields of an `Envelope` as they travel between two services.
@@ -134,11 +151,11 @@ struct EnvelopeTraceFields {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_across_two_services() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let orders = build(&otlp_config("orders", &receiver, OtlpProtocol::Grpc, 1.0));
+    let orders = build(&otlp_config("orders", &receiver, Protocol::Grpc, 1.0));
     let shipping = build(&otlp_config(
         "shipping",
         &receiver,
-        OtlpProtocol::HttpProtobuf,
+        Protocol::HttpProtobuf,
         1.0,
     ));
 
@@ -215,13 +232,8 @@ async fn one_trace_across_two_services() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_ratio_zero_exports_no_new_trace() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let sampled_out = build(&otlp_config(
-        "sampled-out",
-        &receiver,
-        OtlpProtocol::Grpc,
-        0.0,
-    ));
-    let control = build(&otlp_config("control", &receiver, OtlpProtocol::Grpc, 1.0));
+    let sampled_out = build(&otlp_config("sampled-out", &receiver, Protocol::Grpc, 0.0));
+    let control = build(&otlp_config("control", &receiver, Protocol::Grpc, 1.0));
 
     with_provider(&sampled_out, || {
         for i in 0..20 {
@@ -285,12 +297,10 @@ async fn standard_otel_variables_configure_the_exporter() {
         ),
         ("OTEL_RESOURCE_ATTRIBUTES", "team=shipping".to_owned()),
     ]);
-    let config = TracingConfig {
-        provider: "otlp".into(),
-        ..TracingConfig::default()
-    }
-    .with_host_service("host-default", None);
-    let provider = traces_init::build_with_env(&config, &|key| env.get(key).cloned()).unwrap();
+    let (config, source) = load(&json!({ "provider": "otlp" }));
+    let config = config.with_host_service("host-default", None);
+    let provider =
+        traces_init::build_with_env(&config, &source, &|key| env.get(key).cloned()).unwrap();
     assert_eq!(provider.settings().unwrap().service_name, "from-env");
 
     let trace_id = with_provider(&provider, || {
@@ -312,7 +322,7 @@ async fn standard_otel_variables_configure_the_exporter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_flush_exports_without_shutting_down() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let provider = build(&otlp_config("orders", &receiver, OtlpProtocol::Grpc, 1.0));
+    let provider = build(&otlp_config("orders", &receiver, Protocol::Grpc, 1.0));
     let first = with_provider(&provider, || {
         tracing::info_span!("first").in_scope(|| propagation::current_trace_id().unwrap())
     });
@@ -329,44 +339,43 @@ async fn force_flush_exports_without_shutting_down() {
 
 #[test]
 fn otlp_outside_a_runtime_is_an_error() {
-    let config = TracingConfig {
-        provider: "otlp".into(),
-        ..TracingConfig::default()
-    };
-    let err = traces_init::build_with_env(&config, &|_| None).unwrap_err();
+    let err = try_build(&json!({ "provider": "otlp" })).unwrap_err();
     assert!(matches!(err, TracingInitError::Otlp(_)), "{err}");
     assert!(err.to_string().contains("needs a Tokio runtime"), "{err}");
 }
 
 #[tokio::test]
 async fn invalid_otlp_settings_name_their_source() {
-    let mut config = TracingConfig {
-        provider: "otlp".into(),
-        ..TracingConfig::default()
-    };
-    config.otlp.endpoint = Some("collector:4317".into());
-    let err = traces_init::build_with_env(&config, &|_| None).unwrap_err();
+    let err = try_build(&json!({ "provider": "otlp", "otlp": { "endpoint": "collector:4317" } }))
+        .unwrap_err();
     assert!(matches!(err, TracingInitError::InvalidConfig(_)));
-    assert!(
-        err.to_string()
-            .starts_with("tracing.otlp.endpoint: expected an http:// or https:// URL"),
-        "{err}"
-    );
-
-    config.otlp.endpoint = None;
-    let env = |key: &str| (key == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".to_owned());
-    let err = traces_init::build_with_env(&config, &env).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "OTEL_EXPORTER_OTLP_PROTOCOL: expected `grpc` or `http/protobuf`, got `http/json`"
+        "tracing.otlp.endpoint: expected an http:// or https:// URL with a host, \
+         e.g. http://localhost:4317, found `collector:4317` (from override in code)"
+    );
+    let err = try_build(&json!({ "provider": "otlp", "otlp": { "endpoit": "http://c:4317" } }))
+        .unwrap_err();
+    // A misspelled key of the provider's section is the provider's to reject.
+    let message = err.to_string();
+    assert!(message.starts_with("tracing.otlp"), "{message}");
+    assert!(message.contains("unknown field `endpoit`"), "{message}");
+
+    let (config, source) = load(&json!({ "provider": "otlp" }));
+    let env = |key: &str| (key == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".to_owned());
+    let err = traces_init::build_with_env(&config, &source, &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tracing.otlp.protocol: expected `grpc` or `http/protobuf`, found `http/json` \
+         (from env OTEL_EXPORTER_OTLP_PROTOCOL)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_headers_carry_the_trace_to_a_server_span() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let client = build(&otlp_config("gateway", &receiver, OtlpProtocol::Grpc, 1.0));
-    let server = build(&otlp_config("orders", &receiver, OtlpProtocol::Grpc, 1.0));
+    let client = build(&otlp_config("gateway", &receiver, Protocol::Grpc, 1.0));
+    let server = build(&otlp_config("orders", &receiver, Protocol::Grpc, 1.0));
 
     let mut headers = http::HeaderMap::new();
     headers.insert("tracestate", "stale=1".parse().unwrap());
@@ -402,15 +411,12 @@ async fn http_headers_carry_the_trace_to_a_server_span() {
 /// Exports one span to `endpoint` and shuts down; shutdown must end well
 /// within `bound` and report the failed export.
 async fn shutdown_fails_within(endpoint: &str, bound: Duration) {
-    for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
-        let mut config = TracingConfig {
-            provider: "otlp".into(),
-            ..TracingConfig::default()
-        };
-        config.otlp.protocol = Some(protocol);
-        config.otlp.endpoint = Some(endpoint.to_owned());
-        config.otlp.timeout = Some(Duration::from_millis(500));
-        let provider = build(&config);
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let protocol = protocol.name();
+        let provider = build(&json!({
+            "provider": "otlp",
+            "otlp": { "protocol": protocol, "endpoint": endpoint, "timeout": "500ms" }
+        }));
         with_provider(&provider, || tracing::info_span!("lost").in_scope(|| {}));
         let err = tokio::time::timeout(bound, provider.shutdown())
             .await

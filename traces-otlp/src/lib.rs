@@ -9,15 +9,16 @@
 //! them off the runtime's worker threads (`traces-init` offers async
 //! wrappers that do).
 //!
-//! Settings come resolved from `traces-abstractions`
-//! ([`OtlpConfig::resolve`](traces_abstractions::OtlpConfig::resolve)):
-//! configuration first, then the `OTEL_EXPORTER_OTLP_*` variables, then
-//! defaults. `traces-init` assembles the processor with the sampler and
-//! resource; by hand:
+//! The provider owns its configuration, the `[tracing.otlp]` section
+//! ([`OtlpConfig`], read by `traces-init`): [`OtlpConfig::resolve`] applies
+//! it first, then the `OTEL_EXPORTER_OTLP_*` variables, then the defaults.
+//! `traces-init` assembles the processor with the sampler and resource; by
+//! hand:
 //!
 //! ```no_run
 //! use opentelemetry_sdk::trace::SdkTracerProvider;
-//! use traces_abstractions::{OtlpConfig, process_env};
+//! use traces_abstractions::process_env;
+//! use traces_otlp::OtlpConfig;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = OtlpConfig::default().resolve(&process_env)?;
@@ -29,6 +30,8 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
+
 use std::collections::HashMap;
 
 use opentelemetry_otlp::{
@@ -37,7 +40,11 @@ use opentelemetry_otlp::{
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use traces_abstractions::{OtlpProtocol, OtlpSettings};
+
+pub use config::{
+    DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, HTTP_TRACES_PATH, OtlpConfig,
+    OtlpProtocol, OtlpSettings,
+};
 
 /// The batch span processor this provider builds.
 pub type OtlpSpanProcessor = BatchSpanProcessor<Tokio>;

@@ -83,6 +83,7 @@ impl ServiceHostBuilder {
                 .tracing
                 .clone()
                 .with_host_service(service.clone(), version),
+            config.as_ref(),
         )?;
         // One subscriber: the logging provider, the tracing layer, extra layers.
         let mut layers = self.log_layers;

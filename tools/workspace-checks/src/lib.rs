@@ -28,6 +28,8 @@
 use std::fmt;
 use std::path::Path;
 
+pub mod provider_names;
+
 /// The cross-cutting concerns that have abstractions / providers / init crates.
 pub const CONCERNS: &[&str] = &["messaging", "storage", "logging", "traces"];
 

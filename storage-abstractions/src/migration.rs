@@ -136,6 +136,9 @@ mod tests {
         }
         .to_string();
         assert!(!message.contains('\n'));
-        assert!(message.contains("storage.provider = \"sqlite\""), "{message}");
+        assert!(
+            message.contains("storage.provider = \"sqlite\""),
+            "{message}"
+        );
     }
 }

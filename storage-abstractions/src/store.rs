@@ -43,10 +43,7 @@ pub trait Store: Send + Sync + 'static {
     /// transaction of its own, under the lock the chassis's migrations use
     /// (one replica applies them); returns the versions applied now.
     /// [`MigrationError::NotSupported`] on a provider without SQL.
-    async fn apply_migrations(
-        &self,
-        migrations: &[Migration],
-    ) -> Result<Vec<i64>, MigrationError> {
+    async fn apply_migrations(&self, migrations: &[Migration]) -> Result<Vec<i64>, MigrationError> {
         let _ = migrations;
         Err(MigrationError::NotSupported {
             provider: self.provider(),

@@ -71,3 +71,10 @@ async fn sqlite_private_passes_the_storage_conformance_suite() {
 async fn sqlite_in_a_file_passes_the_storage_conformance_suite() {
     storage_conformance::run(InFiles::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_relational_cases() {
+    let cases = storage_conformance::relational_cases();
+    storage_conformance::run_cases(InMemory, &cases).await;
+    storage_conformance::run_cases(InFiles::default(), &cases).await;
+}

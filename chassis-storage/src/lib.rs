@@ -45,7 +45,7 @@ pub use codec::{OutboxDecodeError, decode as decode_outbox_body};
 pub use health::OutboxBacklogCheck;
 pub use inbox::{Idempotent, Inbox, InboxHandler, InboxOutcome, WorkFuture};
 pub use relay::{OutboxRelay, RelayError, RelayHandle, RelayStats};
-pub use repository::Repository;
+pub use repository::{Repository, publish_changes};
 pub use unit_of_work::{Storage, StoreUnitOfWork};
 
 /// Relational access (features `postgres` / `sqlite`): the service's own

@@ -12,6 +12,9 @@
 //! - The relay publishes committed outbox messages in order per aggregate,
 //!   backs off while the bus is down and quarantines what cannot be sent.
 //! - [`Inbox`] gives handlers an exactly-once effect.
+//! - With feature `postgres` or `sqlite`, `Sql` (from `storage-sql`) runs
+//!   the service's own SQL on the unit of work's transaction: its rows
+//!   commit with the records, the outbox and the inbox.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -42,5 +45,10 @@ pub use codec::{OutboxDecodeError, decode as decode_outbox_body};
 pub use health::OutboxBacklogCheck;
 pub use inbox::{Idempotent, Inbox, InboxHandler, InboxOutcome, WorkFuture};
 pub use relay::{OutboxRelay, RelayError, RelayHandle, RelayStats};
-pub use repository::Repository;
+pub use repository::{Repository, publish_changes};
 pub use unit_of_work::{Storage, StoreUnitOfWork};
+
+/// Relational access (features `postgres` / `sqlite`): the service's own
+/// SQL on a unit of work's transaction, `Sql::of(uow.transaction())`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use storage_sql::{self as sql, FromSqlRow, Sql, SqlScalar};

@@ -192,19 +192,6 @@ impl<A: AggregateRoot> Repository<A> {
         write: Write,
     ) -> Result<Vec<A::DomainEvent>, DomainError> {
         let id = aggregate.id().to_string();
-        // Encode the events first: if anything fails the aggregate keeps them.
-        let envelopes = aggregate
-            .changes()
-            .integration_events()
-            .iter()
-            .map(|event| {
-                let mut envelope: Envelope = event.to_envelope()?;
-                if envelope.partition_key.is_none() {
-                    envelope.partition_key = Some(id.clone());
-                }
-                Ok(envelope)
-            })
-            .collect::<Result<Vec<_>, DomainError>>()?;
         let current = aggregate.version();
         let new_version = match write {
             Write::Insert => {
@@ -226,12 +213,55 @@ impl<A: AggregateRoot> Repository<A> {
                 0
             }
         };
-        uow.enqueue(&id, envelopes).await?;
-        let changes = aggregate.changes_mut();
-        changes.set_version(new_version);
-        changes.take_integration_events();
-        Ok(changes.take_domain_events())
+        publish_changes(uow, aggregate, new_version).await
     }
+}
+
+/// What a repository does once it has written an aggregate: enqueues the
+/// aggregate's pending integration events in `uow`'s outbox (ordering key =
+/// its id), sets its version to `new_version` and hands back its domain
+/// events. [`Repository`] calls it after writing a document; a repository
+/// over the service's own tables calls it after its SQL, so the rows and the
+/// events commit together. If it fails the aggregate keeps its events (the
+/// unit of work is rolled back anyway).
+///
+/// ```no_run
+/// # use chassis_domain::{AggregateRoot, DomainError, UnitOfWork};
+/// # #[cfg(feature = "sqlite")]
+/// async fn add_item<A: AggregateRoot>(uow: &mut dyn UnitOfWork, item: &mut A, name: &str) -> Result<(), DomainError> {
+///     chassis_storage::Sql::of(uow.transaction())?
+///         .query("INSERT INTO items (id, name, version) VALUES ($1, $2, 1)")
+///         .bind(item.id().to_string())
+///         .bind(name)
+///         .execute()
+///         .await?;
+///     chassis_storage::publish_changes(uow, item, 1).await?;
+///     Ok(())
+/// }
+/// ```
+pub async fn publish_changes<A: AggregateRoot>(
+    uow: &mut dyn UnitOfWork,
+    aggregate: &mut A,
+    new_version: u64,
+) -> Result<Vec<A::DomainEvent>, DomainError> {
+    let id = aggregate.id().to_string();
+    let envelopes = aggregate
+        .changes()
+        .integration_events()
+        .iter()
+        .map(|event| {
+            let mut envelope: Envelope = event.to_envelope()?;
+            if envelope.partition_key.is_none() {
+                envelope.partition_key = Some(id.clone());
+            }
+            Ok(envelope)
+        })
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    uow.enqueue(&id, envelopes).await?;
+    let changes = aggregate.changes_mut();
+    changes.set_version(new_version);
+    changes.take_integration_events();
+    Ok(changes.take_domain_events())
 }
 
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```toml
 /// [storage]
-/// provider = "postgres"          # or "inmemory"
+/// provider = "postgres"          # or "sqlite", "inmemory"
 /// [storage.postgres]
 /// url = "postgres://app@db:5432/orders"
 /// # password from CHASSIS__STORAGE__POSTGRES__PASSWORD or ..._PASSWORD_FILE
@@ -16,10 +16,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Which provider to build: `inmemory` or `postgres`.
+    /// Which provider to build: `inmemory`, `sqlite` or `postgres`.
     pub provider: String,
     /// PostgreSQL settings.
     pub postgres: PostgresConfig,
+    /// The `storage.sqlite` subsection, as read: `storage-init` hands it to
+    /// the SQLite provider, which owns its keys, defaults and validation
+    /// (`storage_sqlite::SqliteConfig`).
+    pub sqlite: serde_json::Map<String, serde_json::Value>,
     /// Transactional outbox relay.
     pub outbox: OutboxConfig,
     /// Inbox of processed message ids.
@@ -31,6 +35,7 @@ impl Default for StorageConfig {
         Self {
             provider: "inmemory".into(),
             postgres: PostgresConfig::default(),
+            sqlite: serde_json::Map::new(),
             outbox: OutboxConfig::default(),
             inbox: InboxConfig::default(),
         }

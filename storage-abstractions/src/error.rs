@@ -23,7 +23,9 @@ pub enum StorageError {
         id: String,
         /// The version the caller based its change on (0 = expected absent).
         expected: u64,
-        /// The version in the store (0 = absent).
+        /// The version in the store (0 = absent, or not known: a provider
+        /// that detects the conflict by lock contention, like SQLite's
+        /// single writer, cannot tell).
         actual: u64,
     },
     /// The store cannot be reached or refused for a transient reason

@@ -24,6 +24,7 @@
 
 mod config;
 mod error;
+mod migration;
 mod outbox;
 mod pool;
 mod record;
@@ -31,6 +32,7 @@ mod store;
 
 pub use config::{InboxConfig, OutboxConfig, PostgresConfig, StorageConfig};
 pub use error::StorageError;
+pub use migration::{Migration, MigrationError};
 pub use outbox::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore};
 pub use pool::{AcquireObserver, PoolStats};
 pub use record::{

@@ -5,6 +5,7 @@ use chassis_core::HealthCheck;
 use uuid::Uuid;
 
 use crate::error::StorageError;
+use crate::migration::{Migration, MigrationError};
 use crate::outbox::{OutboxMessage, OutboxStore};
 use crate::pool::{AcquireObserver, PoolStats};
 use crate::record::{Page, Query, Record};
@@ -32,6 +33,21 @@ pub trait Store: Send + Sync + 'static {
     fn observe_acquires(&self, observer: AcquireObserver) -> bool {
         let _ = observer;
         false
+    }
+    /// Whether transactions of this store carry a SQL connection
+    /// ([`Transaction::sql_connection`]): relational access.
+    fn has_sql(&self) -> bool {
+        false
+    }
+    /// Applies the service's own `migrations` not yet applied, each in a
+    /// transaction of its own, under the lock the chassis's migrations use
+    /// (one replica applies them); returns the versions applied now.
+    /// [`MigrationError::NotSupported`] on a provider without SQL.
+    async fn apply_migrations(&self, migrations: &[Migration]) -> Result<Vec<i64>, MigrationError> {
+        let _ = migrations;
+        Err(MigrationError::NotSupported {
+            provider: self.provider(),
+        })
     }
     /// Closes connections. Idempotent.
     async fn shutdown(&self);
@@ -63,6 +79,14 @@ pub trait Transaction: Send {
     /// Marks `message_id` as handled by `consumer`. `false` if it already was
     /// (then the caller skips its effects and commits nothing new).
     async fn mark_inbox(&mut self, consumer: &str, message_id: Uuid) -> Result<bool, StorageError>;
+    /// The driver connection this transaction runs on (e.g. a
+    /// `sqlx::PgConnection`, a `sqlx::SqliteConnection`), for the service's
+    /// own SQL in the same transaction as the records, outbox and inbox
+    /// statements; `None` on a provider without SQL. `storage-sql` turns it
+    /// into a typed handle.
+    fn sql_connection(&mut self) -> Option<&mut (dyn std::any::Any + Send)> {
+        None
+    }
     /// Makes every change of this transaction visible at once.
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;
     /// Discards every change.

@@ -12,15 +12,6 @@ use uuid::Uuid;
 
 use crate::{Case, CaseFuture};
 
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |store| -> CaseFuture { Box::pin($name(store)) },
-        }
-    };
-}
-
 pub(crate) fn all() -> Vec<Case> {
     vec![
         case!(crud_round_trip),

@@ -27,7 +27,19 @@
 //! # }
 //! ```
 
+/// A [`Case`] named after the async fn that runs it.
+macro_rules! case {
+    ($name:ident) => {
+        Case {
+            name: stringify!($name),
+            run: |store| -> CaseFuture { Box::pin($name(store)) },
+        }
+    };
+}
+
 mod cases;
+#[cfg(feature = "sql")]
+mod relational;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -81,6 +93,14 @@ impl std::fmt::Debug for Case {
 /// Every case of the suite.
 pub fn cases() -> Vec<Case> {
     cases::all()
+}
+
+/// The relational cases (feature `sql`, through `postgres` / `sqlite`): a
+/// service's own tables and migrations in the unit of work, for providers
+/// with SQL. Run them with [`run_cases`] next to [`run`].
+#[cfg(feature = "sql")]
+pub fn relational_cases() -> Vec<Case> {
+    relational::all()
 }
 
 /// Runs every case, each on a fresh store from `factory`, and panics listing

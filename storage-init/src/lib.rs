@@ -5,6 +5,10 @@
 //! |---|---|---|
 //! | `inmemory` (default) | `inmemory` (default) | `storage-inmemory` |
 //! | `postgres` | `postgres` | `storage-postgres` |
+//! | `sqlite` | `sqlite` | `storage-sqlite` |
+//!
+//! Each provider owns its subsection (`storage.sqlite`: its keys, defaults
+//! and validation live in the provider crate); [`build`] hands it over.
 //!
 //! [`build`] checks the section ([`StorageConfig::validate`]) and starts the
 //! provider. A provider named in config but not compiled in fails with
@@ -27,7 +31,7 @@
 //! let mut config = StorageConfig::default();
 //! config.provider = "mongodb".into();
 //! let err = storage_init::build(&config).await.err().unwrap();
-//! assert!(err.to_string().contains("inmemory, postgres"));
+//! assert!(err.to_string().contains("inmemory, postgres, sqlite"));
 //! # Ok(())
 //! # }
 //! ```
@@ -46,6 +50,7 @@ pub const PROVIDERS: ProviderTable = ProviderTable {
     providers: &[
         ProviderInfo::new("inmemory", "inmemory", cfg!(feature = "inmemory")),
         ProviderInfo::new("postgres", "postgres", cfg!(feature = "postgres")),
+        ProviderInfo::new("sqlite", "sqlite", cfg!(feature = "sqlite")),
     ],
 };
 
@@ -83,6 +88,8 @@ pub async fn build(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInit
         "inmemory" => Ok(Arc::new(storage_inmemory::InMemoryStore::new())),
         #[cfg(feature = "postgres")]
         "postgres" => build_postgres(config).await,
+        #[cfg(feature = "sqlite")]
+        "sqlite" => build_sqlite(config).await,
         // `resolve` returns only compiled-in providers, each of which has an arm.
         _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
@@ -109,6 +116,19 @@ async fn build_postgres(config: &StorageConfig) -> Result<Arc<dyn Store>, Storag
     }
 }
 
+#[cfg(feature = "sqlite")]
+async fn build_sqlite(config: &StorageConfig) -> Result<Arc<dyn Store>, StorageInitError> {
+    let sqlite = storage_sqlite::SqliteConfig::from_section(&config.sqlite)?;
+    match storage_sqlite::SqliteStore::open(&sqlite).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(storage_sqlite::SqliteError::InvalidConfig(invalid)) => Err(invalid.into()),
+        Err(error) => Err(StorageInitError::ProviderFailed {
+            provider: "sqlite",
+            source: Box::new(error),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +146,7 @@ mod tests {
         ));
         assert_eq!(
             error.to_string(),
-            "storage.provider: unknown provider `mongodb`; expected one of: inmemory, postgres"
+            "storage.provider: unknown provider `mongodb`; expected one of: inmemory, postgres, sqlite"
         );
     }
 
@@ -197,5 +217,6 @@ mod tests {
         let compiled = compiled_providers();
         assert_eq!(compiled.contains(&"inmemory"), cfg!(feature = "inmemory"));
         assert_eq!(compiled.contains(&"postgres"), cfg!(feature = "postgres"));
+        assert_eq!(compiled.contains(&"sqlite"), cfg!(feature = "sqlite"));
     }
 }

@@ -25,7 +25,7 @@ pub enum PostgresError {
     #[error("migration {version} ({name}) into schema `{schema}` failed: {source}")]
     Migration {
         /// Migration number.
-        version: i32,
+        version: i64,
         /// Migration name.
         name: &'static str,
         /// Target schema.

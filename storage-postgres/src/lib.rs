@@ -56,8 +56,8 @@ use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use storage_abstractions::{
-    AcquireObserver, OutboxStore, PoolStats, PostgresConfig, StorageConfig, StorageError, Store,
-    Transaction,
+    AcquireObserver, Migration, MigrationError, OutboxStore, PoolStats, PostgresConfig,
+    StorageConfig, StorageError, Store, Transaction,
 };
 use tokio::task::JoinHandle;
 
@@ -176,7 +176,13 @@ impl PostgresStore {
 
         if pg.run_migrations {
             let mut conn = pool.acquire().await.map_err(connect_error)?;
-            let applied = migrate::run(&mut conn, &pg.schema).await?;
+            let applied = migrate::run(
+                &mut conn,
+                &pg.schema,
+                migrate::CHASSIS_TABLE,
+                migrate::MIGRATIONS,
+            )
+            .await?;
             if !applied.is_empty() {
                 tracing::info!(schema = %pg.schema, ?applied, "applied storage migrations");
             }
@@ -270,6 +276,36 @@ impl Store for PostgresStore {
     fn observe_acquires(&self, observer: AcquireObserver) -> bool {
         self.inner.acquires.observe(observer);
         true
+    }
+
+    fn has_sql(&self) -> bool {
+        true
+    }
+
+    /// Applies a service's migrations into the store's schema (recorded in
+    /// `service_migrations`), under the lock the chassis's migrations take.
+    async fn apply_migrations(&self, migrations: &[Migration]) -> Result<Vec<i64>, MigrationError> {
+        Migration::validate_list(migrations)?;
+        let inner = &self.inner;
+        let mut conn = inner
+            .retry
+            .run("migrate", || inner.pool.acquire())
+            .await
+            .map_err(|e| MigrationError::Unavailable(format!("PostgreSQL: {e}")))?;
+        match migrate::run(&mut conn, &inner.schema, migrate::SERVICE_TABLE, migrations).await {
+            Ok(applied) => Ok(applied),
+            Err(PostgresError::Migration {
+                version,
+                name,
+                source,
+                ..
+            }) if version > 0 => Err(MigrationError::Failed {
+                version,
+                name,
+                error: source.to_string(),
+            }),
+            Err(other) => Err(MigrationError::Unavailable(other.to_string())),
+        }
     }
 
     /// Stops the listener, hands the relay lock on and closes the pool.

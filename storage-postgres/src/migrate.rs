@@ -8,29 +8,31 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::error::PostgresError;
 
-/// One embedded migration.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    /// Increasing number; applied in this order, each once.
-    pub version: i32,
-    /// Short name.
-    pub name: &'static str,
-    /// The SQL (several statements), written without schema prefixes: the
-    /// connection's `search_path` is the configured schema.
-    pub sql: &'static str,
-}
+pub use storage_abstractions::Migration;
 
-/// Every migration of this crate, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "records_outbox_inbox",
-    sql: include_str!("../migrations/0001_records_outbox_inbox.sql"),
-}];
+/// Every migration of this crate, in order (recorded in
+/// `chassis_migrations`; a service's own go to `service_migrations`).
+pub const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "records_outbox_inbox",
+    include_str!("../migrations/0001_records_outbox_inbox.sql"),
+)];
 
-/// Applies the migrations not yet recorded in `<schema>.chassis_migrations`;
-/// returns the versions applied now.
-pub(crate) async fn run(conn: &mut PgConnection, schema: &str) -> Result<Vec<i32>, PostgresError> {
-    let failed = |version: i32, name: &'static str| {
+/// The table recording the chassis's migrations.
+pub(crate) const CHASSIS_TABLE: &str = "chassis_migrations";
+/// The table recording a service's migrations.
+pub(crate) const SERVICE_TABLE: &str = "service_migrations";
+
+/// Applies the migrations of `list` not yet recorded in `<schema>.<table>`;
+/// returns the versions applied now. Chassis and service migrations take
+/// the same per-schema lock, so one replica applies them.
+pub(crate) async fn run(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    list: &[Migration],
+) -> Result<Vec<i64>, PostgresError> {
+    let failed = |version: i64, name: &'static str| {
         let schema = schema.to_owned();
         move |source| PostgresError::Migration {
             version,
@@ -43,7 +45,7 @@ pub(crate) async fn run(conn: &mut PgConnection, schema: &str) -> Result<Vec<i32
     // so quoting it is enough to use it in DDL.
     let lock_key = format!("chassis-migrations:{schema}");
     let mut applied = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in list {
         let mut tx = conn.begin().await.map_err(failed(0, "setup"))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1)::bigint)")
             .bind(&lock_key)
@@ -52,8 +54,8 @@ pub(crate) async fn run(conn: &mut PgConnection, schema: &str) -> Result<Vec<i32
             .map_err(failed(0, "setup"))?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
-             CREATE TABLE IF NOT EXISTS \"{schema}\".chassis_migrations (
-                 version    integer     PRIMARY KEY,
+             CREATE TABLE IF NOT EXISTS \"{schema}\".{table} (
+                 version    bigint      PRIMARY KEY,
                  name       text        NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now()
              );
@@ -63,7 +65,7 @@ pub(crate) async fn run(conn: &mut PgConnection, schema: &str) -> Result<Vec<i32
         .await
         .map_err(failed(0, "setup"))?;
         let done: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT EXISTS (SELECT 1 FROM \"{schema}\".chassis_migrations WHERE version = $1)"
+            "SELECT EXISTS (SELECT 1 FROM \"{schema}\".{table} WHERE version = $1)"
         )))
         .bind(migration.version)
         .fetch_one(&mut *tx)
@@ -75,12 +77,12 @@ pub(crate) async fn run(conn: &mut PgConnection, schema: &str) -> Result<Vec<i32
                 .map_err(failed(migration.version, migration.name))?;
             continue;
         }
-        sqlx::raw_sql(migration.sql)
+        sqlx::raw_sql(migration.sql_for(crate::PROVIDER))
             .execute(&mut *tx)
             .await
             .map_err(failed(migration.version, migration.name))?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO \"{schema}\".chassis_migrations (version, name) VALUES ($1, $2)"
+            "INSERT INTO \"{schema}\".{table} (version, name) VALUES ($1, $2)"
         )))
         .bind(migration.version)
         .bind(migration.name)

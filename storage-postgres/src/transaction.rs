@@ -275,6 +275,11 @@ impl Transaction for PgTransaction {
         Ok(inserted == 1)
     }
 
+    fn sql_connection(&mut self) -> Option<&mut (dyn std::any::Any + Send)> {
+        let conn: &mut sqlx::PgConnection = &mut self.tx;
+        Some(conn)
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StorageError> {
         let this = *self;
         this.tx.commit().await.map_err(map)?;

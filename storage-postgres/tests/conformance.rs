@@ -7,3 +7,12 @@ mod common;
 async fn postgres_passes_the_storage_conformance_suite() {
     storage_conformance::run(common::FreshSchemas::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_relational_cases() {
+    storage_conformance::run_cases(
+        common::FreshSchemas::default(),
+        &storage_conformance::relational_cases(),
+    )
+    .await;
+}

@@ -30,12 +30,12 @@ async fn migrations_apply_once_into_the_configured_schema() {
     let schema = common::TestSchema::new();
     // Two replicas starting at once both succeed; the migration runs once.
     let (a, b) = tokio::join!(common::connect(&schema), common::connect(&schema));
-    let versions: Vec<i32> =
+    let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM chassis_migrations ORDER BY version")
             .fetch_all(a.pool())
             .await
             .unwrap();
-    let expected: Vec<i32> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i64> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(versions, expected);
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",

@@ -25,6 +25,10 @@ pub enum StartupError {
     /// The store could not be built.
     #[error(transparent)]
     Storage(#[from] StorageInitError),
+    /// The service's migrations could not be applied (or its provider has
+    /// no SQL).
+    #[error("storage: {0}")]
+    Migrations(#[from] storage_abstractions::MigrationError),
     /// The tracing provider could not be built.
     #[error(transparent)]
     Tracing(#[from] TracingInitError),

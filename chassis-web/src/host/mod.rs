@@ -20,7 +20,7 @@ use axum::Router;
 use chassis_core::HealthCheck;
 use logging_init::BoxedLayer;
 use messaging_abstractions::EventBus;
-use storage_abstractions::Store;
+use storage_abstractions::{Migration, Store};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, ConfigLoader, ConfigValue, Configuration};
@@ -40,6 +40,11 @@ type TaskList = Vec<(String, JoinHandle<Result<(), BoxError>>)>;
 /// The command-line flag that prints the effective configuration and exits.
 pub const PRINT_CONFIG_FLAG: &str = "--print-config";
 
+/// The command-line flag that applies the service's migrations
+/// ([`ServiceHostBuilder::migrations`]) and exits: for a Kubernetes init
+/// job, so replicas start on a migrated schema.
+pub const MIGRATE_ONLY_FLAG: &str = "--migrate-only";
+
 /// Entry point of the host; see [`ServiceHost::builder`].
 #[derive(Debug)]
 pub struct ServiceHost;
@@ -56,6 +61,7 @@ impl ServiceHost {
             hooks: Vec::new(),
             bus: None,
             store: None,
+            migrations: &[],
             checks: Vec::new(),
             log_layers: Vec::new(),
             install_logging: true,
@@ -75,6 +81,7 @@ pub struct ServiceHostBuilder {
     hooks: Vec<StartHook>,
     bus: Option<Arc<dyn EventBus>>,
     store: Option<Arc<dyn Store>>,
+    migrations: &'static [Migration],
     checks: Vec<Arc<dyn HealthCheck>>,
     log_layers: Vec<BoxedLayer>,
     install_logging: bool,
@@ -92,6 +99,17 @@ impl std::fmt::Debug for ServiceHostBuilder {
 }
 
 impl ServiceHostBuilder {
+    /// The service's own schema migrations (its tables; `docs/storage.md`),
+    /// embedded in its binary. They are applied at start-up, once the store
+    /// is up and before any start-up hook subscribes a consumer, under the
+    /// lock the chassis's migrations take; a failure stops start-up naming
+    /// the migration and the database's error, and a provider without SQL
+    /// (`inmemory`) stops it naming the fix.
+    pub fn migrations(mut self, migrations: &'static [Migration]) -> Self {
+        self.migrations = migrations;
+        self
+    }
+
     /// The service's version (default `service.version`), usually
     /// `env!("CARGO_PKG_VERSION")`.
     pub fn version(mut self, version: impl Into<String>) -> Self {

@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::running::Concerns;
-use super::{PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder, StartupError};
+use super::{
+    MIGRATE_ONLY_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder,
+    StartupError,
+};
 use crate::config::ChassisConfig;
 use crate::middleware::{ConnectPeers, standard_stack};
 use crate::readiness::Health;
@@ -35,6 +38,15 @@ impl ServiceHostBuilder {
             .any(|a| a == crate::host::probe::HEALTHCHECK_FLAG)
         {
             return crate::host::probe::run(&self);
+        }
+        if args.iter().any(|a| a == MIGRATE_ONLY_FLAG) {
+            return match self.migrate_only().await {
+                Ok(applied) => {
+                    println!("migrations applied: {applied:?}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            };
         }
         if args.iter().any(|a| a == PRINT_CONFIG_FLAG) {
             return match self.load_config() {
@@ -71,6 +83,19 @@ impl ServiceHostBuilder {
         }
     }
 
+    /// Builds the store, applies the service's migrations and closes it
+    /// again (what `--migrate-only` does); returns the versions applied.
+    pub async fn migrate_only(self) -> Result<Vec<i64>, StartupError> {
+        let config = self.load_config()?;
+        let store = match self.store {
+            Some(store) => store,
+            None => storage_init::build(&config.chassis().storage).await?,
+        };
+        let applied = store.apply_migrations(self.migrations).await;
+        store.shutdown().await;
+        Ok(applied?)
+    }
+
     /// Starts the service and returns once it serves HTTP. Tests use this
     /// with `.config("http.port", 0)` and [`RunningService::local_addr`].
     pub async fn start(self) -> Result<RunningService, StartupError> {
@@ -104,6 +129,18 @@ impl ServiceHostBuilder {
                     store
                 }
             };
+            if !self.migrations.is_empty() {
+                match store.apply_migrations(self.migrations).await {
+                    Ok(applied) if !applied.is_empty() => {
+                        tracing::info!(?applied, "applied the service's migrations");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        concerns.stop(chassis.http.shutdown_timeout).await;
+                        return Err(error.into());
+                    }
+                }
+            }
             let bus = match self.bus {
                 Some(bus) => bus,
                 None => match messaging_init::build(&chassis.messaging, config.as_ref(), &service)

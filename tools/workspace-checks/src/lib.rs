@@ -6,7 +6,7 @@
 //! |---|---|
 //! | abstractions | name ends in `-abstractions` |
 //! | init | name ends in `-init` |
-//! | provider | `<concern>-<name>` for a concern of [`CONCERNS`], not abstractions / init / conformance |
+//! | provider | `<concern>-<name>` for a concern of [`CONCERNS`], not abstractions / init / conformance / `storage-sql` (the relational layer the SQL providers and services share) |
 //! | example | manifest under an `examples/` or `template/` directory |
 //!
 //! Rules (normal and build dependencies; dev-dependencies are exempt):
@@ -87,7 +87,7 @@ pub fn classify(name: &str, manifest_path: &str) -> Kind {
         Some((concern, rest))
             if CONCERNS.contains(&concern)
                 && !rest.is_empty()
-                && !matches!(rest, "conformance" | "abstractions" | "init") =>
+                && !matches!(rest, "conformance" | "abstractions" | "init" | "sql") =>
         {
             Kind::Provider
         }

@@ -14,7 +14,8 @@
 //!   a service's `/openapi.json` without credentials and expects 401.
 //! - Real broker: [`rabbitmq`] gives each test a vhost of its own on the
 //!   local RabbitMQ, the lock that keeps broker-restart tests alone, and a
-//!   guard that always starts a stopped broker again.
+//!   guard that always starts a stopped broker again; [`nats`] runs a
+//!   `nats-server` of a test's own that it can stop and start.
 //!
 //! ```
 //! use chassis_testing::TestBus;
@@ -42,6 +43,7 @@
 //! # });
 //! ```
 
+pub mod nats;
 mod openapi;
 pub mod rabbitmq;
 mod security;

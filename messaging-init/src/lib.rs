@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | `inmemory` (default) | `inmemory` (default) | `messaging-inmemory` | `[messaging.inmemory]` |
 //! | `rabbitmq` | `rabbitmq` | `messaging-rabbitmq` | `[messaging.rabbitmq]` |
+//! | `nats` | `nats` | `messaging-nats` | `[messaging.nats]` |
 //!
 //! [`build`] checks the shared `[messaging]` keys, checks that every other key
 //! of the section is a known provider's subsection, reads the subsection of
@@ -36,7 +37,7 @@
 //! let mut config = MessagingConfig::default();
 //! config.provider = "kafka".into();
 //! let err = messaging_init::build(&config, &Defaults, "shipping").await.err().unwrap();
-//! assert!(err.to_string().contains("inmemory, rabbitmq"));
+//! assert!(err.to_string().contains("inmemory, rabbitmq, nats"));
 //! # Ok(())
 //! # }
 //! ```
@@ -56,6 +57,7 @@ pub const PROVIDERS: ProviderTable = ProviderTable {
     providers: &[
         ProviderInfo::new("inmemory", "inmemory", cfg!(feature = "inmemory")),
         ProviderInfo::new("rabbitmq", "rabbitmq", cfg!(feature = "rabbitmq")),
+        ProviderInfo::new("nats", "nats", cfg!(feature = "nats")),
     ],
 };
 
@@ -98,6 +100,8 @@ pub fn check(
         "inmemory" => inmemory_settings(source).map(drop),
         #[cfg(feature = "rabbitmq")]
         "rabbitmq" => rabbitmq_settings(source).map(drop),
+        #[cfg(feature = "nats")]
+        "nats" => nats_settings(source).map(drop),
         _ => Err(PROVIDERS.not_compiled_in(provider).into()),
     }
 }
@@ -126,6 +130,11 @@ pub async fn build(
             let settings = rabbitmq_settings(source)?;
             build_rabbitmq(config, &settings, source, service_name).await
         }
+        #[cfg(feature = "nats")]
+        "nats" => {
+            let settings = nats_settings(source)?;
+            build_nats(config, &settings, source, service_name).await
+        }
         // `resolve` returns only compiled-in providers, each of which has an arm.
         _ => {
             let _ = service_name;
@@ -150,12 +159,17 @@ pub fn provider_sections(
             messaging_rabbitmq::RabbitMqConfig::SECTION,
             to_json(&rabbitmq_settings(source)?),
         ),
+        #[cfg(feature = "nats")]
+        (
+            messaging_nats::NatsConfig::SECTION,
+            to_json(&nats_settings(source)?),
+        ),
     ];
     let _ = source;
     Ok(sections)
 }
 
-#[cfg(any(feature = "inmemory", feature = "rabbitmq"))]
+#[cfg(any(feature = "inmemory", feature = "rabbitmq", feature = "nats"))]
 fn to_json(settings: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(settings).unwrap_or_default()
 }
@@ -204,6 +218,34 @@ async fn build_rabbitmq(
         Err(RabbitMqError::InvalidConfig(e)) => Err(source.locate(e).into()),
         Err(e) => Err(MessagingInitError::ProviderFailed {
             provider: "rabbitmq",
+            source: Box::new(e),
+        }),
+    }
+}
+
+#[cfg(feature = "nats")]
+fn nats_settings(
+    source: &impl ConfigSource,
+) -> Result<messaging_nats::NatsConfig, MessagingInitError> {
+    use messaging_nats::NatsConfig;
+    let settings: NatsConfig = source.read(NatsConfig::SECTION)?;
+    settings.validate().map_err(|e| source.locate(e))?;
+    Ok(settings)
+}
+
+#[cfg(feature = "nats")]
+async fn build_nats(
+    config: &MessagingConfig,
+    settings: &messaging_nats::NatsConfig,
+    source: &impl ConfigSource,
+    service_name: &str,
+) -> Result<Arc<dyn EventBus>, MessagingInitError> {
+    use messaging_nats::{NatsBus, NatsError};
+    match NatsBus::connect(config, settings, service_name).await {
+        Ok(bus) => Ok(Arc::new(bus)),
+        Err(NatsError::InvalidConfig(e)) => Err(source.locate(e).into()),
+        Err(e) => Err(MessagingInitError::ProviderFailed {
+            provider: "nats",
             source: Box::new(e),
         }),
     }

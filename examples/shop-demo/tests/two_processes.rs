@@ -1,22 +1,27 @@
-//! The two services as two processes on the local RabbitMQ and PostgreSQL,
-//! configured by environment alone: every ordered unit is packed exactly
-//! once, also when the same `OrderCompleted` is delivered twice and when the
+//! The two services as two processes on PostgreSQL and a real broker
+//! (RabbitMQ, then NATS JetStream: one test body, the broker picked by the
+//! processes' environment alone): every ordered unit is packed exactly once,
+//! also when the same `OrderCompleted` is delivered twice and when the
 //! shipping service is killed and restarted mid-stream.
 //!
 //! Needs the servers (RabbitMQ 127.0.0.1:5672 guest/guest with
-//! `rabbitmqctl`, PostgreSQL 127.0.0.1:5432 database `test`) and fails when
-//! they are missing. Isolation: a vhost and two schemas of its own, removed
-//! at the end, pass or fail.
+//! `rabbitmqctl`, NATS with JetStream 127.0.0.1:4222, PostgreSQL
+//! 127.0.0.1:5432 database `test`) and fails when they are missing.
+//! Isolation: two schemas and a vhost (RabbitMQ) or a subject prefix (NATS:
+//! streams of its own) per run, removed at the end, pass or fail.
 
 mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use chassis_testing::nats::{LOCAL_URL as NATS_URL, StreamPrefix};
 use common::{POSTGRES_URL, Schemas, Vhost};
 use messaging_abstractions::{Envelope, EventBus, MessagingConfig};
+use messaging_nats::{NatsBus, NatsConfig};
 use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig};
 use order_service_client::dto::OrderView;
 use order_service_client::events::{Destination, ItemToShip, OrderCompleted};
@@ -62,6 +67,70 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The broker of one run, isolated for it and cleaned up on drop.
+enum Broker {
+    /// A vhost of its own on the local RabbitMQ.
+    RabbitMq(Vhost),
+    /// A subject prefix (so streams and consumers) of its own on the local
+    /// NATS server.
+    Nats(StreamPrefix),
+}
+
+impl Broker {
+    /// What selects and points the services at this broker: environment
+    /// only, as an operator would.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Broker::RabbitMq(vhost) => vec![
+                ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq".into()),
+                ("CHASSIS__MESSAGING__RABBITMQ__URL", vhost.amqp_url()),
+            ],
+            Broker::Nats(prefix) => vec![
+                ("CHASSIS__MESSAGING__PROVIDER", "nats".into()),
+                ("CHASSIS__MESSAGING__NATS__URL", prefix.url().into()),
+                (
+                    "CHASSIS__MESSAGING__NATS__SUBJECT_PREFIX",
+                    prefix.name.clone(),
+                ),
+                // Messages the killed shipping process held come back after
+                // this (default 30 s) instead of late in the test's wait.
+                ("CHASSIS__MESSAGING__NATS__ACK_WAIT", "5s".into()),
+            ],
+        }
+    }
+
+    /// A bus of the test's own on the same broker, to publish events the
+    /// order service would not (duplicates).
+    async fn bus(&self) -> Arc<dyn EventBus> {
+        let shared = MessagingConfig::default();
+        match self {
+            Broker::RabbitMq(vhost) => {
+                let settings = RabbitMqConfig {
+                    url: vhost.amqp_url().into(),
+                    ..RabbitMqConfig::default()
+                };
+                Arc::new(
+                    RabbitMqBus::connect(&shared, &settings, "two-process-test")
+                        .await
+                        .unwrap(),
+                )
+            }
+            Broker::Nats(prefix) => {
+                let settings = NatsConfig {
+                    url: prefix.url().into(),
+                    subject_prefix: prefix.name.clone(),
+                    ..NatsConfig::default()
+                };
+                Arc::new(
+                    NatsBus::connect(&shared, &settings, "two-process-test")
+                        .await
+                        .unwrap(),
+                )
+            }
+        }
+    }
+}
+
 /// One service process, killed on drop.
 struct Service {
     child: Child,
@@ -75,14 +144,19 @@ impl Drop for Service {
     }
 }
 
-async fn spawn(binary: &Path, config_dir: &str, schema: &str, amqp: &str, port: u16) -> Service {
+async fn spawn(
+    binary: &Path,
+    config_dir: &str,
+    schema: &str,
+    broker: &Broker,
+    port: u16,
+) -> Service {
     let child = Command::new(binary)
         .env("CHASSIS_CONFIG_DIR", config_dir)
         .env("CHASSIS__HTTP__HOST", "127.0.0.1")
         .env("CHASSIS__HTTP__PORT", port.to_string())
         .env("CHASSIS__LOGGING__LEVEL", "warn")
-        .env("CHASSIS__MESSAGING__PROVIDER", "rabbitmq")
-        .env("CHASSIS__MESSAGING__RABBITMQ__URL", amqp)
+        .envs(broker.env())
         .env("CHASSIS__STORAGE__PROVIDER", "postgres")
         .env("CHASSIS__STORAGE__POSTGRES__URL", POSTGRES_URL)
         .env("CHASSIS__STORAGE__POSTGRES__SCHEMA", schema)
@@ -169,21 +243,35 @@ async fn packed_units(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_pack_every_unit_exactly_once() {
+async fn two_processes_pack_every_unit_exactly_once_on_rabbitmq() {
+    pack_every_unit_exactly_once(Broker::RabbitMq(Vhost::new("shop-demo-test"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_pack_every_unit_exactly_once_on_nats() {
+    pack_every_unit_exactly_once(Broker::Nats(StreamPrefix::on("shop_demo", NATS_URL))).await;
+}
+
+async fn pack_every_unit_exactly_once(broker: Broker) {
     let (order_bin, shipping_bin) = binaries();
-    let vhost = Vhost::new("shop-demo-test");
     let schemas = Schemas::new("two_processes");
-    let amqp = vhost.amqp_url();
     let order_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../order-service/config");
     let shipping_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../shipping-service/config");
     let shipping_port = free_port();
-    let order_svc = spawn(&order_bin, order_config, &schemas.0[0], &amqp, free_port()).await;
+    let order_svc = spawn(
+        &order_bin,
+        order_config,
+        &schemas.0[0],
+        &broker,
+        free_port(),
+    )
+    .await;
     let start_shipping = || {
         spawn(
             &shipping_bin,
             shipping_config,
             &schemas.0[1],
-            &amqp,
+            &broker,
             shipping_port,
         )
     };
@@ -202,13 +290,7 @@ async fn two_processes_pack_every_unit_exactly_once() {
     assert!(report.missing.is_empty(), "{:?}", report.missing);
 
     // 2. The same OrderCompleted delivered twice (same message id).
-    let settings = RabbitMqConfig {
-        url: amqp.clone().into(),
-        ..RabbitMqConfig::default()
-    };
-    let bus = RabbitMqBus::connect(&MessagingConfig::default(), &settings, "two-process-test")
-        .await
-        .unwrap();
+    let bus = broker.bus().await;
     let twice = event(Uuid::now_v7(), "Berlin", 3);
     let envelope = Envelope::for_event(&twice).unwrap();
     bus.publish(envelope.clone()).await.unwrap();

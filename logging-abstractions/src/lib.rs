@@ -40,7 +40,8 @@ pub struct LoggingConfig {
     /// Level filter in `RUST_LOG` syntax: `info`, `warn,my_service=debug`.
     /// The `RUST_LOG` environment variable, when set, overrides it.
     pub level: String,
-    /// Colour codes in pretty / compact output (ignored for JSON).
+    /// Colour codes in pretty / compact output, written only to a terminal
+    /// and never when `NO_COLOR` is set (ignored for JSON).
     pub ansi: bool,
 }
 

@@ -27,7 +27,9 @@
 //! tracing::subscriber::with_default(subscriber, || tracing::info!("hello"));
 //! ```
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use logging_abstractions::{LogContext, LogFormat, LoggingConfig};
@@ -72,6 +74,11 @@ pub enum ConsoleError {
 
 /// Builds the console layer writing to stdout (through the non-blocking
 /// queue, see the crate docs); each line carries the fields of `context`.
+///
+/// Pretty and compact lines are coloured only when `logging.ansi` is on,
+/// stdout is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>): logs redirected to a file or a pipe carry no
+/// escape codes.
 pub fn layer<S>(
     config: &LoggingConfig,
     context: Arc<dyn LogContext>,
@@ -80,17 +87,32 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let rust_log = std::env::var("RUST_LOG").ok();
+    let config = LoggingConfig {
+        ansi: colour_enabled(
+            config.ansi,
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ),
+        ..config.clone()
+    };
     layer_with_writer(
-        config,
+        &config,
         rust_log.as_deref(),
         stdout::NonBlockingStdout,
         context,
     )
 }
 
+/// Whether text lines are coloured: asked for in the configuration, written
+/// to a terminal, and not refused by a non-empty `NO_COLOR`.
+pub fn colour_enabled(configured: bool, terminal: bool, no_color: Option<&OsStr>) -> bool {
+    configured && terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
 /// Builds the console layer writing to `writer`, with `rust_log` as the
 /// override of the configured level (pass `None` to use `logging.level`).
-/// Tests use this to capture lines.
+/// Tests use this to capture lines. `logging.ansi` is taken as it is: the
+/// caller knows whether `writer` is a terminal (see [`colour_enabled`]).
 pub fn layer_with_writer<S, W>(
     config: &LoggingConfig,
     rust_log: Option<&str>,
@@ -341,6 +363,18 @@ mod tests {
             ..Default::default()
         };
         capture_in(&config, None, Arc::new(Serving), log_around_a_request)
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour_enabled(true, true, None));
+        assert!(
+            colour_enabled(true, true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colour_enabled(true, true, Some(OsStr::new("1"))));
+        assert!(!colour_enabled(true, false, None), "a file or a pipe");
+        assert!(!colour_enabled(false, true, None), "logging.ansi = false");
     }
 
     #[test]

@@ -30,6 +30,8 @@
 mod auth;
 mod config;
 mod limit;
+#[cfg(feature = "openapi")]
+mod openapi;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub use config::{
     AuthConfig, ConcurrencyConfig, CorsConfig, HeadersConfig, JwtConfig, RateLimitConfig,
     SecurityConfig,
 };
+#[cfg(feature = "openapi")]
+pub use openapi::{API_KEY_SCHEME, BEARER_SCHEME, declare_in_openapi};
 
 use auth::{Authenticator, Refusal};
 use limit::{Client, RateLimiter};

@@ -7,6 +7,7 @@ use chassis_web::axum::Router;
 use chassis_web::axum::extract::{Path, State};
 use chassis_web::axum::http::{StatusCode, header};
 use chassis_web::axum::response::IntoResponse;
+use chassis_web::security::{AuthConfig, declare_in_openapi};
 use chassis_web::{Json, Problem, current_message_context};
 use order_service_client::dto::{OrderView, PlaceOrderRequest};
 use utoipa::OpenApi;
@@ -29,15 +30,17 @@ use crate::integration::{order_view, place_order_command};
 )]
 struct ApiDoc;
 
-/// The service's routes, `/openapi.json` and the docs UI at `/docs`.
-pub fn router(orders: Orders) -> Router {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The service's routes, `/openapi.json` (declaring the credentials `auth`
+/// accepts) and the docs UI at `/docs`.
+pub fn router(orders: Orders, auth: &AuthConfig) -> Router {
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(place_order))
         .routes(routes!(get_order))
         .routes(routes!(crate::cancellation::cancel_order))
         .routes(routes!(crate::quote::quote_order))
         .with_state(orders)
         .split_for_parts();
+    declare_in_openapi(&mut api, auth);
     router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
 }
 

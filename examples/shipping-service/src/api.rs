@@ -4,6 +4,7 @@
 use chassis_web::axum;
 use chassis_web::axum::Router;
 use chassis_web::axum::extract::{Path, Query, State};
+use chassis_web::security::{AuthConfig, declare_in_openapi};
 use chassis_web::{Json, Problem, current_message_context};
 use serde::Deserialize;
 use shipping_service_client::dto::{
@@ -35,9 +36,10 @@ use crate::integration::{address, package_view, shipment_view, tracking_status, 
 )]
 struct ApiDoc;
 
-/// The service's routes, `/openapi.json` and the docs UI at `/docs`.
-pub fn router(shipping: Shipping) -> Router {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The service's routes, `/openapi.json` (declaring the credentials `auth`
+/// accepts) and the docs UI at `/docs`.
+pub fn router(shipping: Shipping, auth: &AuthConfig) -> Router {
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_packages))
         .routes(routes!(get_package))
         .routes(routes!(change_destination))
@@ -46,6 +48,7 @@ pub fn router(shipping: Shipping) -> Router {
         .routes(routes!(get_shipment))
         .with_state(shipping)
         .split_for_parts();
+    declare_in_openapi(&mut api, auth);
     router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
 }
 

@@ -68,7 +68,12 @@ pub fn host() -> ServiceHostBuilder {
             ctx.start_outbox_relay();
             Ok(())
         })
-        .routes(|ctx| api::router(app::Shipping::new(ctx.storage())))
+        .routes(|ctx| {
+            api::router(
+                app::Shipping::new(ctx.storage()),
+                &ctx.chassis().security.auth,
+            )
+        })
 }
 
 /// Reads the `[shipping]` section and packs every `order.completed.v1`

@@ -1,13 +1,15 @@
 //! `cargo run -p shop-demo`: both example services in one process on the
-//! embedded defaults, sample orders placed, packages shown, curl lines to
-//! try; serves until Ctrl-C. `-- --once` exits once every sample item is
-//! packed (0) or the wait is over (1, naming what is missing).
+//! embedded defaults, sample orders placed, packages shown, then where to
+//! look (ports, `/docs`, curl lines); serves until Ctrl-C. `-- --once` exits
+//! once every sample item is packed (0) or the wait is over (1, naming what
+//! is missing). Each step says what it is doing as it starts.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chassis_web::StartupError;
 use shipping_service_client::dto::PackageStatus;
-use shop_demo::{Demo, DemoOptions, PackingReport};
+use shop_demo::{Demo, DemoError, DemoOptions, PackingReport, samples};
 
 const USAGE: &str = "usage: shop-demo [--once] [--order-port N] [--shipping-port N] [--wait SECONDS] [--log-level LEVEL]";
 
@@ -55,10 +57,27 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    println!(
+        "starting the order service ({}) and the shipping service ({}) in this process:\n\
+         in-memory bus and stores, no server needed",
+        port(args.options.order_port),
+        port(args.options.shipping_port)
+    );
     let demo = match Demo::start(&args.options).await {
         Ok(demo) => demo,
         Err(e) => {
             eprintln!("error: {e}");
+            if let DemoError::Startup {
+                source: StartupError::Bind { .. },
+                ..
+            } = e
+            {
+                eprintln!(
+                    "hint: another program holds the port; pick free ones with \
+                     `cargo run -p shop-demo -- --order-port 18081 --shipping-port 18082` \
+                     (docs/troubleshooting.md)"
+                );
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -75,13 +94,20 @@ async fn main() -> ExitCode {
     code
 }
 
+fn port(port: u16) -> String {
+    match port {
+        0 => "a free port".into(),
+        port => format!("port {port}"),
+    }
+}
+
 async fn run(demo: &Demo, args: &Args) -> Result<ExitCode, shop_demo::DemoError> {
-    println!("order service:    {}  (docs: {0}/docs)", demo.order_url());
+    println!("  order service    {}  up", demo.order_url());
+    println!("  shipping service {}  up", demo.shipping_url());
     println!(
-        "shipping service: {}  (docs: {0}/docs)",
-        demo.shipping_url()
+        "\nplacing {} sample orders through the order service's HTTP API",
+        samples::orders().len()
     );
-    println!("in-memory bus and stores; both services share the bus\n");
     let orders = demo.place_sample_orders().await?;
     for order in &orders {
         let units: i64 = order.items.iter().map(|i| i.quantity).sum();
@@ -90,6 +116,11 @@ async fn run(demo: &Demo, args: &Args) -> Result<ExitCode, shop_demo::DemoError>
             order.id, order.customer_id, order.destination.city, units
         );
     }
+    println!(
+        "\nwaiting for the shipping service to pack them (each completed order reaches it \
+         as order.completed.v1 on the bus; at most {} s)",
+        args.wait.as_secs()
+    );
     let report = demo.await_packed(&orders, args.wait).await?;
     print_packages(&report);
     if !report.missing.is_empty() {
@@ -101,9 +132,12 @@ async fn run(demo: &Demo, args: &Args) -> Result<ExitCode, shop_demo::DemoError>
     }
     println!("\nevery sample item is packed");
     if args.once {
+        println!(
+            "--once: stopping both services (without it they keep serving, with curl lines to try)"
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    print_curl_lines(demo, &report, &orders[0].id.to_string());
+    print_where_to_look(demo, &report, &orders[0].id.to_string());
     println!("\nserving until Ctrl-C");
     chassis_web::os_signal().await;
     Ok(ExitCode::SUCCESS)
@@ -140,8 +174,11 @@ fn print_packages(report: &PackingReport) {
     }
 }
 
-fn print_curl_lines(demo: &Demo, report: &PackingReport, order_id: &str) {
+fn print_where_to_look(demo: &Demo, report: &PackingReport, order_id: &str) {
     let (o, s) = (demo.order_url(), demo.shipping_url());
+    println!("\nwhere to look:");
+    println!("  order service     {o}   API docs {o}/docs   health {o}/health/ready");
+    println!("  shipping service  {s}   API docs {s}/docs   health {s}/health/ready");
     let package = report
         .packages
         .first()
@@ -162,5 +199,4 @@ fn print_curl_lines(demo: &Demo, report: &PackingReport, order_id: &str) {
          -d '{{\"customer_id\":\"x\",\"destination\":{{\"name\":\"A\",\"street\":\"B\",\"city\":\"C\",\"postal_code\":\"D\",\"country\":\"E\"}},\"items\":[{{\"sku\":\"ANVIL\",\"name\":\"Anvil\",\"unit_price_cents\":9900,\"quantity\":1,\"weight_grams\":50000,\"length_mm\":400,\"width_mm\":200,\"height_mm\":300}}]}}'\n    \
          # too heavy for every provider: recorded as unshippable, see /shipments/<id>"
     );
-    println!("  open {o}/docs and {s}/docs");
 }

@@ -93,6 +93,18 @@ pub trait ConfigSource {
     /// The layer the value at `key` came from.
     fn origin(&self, key: &str) -> String;
 
+    /// Reads the section at `key` and checks it with `validate` (a provider's
+    /// own `validate`); either error names the key path and its layer.
+    fn read_valid<T: DeserializeOwned, R>(
+        &self,
+        key: &str,
+        validate: impl FnOnce(&T) -> Result<R, InvalidValue>,
+    ) -> Result<T, InvalidValue> {
+        let section: T = self.read(key)?;
+        validate(&section).map_err(|e| self.locate(e))?;
+        Ok(section)
+    }
+
     /// Fills in the layer of an error that does not name one yet.
     fn locate(&self, error: InvalidValue) -> InvalidValue {
         if error.layer.is_some() {

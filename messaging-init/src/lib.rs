@@ -190,9 +190,7 @@ fn inmemory_settings(
     source: &impl ConfigSource,
 ) -> Result<messaging_inmemory::InMemoryConfig, MessagingInitError> {
     use messaging_inmemory::InMemoryConfig;
-    let settings: InMemoryConfig = source.read(InMemoryConfig::SECTION)?;
-    settings.validate().map_err(|e| source.locate(e))?;
-    Ok(settings)
+    Ok(source.read_valid(InMemoryConfig::SECTION, InMemoryConfig::validate)?)
 }
 
 #[cfg(feature = "rabbitmq")]
@@ -200,9 +198,7 @@ fn rabbitmq_settings(
     source: &impl ConfigSource,
 ) -> Result<messaging_rabbitmq::RabbitMqConfig, MessagingInitError> {
     use messaging_rabbitmq::RabbitMqConfig;
-    let settings: RabbitMqConfig = source.read(RabbitMqConfig::SECTION)?;
-    settings.validate().map_err(|e| source.locate(e))?;
-    Ok(settings)
+    Ok(source.read_valid(RabbitMqConfig::SECTION, RabbitMqConfig::validate)?)
 }
 
 #[cfg(feature = "rabbitmq")]
@@ -228,9 +224,7 @@ fn nats_settings(
     source: &impl ConfigSource,
 ) -> Result<messaging_nats::NatsConfig, MessagingInitError> {
     use messaging_nats::NatsConfig;
-    let settings: NatsConfig = source.read(NatsConfig::SECTION)?;
-    settings.validate().map_err(|e| source.locate(e))?;
-    Ok(settings)
+    Ok(source.read_valid(NatsConfig::SECTION, NatsConfig::validate)?)
 }
 
 #[cfg(feature = "nats")]

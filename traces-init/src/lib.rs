@@ -188,9 +188,7 @@ pub fn provider_sections(
 #[cfg(feature = "otlp")]
 fn otlp_section(source: &impl ConfigSource) -> Result<traces_otlp::OtlpConfig, TracingInitError> {
     use traces_otlp::OtlpConfig;
-    let section: OtlpConfig = source.read(OtlpConfig::SECTION)?;
-    section.validate().map_err(|e| source.locate(e))?;
-    Ok(section)
+    Ok(source.read_valid(OtlpConfig::SECTION, OtlpConfig::validate)?)
 }
 
 /// The SDK provider builder every exporting provider shares: the resource

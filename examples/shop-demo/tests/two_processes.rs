@@ -12,17 +12,12 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chassis_testing::nats::{LOCAL_URL as NATS_URL, StreamPrefix};
-use common::{POSTGRES_URL, Schemas, Vhost};
-use messaging_abstractions::{Envelope, EventBus, MessagingConfig};
-use messaging_nats::{NatsBus, NatsConfig};
-use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig};
+use common::processes::{Broker, binaries, launches};
+use common::{Schemas, Vhost};
+use messaging_abstractions::Envelope;
 use order_service_client::dto::OrderView;
 use order_service_client::events::{Destination, ItemToShip, OrderCompleted};
 use order_service_client::{ClientConfig, OrderServiceClient};
@@ -30,173 +25,6 @@ use shipping_service_client::ShippingServiceClient;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Builds the two service binaries (with their default features: every
-/// provider) into this test's target directory; their paths.
-fn binaries() -> (PathBuf, PathBuf) {
-    let demo = Path::new(env!("CARGO_BIN_EXE_shop-demo"));
-    let dir = demo
-        .parent()
-        .expect("binaries live in a directory")
-        .to_owned();
-    let target_dir = dir
-        .parent()
-        .expect("a profile directory inside the target dir");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--bins",
-            "-p",
-            "order-service",
-            "-p",
-            "shipping-service",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the service binaries failed");
-    (dir.join("order-service"), dir.join("shipping-service"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The broker of one run, isolated for it and cleaned up on drop.
-enum Broker {
-    /// A vhost of its own on the local RabbitMQ.
-    RabbitMq(Vhost),
-    /// A subject prefix (so streams and consumers) of its own on the local
-    /// NATS server.
-    Nats(StreamPrefix),
-}
-
-impl Broker {
-    /// What selects and points the services at this broker: environment
-    /// only, as an operator would.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Broker::RabbitMq(vhost) => vec![
-                ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq".into()),
-                ("CHASSIS__MESSAGING__RABBITMQ__URL", vhost.amqp_url()),
-            ],
-            Broker::Nats(prefix) => vec![
-                ("CHASSIS__MESSAGING__PROVIDER", "nats".into()),
-                ("CHASSIS__MESSAGING__NATS__URL", prefix.url().into()),
-                (
-                    "CHASSIS__MESSAGING__NATS__SUBJECT_PREFIX",
-                    prefix.name.clone(),
-                ),
-                // Messages the killed shipping process held come back after
-                // this (default 30 s) instead of late in the test's wait.
-                ("CHASSIS__MESSAGING__NATS__ACK_WAIT", "5s".into()),
-            ],
-        }
-    }
-
-    /// A bus of the test's own on the same broker, to publish events the
-    /// order service would not (duplicates).
-    async fn bus(&self) -> Arc<dyn EventBus> {
-        let shared = MessagingConfig::default();
-        match self {
-            Broker::RabbitMq(vhost) => {
-                let settings = RabbitMqConfig {
-                    url: vhost.amqp_url().into(),
-                    ..RabbitMqConfig::default()
-                };
-                Arc::new(
-                    RabbitMqBus::connect(&shared, &settings, "two-process-test")
-                        .await
-                        .unwrap(),
-                )
-            }
-            Broker::Nats(prefix) => {
-                let settings = NatsConfig {
-                    url: prefix.url().into(),
-                    subject_prefix: prefix.name.clone(),
-                    ..NatsConfig::default()
-                };
-                Arc::new(
-                    NatsBus::connect(&shared, &settings, "two-process-test")
-                        .await
-                        .unwrap(),
-                )
-            }
-        }
-    }
-}
-
-/// One service process, killed on drop.
-struct Service {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn spawn(
-    binary: &Path,
-    config_dir: &str,
-    schema: &str,
-    broker: &Broker,
-    port: u16,
-) -> Service {
-    let child = Command::new(binary)
-        .env("CHASSIS_CONFIG_DIR", config_dir)
-        .env("CHASSIS__HTTP__HOST", "127.0.0.1")
-        .env("CHASSIS__HTTP__PORT", port.to_string())
-        .env("CHASSIS__LOGGING__LEVEL", "warn")
-        .envs(broker.env())
-        .env("CHASSIS__STORAGE__PROVIDER", "postgres")
-        .env("CHASSIS__STORAGE__POSTGRES__URL", POSTGRES_URL)
-        .env("CHASSIS__STORAGE__POSTGRES__SCHEMA", schema)
-        // The test polls packing state from one address faster than the
-        // default per-client rate limit (100/s) allows for long.
-        .env("CHASSIS__SECURITY__RATE_LIMIT__PER_SECOND", "100000")
-        .env("CHASSIS__SECURITY__RATE_LIMIT__BURST", "100000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{} did not start: {e}", binary.display()));
-    let service = Service {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    wait_ready(&service).await;
-    service
-}
-
-/// Polls `/health/ready` (another process: nothing to be woken by).
-async fn wait_ready(service: &Service) {
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ready = http
-            .get(format!("{}/health/ready", service.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} did not become ready within {WAIT:?}",
-            service.url
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn event(order_id: Uuid, city: &str, quantity: u32) -> OrderCompleted {
     OrderCompleted {
@@ -253,28 +81,11 @@ async fn two_processes_pack_every_unit_exactly_once_on_nats() {
 }
 
 async fn pack_every_unit_exactly_once(broker: Broker) {
-    let (order_bin, shipping_bin) = binaries();
+    let binaries = binaries();
     let schemas = Schemas::new("two_processes");
-    let order_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../order-service/config");
-    let shipping_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../shipping-service/config");
-    let shipping_port = free_port();
-    let order_svc = spawn(
-        &order_bin,
-        order_config,
-        &schemas.0[0],
-        &broker,
-        free_port(),
-    )
-    .await;
-    let start_shipping = || {
-        spawn(
-            &shipping_bin,
-            shipping_config,
-            &schemas.0[1],
-            &broker,
-            shipping_port,
-        )
-    };
+    let [order_launch, shipping_launch] = launches(&binaries, &schemas, &broker);
+    let order_svc = order_launch.spawn().await;
+    let start_shipping = || shipping_launch.spawn();
     let mut shipping_svc = start_shipping().await;
     let orders = OrderServiceClient::new(&ClientConfig::new(&order_svc.url)).unwrap();
     let shipping = ShippingServiceClient::new(&ClientConfig::new(&shipping_svc.url)).unwrap();

@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+pub mod processes;
+
 use uuid::Uuid;
 
 /// The broker helpers every broker test of the workspace shares: a vhost per

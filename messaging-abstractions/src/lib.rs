@@ -51,6 +51,7 @@
 //! ```
 
 mod bus;
+pub mod cloudevents;
 mod config;
 mod envelope;
 mod error;

@@ -1,16 +1,17 @@
-//! The envelope on the wire: one JSON header with every field but the
-//! payload, and the payload as the message body.
+//! The envelope on the wire: a CloudEvent in binary content mode, after the
+//! CloudEvents NATS protocol binding.
 //!
-//! NATS header values may not hold line breaks and header names are
-//! restricted, while envelope fields and free headers may hold anything; a
-//! JSON object (which escapes control characters) carries them all exactly,
-//! `None` and empty kept apart. The header is `Chassis-Envelope`:
+//! Every attribute of [`messaging_abstractions::cloudevents`] is a header
+//! named `ce-` + its name (`datacontenttype` included), its value
+//! percent-encoded as the binding prescribes (space, `"`, `%`, control and
+//! non-ASCII characters as `%XY` of their UTF-8 bytes), so any value survives
+//! NATS's header rules exactly. The payload is the message body.
 //!
-//! ```json
-//! {"id":"0199…","type":"order.placed.v1","correlation_id":"c-1","causation_id":null,
-//!  "traceparent":"00-…","tracestate":null,"timestamp":"1763700000.123456789",
-//!  "content_type":"application/json","partition_key":"order-42","headers":{"tenant":"acme"}}
-//! ```
+//! Read side: a `Content-Type` header starting with `application/cloudevents`
+//! is the structured content mode (the JSON event format in the body); `ce-`
+//! headers (any case) make a binary-mode event. For one release a message of
+//! the previous format (one `Chassis-Envelope` JSON header) is read too, so a
+//! rolling upgrade loses nothing. Anything else is refused with the reason.
 //!
 //! A dead letter carries `Chassis-Failure` next to it (kind, reason,
 //! attempts, when, its id, the group); a replayed one carries
@@ -20,28 +21,20 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
+use messaging_abstractions::cloudevents;
 use messaging_abstractions::{EncodeError, Envelope, FailureKind};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub(crate) const H_ENVELOPE: &str = "Chassis-Envelope";
+/// The prefix of attribute headers.
+const CE_PREFIX: &str = "ce-";
+/// The previous format's one header, read for one release.
+const H_ENVELOPE: &str = "Chassis-Envelope";
+/// Besides controls and non-ASCII (always encoded), what the binding encodes.
+const ENCODED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
 pub(crate) const H_FAILURE: &str = "Chassis-Failure";
 pub(crate) const H_REPLAY_GROUP: &str = "Chassis-Replay-Group";
-
-#[derive(Serialize)]
-struct MetaOut<'a> {
-    id: Uuid,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    correlation_id: &'a Option<String>,
-    causation_id: &'a Option<String>,
-    traceparent: &'a Option<String>,
-    tracestate: &'a Option<String>,
-    timestamp: String,
-    content_type: &'a str,
-    partition_key: &'a Option<String>,
-    headers: &'a BTreeMap<String, String>,
-}
 
 #[derive(Deserialize)]
 struct MetaIn {
@@ -133,28 +126,18 @@ fn parse_timestamp(text: &str) -> Option<SystemTime> {
     }
 }
 
-/// The headers carrying `envelope` (its payload is the body).
-pub(crate) fn encode(envelope: &Envelope) -> Result<HeaderMap, EncodeError> {
-    let meta = MetaOut {
-        id: envelope.message_id,
-        event_type: &envelope.event_type,
-        correlation_id: &envelope.correlation_id,
-        causation_id: &envelope.causation_id,
-        traceparent: &envelope.traceparent,
-        tracestate: &envelope.tracestate,
-        timestamp: timestamp_text(envelope.timestamp),
-        content_type: &envelope.content_type,
-        partition_key: &envelope.partition_key,
-        headers: &envelope.headers,
-    };
-    let json = serde_json::to_string(&meta).map_err(|source| EncodeError {
-        event_type: envelope.event_type.clone(),
-        source,
-    })?;
+/// The headers carrying `envelope` published by `source` (its payload is
+/// the body).
+pub(crate) fn encode(envelope: &Envelope, source: &str) -> Result<HeaderMap, EncodeError> {
     let mut headers = HeaderMap::new();
-    // serde_json escapes every control character: no line break can reach
-    // the header, so the conversion cannot fail.
-    headers.insert(H_ENVELOPE, json.as_str());
+    for (name, value) in cloudevents::attributes(envelope, source) {
+        // Attribute names are lower-case letters and digits and the value is
+        // percent-encoded to printable ASCII: both are valid NATS headers.
+        headers.insert(
+            format!("{CE_PREFIX}{name}").as_str(),
+            utf8_percent_encode(&value, ENCODED).to_string().as_str(),
+        );
+    }
     Ok(headers)
 }
 
@@ -162,11 +145,69 @@ fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     headers.and_then(|h| h.get(name)).map(|v| v.as_str())
 }
 
-/// Rebuilds the envelope of a received message. `Err` says why it is not a
-/// chassis envelope (it is then dead-lettered as undecodable).
+/// The value of a `ce-` header: unquoted if it is a quoted string (older
+/// producers), then percent-decoded; invalid UTF-8 is refused.
+fn attribute_value(name: &str, raw: &str) -> Result<String, String> {
+    let unquoted = match raw
+        .trim()
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+    {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+            }
+            out
+        }
+        None => raw.trim().to_owned(),
+    };
+    percent_decode_str(&unquoted)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|e| format!("header `{name}` is not percent-encoded UTF-8: {e}"))
+}
+
+/// Rebuilds the envelope of a received message: a CloudEvent (binary or
+/// structured mode) or a message of the previous format. `Err` says why it is
+/// neither (it is then dead-lettered as undecodable).
 pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Envelope, String> {
-    let json = header(headers, H_ENVELOPE)
-        .ok_or_else(|| format!("header `{H_ENVELOPE}` is missing: not a chassis envelope"))?;
+    let mut attributes = Vec::new();
+    let mut content_type = None;
+    for (name, values) in headers.map(|h| h.iter()).into_iter().flatten() {
+        let name: &str = name.as_ref();
+        let Some(value) = values.first() else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.as_str());
+        } else if let Some(attribute) = name
+            .get(..CE_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(CE_PREFIX))
+            .map(|_| &name[CE_PREFIX.len()..])
+        {
+            attributes.push((attribute, attribute_value(name, value.as_str())?));
+        }
+    }
+    if content_type.is_some_and(cloudevents::is_structured) {
+        return cloudevents::from_structured(payload).map_err(|e| e.to_string());
+    }
+    if !attributes.is_empty() {
+        return cloudevents::from_attributes(attributes, payload).map_err(|e| e.to_string());
+    }
+    if let Some(json) = header(headers, H_ENVELOPE) {
+        return decode_previous(json, payload);
+    }
+    Err(format!(
+        "neither a CloudEvent (no `{CE_PREFIX}specversion` header, and no `Content-Type: {}`) \
+         nor a chassis message of the previous format (no `{H_ENVELOPE}` header)",
+        cloudevents::STRUCTURED_JSON
+    ))
+}
+
+/// Reads the previous format: one JSON header with every field.
+fn decode_previous(json: &str, payload: &[u8]) -> Result<Envelope, String> {
     let meta: MetaIn = serde_json::from_str(json)
         .map_err(|e| format!("header `{H_ENVELOPE}` is not a chassis envelope: {e}"))?;
     let timestamp = parse_timestamp(&meta.timestamp).ok_or_else(|| {
@@ -267,15 +308,71 @@ mod tests {
                 ..full_envelope()
             },
         ] {
-            let headers = encode(&env).unwrap();
+            let headers = encode(&env, "order-service").unwrap();
             assert_eq!(decode(Some(&headers), &env.payload).unwrap(), env);
         }
     }
 
     #[test]
+    fn the_wire_follows_the_nats_binding() {
+        let env = full_envelope();
+        let headers = encode(&env, "order-service").unwrap();
+        let get = |name: &str| header(Some(&headers), name);
+        assert_eq!(get("ce-specversion"), Some("1.0"));
+        assert_eq!(get("ce-source"), Some("order-service"));
+        assert_eq!(get("ce-type"), Some("order.completed.v1"));
+        assert_eq!(get("ce-datacontenttype"), Some("application/json"));
+        assert_eq!(get("ce-time"), Some("2025-11-21T04:40:00.123456789Z"));
+        assert_eq!(
+            get("ce-correlationid"),
+            Some("corr-1%0D%0Awith%20a%20line%20break")
+        );
+        // The binding's own example, read back; and a quoted value of an
+        // older producer.
+        let mut foreign = HeaderMap::new();
+        for (k, v) in [
+            ("CE-SpecVersion", "1.0"),
+            ("ce-id", "1234-1234-1234"),
+            ("ce-source", "\"/my context\""),
+            ("ce-type", "com.example.someevent"),
+            ("ce-comment", "Euro%20%E2%82%AC%20%f0%9f%98%80"),
+        ] {
+            foreign.insert(k, v);
+        }
+        let read = decode(Some(&foreign), b"{}").unwrap();
+        assert_eq!(read.headers["comment"], "Euro € 😀");
+        assert_eq!(read.event_type, "com.example.someevent");
+        foreign.insert("ce-bad", "%C0%A0");
+        let err = decode(Some(&foreign), b"{}").unwrap_err();
+        assert!(err.contains("`ce-bad`"), "{err}");
+    }
+
+    #[test]
+    fn structured_and_previous_messages_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Content-Type", "application/cloudevents+json; charset=utf-8");
+        let body = br#"{"specversion":"1.0","id":"1","source":"/py","type":"a.v1","data":[1]}"#;
+        let env = decode(Some(&headers), body).unwrap();
+        assert_eq!((env.event_type.as_str(), env.payload.as_slice()), ("a.v1", &b"[1]"[..]));
+        let id = Uuid::now_v7();
+        let mut headers = HeaderMap::new();
+        let previous = format!(
+            r#"{{"id":"{id}","type":"old.v1","correlation_id":null,"causation_id":null,
+            "traceparent":null,"tracestate":null,"timestamp":"1763700000.000000005",
+            "content_type":"application/json","partition_key":"k","headers":{{"a":"b"}}}}"#
+        )
+        .replace('\n', "");
+        headers.insert(H_ENVELOPE, previous.as_str());
+        let env = decode(Some(&headers), b"x").unwrap();
+        assert_eq!((env.message_id, env.event_type.as_str()), (id, "old.v1"));
+        assert_eq!(env.partition_key.as_deref(), Some("k"));
+        assert_eq!(env.timestamp, UNIX_EPOCH + Duration::new(1_763_700_000, 5));
+    }
+
+    #[test]
     fn foreign_messages_are_refused_with_a_reason() {
         let err = decode(None, b"x").unwrap_err();
-        assert!(err.contains(H_ENVELOPE), "{err}");
+        assert!(err.contains("neither a CloudEvent"), "{err}");
         let mut headers = HeaderMap::new();
         headers.insert(H_ENVELOPE, "{not json");
         assert!(decode(Some(&headers), b"x").is_err());
@@ -289,7 +386,7 @@ mod tests {
     #[test]
     fn dead_letters_carry_the_failure_and_replays_drop_it() {
         let env = full_envelope();
-        let headers = encode(&env).unwrap();
+        let headers = encode(&env, "order-service").unwrap();
         let failure = Failure::new(
             "shipping",
             "order.completed.v1",

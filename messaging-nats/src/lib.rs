@@ -255,7 +255,7 @@ impl NatsBus {
             return Err(PublishError::ShutDown);
         }
         Names::check_event_type(&envelope.event_type).map_err(|e| encode_error(envelope, e))?;
-        let headers = codec::encode(envelope)?;
+        let headers = codec::encode(envelope, &self.shared().service)?;
         self.shared()
             .ensure_events_stream(Names::namespace(&envelope.event_type))
             .await
@@ -456,7 +456,7 @@ impl EventBus for NatsBus {
             .headers
             .entry(IN_REPLY_TO_HEADER.to_owned())
             .or_insert_with(|| request.message_id.to_string());
-        let headers = codec::encode(&reply)?;
+        let headers = codec::encode(&reply, &self.shared().service)?;
         let client = &self.shared().client;
         let wait = self.shared().nats.publish_wait;
         let sent = tokio::time::timeout(wait, async {

@@ -1,40 +1,55 @@
-//! The envelope on the wire: AMQP properties, headers and body.
+//! The envelope on the wire: a CloudEvent in binary content mode, after the
+//! CloudEvents AMQP protocol binding adapted to AMQP 0-9-1.
 //!
-//! | envelope field   | AMQP                                                        |
-//! |------------------|-------------------------------------------------------------|
-//! | `message_id`     | property `message_id` (UUID text)                           |
-//! | `event_type`     | property `type`, and the routing key                        |
-//! | `correlation_id` | property `correlation_id` (header `chassis-correlation-id` when longer than 255 bytes) |
-//! | `causation_id`   | header `chassis-causation-id`                               |
-//! | `traceparent`    | header `traceparent` (W3C name)                             |
-//! | `tracestate`     | header `tracestate` (W3C name)                              |
-//! | `timestamp`      | header `chassis-timestamp` (exact, `secs.nanos`), and property `timestamp` (seconds) |
-//! | `content_type`   | property `content_type`                                     |
-//! | `partition_key`  | header `chassis-partition-key`                              |
-//! | `headers`        | header `chassis-headers`, a nested table of strings         |
-//! | `payload`        | body                                                        |
+//! The attributes are [`messaging_abstractions::cloudevents`]'s. Each one but
+//! `datacontenttype` is a header (AMQP 0-9-1's counterpart of AMQP 1.0's
+//! application-properties) named `cloudEvents_` + its name, with a string
+//! value; `datacontenttype` is the `content_type` property; the payload is the
+//! body. As secondary mappings for the broker's own tools, the `message_id`
+//! (`id`), `type` (`type`), `timestamp` (`time`, whole seconds) and, when
+//! short enough, `correlation_id` (`correlationid`) properties are set too;
+//! readers go by the headers.
 //!
-//! An absent header is `None`; a present one (even empty) is `Some`, so every
-//! field round-trips exactly. Free headers live in their own table so they can
-//! never collide with transport headers (`x-death`, `chassis-attempts`, ...).
+//! Read side, by the binding's rules: a `content_type` starting with
+//! `application/cloudevents` is the structured content mode (the JSON event
+//! format in the body); a `cloudEvents_` or `cloudEvents:` header makes a
+//! binary-mode event. For one release, a message in the previous format
+//! (`chassis-*` headers, recognised by `chassis-timestamp`) is read too, so a
+//! rolling upgrade loses nothing. Anything else is refused with the reason
+//! (and dead-lettered as undecodable).
+//!
+//! Transport headers (`chassis-attempts`, `chassis-failure-*`, `x-death`, ...)
+//! sit next to the attributes; they are never attributes themselves.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use messaging_abstractions::cloudevents::{self, attribute};
 use messaging_abstractions::{EncodeError, Envelope, FailureKind};
 use uuid::Uuid;
 
 use crate::topology::MAX_NAME_LEN;
 
-pub(crate) const H_CAUSATION_ID: &str = "chassis-causation-id";
-pub(crate) const H_CORRELATION_ID: &str = "chassis-correlation-id";
-pub(crate) const H_TRACEPARENT: &str = "traceparent";
-pub(crate) const H_TRACESTATE: &str = "tracestate";
-pub(crate) const H_TIMESTAMP: &str = "chassis-timestamp";
-pub(crate) const H_PARTITION_KEY: &str = "chassis-partition-key";
-pub(crate) const H_HEADERS: &str = "chassis-headers";
+/// The prefix of attribute headers the chassis writes (the binding's
+/// preferred separator, which JMS selectors accept too).
+const CE_PREFIX: &str = "cloudEvents_";
+/// The binding's other separator, read as well.
+const CE_PREFIX_COLON: &str = "cloudEvents:";
+/// Knative eventing's RabbitMQ binding, read as well.
+const CE_PREFIX_KNATIVE: &str = "ce-";
+/// The partition key attribute's header, read before decoding (ordering).
+const H_CE_PARTITION_KEY: &str = "cloudEvents_partitionkey";
+
+// The previous format's headers, read for one release.
+const H_CAUSATION_ID: &str = "chassis-causation-id";
+const H_CORRELATION_ID: &str = "chassis-correlation-id";
+const H_TRACEPARENT: &str = "traceparent";
+const H_TRACESTATE: &str = "tracestate";
+const H_TIMESTAMP: &str = "chassis-timestamp";
+const H_PARTITION_KEY: &str = "chassis-partition-key";
+const H_HEADERS: &str = "chassis-headers";
 /// Failed deliveries so far (set when a message goes to a delay queue or the DLQ).
 pub(crate) const H_ATTEMPTS: &str = "chassis-attempts";
 /// Classic queues: deliveries lost without a settle (crash-loop counter).
@@ -109,51 +124,82 @@ pub(crate) struct Outgoing {
     pub(crate) properties: BasicProperties,
 }
 
-/// Maps an envelope to AMQP properties and headers (persistent delivery mode).
-pub(crate) fn encode(env: &Envelope) -> Result<Outgoing, EncodeError> {
+/// Maps an envelope published by `source` to AMQP properties and headers
+/// (persistent delivery mode).
+pub(crate) fn encode(env: &Envelope, source: &str) -> Result<Outgoing, EncodeError> {
     let et = env.event_type.as_str();
     let routing_key = short_field(et, "the event type (routing key)", et)?;
     let mut headers = FieldTable::default();
-    let mut put = |key: &'static str, value: &Option<String>| {
-        if let Some(v) = value {
-            headers.insert(ShortString::from(key), long(v));
+    for (name, value) in cloudevents::attributes(env, source) {
+        if name == attribute::DATACONTENTTYPE {
+            continue;
         }
-    };
-    put(H_CAUSATION_ID, &env.causation_id);
-    put(H_TRACEPARENT, &env.traceparent);
-    put(H_TRACESTATE, &env.tracestate);
-    put(H_PARTITION_KEY, &env.partition_key);
+        let key = short_field(et, "an attribute header", &format!("{CE_PREFIX}{name}"))?;
+        headers.insert(key, long(&value));
+    }
     let mut properties = BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_message_id(ShortString::from(env.message_id.to_string()))
-        .with_type(routing_key.clone())
-        .with_content_type(short_field(et, "the content type", &env.content_type)?);
-    if let Some(correlation_id) = &env.correlation_id {
-        match ShortString::try_new(correlation_id.as_str()) {
-            Ok(short) => properties = properties.with_correlation_id(short),
-            Err(_) => {
-                headers.insert(ShortString::from(H_CORRELATION_ID), long(correlation_id));
-            }
-        }
+        .with_type(routing_key.clone());
+    if !env.content_type.is_empty() {
+        properties = properties.with_content_type(short_field(
+            et,
+            "the content type",
+            &env.content_type,
+        )?);
+    }
+    if let Some(correlation_id) = &env.correlation_id
+        && let Ok(short) = ShortString::try_new(correlation_id.as_str())
+    {
+        properties = properties.with_correlation_id(short);
     }
     if let Ok(since_epoch) = env.timestamp.duration_since(UNIX_EPOCH) {
         properties = properties.with_timestamp(since_epoch.as_secs());
-    }
-    headers.insert(
-        ShortString::from(H_TIMESTAMP),
-        long(&timestamp_text(env.timestamp)),
-    );
-    if !env.headers.is_empty() {
-        let mut free = FieldTable::default();
-        for (name, value) in &env.headers {
-            free.insert(short_field(et, "a header name", name)?, long(value));
-        }
-        headers.insert(ShortString::from(H_HEADERS), AMQPValue::FieldTable(free));
     }
     Ok(Outgoing {
         routing_key,
         properties: properties.with_headers(headers),
     })
+}
+
+/// The attribute name of a binary-mode header, `None` for other headers:
+/// `cloudEvents_` or `cloudEvents:` (the AMQP binding) or `ce-` (the
+/// RabbitMQ binding of Knative eventing, which the CloudEvents SDKs' RabbitMQ
+/// modules write) and the name.
+fn attribute_name(key: &str) -> Option<&str> {
+    if let Some(prefix) = key.get(..CE_PREFIX.len())
+        && (prefix.eq_ignore_ascii_case(CE_PREFIX) || prefix.eq_ignore_ascii_case(CE_PREFIX_COLON))
+    {
+        return Some(&key[CE_PREFIX.len()..]);
+    }
+    key.get(..CE_PREFIX_KNATIVE.len())
+        .filter(|p| p.eq_ignore_ascii_case(CE_PREFIX_KNATIVE))
+        .map(|_| &key[CE_PREFIX_KNATIVE.len()..])
+}
+
+/// An attribute header's value in its canonical string form: the binding
+/// allows native AMQP types next to strings. A native `time` is an AMQP 0-9-1
+/// timestamp (seconds) or an integer of milliseconds (AMQP 1.0's timestamp,
+/// which the CloudEvents SDKs' AMQP modules write).
+fn attribute_text(name: &str, value: &AMQPValue) -> Option<String> {
+    let time = name.eq_ignore_ascii_case(attribute::TIME);
+    match value {
+        AMQPValue::Boolean(b) => Some(b.to_string()),
+        AMQPValue::Timestamp(secs) if time => Some(cloudevents::format_time(
+            UNIX_EPOCH + Duration::from_secs(*secs),
+        )),
+        other => text(other).or_else(|| {
+            let n = integer(other)?;
+            if time {
+                let ms = u64::try_from(n).ok()?;
+                Some(cloudevents::format_time(
+                    UNIX_EPOCH + Duration::from_millis(ms),
+                ))
+            } else {
+                Some(n.to_string())
+            }
+        }),
+    }
 }
 
 fn text(value: &AMQPValue) -> Option<String> {
@@ -232,9 +278,64 @@ impl<'a> Headers<'a> {
     }
 }
 
-/// Rebuilds the envelope of a delivered message. `Err` says why the message is
-/// not a chassis envelope (it is then dead-lettered as undecodable).
+/// Rebuilds the envelope of a delivered message: a CloudEvent (binary or
+/// structured mode) or a message of the previous format. `Err` says why it is
+/// neither (it is then dead-lettered as undecodable).
 pub(crate) fn decode(
+    properties: &BasicProperties,
+    routing_key: &str,
+    body: &[u8],
+) -> Result<Envelope, String> {
+    let content_type = properties
+        .content_type()
+        .as_ref()
+        .map_or("", |c| c.as_str());
+    if cloudevents::is_structured(content_type) {
+        return cloudevents::from_structured(body).map_err(|e| e.to_string());
+    }
+    let headers = Headers::of(properties);
+    let mut attributes = Vec::new();
+    for (key, value) in headers.0.map(|t| t.inner().iter()).into_iter().flatten() {
+        let Some(name) = attribute_name(key.as_str()) else {
+            continue;
+        };
+        let value = attribute_text(name, value).ok_or_else(|| {
+            format!(
+                "header `{key}` is a {:?}, not a CloudEvents attribute value",
+                value.get_type()
+            )
+        })?;
+        attributes.push((name, value));
+    }
+    if !attributes.is_empty() {
+        if !content_type.is_empty() {
+            attributes.push((attribute::DATACONTENTTYPE, content_type.to_owned()));
+        }
+        return cloudevents::from_attributes(attributes, body).map_err(|e| e.to_string());
+    }
+    if headers.text(H_TIMESTAMP).is_some() {
+        return decode_previous(properties, routing_key, body);
+    }
+    Err(format!(
+        "neither a CloudEvent (no `{CE_PREFIX}specversion` header, and content type \
+         `{content_type}` is not `{}`) nor a chassis message of the previous format \
+         (no `{H_TIMESTAMP}` header)",
+        cloudevents::STRUCTURED_JSON
+    ))
+}
+
+/// The partition key of a delivered message, read before it is decoded.
+pub(crate) fn partition_key(properties: &BasicProperties) -> Option<String> {
+    let headers = Headers::of(properties);
+    headers
+        .text(H_CE_PARTITION_KEY)
+        .or_else(|| headers.text(&format!("{CE_PREFIX_COLON}{}", attribute::PARTITIONKEY)))
+        .or_else(|| headers.text(&format!("{CE_PREFIX_KNATIVE}{}", attribute::PARTITIONKEY)))
+        .or_else(|| headers.text(H_PARTITION_KEY))
+}
+
+/// Reads the previous format (`chassis-*` headers).
+fn decode_previous(
     properties: &BasicProperties,
     routing_key: &str,
     body: &[u8],
@@ -462,7 +563,7 @@ mod tests {
     }
 
     fn round_trip(env: &Envelope) -> Envelope {
-        let out = encode(env).unwrap();
+        let out = encode(env, "order-service").unwrap();
         assert_eq!(out.routing_key.as_str(), env.event_type);
         assert_eq!(out.properties.delivery_mode(), &Some(PERSISTENT));
         decode(&out.properties, out.routing_key.as_str(), &env.payload).unwrap()
@@ -495,17 +596,103 @@ mod tests {
     #[test]
     fn overlong_names_fail_to_encode() {
         let env = Envelope::new("t".repeat(300), "application/json", Vec::new());
-        let err = encode(&env).unwrap_err().to_string();
+        let err = encode(&env, "s").unwrap_err().to_string();
         assert!(err.contains("at most 255"), "{err}");
+        let env = Envelope::new("t.v1", "a".repeat(256), Vec::new());
+        assert!(encode(&env, "s").is_err());
+        // A long free header name travels inside `chassisheaders`.
         let env = full_envelope().with_header("h".repeat(256), "v");
-        assert!(encode(&env).is_err());
+        assert_eq!(round_trip(&env), env);
     }
 
     #[test]
-    fn foreign_messages_are_refused_with_a_reason() {
+    fn the_wire_is_a_binary_mode_cloudevent() {
+        let env = full_envelope();
+        let props = encode(&env, "order-service").unwrap().properties;
+        let h = Headers::of(&props);
+        assert_eq!(h.text("cloudEvents_specversion").as_deref(), Some("1.0"));
+        assert_eq!(h.text("cloudEvents_id"), Some(env.message_id.to_string()));
+        assert_eq!(h.text("cloudEvents_source").as_deref(), Some("order-service"));
+        assert_eq!(
+            h.text("cloudEvents_type").as_deref(),
+            Some("order.completed.v1")
+        );
+        assert_eq!(
+            h.text("cloudEvents_time").as_deref(),
+            Some("2025-11-21T04:40:00.123456789Z")
+        );
+        assert_eq!(h.text("cloudEvents_correlationid").as_deref(), Some("corr-1"));
+        assert_eq!(h.text("cloudEvents_tenant").as_deref(), Some("acme"));
+        assert!(h.text("cloudEvents_datacontenttype").is_none());
+        assert_eq!(
+            props.content_type().as_ref().map(|c| c.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(partition_key(&props).as_deref(), Some("order-42"));
+    }
+
+    #[test]
+    fn foreign_and_previous_messages_are_read() {
+        // The other separator and native AMQP values, as a foreign producer may send.
+        let mut table = FieldTable::default();
+        for (k, v) in [
+            ("cloudEvents:specversion", long("1.0")),
+            ("cloudEvents:id", long("42")),
+            ("cloudEvents:source", long("/python")),
+            ("cloudEvents:type", long("order.completed.v1")),
+            ("cloudEvents:time", AMQPValue::Timestamp(1_700_000_000)),
+            ("cloudEvents:priority", AMQPValue::LongLongInt(3)),
+            ("ce-subject", long("o-1")),
+        ] {
+            table.insert(k.into(), v);
+        }
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(table);
+        let env = decode(&props, "rk", b"{}").unwrap();
+        assert_eq!(env.event_type, "order.completed.v1");
+        assert_eq!(env.content_type, "application/json");
+        assert_eq!(env.timestamp, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(env.headers["priority"], "3");
+        assert_eq!(env.headers["subject"], "o-1");
+        // An integer time is milliseconds (AMQP 1.0's timestamp).
+        let mut table = props.headers().clone().unwrap();
+        table.insert("cloudEvents:time".into(), AMQPValue::LongLongInt(1_700_000_000_250));
+        let env = decode(&props.clone().with_headers(table), "rk", b"{}").unwrap();
+        assert_eq!(env.timestamp, UNIX_EPOCH + Duration::from_millis(1_700_000_000_250));
+        // Structured mode.
+        let props =
+            BasicProperties::default().with_content_type(cloudevents::STRUCTURED_JSON.into());
+        let body = br#"{"specversion":"1.0","id":"1","source":"/py","type":"a.v1","data":{}}"#;
+        assert_eq!(decode(&props, "rk", body).unwrap().event_type, "a.v1");
+        // The previous format.
+        let id = Uuid::now_v7();
+        let mut table = FieldTable::default();
+        table.insert(H_TIMESTAMP.into(), long("1763700000.000000005"));
+        table.insert(H_PARTITION_KEY.into(), long("k"));
+        let props = BasicProperties::default()
+            .with_message_id(id.to_string().into())
+            .with_type("old.v1".into())
+            .with_headers(table);
+        assert_eq!(partition_key(&props).as_deref(), Some("k"));
+        let env = decode(&props, "rk", b"x").unwrap();
+        assert_eq!((env.message_id, env.event_type.as_str()), (id, "old.v1"));
+        assert_eq!(env.timestamp, UNIX_EPOCH + Duration::new(1_763_700_000, 5));
+    }
+
+    #[test]
+    fn other_messages_are_refused_with_a_reason() {
         let props = BasicProperties::default();
         let err = decode(&props, "rk", b"x").unwrap_err();
-        assert!(err.contains("message_id"), "{err}");
+        assert!(err.contains("neither a CloudEvent"), "{err}");
+        let mut table = FieldTable::default();
+        table.insert("cloudEvents_id".into(), long("1"));
+        let err = decode(&props.clone().with_headers(table), "rk", b"x").unwrap_err();
+        assert!(err.contains("`specversion` is missing"), "{err}");
+        let structured =
+            BasicProperties::default().with_content_type(cloudevents::STRUCTURED_JSON.into());
+        let err = decode(&structured, "rk", b"{nope").unwrap_err();
+        assert!(err.contains("not a JSON CloudEvent"), "{err}");
         let props = props.with_message_id("not-a-uuid".into());
         let env = best_effort(&props, "rk", b"x");
         assert_eq!(env.event_type, "rk");
@@ -515,7 +702,7 @@ mod tests {
     #[test]
     fn failure_copies_carry_reason_and_drop_broker_headers() {
         let env = full_envelope();
-        let mut props = encode(&env).unwrap().properties;
+        let mut props = encode(&env, "order-service").unwrap().properties;
         let mut table = props.headers().clone().unwrap();
         table.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
         props = props.with_headers(table);

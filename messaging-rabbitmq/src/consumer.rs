@@ -309,7 +309,7 @@ impl GroupConsumer {
         permit: OwnedSemaphorePermit,
     ) {
         // Chain messages of one partition key in arrival order.
-        let key = Headers::of(&delivery.properties).text(codec::H_PARTITION_KEY);
+        let key = codec::partition_key(&delivery.properties);
         let chain = key.map(|key| {
             let seq = self
                 .sequence

@@ -339,7 +339,7 @@ impl RabbitMqBus {
         let Outgoing {
             routing_key,
             properties,
-        } = codec::encode(&request)?;
+        } = codec::encode(&request, &self.shared().service)?;
         let confirm_timeout = self.shared().rabbit.confirm_timeout;
         let sent = link
             .send_confirmed(
@@ -403,7 +403,7 @@ impl RabbitMqBus {
                     let Outgoing {
                         routing_key,
                         properties,
-                    } = codec::encode(envelope)?;
+                    } = codec::encode(envelope, &self.shared().service)?;
                     match link
                         .send(exchange, routing_key, &envelope.payload, properties)
                         .await
@@ -544,7 +544,7 @@ impl EventBus for RabbitMqBus {
             .headers
             .entry(IN_REPLY_TO_HEADER.to_owned())
             .or_insert_with(|| request.message_id.to_string());
-        let Outgoing { properties, .. } = codec::encode(&reply)?;
+        let Outgoing { properties, .. } = codec::encode(&reply, &self.shared().service)?;
         // The reply queue is transient: no need to write answers to disk.
         let properties = properties.with_delivery_mode(codec::TRANSIENT);
         let confirm_timeout = self.shared().rabbit.confirm_timeout;

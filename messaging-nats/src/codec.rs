@@ -194,6 +194,11 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Enve
         return cloudevents::from_structured(payload).map_err(|e| e.to_string());
     }
     if !attributes.is_empty() {
+        // Producers that follow the HTTP binding put `datacontenttype` in
+        // `Content-Type`; `ce-datacontenttype`, read later, wins.
+        if let Some(content_type) = content_type {
+            attributes.insert(0, (cloudevents::attribute::DATACONTENTTYPE, content_type.to_owned()));
+        }
         return cloudevents::from_attributes(attributes, payload).map_err(|e| e.to_string());
     }
     if let Some(json) = header(headers, H_ENVELOPE) {

@@ -9,11 +9,13 @@
 //! Work: ~200-byte persistent messages through a durable topic exchange into
 //! one durable quorum queue (the chassis default), publisher confirms with
 //! 1000 in flight, consumption with manual acks and prefetch 500 (rate from
-//! the first delivery to the last message handled). Three sides per round,
+//! the first delivery to the last message handled). Four sides per round,
 //! each on fresh queues, in rotating order: raw lapin with a bare message,
 //! raw lapin sending the same properties and headers the chassis envelope
-//! puts on the wire ("same bytes"), and the chassis provider. Medians of the
-//! rates and of the per-round ratios are printed. Runs in a vhost of its own
+//! puts on the wire ("same bytes": the CloudEvents attributes), raw lapin
+//! sending the previous release's envelope (`chassis-*` headers), and the
+//! chassis provider. Medians of the rates and of the per-round ratios are
+//! printed. Runs in a vhost of its own
 //! (deleted at the end) and takes the crate's broker lock shared, like the
 //! tests.
 
@@ -63,6 +65,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 struct Round {
     bare: (f64, f64),
     same_bytes: (f64, f64),
+    previous_bytes: (f64, f64),
     chassis: (f64, f64),
 }
 
@@ -81,16 +84,47 @@ fn bare_props() -> BasicProperties {
         .with_content_type(JSON_CONTENT_TYPE.into())
 }
 
+fn long(s: String) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
 /// What the chassis puts on the wire for an envelope with no optional field
-/// set: the same properties and the exact-timestamp header, built by hand.
+/// set, built by hand: the CloudEvents attribute headers, the content type
+/// and the secondary properties.
 fn envelope_props() -> BasicProperties {
+    let now = std::time::SystemTime::now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("cloudEvents_specversion", "1.0".to_owned()),
+        ("cloudEvents_id", id.clone()),
+        ("cloudEvents_source", "bench".to_owned()),
+        ("cloudEvents_type", "bench.raw.v1".to_owned()),
+        (
+            "cloudEvents_time",
+            messaging_abstractions::cloudevents::format_time(now),
+        ),
+    ] {
+        headers.insert(name.into(), long(value));
+    }
+    let secs = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    bare_props()
+        .with_message_id(id.into())
+        .with_type("bench.raw.v1".into())
+        .with_timestamp(secs)
+        .with_headers(headers)
+}
+
+/// What the previous release put on the wire for the same envelope: the
+/// properties and the exact-timestamp header.
+fn previous_props() -> BasicProperties {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     let mut headers = FieldTable::default();
     headers.insert(
         "chassis-timestamp".into(),
-        AMQPValue::LongString(format!("{}.{:09}", now.as_secs(), now.subsec_nanos()).into()),
+        long(format!("{}.{:09}", now.as_secs(), now.subsec_nanos())),
     );
     bare_props()
         .with_message_id(uuid::Uuid::now_v7().to_string().into())
@@ -374,26 +408,40 @@ fn main() {
             let url = vhost.url();
             let bare_queue = format!("raw-bare-{round}");
             let same_queue = format!("raw-same-{round}");
+            let previous_queue = format!("raw-previous-{round}");
             let group = format!("chassis-{round}");
             // Rotate who goes first so drift in the machine's load hits all.
             let mut r = Round {
                 bare: (0.0, 0.0),
                 same_bytes: (0.0, 0.0),
+                previous_bytes: (0.0, 0.0),
                 chassis: (0.0, 0.0),
             };
-            for step in 0..3 {
-                match (round + step) % 3 {
+            for step in 0..4 {
+                match (round + step) % 4 {
                     0 => r.bare = raw_round(&url, &bare_queue, messages, bare_props).await,
                     1 => {
                         r.same_bytes = raw_round(&url, &same_queue, messages, envelope_props).await
+                    }
+                    2 => {
+                        r.previous_bytes =
+                            raw_round(&url, &previous_queue, messages, previous_props).await
                     }
                     _ => r.chassis = chassis_round(&config, &group, messages).await,
                 }
             }
             println!(
-                "round {round}: publish raw {:.0}/s, raw same bytes {:.0}/s, chassis {:.0}/s; \
-                 consume raw {:.0}/s, raw same bytes {:.0}/s, chassis {:.0}/s",
-                r.bare.0, r.same_bytes.0, r.chassis.0, r.bare.1, r.same_bytes.1, r.chassis.1
+                "round {round}: publish raw {:.0}/s, raw same bytes {:.0}/s, raw previous bytes \
+                 {:.0}/s, chassis {:.0}/s; consume raw {:.0}/s, raw same bytes {:.0}/s, raw \
+                 previous bytes {:.0}/s, chassis {:.0}/s",
+                r.bare.0,
+                r.same_bytes.0,
+                r.previous_bytes.0,
+                r.chassis.0,
+                r.bare.1,
+                r.same_bytes.1,
+                r.previous_bytes.1,
+                r.chassis.1
             );
             results.push(r);
         }
@@ -407,7 +455,7 @@ fn main() {
          ratio = median of the per-round ratios chassis / raw"
     );
     println!(
-        "raw = bare lapin message (delivery mode, content type); raw same bytes = lapin sending the chassis envelope's properties and headers"
+        "raw = bare lapin message (delivery mode, content type); raw same bytes = lapin sending the chassis envelope's properties and headers (CloudEvents); previous bytes = the previous release's (chassis-* headers)"
     );
     for (what, get) in [
         (
@@ -420,12 +468,14 @@ fn main() {
         )| p.1),
     ] {
         println!(
-            "{what}: raw {:>6.0}/s | raw same bytes {:>6.0}/s | chassis {:>6.0}/s | ratio vs raw {:.2} | vs raw same bytes {:.2}",
+            "{what}: raw {:>6.0}/s | raw same bytes {:>6.0}/s | raw previous bytes {:>6.0}/s | chassis {:>6.0}/s | ratio vs raw {:.2} | vs raw same bytes {:.2} | same bytes vs previous bytes {:.2}",
             pick(&|r| get(r.bare)),
             pick(&|r| get(r.same_bytes)),
+            pick(&|r| get(r.previous_bytes)),
             pick(&|r| get(r.chassis)),
             pick(&|r| get(r.chassis) / get(r.bare)),
             pick(&|r| get(r.chassis) / get(r.same_bytes)),
+            pick(&|r| get(r.same_bytes) / get(r.previous_bytes)),
         );
     }
     println!(

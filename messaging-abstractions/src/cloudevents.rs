@@ -205,10 +205,7 @@ pub fn attributes<'a>(
     if !rest.is_empty() {
         // A map of strings always serializes.
         let json = serde_json::to_string(&rest).unwrap_or_default();
-        out.push((
-            Cow::Borrowed(attribute::CHASSISHEADERS),
-            Cow::Owned(json),
-        ));
+        out.push((Cow::Borrowed(attribute::CHASSISHEADERS), Cow::Owned(json)));
     }
     out
 }
@@ -272,10 +269,7 @@ pub fn from_attributes<N: AsRef<str>>(
     let source = required(source, attribute::SOURCE)?;
     envelope.event_type = required(event_type, attribute::TYPE)?;
     envelope.message_id = Uuid::parse_str(&id).unwrap_or_else(|_| {
-        Uuid::new_v5(
-            &FOREIGN_ID_NAMESPACE,
-            format!("{source}\n{id}").as_bytes(),
-        )
+        Uuid::new_v5(&FOREIGN_ID_NAMESPACE, format!("{source}\n{id}").as_bytes())
     });
     envelope.timestamp = match time {
         None => SystemTime::now(),
@@ -293,7 +287,7 @@ pub fn from_attributes<N: AsRef<str>>(
 /// type `application/json` unless the event names another), a string of a
 /// non-JSON content type as its text, `data_base64` as its bytes.
 pub fn from_structured(body: &[u8]) -> Result<Envelope, CloudEventError> {
-    let structured = |reason: String| CloudEventError::Structured(reason);
+    let structured = CloudEventError::Structured;
     let Value::Object(object) =
         serde_json::from_slice::<Value>(body).map_err(|e| structured(e.to_string()))?
     else {
@@ -606,7 +600,11 @@ mod tests {
         let binary = br#"{"specversion":"1.0","id":"1","source":"/py","type":"t.v1",
             "datacontenttype":"application/octet-stream","data_base64":"AAEC"}"#;
         assert_eq!(from_structured(binary).unwrap().payload, [0, 1, 2]);
-        for bad in [&b"[1]"[..], b"{not json", br#"{"specversion":"1.0","a":{}}"#] {
+        for bad in [
+            &b"[1]"[..],
+            b"{not json",
+            br#"{"specversion":"1.0","a":{}}"#,
+        ] {
             assert!(from_structured(bad).is_err());
         }
         assert_eq!(

@@ -157,7 +157,11 @@ fn attribute_value(name: &str, raw: &str) -> Result<String, String> {
             let mut out = String::with_capacity(inner.len());
             let mut chars = inner.chars();
             while let Some(c) = chars.next() {
-                out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+                out.push(if c == '\\' {
+                    chars.next().unwrap_or(c)
+                } else {
+                    c
+                });
             }
             out
         }
@@ -197,7 +201,13 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Enve
         // Producers that follow the HTTP binding put `datacontenttype` in
         // `Content-Type`; `ce-datacontenttype`, read later, wins.
         if let Some(content_type) = content_type {
-            attributes.insert(0, (cloudevents::attribute::DATACONTENTTYPE, content_type.to_owned()));
+            attributes.insert(
+                0,
+                (
+                    cloudevents::attribute::DATACONTENTTYPE,
+                    content_type.to_owned(),
+                ),
+            );
         }
         return cloudevents::from_attributes(attributes, payload).map_err(|e| e.to_string());
     }
@@ -355,10 +365,16 @@ mod tests {
     #[test]
     fn structured_and_previous_messages_are_read() {
         let mut headers = HeaderMap::new();
-        headers.insert("Content-Type", "application/cloudevents+json; charset=utf-8");
+        headers.insert(
+            "Content-Type",
+            "application/cloudevents+json; charset=utf-8",
+        );
         let body = br#"{"specversion":"1.0","id":"1","source":"/py","type":"a.v1","data":[1]}"#;
         let env = decode(Some(&headers), body).unwrap();
-        assert_eq!((env.event_type.as_str(), env.payload.as_slice()), ("a.v1", &b"[1]"[..]));
+        assert_eq!(
+            (env.event_type.as_str(), env.payload.as_slice()),
+            ("a.v1", &b"[1]"[..])
+        );
         let id = Uuid::now_v7();
         let mut headers = HeaderMap::new();
         let previous = format!(

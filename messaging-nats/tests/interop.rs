@@ -37,7 +37,10 @@ async fn publish_raw(prefix: &Prefix, event_type: &str, headers: &[(&str, &str)]
 }
 
 /// A bus subscribed to `event_type` in group `g`, and what its handler gets.
-async fn receiver(prefix: &Prefix, event_type: &str) -> (NatsBus, mpsc::UnboundedReceiver<Envelope>) {
+async fn receiver(
+    prefix: &Prefix,
+    event_type: &str,
+) -> (NatsBus, mpsc::UnboundedReceiver<Envelope>) {
     let bus = NatsBus::connect(&prefix.messaging(), &prefix.nats(), "shipping")
         .await
         .unwrap();

@@ -142,11 +142,8 @@ pub(crate) fn encode(env: &Envelope, source: &str) -> Result<Outgoing, EncodeErr
         .with_message_id(ShortString::from(env.message_id.to_string()))
         .with_type(routing_key.clone());
     if !env.content_type.is_empty() {
-        properties = properties.with_content_type(short_field(
-            et,
-            "the content type",
-            &env.content_type,
-        )?);
+        properties =
+            properties.with_content_type(short_field(et, "the content type", &env.content_type)?);
     }
     if let Some(correlation_id) = &env.correlation_id
         && let Ok(short) = ShortString::try_new(correlation_id.as_str())
@@ -612,7 +609,10 @@ mod tests {
         let h = Headers::of(&props);
         assert_eq!(h.text("cloudEvents_specversion").as_deref(), Some("1.0"));
         assert_eq!(h.text("cloudEvents_id"), Some(env.message_id.to_string()));
-        assert_eq!(h.text("cloudEvents_source").as_deref(), Some("order-service"));
+        assert_eq!(
+            h.text("cloudEvents_source").as_deref(),
+            Some("order-service")
+        );
         assert_eq!(
             h.text("cloudEvents_type").as_deref(),
             Some("order.completed.v1")
@@ -621,7 +621,10 @@ mod tests {
             h.text("cloudEvents_time").as_deref(),
             Some("2025-11-21T04:40:00.123456789Z")
         );
-        assert_eq!(h.text("cloudEvents_correlationid").as_deref(), Some("corr-1"));
+        assert_eq!(
+            h.text("cloudEvents_correlationid").as_deref(),
+            Some("corr-1")
+        );
         assert_eq!(h.text("cloudEvents_tenant").as_deref(), Some("acme"));
         assert!(h.text("cloudEvents_datacontenttype").is_none());
         assert_eq!(
@@ -652,14 +655,23 @@ mod tests {
         let env = decode(&props, "rk", b"{}").unwrap();
         assert_eq!(env.event_type, "order.completed.v1");
         assert_eq!(env.content_type, "application/json");
-        assert_eq!(env.timestamp, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(
+            env.timestamp,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
         assert_eq!(env.headers["priority"], "3");
         assert_eq!(env.headers["subject"], "o-1");
         // An integer time is milliseconds (AMQP 1.0's timestamp).
         let mut table = props.headers().clone().unwrap();
-        table.insert("cloudEvents:time".into(), AMQPValue::LongLongInt(1_700_000_000_250));
+        table.insert(
+            "cloudEvents:time".into(),
+            AMQPValue::LongLongInt(1_700_000_000_250),
+        );
         let env = decode(&props.clone().with_headers(table), "rk", b"{}").unwrap();
-        assert_eq!(env.timestamp, UNIX_EPOCH + Duration::from_millis(1_700_000_000_250));
+        assert_eq!(
+            env.timestamp,
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)
+        );
         // Structured mode.
         let props =
             BasicProperties::default().with_content_type(cloudevents::STRUCTURED_JSON.into());

@@ -120,10 +120,14 @@ async fn a_message_of_the_previous_release_is_handled_with_every_field() {
     )
     .await;
     let got = next(&mut rx).await;
-    let mut expected = Envelope::new("order.completed.v1", "application/json", b"{\"n\":1}".to_vec())
-        .with_correlation_id("corr-1")
-        .with_header("tenant", "acme")
-        .with_header("x-empty", "");
+    let mut expected = Envelope::new(
+        "order.completed.v1",
+        "application/json",
+        b"{\"n\":1}".to_vec(),
+    )
+    .with_correlation_id("corr-1")
+    .with_header("tenant", "acme")
+    .with_header("x-empty", "");
     expected.message_id = id;
     expected.causation_id = Some("cause-9".into());
     expected.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());

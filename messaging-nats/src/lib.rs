@@ -69,9 +69,11 @@
 //! published while a restarted server has restored the stream but not yet
 //! its consumers (seen in the restart test).
 //!
-//! The envelope travels as one JSON header, `Chassis-Envelope`, with the
-//! payload as body (see the `codec` module): every field round-trips
-//! exactly.
+//! The envelope travels as a CloudEvent in the NATS binding's binary
+//! content mode: every attribute of [`messaging_abstractions::cloudevents`]
+//! a `ce-` header (percent-encoded), the payload as body; every field
+//! round-trips exactly. Consumers read binary and structured CloudEvents from
+//! any producer and, for one release, the previous `Chassis-Envelope` format.
 //!
 //! # Consuming
 //!

@@ -75,21 +75,15 @@
 //! [`PublishError::Timeout`]. All publishes of a bus share one channel;
 //! [`EventBus::publish_all`] keeps up to 1000 confirms in flight.
 //!
-//! The envelope travels in AMQP properties and headers and round-trips
-//! exactly (an absent header is `None`, a present one `Some`, even empty):
-//!
-//! | envelope field | AMQP |
-//! |---|---|
-//! | `message_id` | property `message_id` (UUID text) |
-//! | `event_type` | property `type`, and the routing key |
-//! | `correlation_id` | property `correlation_id` (header `chassis-correlation-id` when longer than 255 bytes) |
-//! | `causation_id` | header `chassis-causation-id` |
-//! | `traceparent`, `tracestate` | headers `traceparent`, `tracestate` (W3C names) |
-//! | `timestamp` | header `chassis-timestamp` (`secs.nanos`, exact) and property `timestamp` (seconds) |
-//! | `content_type` | property `content_type` |
-//! | `partition_key` | header `chassis-partition-key` |
-//! | `headers` | header `chassis-headers`, a nested table of strings (so free headers never collide with `x-death` and the like) |
-//! | `payload` | body |
+//! The envelope travels as a CloudEvent in binary content mode and
+//! round-trips exactly: every attribute of
+//! [`messaging_abstractions::cloudevents`] in a `cloudEvents_` header, the
+//! content type in the `content_type` property, the payload as body; the
+//! `message_id`, `type`, `timestamp` and `correlation_id` properties are set
+//! for the broker's tools. Consumers read binary and structured CloudEvents
+//! from any producer and, for one release, the previous `chassis-*` format;
+//! anything else is dead-lettered as undecodable with the reason. The AMQP
+//! 0-9-1 mapping and why: `docs/interop.md`.
 //!
 //! When the connection is down a publish waits for it up to
 //! `messaging.rabbitmq.publish_wait`, then fails with

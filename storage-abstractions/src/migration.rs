@@ -5,20 +5,31 @@ use thiserror::Error;
 
 /// One migration of a service's own tables.
 ///
-/// `sql` runs on every SQL provider unless a provider-specific text is
-/// given: most DDL written with `bigint`, `text`, `uuid`, `timestamptz`,
-/// `jsonb`, `boolean` and `double precision` columns runs unchanged on
-/// PostgreSQL and SQLite (SQLite accepts any type name).
+/// `sql` is the portable text: it runs on every SQL provider. Most DDL
+/// written with `bigint`, `text`, `uuid`, `timestamptz`, `jsonb`, `boolean`
+/// and `double precision` columns runs unchanged everywhere (see
+/// `docs/storage.md`). Where one database needs a different text, add an
+/// override keyed by the provider's dialect name (its `storage.provider`
+/// value, which the provider passes to [`Migration::sql_for`]). The keys are
+/// plain names, so a new SQL provider needs no change here.
 ///
 /// ```
 /// use storage_abstractions::Migration;
 ///
-/// const MIGRATIONS: &[Migration] = &[Migration::new(
-///     1,
-///     "packages",
-///     "CREATE TABLE packages (id uuid PRIMARY KEY, weight_g bigint NOT NULL)",
-/// )];
+/// const MIGRATIONS: &[Migration] = &[
+///     Migration::new(
+///         1,
+///         "packages",
+///         "CREATE TABLE packages (id uuid PRIMARY KEY, weight_g bigint NOT NULL)",
+///     ),
+///     Migration::new(2, "seq", "CREATE SEQUENCE labels").overrides(&[(
+///         "sqlite",
+///         "CREATE TABLE labels (n INTEGER PRIMARY KEY AUTOINCREMENT)",
+///     )]),
+/// ];
 /// assert_eq!(MIGRATIONS[0].sql_for("sqlite"), MIGRATIONS[0].sql);
+/// assert!(MIGRATIONS[1].sql_for("sqlite").starts_with("CREATE TABLE"));
+/// assert_eq!(MIGRATIONS[1].sql_for("postgres"), "CREATE SEQUENCE labels");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migration {
@@ -26,13 +37,11 @@ pub struct Migration {
     pub version: i64,
     /// Short name, shown in logs and errors.
     pub name: &'static str,
-    /// The SQL (one or more statements), without schema prefixes: it runs
-    /// in the service's schema.
+    /// The portable SQL (one or more statements), without schema prefixes:
+    /// it runs in the service's schema.
     pub sql: &'static str,
-    /// PostgreSQL text, when it must differ from `sql`.
-    pub postgres: Option<&'static str>,
-    /// SQLite text, when it must differ from `sql`.
-    pub sqlite: Option<&'static str>,
+    /// Texts replacing `sql` on one dialect: `(dialect name, sql)`.
+    pub overrides: &'static [(&'static str, &'static str)],
 }
 
 impl Migration {
@@ -42,33 +51,27 @@ impl Migration {
             version,
             name,
             sql,
-            postgres: None,
-            sqlite: None,
+            overrides: &[],
         }
     }
 
-    /// The same migration with a PostgreSQL-specific text.
-    pub const fn on_postgres(mut self, sql: &'static str) -> Self {
-        self.postgres = Some(sql);
+    /// The same migration with dialect-specific texts, `(dialect, sql)`.
+    pub const fn overrides(mut self, overrides: &'static [(&'static str, &'static str)]) -> Self {
+        self.overrides = overrides;
         self
     }
 
-    /// The same migration with a SQLite-specific text.
-    pub const fn on_sqlite(mut self, sql: &'static str) -> Self {
-        self.sqlite = Some(sql);
-        self
+    /// The text the provider of dialect `dialect` runs: its override, or the
+    /// portable `sql`.
+    pub fn sql_for(&self, dialect: &str) -> &'static str {
+        self.overrides
+            .iter()
+            .find(|(name, _)| *name == dialect)
+            .map_or(self.sql, |&(_, sql)| sql)
     }
 
-    /// The text `provider` runs.
-    pub fn sql_for(&self, provider: &str) -> &'static str {
-        match provider {
-            "postgres" => self.postgres.unwrap_or(self.sql),
-            "sqlite" => self.sqlite.unwrap_or(self.sql),
-            _ => self.sql,
-        }
-    }
-
-    /// Checks a list: versions strictly increasing and at least 1.
+    /// Checks a list: versions strictly increasing and at least 1, and no
+    /// dialect overridden twice in one migration.
     pub fn validate_list(migrations: &[Migration]) -> Result<(), MigrationError> {
         let mut last = 0;
         for migration in migrations {
@@ -79,6 +82,14 @@ impl Migration {
                 )));
             }
             last = migration.version;
+            for (i, (dialect, _)) in migration.overrides.iter().enumerate() {
+                if migration.overrides[..i].iter().any(|(d, _)| d == dialect) {
+                    return Err(MigrationError::Invalid(format!(
+                        "migration {} ({}): two overrides for dialect `{dialect}`",
+                        migration.version, migration.name
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -121,12 +132,15 @@ mod tests {
     #[test]
     fn provider_texts_and_order() {
         let m = Migration::new(1, "a", "CREATE TABLE a (id bigint)")
-            .on_sqlite("CREATE TABLE a (id INTEGER)");
+            .overrides(&[("sqlite", "CREATE TABLE a (id INTEGER)")]);
         assert_eq!(m.sql_for("postgres"), "CREATE TABLE a (id bigint)");
         assert_eq!(m.sql_for("sqlite"), "CREATE TABLE a (id INTEGER)");
+        assert_eq!(m.sql_for("a-third-dialect"), "CREATE TABLE a (id bigint)");
         assert!(Migration::validate_list(&[m, Migration::new(2, "b", "")]).is_ok());
         assert!(Migration::validate_list(&[Migration::new(2, "b", ""), m]).is_err());
         assert!(Migration::validate_list(&[Migration::new(0, "z", "")]).is_err());
+        let twice = Migration::new(1, "t", "").overrides(&[("sqlite", "a"), ("sqlite", "b")]);
+        assert!(Migration::validate_list(&[twice]).is_err());
     }
 
     #[test]

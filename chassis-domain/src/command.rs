@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use messaging_abstractions::{Envelope, EventBus, IntegrationEvent, MessageContext};
+use messaging_abstractions::{Envelope, EventBus, EventBusExt, IntegrationEvent, MessageContext};
 use storage_abstractions::Transaction;
 use tracing::Instrument;
 use uuid::Uuid;

@@ -542,17 +542,13 @@ struct PgSchema {
 
 impl PgSchema {
     async fn new() -> Self {
-        use chassis_domain::storage::PostgresConfig;
+        use storage_postgres::PostgresConfig;
         let schema = format!("chassis_saga_{}", uuid::Uuid::new_v4().simple());
-        let config = StorageConfig {
-            provider: "postgres".into(),
-            postgres: PostgresConfig {
-                url: POSTGRES_URL.into(),
-                schema: schema.clone(),
-                max_connections: 6,
-                ..PostgresConfig::default()
-            },
-            ..StorageConfig::default()
+        let config = PostgresConfig {
+            url: POSTGRES_URL.into(),
+            schema: schema.clone(),
+            max_connections: 6,
+            ..PostgresConfig::default()
         };
         let store = storage_postgres::PostgresStore::connect(&config)
             .await

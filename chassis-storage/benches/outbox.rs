@@ -25,8 +25,8 @@ use messaging_inmemory::InMemoryBus;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
-use storage_abstractions::{OutboxConfig, PostgresConfig, StorageConfig, Store};
-use storage_postgres::PostgresStore;
+use storage_abstractions::{OutboxConfig, StorageConfig, Store};
+use storage_postgres::{PostgresConfig, PostgresStore};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -239,14 +239,14 @@ async fn main() {
     let tasks = env_or("BENCH_TASKS", if smoke { 2 } else { 16 });
     let seconds = env_or("BENCH_SECONDS", if smoke { 1 } else { 5 });
     let schema = format!("chassis_bench_{}", uuid::Uuid::new_v4().simple());
+    let postgres = PostgresConfig {
+        url: URL.into(),
+        schema: schema.clone(),
+        max_connections: (tasks as u32 + 4).max(8),
+        ..PostgresConfig::default()
+    };
     let config = StorageConfig {
         provider: "postgres".into(),
-        postgres: PostgresConfig {
-            url: URL.into(),
-            schema: schema.clone(),
-            max_connections: (tasks as u32 + 4).max(8),
-            ..PostgresConfig::default()
-        },
         outbox: OutboxConfig {
             batch_size: 500,
             ..OutboxConfig::default()
@@ -254,7 +254,7 @@ async fn main() {
         ..StorageConfig::default()
     };
     let store: Arc<dyn Store> = Arc::new(
-        PostgresStore::connect(&config)
+        PostgresStore::connect(&postgres)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {URL} is required: {e}")),
     );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use messaging_abstractions::{Envelope, EventBus, PublishError};
+use messaging_abstractions::{Envelope, EventBus, EventBusExt, PublishError};
 use storage_abstractions::{OutboxConfig, OutboxRecord, OutboxStore, StorageError};
 use thiserror::Error;
 use tokio::sync::watch;

@@ -7,22 +7,17 @@ mod common;
 use std::sync::Arc;
 
 use sqlx::Connection;
-use storage_abstractions::{PostgresConfig, StorageConfig};
-use storage_postgres::PostgresStore;
+use storage_postgres::{PostgresConfig, PostgresStore};
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 async fn fixture() -> common::Fixture {
     let schema = format!("chassis_storage_{}", uuid::Uuid::new_v4().simple());
-    let config = StorageConfig {
-        provider: "postgres".into(),
-        postgres: PostgresConfig {
-            url: URL.into(),
-            schema: schema.clone(),
-            max_connections: 6,
-            ..PostgresConfig::default()
-        },
-        ..StorageConfig::default()
+    let config = PostgresConfig {
+        url: URL.into(),
+        schema: schema.clone(),
+        max_connections: 6,
+        ..PostgresConfig::default()
     };
     let store = PostgresStore::connect(&config)
         .await

@@ -20,8 +20,8 @@ use chassis_domain::{CommandPipeline, MessageContext};
 use chassis_storage::{Repository, Storage};
 use messaging_abstractions::MessagingConfig;
 use messaging_inmemory::InMemoryBus;
-use storage_abstractions::{OutboxConfig, PostgresConfig, StorageConfig, Store};
-use storage_postgres::PostgresStore;
+use storage_abstractions::{OutboxConfig, StorageConfig, Store};
+use storage_postgres::{PostgresConfig, PostgresStore};
 use storage_sqlite::{SqliteConfig, SqliteStore};
 
 use common::doubles::TestBus;
@@ -41,14 +41,10 @@ async fn open(target: &str) -> Arc<dyn Store> {
             Arc::new(SqliteStore::open(&config).await.expect("open the file"))
         }
         Some(("postgres", schema)) => {
-            let config = StorageConfig {
-                provider: "postgres".into(),
-                postgres: PostgresConfig {
-                    url: POSTGRES_URL.into(),
-                    schema: schema.to_owned(),
-                    ..PostgresConfig::default()
-                },
-                ..StorageConfig::default()
+            let config = PostgresConfig {
+                url: POSTGRES_URL.into(),
+                schema: schema.to_owned(),
+                ..PostgresConfig::default()
             };
             Arc::new(
                 PostgresStore::connect(&config)

@@ -59,9 +59,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chassis_web::{RunningService, ServiceHostBuilder, StartupError};
 use messaging_abstractions::{
-    DeadLetter, Delivery, Envelope, EventBus, EventBusExt, FailureKind, HandlerError,
-    IntegrationEvent, MessageHandler, MessagingConfig, PublishError, RetryPolicy, ShutdownError,
-    SubscribeError, Subscription,
+    DeadLetter, Delivery, Envelope, EventBus, EventBusExt, EventBusHooks, FailureKind,
+    HandlerError, IntegrationEvent, MessageHandler, MessagingConfig, PublishError, RetryPolicy,
+    ShutdownError, SubscribeError, Subscription,
 };
 use messaging_inmemory::InMemoryBus;
 use tokio::sync::Notify;
@@ -347,18 +347,26 @@ impl MessageHandler for Recording {
     }
 }
 
+/// Batches keep the wrapped bus' own (pipelined) path.
+#[async_trait]
+impl EventBusHooks for TestBus {
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
+        self.inner.publish_all(envelopes).await
+    }
+}
+
 #[async_trait]
 impl EventBus for TestBus {
     fn provider(&self) -> &'static str {
         self.inner.provider()
     }
 
-    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
-        self.inner.publish(envelope).await
+    fn hooks(&self) -> Option<&dyn EventBusHooks> {
+        Some(self)
     }
 
-    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
-        self.inner.publish_all(envelopes).await
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        self.inner.publish(envelope).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {

@@ -649,6 +649,9 @@ impl Configuration {
         for (key, value) in traces_init::provider_sections(self).unwrap_or_default() {
             insert_at(&mut tree, key, value);
         }
+        for (key, value) in storage_init::provider_sections(self).unwrap_or_default() {
+            insert_at(&mut tree, key, value);
+        }
         // Then whatever else was loaded: a service's own sections, the
         // sections of providers not compiled in.
         let raw: serde_json::Value = self.raw.clone().try_deserialize().unwrap_or_default();

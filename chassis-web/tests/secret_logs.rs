@@ -36,9 +36,9 @@ async fn secrets_never_reach_the_logs() {
             // The configuration really holds the secrets.
             let chassis = ctx.chassis();
             assert_eq!(chassis.security.auth.api_keys[0].expose(), API_KEY);
-            let password = chassis.storage.postgres.password.as_ref().unwrap();
+            let password: chassis_core::Secret = ctx.section("storage.postgres.password").unwrap();
             assert_eq!(password.expose(), DB_PASSWORD);
-            tracing::info!(config = ?chassis, "effective configuration");
+            tracing::info!(config = ?chassis, ?password, "effective configuration");
             Router::new().route("/orders", get(|| async { "ok" }))
         })
         .start()

@@ -67,6 +67,43 @@ async fn wrong_type_and_out_of_range_name_key_and_expectation() {
 }
 
 #[tokio::test]
+async fn misspelled_provider_keys_fail_before_any_connection_naming_the_layer() {
+    // The bus is configured for a RabbitMQ server that does not exist: the
+    // misspelled storage key must fail first, before anything connects.
+    let unreachable = [
+        ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq"),
+        (
+            "CHASSIS__MESSAGING__RABBITMQ__URL",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+        ),
+    ];
+    let err = start_error(&[
+        unreachable[0],
+        unreachable[1],
+        ("CHASSIS__STORAGE__SQLLITE__PATH", "x.db"),
+    ])
+    .await;
+    assert!(
+        err.starts_with("storage.sqllite: expected a key of [storage] (provider, outbox, inbox) or a provider's section"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("found an unknown key (from env CHASSIS__STORAGE__SQLLITE__PATH)"),
+        "{err}"
+    );
+
+    let err = start_error(&[("CHASSIS__MESSAGING__RABBIT__URL", "amqp://x")]).await;
+    assert!(
+        err.starts_with("messaging.rabbit: expected a key of [messaging]"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("(from env CHASSIS__MESSAGING__RABBIT__URL)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn occupied_port_is_reported() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

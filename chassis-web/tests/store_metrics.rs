@@ -20,7 +20,7 @@ use messaging_abstractions::{Envelope, Handlers, IntegrationEvent, Subscription}
 use prometheus_parse::{Sample, Scrape, Value};
 use serde::{Deserialize, Serialize};
 use storage_abstractions::{StorageConfig, StorageError, Store};
-use storage_postgres::PostgresStore;
+use storage_postgres::{PostgresConfig, PostgresStore};
 use tokio::sync::mpsc;
 
 const SERVICE: &str = "pool-test";
@@ -35,18 +35,24 @@ impl IntegrationEvent for Placed {
     const EVENT_TYPE: &'static str = "test.placed.v1";
 }
 
-fn storage_config(schema: &str) -> StorageConfig {
+fn storage_config() -> StorageConfig {
     let mut config = StorageConfig {
         provider: "postgres".into(),
         ..StorageConfig::default()
     };
-    config.postgres.url = "postgres://postgres@127.0.0.1:5432/test".into();
-    config.postgres.schema = schema.into();
-    config.postgres.max_connections = MAX_CONNECTIONS;
-    config.postgres.min_connections = 0;
-    config.postgres.acquire_timeout = Duration::from_millis(300);
     config.outbox.poll_interval = Duration::from_millis(50);
     config
+}
+
+fn postgres_config(schema: &str) -> PostgresConfig {
+    PostgresConfig {
+        url: "postgres://postgres@127.0.0.1:5432/test".into(),
+        schema: schema.into(),
+        max_connections: MAX_CONNECTIONS,
+        min_connections: 0,
+        acquire_timeout: Duration::from_millis(300),
+        ..PostgresConfig::default()
+    }
 }
 
 /// Drops the test's schema, pass or fail.
@@ -142,8 +148,12 @@ async fn postgres_pool_and_relay_delay_are_exported() {
         "metrics_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     ));
-    let config = storage_config(&schema.0);
-    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&config).await.unwrap());
+    let config = storage_config();
+    let store: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect(&postgres_config(&schema.0))
+            .await
+            .unwrap(),
+    );
     let (handled_tx, mut handled) = mpsc::unbounded_channel();
     let dir = TempDir::new();
     let relay_config = config.clone();

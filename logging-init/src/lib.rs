@@ -28,7 +28,7 @@
 
 use std::sync::Arc;
 
-use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
+use chassis_core::provider::{ProviderError, ProviderTable};
 pub use logging_abstractions::{LogContext, NoLogContext};
 use logging_abstractions::{LoggingConfig, LoggingConfigError};
 use tracing_subscriber::Registry;
@@ -40,16 +40,32 @@ pub use tracing_subscriber::Layer;
 /// A layer of the global subscriber (a provider's, or an extra one).
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
 
-/// Every provider `logging.provider` accepts, and whether it is compiled in.
-pub const PROVIDERS: ProviderTable = ProviderTable {
-    concern: "logging",
-    init_crate: "logging-init",
-    providers: &[ProviderInfo::new(
-        "console",
-        "console",
-        cfg!(feature = "console"),
-    )],
-};
+/// Every provider `logging.provider` accepts, one line each: its name, the
+/// cargo feature compiling it in and the function building its layer. The
+/// one list of the concern's provider names.
+pub fn providers() -> ProviderTable<BuildLayer> {
+    ProviderTable::new(
+        "logging",
+        "logging-init",
+        vec![chassis_core::provider!(
+            "console",
+            feature = "console",
+            console as BuildLayer
+        )],
+    )
+}
+
+/// Builds a provider's layer, its lines carrying the fields of the context.
+pub type BuildLayer =
+    fn(&LoggingConfig, Arc<dyn LogContext>) -> Result<BoxedLayer, LoggingInitError>;
+
+#[cfg(feature = "console")]
+fn console(
+    config: &LoggingConfig,
+    context: Arc<dyn LogContext>,
+) -> Result<BoxedLayer, LoggingInitError> {
+    Ok(logging_console::layer::<Registry>(config, context)?)
+}
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -77,13 +93,9 @@ pub fn build(
     context: Arc<dyn LogContext>,
 ) -> Result<BoxedLayer, LoggingInitError> {
     config.validate()?;
-    let provider = PROVIDERS.resolve(&config.provider)?;
-    match provider.name {
-        #[cfg(feature = "console")]
-        "console" => Ok(logging_console::layer::<Registry>(config, context)?),
-        // `resolve` only returns compiled-in providers, and each has an arm.
-        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
-    }
+    let table = providers();
+    let provider = table.resolve(&config.provider)?;
+    (provider.driver)(config, context)
 }
 
 /// Builds the configured provider and installs it, with `extra` layers, as

@@ -26,23 +26,6 @@ pub trait EventBus: Send + Sync + 'static {
     /// for it (confirmed), never "maybe".
     async fn publish(&self, envelope: Envelope) -> Result<(), PublishError>;
 
-    /// Publishes a message the caller keeps (the typed helpers of
-    /// [`EventBusExt`] return the envelope they sent). Same promise as
-    /// [`EventBus::publish`]; the default clones, providers that encode from
-    /// a reference override it to save the copy.
-    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        self.publish(envelope.clone()).await
-    }
-
-    /// Publishes several messages, in order. Providers pipeline confirms; on
-    /// error, the messages before the failing one may have been published.
-    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
-        for envelope in envelopes {
-            self.publish(envelope).await?;
-        }
-        Ok(())
-    }
-
     /// Starts a consumer in `subscription.group` for the event types of its
     /// handlers. Declares whatever the broker needs (queues, bindings).
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError>;
@@ -92,12 +75,88 @@ pub trait EventBus: Send + Sync + 'static {
     /// then closes. Idempotent.
     async fn shutdown(&self) -> Result<(), ShutdownError>;
 
-    /// For a decorator (metrics, tracing): the bus it wraps, so a host given
-    /// an already decorated bus can decorate the original instead of
-    /// stacking decorators. Providers keep the default, `None`.
+    /// The bus's [`EventBusHooks`] (cheaper publishing, the bus a decorator
+    /// wraps), for a provider or decorator that has them: it returns
+    /// `Some(self)`. Callers use [`EventBusExt`], which falls back to
+    /// [`EventBus::publish`] when there are none.
+    fn hooks(&self) -> Option<&dyn EventBusHooks> {
+        None
+    }
+}
+
+/// What a bus may offer beyond the port: publishing without a copy or in
+/// pipelined batches (the outbox relay's path), and, for a decorator
+/// (metrics, tracing), the bus it wraps. Reached from any `dyn EventBus`
+/// through [`EventBus::hooks`]; every method has a default, so a bus
+/// overrides only what it does better.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use async_trait::async_trait;
+/// use messaging_abstractions::{
+///     Envelope, EventBus, EventBusExt, EventBusHooks, PublishError, ShutdownError,
+///     SubscribeError, Subscription,
+/// };
+///
+/// /// A bus that takes whole batches at once.
+/// struct Batching;
+///
+/// #[async_trait]
+/// impl EventBus for Batching {
+///     fn provider(&self) -> &'static str { "batching" }
+///     async fn publish(&self, _: Envelope) -> Result<(), PublishError> {
+///         Err(PublishError::Unavailable("one at a time is not this bus' way".into()))
+///     }
+///     async fn subscribe(&self, _: Subscription) -> Result<(), SubscribeError> { Ok(()) }
+///     async fn shutdown(&self) -> Result<(), ShutdownError> { Ok(()) }
+///     fn hooks(&self) -> Option<&dyn EventBusHooks> { Some(self) }
+/// }
+///
+/// #[async_trait]
+/// impl EventBusHooks for Batching {
+///     async fn publish_all(&self, _: Vec<Envelope>) -> Result<(), PublishError> { Ok(()) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus: Arc<dyn EventBus> = Arc::new(Batching);
+/// // Through the port: the bus' own batch path, no downcast.
+/// assert!(bus.publish_all(Vec::new()).await.is_ok());
+/// # }
+/// ```
+#[async_trait]
+pub trait EventBusHooks: EventBus {
+    /// Publishes a message the caller keeps (the typed helpers of
+    /// [`EventBusExt`] return the envelope they sent). Same promise as
+    /// [`EventBus::publish`]; the default clones, providers that encode from
+    /// a reference override it to save the copy.
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.publish(envelope.clone()).await
+    }
+
+    /// Publishes several messages, in order. Providers pipeline confirms; on
+    /// error, the messages before the failing one may have been published.
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
+        publish_each(self, envelopes).await
+    }
+
+    /// For a decorator: the bus it wraps, so a host given an already
+    /// decorated bus can decorate the original instead of stacking
+    /// decorators. Providers keep the default, `None`.
     fn decorated(&self) -> Option<Arc<dyn EventBus>> {
         None
     }
+}
+
+/// Publishes `envelopes` one after the other (a bus without a batch path).
+async fn publish_each<B: EventBus + ?Sized>(
+    bus: &B,
+    envelopes: Vec<Envelope>,
+) -> Result<(), PublishError> {
+    for envelope in envelopes {
+        bus.publish(envelope).await?;
+    }
+    Ok(())
 }
 
 /// A message that could not be handled, with why.
@@ -129,9 +188,23 @@ pub trait DeadLetterStore: Send + Sync {
     async fn replay(&self, id: Uuid) -> Result<bool, PublishError>;
 }
 
-/// Typed helpers on any [`EventBus`].
+/// Helpers on any [`EventBus`], `dyn` included: typed publishing, and the
+/// [`EventBusHooks`] with their fallbacks.
 #[async_trait]
 pub trait EventBusExt {
+    /// Publishes a message the caller keeps: the bus' own
+    /// [`EventBusHooks::publish_ref`], else a copy through
+    /// [`EventBus::publish`].
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError>;
+
+    /// Publishes several messages, in order: the bus' own
+    /// [`EventBusHooks::publish_all`] (pipelined), else one by one. On error,
+    /// the messages before the failing one may have been published.
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError>;
+
+    /// The bus a decorator wraps ([`EventBusHooks::decorated`]).
+    fn decorated(&self) -> Option<Arc<dyn EventBus>>;
+
     /// Encodes and publishes `event` with the given context; returns the
     /// envelope that was sent.
     async fn publish_event_in<E: IntegrationEvent>(
@@ -152,6 +225,24 @@ pub trait EventBusExt {
 
 #[async_trait]
 impl<B: EventBus + ?Sized> EventBusExt for B {
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        match self.hooks() {
+            Some(hooks) => EventBusHooks::publish_ref(hooks, envelope).await,
+            None => self.publish(envelope.clone()).await,
+        }
+    }
+
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
+        match self.hooks() {
+            Some(hooks) => EventBusHooks::publish_all(hooks, envelopes).await,
+            None => publish_each(self, envelopes).await,
+        }
+    }
+
+    fn decorated(&self) -> Option<Arc<dyn EventBus>> {
+        self.hooks().and_then(EventBusHooks::decorated)
+    }
+
     async fn publish_event_in<E: IntegrationEvent>(
         &self,
         event: &E,

@@ -58,7 +58,7 @@ mod error;
 mod handler;
 pub mod request;
 
-pub use bus::{DeadLetter, DeadLetterStore, EventBus, EventBusExt};
+pub use bus::{DeadLetter, DeadLetterStore, EventBus, EventBusExt, EventBusHooks};
 pub use config::{DeadLetterConfig, MessagingConfig, RetryPolicy};
 pub use envelope::{Envelope, IntegrationEvent, JSON_CONTENT_TYPE, MessageContext};
 pub use error::{DecodeError, EncodeError, PublishError, ShutdownError, SubscribeError};

@@ -7,16 +7,17 @@
 //! | `rabbitmq` | `rabbitmq` | `messaging-rabbitmq` | `[messaging.rabbitmq]` |
 //! | `nats` | `nats` | `messaging-nats` | `[messaging.nats]` |
 //!
-//! [`build`] checks the shared `[messaging]` keys, checks that every other key
-//! of the section is a known provider's subsection, reads the subsection of
-//! the provider it builds (its type, defaults and validation are the
-//! provider's) and starts the provider. A provider named in config but not
-//! compiled in fails with [`MessagingInitError::Provider`], whose message
-//! names the feature to enable: nothing silently falls back to another
-//! provider.
+//! [`check`] checks the shared `[messaging]` keys, that every other key of
+//! the section is a known provider's subsection, and the subsection of the
+//! configured provider (its type, defaults and validation are the
+//! provider's), naming the layer of a wrong value; the host runs it before
+//! it connects to anything. [`build`] checks the same and starts the
+//! provider. A provider named in config but not compiled in fails with
+//! [`MessagingInitError::Provider`], whose message names the feature to
+//! enable: nothing silently falls back to another provider.
 //!
-//! Adding a provider is one crate and one line in [`PROVIDERS`] plus its arm
-//! in [`build`] (see `docs/architecture.md`, "Adding a provider").
+//! Adding a provider is one crate and one line in [`providers`] (see
+//! `docs/architecture.md`, "Adding a provider").
 //!
 //! Every call of [`build`] with `inmemory` creates a new in-process broker.
 //! Services that must talk to each other in one process share one broker:
@@ -42,24 +43,44 @@
 //! # }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chassis_core::config::{ConfigSource, InvalidValue};
-use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
+use chassis_core::provider::{ProviderError, ProviderTable, Section};
 use messaging_abstractions::{EventBus, MessagingConfig};
 use thiserror::Error;
 
-/// Every provider `messaging.provider` accepts, and whether it is compiled
-/// in: the one list of the concern's provider names.
-pub const PROVIDERS: ProviderTable = ProviderTable {
-    concern: "messaging",
-    init_crate: "messaging-init",
-    providers: &[
-        ProviderInfo::new("inmemory", "inmemory", cfg!(feature = "inmemory")),
-        ProviderInfo::new("rabbitmq", "rabbitmq", cfg!(feature = "rabbitmq")),
-        ProviderInfo::new("nats", "nats", cfg!(feature = "nats")),
-    ],
-};
+/// Every provider `messaging.provider` accepts, one line each: its name,
+/// the cargo feature compiling it in and its [`BusDriver`]. The one list of
+/// the concern's provider names.
+pub fn providers<S: ConfigSource + Sync>() -> ProviderTable<BusDriver<S>> {
+    ProviderTable::new(
+        "messaging",
+        "messaging-init",
+        vec![
+            chassis_core::provider!("inmemory", feature = "inmemory", inmemory::driver()),
+            chassis_core::provider!("rabbitmq", feature = "rabbitmq", rabbitmq::driver()),
+            chassis_core::provider!("nats", feature = "nats", nats::driver()),
+        ],
+    )
+}
+
+/// How one messaging provider is read and built, reading its settings from
+/// a source of type `S`.
+pub struct BusDriver<S> {
+    /// Reads and checks the provider's section: `(key, effective value)`.
+    pub settings: fn(&S) -> Result<Section, InvalidValue>,
+    /// Builds the bus for the service named by the `&str`.
+    pub build: for<'a> fn(&'a MessagingConfig, &'a S, &'a str) -> BoxFuture<'a, Built>,
+}
+
+/// What [`BusDriver::build`] gives.
+pub type Built = Result<Arc<dyn EventBus>, MessagingInitError>;
+
+/// The future [`BusDriver::build`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The event bus could not be built.
 #[derive(Debug, Error)]
@@ -83,7 +104,7 @@ pub enum MessagingInitError {
 
 /// The providers compiled into this build.
 pub fn compiled_providers() -> Vec<&'static str> {
-    PROVIDERS.compiled()
+    providers::<chassis_core::config::Defaults>().compiled()
 }
 
 /// Checks the `messaging` section without building anything: the shared
@@ -91,156 +112,147 @@ pub fn compiled_providers() -> Vec<&'static str> {
 /// subsection of the configured provider. Errors name the layer.
 pub fn check(
     config: &MessagingConfig,
-    source: &impl ConfigSource,
+    source: &(impl ConfigSource + Sync),
 ) -> Result<(), MessagingInitError> {
-    let provider = PROVIDERS.resolve(&config.provider)?;
-    shared_checks(config, source)?;
-    match provider.name {
-        #[cfg(feature = "inmemory")]
-        "inmemory" => inmemory_settings(source).map(drop),
-        #[cfg(feature = "rabbitmq")]
-        "rabbitmq" => rabbitmq_settings(source).map(drop),
-        #[cfg(feature = "nats")]
-        "nats" => nats_settings(source).map(drop),
-        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
-    }
+    let table = providers();
+    let provider = table.resolve(&config.provider)?;
+    config.validate().map_err(|e| source.locate(e))?;
+    table
+        .check_sections(&config.other_keys, MessagingConfig::KEYS)
+        .map_err(|e| source.locate(e))?;
+    (provider.driver.settings)(source)?;
+    Ok(())
 }
 
 /// Builds the event bus `config.provider` names, for the service
 /// `service_name` (the RabbitMQ connection is named after it); the
 /// provider's own settings are read from `source` (the host passes the
 /// loaded configuration).
-pub async fn build(
+pub async fn build<S: ConfigSource + Sync>(
     config: &MessagingConfig,
-    source: &impl ConfigSource,
+    source: &S,
     service_name: &str,
 ) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    let provider = PROVIDERS.resolve(&config.provider)?;
-    shared_checks(config, source)?;
-    match provider.name {
-        #[cfg(feature = "inmemory")]
-        "inmemory" => {
-            let settings = inmemory_settings(source)?;
-            Ok(Arc::new(messaging_inmemory::InMemoryBus::with_settings(
-                config, &settings,
-            )))
-        }
-        #[cfg(feature = "rabbitmq")]
-        "rabbitmq" => {
-            let settings = rabbitmq_settings(source)?;
-            build_rabbitmq(config, &settings, source, service_name).await
-        }
-        #[cfg(feature = "nats")]
-        "nats" => {
-            let settings = nats_settings(source)?;
-            build_nats(config, &settings, source, service_name).await
-        }
-        // `resolve` returns only compiled-in providers, each of which has an arm.
-        _ => {
-            let _ = service_name;
-            Err(PROVIDERS.not_compiled_in(provider).into())
-        }
-    }
+    check(config, source)?;
+    let table = providers::<S>();
+    let provider = table.resolve(&config.provider)?;
+    (provider.driver.build)(config, source, service_name).await
 }
 
 /// The effective settings of every compiled-in provider, as
 /// `(section key, value)`, secrets redacted: what `--print-config` shows.
 pub fn provider_sections(
-    source: &impl ConfigSource,
-) -> Result<Vec<(&'static str, serde_json::Value)>, MessagingInitError> {
-    let sections = vec![
-        #[cfg(feature = "inmemory")]
-        (
-            messaging_inmemory::InMemoryConfig::SECTION,
-            to_json(&inmemory_settings(source)?),
-        ),
-        #[cfg(feature = "rabbitmq")]
-        (
-            messaging_rabbitmq::RabbitMqConfig::SECTION,
-            to_json(&rabbitmq_settings(source)?),
-        ),
-        #[cfg(feature = "nats")]
-        (
-            messaging_nats::NatsConfig::SECTION,
-            to_json(&nats_settings(source)?),
-        ),
-    ];
-    let _ = source;
-    Ok(sections)
+    source: &(impl ConfigSource + Sync),
+) -> Result<Vec<Section>, MessagingInitError> {
+    providers()
+        .compiled_drivers()
+        .map(|provider| Ok((provider.driver.settings)(source)?))
+        .collect()
 }
 
+/// A provider section, read and checked, as shown by `--print-config`.
 #[cfg(any(feature = "inmemory", feature = "rabbitmq", feature = "nats"))]
-fn to_json(settings: &impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(settings).unwrap_or_default()
+fn section<T: serde::de::DeserializeOwned + serde::Serialize, R>(
+    source: &impl ConfigSource,
+    key: &'static str,
+    validate: fn(&T) -> Result<R, InvalidValue>,
+) -> Result<Section, InvalidValue> {
+    let settings: T = source.read_valid(key, validate)?;
+    Ok((key, serde_json::to_value(settings).unwrap_or_default()))
 }
 
-fn shared_checks(
-    config: &MessagingConfig,
+/// The bus a provider's `connect` returned, or its error: a settings error
+/// (`invalid` picks it out) names its layer, anything else is the
+/// provider failing to start.
+#[cfg(any(feature = "rabbitmq", feature = "nats"))]
+fn started<B: EventBus, E: std::error::Error + Send + Sync + 'static>(
+    provider: &'static str,
     source: &impl ConfigSource,
-) -> Result<(), MessagingInitError> {
-    config.validate().map_err(|e| source.locate(e))?;
-    PROVIDERS
-        .check_sections(&config.other_keys, MessagingConfig::KEYS)
-        .map_err(|e| source.locate(e))?;
-    Ok(())
-}
-
-#[cfg(feature = "inmemory")]
-fn inmemory_settings(
-    source: &impl ConfigSource,
-) -> Result<messaging_inmemory::InMemoryConfig, MessagingInitError> {
-    use messaging_inmemory::InMemoryConfig;
-    Ok(source.read_valid(InMemoryConfig::SECTION, InMemoryConfig::validate)?)
-}
-
-#[cfg(feature = "rabbitmq")]
-fn rabbitmq_settings(
-    source: &impl ConfigSource,
-) -> Result<messaging_rabbitmq::RabbitMqConfig, MessagingInitError> {
-    use messaging_rabbitmq::RabbitMqConfig;
-    Ok(source.read_valid(RabbitMqConfig::SECTION, RabbitMqConfig::validate)?)
-}
-
-#[cfg(feature = "rabbitmq")]
-async fn build_rabbitmq(
-    config: &MessagingConfig,
-    settings: &messaging_rabbitmq::RabbitMqConfig,
-    source: &impl ConfigSource,
-    service_name: &str,
+    connected: Result<B, E>,
+    invalid: impl FnOnce(E) -> Result<InvalidValue, E>,
 ) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    use messaging_rabbitmq::{RabbitMqBus, RabbitMqError};
-    match RabbitMqBus::connect(config, settings, service_name).await {
+    match connected.map_err(invalid) {
         Ok(bus) => Ok(Arc::new(bus)),
-        Err(RabbitMqError::InvalidConfig(e)) => Err(source.locate(e).into()),
-        Err(e) => Err(MessagingInitError::ProviderFailed {
-            provider: "rabbitmq",
+        Err(Ok(e)) => Err(source.locate(e).into()),
+        Err(Err(e)) => Err(MessagingInitError::ProviderFailed {
+            provider,
             source: Box::new(e),
         }),
     }
 }
 
-#[cfg(feature = "nats")]
-fn nats_settings(
-    source: &impl ConfigSource,
-) -> Result<messaging_nats::NatsConfig, MessagingInitError> {
-    use messaging_nats::NatsConfig;
-    Ok(source.read_valid(NatsConfig::SECTION, NatsConfig::validate)?)
+#[cfg(feature = "inmemory")]
+mod inmemory {
+    use messaging_inmemory::{InMemoryBus, InMemoryConfig};
+
+    use super::*;
+
+    pub(super) fn driver<S: ConfigSource + Sync>() -> BusDriver<S> {
+        BusDriver {
+            settings: |source| section(source, InMemoryConfig::SECTION, InMemoryConfig::validate),
+            build: |config, source, _| Box::pin(async move { build(config, source) }),
+        }
+    }
+
+    fn build(
+        config: &MessagingConfig,
+        source: &impl ConfigSource,
+    ) -> Result<Arc<dyn EventBus>, MessagingInitError> {
+        let settings = source.read_valid(InMemoryConfig::SECTION, InMemoryConfig::validate)?;
+        Ok(Arc::new(InMemoryBus::with_settings(config, &settings)))
+    }
+}
+
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq {
+    use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig, RabbitMqError};
+
+    use super::*;
+
+    pub(super) fn driver<S: ConfigSource + Sync>() -> BusDriver<S> {
+        BusDriver {
+            settings: |source| section(source, RabbitMqConfig::SECTION, RabbitMqConfig::validate),
+            build: |config, source, service| Box::pin(build(config, source, service)),
+        }
+    }
+
+    async fn build(
+        config: &MessagingConfig,
+        source: &(impl ConfigSource + Sync),
+        service_name: &str,
+    ) -> Result<Arc<dyn EventBus>, MessagingInitError> {
+        let settings = source.read_valid(RabbitMqConfig::SECTION, RabbitMqConfig::validate)?;
+        let connected = RabbitMqBus::connect(config, &settings, service_name).await;
+        started("rabbitmq", source, connected, |e| match e {
+            RabbitMqError::InvalidConfig(invalid) => Ok(invalid),
+            other => Err(other),
+        })
+    }
 }
 
 #[cfg(feature = "nats")]
-async fn build_nats(
-    config: &MessagingConfig,
-    settings: &messaging_nats::NatsConfig,
-    source: &impl ConfigSource,
-    service_name: &str,
-) -> Result<Arc<dyn EventBus>, MessagingInitError> {
-    use messaging_nats::{NatsBus, NatsError};
-    match NatsBus::connect(config, settings, service_name).await {
-        Ok(bus) => Ok(Arc::new(bus)),
-        Err(NatsError::InvalidConfig(e)) => Err(source.locate(e).into()),
-        Err(e) => Err(MessagingInitError::ProviderFailed {
-            provider: "nats",
-            source: Box::new(e),
-        }),
+mod nats {
+    use messaging_nats::{NatsBus, NatsConfig, NatsError};
+
+    use super::*;
+
+    pub(super) fn driver<S: ConfigSource + Sync>() -> BusDriver<S> {
+        BusDriver {
+            settings: |source| section(source, NatsConfig::SECTION, NatsConfig::validate),
+            build: |config, source, service| Box::pin(build(config, source, service)),
+        }
+    }
+
+    async fn build(
+        config: &MessagingConfig,
+        source: &(impl ConfigSource + Sync),
+        service_name: &str,
+    ) -> Result<Arc<dyn EventBus>, MessagingInitError> {
+        let settings = source.read_valid(NatsConfig::SECTION, NatsConfig::validate)?;
+        let connected = NatsBus::connect(config, &settings, service_name).await;
+        started("nats", source, connected, |e| match e {
+            NatsError::InvalidConfig(invalid) => Ok(invalid),
+            other => Err(other),
+        })
     }
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
 use messaging_abstractions::request::{REPLY_TO_HEADER, set_deadline};
 use messaging_abstractions::{
-    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, RequestError,
-    ShutdownError, SubscribeError, Subscription,
+    DeadLetterStore, Envelope, EventBus, EventBusHooks, MessagingConfig, PublishError,
+    RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinSet;
@@ -173,21 +173,29 @@ impl InMemoryBus {
     }
 }
 
+/// The broker takes envelopes by reference: no copy for a caller keeping it.
+#[async_trait]
+impl EventBusHooks for InMemoryBus {
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        if !self.is_open() {
+            return Err(PublishError::ShutDown);
+        }
+        self.broker.publish(envelope).await
+    }
+}
+
 #[async_trait]
 impl EventBus for InMemoryBus {
     fn provider(&self) -> &'static str {
         "inmemory"
     }
 
-    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
-        self.publish_ref(&envelope).await
+    fn hooks(&self) -> Option<&dyn EventBusHooks> {
+        Some(self)
     }
 
-    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        if !self.is_open() {
-            return Err(PublishError::ShutDown);
-        }
-        self.broker.publish(envelope).await
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        EventBusHooks::publish_ref(self, &envelope).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {

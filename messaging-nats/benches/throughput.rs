@@ -29,8 +29,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use messaging_abstractions::{
-    Delivery, Envelope, EventBus, HandlerError, Handlers, JSON_CONTENT_TYPE, MessageHandler,
-    Subscription,
+    Delivery, Envelope, EventBus, EventBusExt, HandlerError, Handlers, JSON_CONTENT_TYPE,
+    MessageHandler, Subscription,
 };
 use messaging_nats::NatsBus;
 use tokio::sync::Notify;

@@ -62,7 +62,7 @@
 //! within `publish_wait` → [`PublishError::Unavailable`] (not connected) or
 //! [`PublishError::Timeout`] (connected, no answer): the outbox tries again
 //! later. A message may then arrive twice (its PubAck was lost), never
-//! silently not at all. [`EventBus::publish_all`] keeps up to 256 PubAcks in
+//! silently not at all. [`EventBusHooks::publish_all`] keeps up to 256 PubAcks in
 //! flight. A message no group takes is kept until `max_age` and never
 //! delivered (a group made later starts with what is published after it).
 //! Not interest retention: it would drop, PubAck and all, a message
@@ -148,8 +148,8 @@ use bytes::Bytes;
 use chassis_core::HealthCheck;
 use messaging_abstractions::request::{IN_REPLY_TO_HEADER, REPLY_TO_HEADER, set_deadline};
 use messaging_abstractions::{
-    DeadLetterStore, EncodeError, Envelope, EventBus, MessagingConfig, PublishError, RequestError,
-    ShutdownError, SubscribeError, Subscription,
+    DeadLetterStore, EncodeError, Envelope, EventBus, EventBusHooks, MessagingConfig, PublishError,
+    RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -164,7 +164,7 @@ use crate::replies::Replies;
 use crate::shared::{NatsHealth, Shared};
 use crate::topology::Names;
 
-/// PubAcks kept in flight by [`EventBus::publish_all`].
+/// PubAcks kept in flight by [`EventBusHooks::publish_all`].
 const PUBLISH_WINDOW: usize = 256;
 
 pub(crate) fn is_stream_not_found(e: &GetStreamError) -> bool {
@@ -381,16 +381,7 @@ impl NatsBus {
 }
 
 #[async_trait]
-impl EventBus for NatsBus {
-    fn provider(&self) -> &'static str {
-        "nats"
-    }
-
-    async fn publish(&self, mut envelope: Envelope) -> Result<(), PublishError> {
-        let payload = Bytes::from(std::mem::take(&mut envelope.payload));
-        self.publish_one(&envelope, payload).await
-    }
-
+impl EventBusHooks for NatsBus {
     async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
         self.publish_one(envelope, Bytes::copy_from_slice(&envelope.payload))
             .await
@@ -401,6 +392,22 @@ impl EventBus for NatsBus {
     /// published).
     async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
         self.publish_pipelined(&envelopes).await
+    }
+}
+
+#[async_trait]
+impl EventBus for NatsBus {
+    fn provider(&self) -> &'static str {
+        "nats"
+    }
+
+    fn hooks(&self) -> Option<&dyn EventBusHooks> {
+        Some(self)
+    }
+
+    async fn publish(&self, mut envelope: Envelope) -> Result<(), PublishError> {
+        let payload = Bytes::from(std::mem::take(&mut envelope.payload));
+        self.publish_one(&envelope, payload).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {

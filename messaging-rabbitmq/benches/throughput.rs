@@ -35,8 +35,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use messaging_abstractions::{
-    Delivery, Envelope, EventBus, HandlerError, Handlers, JSON_CONTENT_TYPE, MessageHandler,
-    Subscription,
+    Delivery, Envelope, EventBus, EventBusExt, HandlerError, Handlers, JSON_CONTENT_TYPE,
+    MessageHandler, Subscription,
 };
 use messaging_rabbitmq::QueueType;
 use tokio::sync::Notify;

@@ -73,7 +73,7 @@
 //! [`PublishError::Unroutable`], a `basic.nack` with
 //! [`PublishError::Rejected`], a missing confirm after `confirm_timeout` with
 //! [`PublishError::Timeout`]. All publishes of a bus share one channel;
-//! [`EventBus::publish_all`] keeps up to 1000 confirms in flight.
+//! [`EventBusHooks::publish_all`] keeps up to 1000 confirms in flight.
 //!
 //! The envelope travels as a CloudEvent in binary content mode and
 //! round-trips exactly: every attribute of
@@ -178,8 +178,8 @@ use chassis_core::HealthCheck;
 use lapin::types::ShortString;
 use messaging_abstractions::request::{IN_REPLY_TO_HEADER, REPLY_TO_HEADER, set_deadline};
 use messaging_abstractions::{
-    DeadLetterStore, Envelope, EventBus, MessagingConfig, PublishError, RequestError,
-    ShutdownError, SubscribeError, Subscription,
+    DeadLetterStore, Envelope, EventBus, EventBusHooks, MessagingConfig, PublishError,
+    RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -197,7 +197,7 @@ use crate::replies::Replies;
 /// How long [`EventBus::shutdown`] waits for in-flight handlers.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Confirms kept in flight by [`EventBus::publish_all`].
+/// Confirms kept in flight by [`EventBusHooks::publish_all`].
 const CONFIRM_WINDOW: usize = 1000;
 
 /// The RabbitMQ event bus. Cheap to clone: clones share the connection.
@@ -447,13 +447,10 @@ impl RabbitMqBus {
 }
 
 #[async_trait]
-impl EventBus for RabbitMqBus {
-    fn provider(&self) -> &'static str {
-        "rabbitmq"
-    }
-
-    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
-        self.publish_in_order(std::slice::from_ref(&envelope)).await
+impl EventBusHooks for RabbitMqBus {
+    /// Encodes from the reference: no copy.
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.publish_in_order(std::slice::from_ref(envelope)).await
     }
 
     /// Pipelined: up to 1000 confirms in flight on the shared channel. An
@@ -461,6 +458,21 @@ impl EventBus for RabbitMqBus {
     /// it may have been published).
     async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
         self.publish_in_order(&envelopes).await
+    }
+}
+
+#[async_trait]
+impl EventBus for RabbitMqBus {
+    fn provider(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn hooks(&self) -> Option<&dyn EventBusHooks> {
+        Some(self)
+    }
+
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        self.publish_in_order(std::slice::from_ref(&envelope)).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {

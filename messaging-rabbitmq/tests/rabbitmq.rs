@@ -14,7 +14,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use messaging_abstractions::{
-    EventBus, FailureKind, HandlerError, PublishError, SubscribeError, Subscription,
+    EventBus, EventBusExt, FailureKind, HandlerError, PublishError, SubscribeError, Subscription,
 };
 use messaging_rabbitmq::QueueType;
 use messaging_rabbitmq::RabbitMqError;

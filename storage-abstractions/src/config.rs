@@ -1,76 +1,52 @@
 use std::time::Duration;
 
-use chassis_core::Secret;
-use chassis_core::config::InvalidValue;
+use chassis_core::config::{InvalidValue, OtherKeys};
 use serde::{Deserialize, Serialize};
 
-/// The `storage` section of the chassis configuration.
+/// The `storage` section of the chassis configuration: the keys every
+/// provider shares. Each provider's own settings sit in a subsection named
+/// after it (`[storage.postgres]`, `[storage.sqlite]`), whose type, defaults
+/// and validation live in the provider crate; `storage-init` reads the one
+/// it builds.
 ///
 /// ```toml
 /// [storage]
-/// provider = "postgres"          # or "sqlite", "inmemory"
-/// [storage.postgres]
-/// url = "postgres://app@db:5432/orders"
-/// # password from CHASSIS__STORAGE__POSTGRES__PASSWORD or ..._PASSWORD_FILE
+/// provider = "inmemory"          # see storage-init for the names
+/// [storage.outbox]
+/// batch_size = 100
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct StorageConfig {
-    /// Which provider to build: `inmemory`, `sqlite` or `postgres`.
+    /// Which provider to build (the names `storage-init` knows).
     pub provider: String,
-    /// PostgreSQL settings.
-    pub postgres: PostgresConfig,
-    /// The `storage.sqlite` subsection, as read: `storage-init` hands it to
-    /// the SQLite provider, which owns its keys, defaults and validation
-    /// (`storage_sqlite::SqliteConfig`).
-    pub sqlite: serde_json::Map<String, serde_json::Value>,
     /// Transactional outbox relay.
     pub outbox: OutboxConfig,
     /// Inbox of processed message ids.
     pub inbox: InboxConfig,
+    /// The provider subsections (and anything misspelled), checked by
+    /// `storage-init` against the providers it knows.
+    #[serde(flatten, skip_serializing)]
+    pub other_keys: OtherKeys,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             provider: "inmemory".into(),
-            postgres: PostgresConfig::default(),
-            sqlite: serde_json::Map::new(),
             outbox: OutboxConfig::default(),
             inbox: InboxConfig::default(),
+            other_keys: OtherKeys::default(),
         }
     }
 }
 
 impl StorageConfig {
+    /// The keys this type declares (named in the error about any other).
+    pub const KEYS: &'static [&'static str] = &["provider", "outbox", "inbox"];
+
     /// Checks ranges; the error names the key path and what was expected.
     pub fn validate(&self) -> Result<(), InvalidValue> {
-        let p = &self.postgres;
-        if p.max_connections == 0 {
-            return Err(InvalidValue::new(
-                "storage.postgres.max_connections",
-                "an integer >= 1",
-            ));
-        }
-        if p.min_connections > p.max_connections {
-            return Err(InvalidValue::new(
-                "storage.postgres.min_connections",
-                "an integer <= max_connections",
-            ));
-        }
-        let schema = &p.schema;
-        let schema_ok = schema.len() <= 63
-            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !schema_ok {
-            return Err(InvalidValue::new(
-                "storage.postgres.schema",
-                "an identifier of [a-z0-9_] starting with a letter or `_`, at most 63 characters",
-            )
-            .found(format!("`{schema}`")));
-        }
         if self.outbox.batch_size == 0 {
             return Err(InvalidValue::new(
                 "storage.outbox.batch_size",
@@ -84,49 +60,6 @@ impl StorageConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// PostgreSQL settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// Connection URL. A secret, since URLs may carry a password; prefer
-    /// `password` (or `PASSWORD_FILE`) for that.
-    pub url: Secret,
-    /// Password, overriding any in the URL.
-    pub password: Option<Secret>,
-    /// Schema the chassis tables live in (created if missing).
-    pub schema: String,
-    /// Pool size.
-    pub max_connections: u32,
-    /// Connections kept open when idle.
-    pub min_connections: u32,
-    /// Longest wait for a pooled connection.
-    #[serde(with = "chassis_core::duration")]
-    pub acquire_timeout: Duration,
-    /// Statement timeout set on each connection (`0` = none).
-    #[serde(with = "chassis_core::duration")]
-    pub statement_timeout: Duration,
-    /// Run the embedded migrations at start-up.
-    pub run_migrations: bool,
-    /// Attempts for an operation failing with a transient error.
-    pub retry_attempts: u32,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        Self {
-            url: Secret::new("postgres://postgres@127.0.0.1:5432/postgres"),
-            password: None,
-            schema: "public".into(),
-            max_connections: 10,
-            min_connections: 0,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
-            run_migrations: true,
-            retry_attempts: 3,
-        }
     }
 }
 
@@ -203,59 +136,32 @@ mod tests {
     #[test]
     fn invalid_values_name_the_key() {
         let mut config = StorageConfig::default();
-        config.postgres.max_connections = 0;
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .key
-                .starts_with("storage.postgres.max_connections")
-        );
-
-        let mut config = StorageConfig::default();
-        config.postgres.min_connections = 11;
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .key
-                .starts_with("storage.postgres.min_connections")
-        );
-
-        for bad in ["", "Orders", "1abc", "a;drop"] {
-            let mut config = StorageConfig::default();
-            config.postgres.schema = bad.into();
-            assert!(
-                config
-                    .validate()
-                    .unwrap_err()
-                    .key
-                    .starts_with("storage.postgres.schema")
-            );
-        }
-
-        let mut config = StorageConfig::default();
         config.outbox.batch_size = 0;
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .key
-                .starts_with("storage.outbox.batch_size")
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "storage.outbox.batch_size"
+        );
+        let mut config = StorageConfig::default();
+        config.outbox.max_attempts = 0;
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "storage.outbox.max_attempts"
         );
     }
 
     #[test]
-    fn durations_read_as_text_and_password_is_a_secret() {
+    fn durations_read_as_text_and_provider_subsections_are_kept_as_names() {
         let config: StorageConfig = serde_json::from_value(serde_json::json!({
             "provider": "postgres",
             "postgres": { "acquire_timeout": "250ms", "password": "p4ss" },
+            "sqlite": {},
             "outbox": { "poll_interval": "2s" }
         }))
         .unwrap();
-        assert_eq!(config.postgres.acquire_timeout, Duration::from_millis(250));
         assert_eq!(config.outbox.poll_interval, Duration::from_secs(2));
-        assert_eq!(config.postgres.password.as_ref().unwrap().expose(), "p4ss");
+        let names: Vec<&str> = config.other_keys.0.iter().map(String::as_str).collect();
+        assert_eq!(names, ["postgres", "sqlite"]);
+        // Nothing of a provider's settings is kept here (a password least of all).
         assert!(!format!("{config:?}").contains("p4ss"));
     }
 }

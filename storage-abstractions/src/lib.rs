@@ -4,7 +4,8 @@
 //! a version for optimistic concurrency and a few index entries that simple
 //! queries filter on. That one shape lets a generic repository (in
 //! `chassis-storage`) map any serde aggregate with little code and run
-//! unchanged on every provider (`storage-inmemory`, `storage-postgres`).
+//! unchanged on every provider (`storage-inmemory`, `storage-sqlite`,
+//! `storage-postgres`).
 //!
 //! Everything a command changes goes through one [`Transaction`]: records,
 //! outbox messages (the integration events to publish after commit) and inbox
@@ -30,7 +31,7 @@ mod pool;
 mod record;
 mod store;
 
-pub use config::{InboxConfig, OutboxConfig, PostgresConfig, StorageConfig};
+pub use config::{InboxConfig, OutboxConfig, StorageConfig};
 pub use error::StorageError;
 pub use migration::{Migration, MigrationError};
 pub use outbox::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore};

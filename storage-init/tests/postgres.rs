@@ -2,30 +2,34 @@
 //! `postgres`: `cargo test -p storage-init --features postgres`).
 #![cfg(feature = "postgres")]
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use chassis_core::config::InvalidValue;
+use chassis_core::config::{ConfigSource, InvalidValue, JsonSource};
 use sqlx::{Connection, PgConnection};
-use storage_abstractions::{Record, StorageConfig};
+use storage_abstractions::{Record, StorageConfig, Store};
 use storage_init::StorageInitError;
 
 const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-fn config(schema: &str) -> StorageConfig {
-    let mut config = StorageConfig {
-        provider: "postgres".into(),
-        ..StorageConfig::default()
-    };
-    config.postgres.url = URL.into();
-    config.postgres.schema = schema.into();
-    config.postgres.max_connections = 2;
-    config
+/// Builds from a `[storage]` section with `provider = "postgres"` and
+/// `postgres` as its `[storage.postgres]` (the test's URL unless given).
+async fn build(postgres: serde_json::Value) -> Result<Arc<dyn Store>, StorageInitError> {
+    let mut section = serde_json::json!({"url": URL, "max_connections": 2});
+    section
+        .as_object_mut()
+        .unwrap()
+        .extend(postgres.as_object().unwrap().clone());
+    let source = JsonSource::new(
+        serde_json::json!({"storage": {"provider": "postgres", "postgres": section}}),
+    );
+    let config: StorageConfig = source.read("storage").unwrap();
+    storage_init::build(&config, &source).await
 }
 
 #[tokio::test]
 async fn builds_postgres_from_config() {
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let store = storage_init::build(&config(&schema))
+    let store = build(serde_json::json!({"schema": schema}))
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {URL} is required: {e}"));
     assert_eq!(store.provider(), "postgres");
@@ -54,11 +58,14 @@ async fn builds_postgres_from_config() {
 
 #[tokio::test]
 async fn failures_are_reported_by_kind() {
-    let mut unreachable = config("unused");
-    unreachable.postgres.url = "postgres://postgres@127.0.0.1:1/test".into();
-    unreachable.postgres.retry_attempts = 1;
-    unreachable.postgres.acquire_timeout = Duration::from_secs(1);
-    let error = storage_init::build(&unreachable).await.err().unwrap();
+    let error = build(serde_json::json!({
+        "url": "postgres://postgres@127.0.0.1:1/test",
+        "retry_attempts": 1,
+        "acquire_timeout": "1s",
+    }))
+    .await
+    .err()
+    .unwrap();
     assert!(
         matches!(
             error,
@@ -71,21 +78,28 @@ async fn failures_are_reported_by_kind() {
     );
     assert!(error.to_string().contains("127.0.0.1:1/test"), "{error}");
 
-    let mut bad_url = config("unused");
-    bad_url.postgres.url = "postgres://127.0.0.1:notaport/test".into();
-    match storage_init::build(&bad_url).await.err().unwrap() {
-        StorageInitError::InvalidConfig(InvalidValue { key, .. }) => {
-            assert_eq!(key, "storage.postgres.url")
+    match build(serde_json::json!({"url": "postgres://127.0.0.1:notaport/test"}))
+        .await
+        .err()
+        .unwrap()
+    {
+        StorageInitError::InvalidConfig(InvalidValue { key, layer, .. }) => {
+            assert_eq!(key, "storage.postgres.url");
+            assert_eq!(layer.as_deref(), Some("override in code"));
         }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
 
-    let mut bad_schema = config("Bad-Schema");
-    bad_schema.postgres.schema = "Bad-Schema".into();
-    match storage_init::build(&bad_schema).await.err().unwrap() {
-        StorageInitError::InvalidConfig(InvalidValue { key, .. }) => {
-            assert_eq!(key, "storage.postgres.schema")
-        }
+    match build(serde_json::json!({"schema": "Bad-Schema"}))
+        .await
+        .err()
+        .unwrap()
+    {
+        StorageInitError::InvalidConfig(error) => assert_eq!(
+            error.to_string(),
+            "storage.postgres.schema: expected an identifier of [a-z0-9_] starting with a letter \
+             or `_`, at most 63 characters, found `Bad-Schema` (from override in code)"
+        ),
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use storage_abstractions::{OutboxMessage, Record, StorageConfig, Store};
-use storage_postgres::PostgresStore;
+use storage_abstractions::{OutboxMessage, Record, Store};
+use storage_postgres::{PostgresConfig, PostgresStore};
 use uuid::Uuid;
 
 const RECORDS_PER_WORKER: usize = 16;
@@ -55,13 +55,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn run(url: &str, concurrency: usize, seconds: u64) {
     let schema = format!("bench_{}", Uuid::new_v4().simple());
-    let mut config = StorageConfig {
-        provider: "postgres".into(),
-        ..StorageConfig::default()
+    let config = PostgresConfig {
+        url: url.into(),
+        schema: schema.clone(),
+        max_connections: u32::try_from(concurrency).unwrap_or(u32::MAX),
+        ..PostgresConfig::default()
     };
-    config.postgres.url = url.into();
-    config.postgres.schema = schema.clone();
-    config.postgres.max_connections = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let store = Arc::new(
         PostgresStore::connect(&config)
             .await

@@ -2,7 +2,7 @@
 //! migrated, with outbox and inbox tables.
 //!
 //! [`PostgresStore::connect`] builds a connection pool from
-//! [`storage_abstractions::PostgresConfig`] (`max_connections`,
+//! [`PostgresConfig`], the `[storage.postgres]` section (`max_connections`,
 //! `min_connections`, `acquire_timeout`, `statement_timeout`; `password`
 //! overrides one in the URL), runs the embedded [`migrate::MIGRATIONS`] into
 //! the configured schema when `run_migrations` is set, and starts listening
@@ -24,14 +24,15 @@
 //!   outside the transaction), with the timeout as polling fallback.
 //!
 //! ```no_run
-//! use storage_abstractions::{Record, StorageConfig, Store};
-//! use storage_postgres::PostgresStore;
+//! use storage_abstractions::{Record, Store};
+//! use storage_postgres::{PostgresConfig, PostgresStore};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut config = StorageConfig::default();
-//! config.provider = "postgres".into();
-//! config.postgres.url = "postgres://postgres@127.0.0.1:5432/test".into();
-//! config.postgres.schema = "orders".into();
+//! let config = PostgresConfig {
+//!     url: "postgres://postgres@127.0.0.1:5432/test".into(),
+//!     schema: "orders".into(),
+//!     ..PostgresConfig::default()
+//! };
 //! let store = PostgresStore::connect(&config).await?;
 //! let mut tx = store.begin().await?;
 //! tx.insert(Record::new("orders", "o-1", serde_json::json!({"total": 12}))).await?;
@@ -40,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod error;
 pub mod migrate;
 mod outbox;
@@ -56,11 +58,12 @@ use async_trait::async_trait;
 use chassis_core::{HealthCheck, HealthStatus};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use storage_abstractions::{
-    AcquireObserver, Migration, MigrationError, OutboxStore, PoolStats, PostgresConfig,
-    StorageConfig, StorageError, Store, Transaction,
+    AcquireObserver, Migration, MigrationError, OutboxStore, PoolStats, StorageError, Store,
+    Transaction,
 };
 use tokio::task::JoinHandle;
 
+pub use config::PostgresConfig;
 pub use error::PostgresError;
 pub use outbox::PostgresOutbox;
 use pool::AcquireCounters;
@@ -154,9 +157,8 @@ fn target(options: &PgConnectOptions) -> String {
 impl PostgresStore {
     /// Connects (retrying transient failures), runs the embedded migrations
     /// if `storage.postgres.run_migrations`, and starts the outbox listener.
-    pub async fn connect(config: &StorageConfig) -> Result<PostgresStore, PostgresError> {
-        config.validate().map_err(PostgresError::InvalidConfig)?;
-        let pg = &config.postgres;
+    pub async fn connect(pg: &PostgresConfig) -> Result<PostgresStore, PostgresError> {
+        pg.validate().map_err(PostgresError::InvalidConfig)?;
         let options = connect_options(pg)?;
         let connect_error = |source| PostgresError::Connect {
             target: target(&options),

@@ -41,7 +41,7 @@ pub(crate) async fn run(
             source,
         }
     };
-    // The schema name was validated as [a-z0-9_]+ (StorageConfig::validate),
+    // The schema name was validated as [a-z0-9_]+ (PostgresConfig::validate),
     // so quoting it is enough to use it in DDL.
     let lock_key = format!("chassis-migrations:{schema}");
     let mut applied = Vec::new();

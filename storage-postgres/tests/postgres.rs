@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chassis_core::HealthStatus;
-use storage_abstractions::{OutboxMessage, Record, StorageConfig, Store};
-use storage_postgres::{PostgresError, PostgresStore, migrate};
+use storage_abstractions::{OutboxMessage, Record, Store};
+use storage_postgres::{PostgresConfig, PostgresError, PostgresStore, migrate};
 use uuid::Uuid;
 
 fn message(key: &str) -> OutboxMessage {
@@ -65,7 +65,7 @@ async fn migrations_apply_once_into_the_configured_schema() {
 async fn without_migrations_a_missing_schema_fails_at_use_not_silently() {
     let schema = common::TestSchema::new();
     let mut config = common::config(&schema);
-    config.postgres.run_migrations = false;
+    config.run_migrations = false;
     let store = PostgresStore::connect(&config).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let error = tx.get("orders", "o-1").await.unwrap_err();
@@ -77,16 +77,18 @@ async fn without_migrations_a_missing_schema_fails_at_use_not_silently() {
 #[tokio::test]
 async fn connect_errors_are_precise() {
     let mut config = common::config("unreachable");
-    config.postgres.url = "postgres://postgres@127.0.0.1:1/test".into();
-    config.postgres.retry_attempts = 1;
-    config.postgres.acquire_timeout = Duration::from_secs(1);
+    config.url = "postgres://postgres@127.0.0.1:1/test".into();
+    config.retry_attempts = 1;
+    config.acquire_timeout = Duration::from_secs(1);
     match PostgresStore::connect(&config).await {
         Err(PostgresError::Connect { target, .. }) => assert_eq!(target, "127.0.0.1:1/test"),
         other => panic!("expected Connect error, got {other:?}"),
     }
 
-    let mut config = StorageConfig::default();
-    config.postgres.max_connections = 0;
+    let config = PostgresConfig {
+        max_connections: 0,
+        ..PostgresConfig::default()
+    };
     let error = PostgresStore::connect(&config).await.unwrap_err();
     assert!(
         error
@@ -96,7 +98,7 @@ async fn connect_errors_are_precise() {
     );
 
     let mut config = common::config("x");
-    config.postgres.url = "postgres://127.0.0.1:notaport/test".into();
+    config.url = "postgres://127.0.0.1:notaport/test".into();
     let error = PostgresStore::connect(&config).await.unwrap_err();
     assert!(matches!(error, PostgresError::InvalidUrl(_)), "{error:?}");
 }
@@ -105,7 +107,7 @@ async fn connect_errors_are_precise() {
 async fn statement_timeout_applies_and_surfaces_as_unavailable() {
     let schema = common::TestSchema::new();
     let mut config = common::config(&schema);
-    config.postgres.statement_timeout = Duration::from_millis(200);
+    config.statement_timeout = Duration::from_millis(200);
     let store = PostgresStore::connect(&config).await.unwrap();
     let started = Instant::now();
     let error = sqlx::query("SELECT pg_sleep(5)")

@@ -44,18 +44,8 @@ impl Default for SqliteConfig {
 }
 
 impl SqliteConfig {
-    /// Reads the subsection `storage-init` hands over (the keys under
-    /// `storage.sqlite`, as read), fills defaults and validates.
-    pub fn from_section(
-        section: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Self, InvalidValue> {
-        let config: SqliteConfig =
-            serde_json::from_value(serde_json::Value::Object(section.clone())).map_err(|e| {
-                InvalidValue::new("storage.sqlite", format!("a valid SQLite section: {e}"))
-            })?;
-        config.validate()?;
-        Ok(config)
-    }
+    /// Where the section sits in the configuration.
+    pub const SECTION: &'static str = "storage.sqlite";
 
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), InvalidValue> {
@@ -77,40 +67,43 @@ impl SqliteConfig {
 
 #[cfg(test)]
 mod tests {
+    use chassis_core::config::{ConfigSource, Defaults, JsonSource};
+
     use super::*;
 
-    fn section(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-        value.as_object().unwrap().clone()
+    fn read(section: serde_json::Value) -> Result<SqliteConfig, InvalidValue> {
+        JsonSource::new(serde_json::json!({"storage": {"sqlite": section}}))
+            .read_valid(SqliteConfig::SECTION, SqliteConfig::validate)
     }
 
     #[test]
-    fn defaults_are_in_memory() {
-        let config = SqliteConfig::from_section(&serde_json::Map::new()).unwrap();
+    fn defaults_are_a_private_database() {
+        let config = Defaults
+            .read_valid(SqliteConfig::SECTION, SqliteConfig::validate)
+            .unwrap();
         assert_eq!(config, SqliteConfig::default());
         assert_eq!(config.path, None);
     }
 
     #[test]
-    fn keys_are_read_and_checked() {
-        let config = SqliteConfig::from_section(&section(serde_json::json!({
-            "path": "/tmp/x.db", "busy_timeout": "250ms"
-        })))
-        .unwrap();
+    fn keys_are_read_and_checked_naming_key_and_layer() {
+        let config =
+            read(serde_json::json!({"path": "/tmp/x.db", "busy_timeout": "250ms"})).unwrap();
         assert_eq!(
             config.path.as_deref(),
             Some(std::path::Path::new("/tmp/x.db"))
         );
         assert_eq!(config.busy_timeout, Duration::from_millis(250));
 
-        let error = SqliteConfig::from_section(&section(serde_json::json!({"max_connections": 0})))
-            .unwrap_err();
-        assert_eq!(error.key, "storage.sqlite.max_connections");
-        let error =
-            SqliteConfig::from_section(&section(serde_json::json!({"path": ""}))).unwrap_err();
+        let error = read(serde_json::json!({"max_connections": 0})).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "storage.sqlite.max_connections: expected an integer >= 1 (from override in code)"
+        );
+        let error = read(serde_json::json!({"path": ""})).unwrap_err();
         assert_eq!(error.key, "storage.sqlite.path");
-        let error =
-            SqliteConfig::from_section(&section(serde_json::json!({"file": "x"}))).unwrap_err();
-        assert_eq!(error.key, "storage.sqlite");
-        assert!(error.expected.contains("file"), "{}", error.expected);
+        assert_eq!(error.layer.as_deref(), Some("override in code"));
+        let error = read(serde_json::json!({"file": "x"})).unwrap_err();
+        assert!(error.to_string().contains("file"), "{error}");
     }
 }

@@ -73,27 +73,37 @@ pub mod propagation;
 mod provider;
 
 use chassis_core::config::{ConfigSource, InvalidValue};
-use chassis_core::provider::{ProviderError, ProviderInfo, ProviderTable};
+use chassis_core::provider::{Provider, ProviderError, ProviderTable, Section};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 use traces_abstractions::{EnvLookup, TracingConfig, TracingSettings};
 
 pub use provider::{TracingProvider, TracingShutdownError};
 
-/// Every provider `tracing.provider` accepts, and whether it is compiled
-/// in: the one list of the concern's provider names.
-pub const PROVIDERS: ProviderTable = ProviderTable {
-    concern: "tracing",
-    init_crate: "traces-init",
-    providers: &[
-        ProviderInfo::built_in(NONE),
-        ProviderInfo::new("stdout", "stdout", cfg!(feature = "stdout")),
-        ProviderInfo::new("otlp", "otlp", cfg!(feature = "otlp")),
-    ],
-};
+/// Every provider `tracing.provider` accepts, one line each: its name, the
+/// cargo feature compiling it in and its [`TracesDriver`]. The one list of
+/// the concern's provider names.
+pub fn providers<S: ConfigSource>() -> ProviderTable<TracesDriver<S>> {
+    ProviderTable::new(
+        "tracing",
+        "traces-init",
+        vec![
+            Provider::built_in("none", none::driver()),
+            chassis_core::provider!("stdout", feature = "stdout", stdout::driver()),
+            chassis_core::provider!("otlp", feature = "otlp", otlp::driver()),
+        ],
+    )
+}
 
-/// The provider that records nothing.
-const NONE: &str = "none";
+/// How one tracing provider is read and built, reading its settings from a
+/// source of type `S` and the `OTEL_*` variables through an [`EnvLookup`].
+pub struct TracesDriver<S> {
+    /// Reads and checks the provider's section: `(key, value)`, or `None`
+    /// for a provider without settings of its own.
+    pub settings: fn(&S) -> Result<Option<Section>, TracingInitError>,
+    /// Builds the provider.
+    pub build: fn(&TracingConfig, &S, EnvLookup<'_>) -> Result<TracingProvider, TracingInitError>,
+}
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -123,72 +133,113 @@ pub fn build(
 }
 
 /// [`build`] with the environment read through `env` (tests pass a map).
-#[cfg_attr(
-    not(any(feature = "stdout", feature = "otlp")),
-    allow(unused_variables, reason = "only `none` is compiled in")
-)]
-pub fn build_with_env(
+pub fn build_with_env<S: ConfigSource>(
     config: &TracingConfig,
-    source: &impl ConfigSource,
+    source: &S,
     env: EnvLookup<'_>,
 ) -> Result<TracingProvider, TracingInitError> {
-    let provider = PROVIDERS.resolve(&config.provider)?;
+    let table = providers::<S>();
+    let provider = table.resolve(&config.provider)?;
     // Check even for `none`, so a typo is caught before tracing is switched
     // on in production.
     config.validate().map_err(|e| source.locate(e))?;
-    PROVIDERS
+    table
         .check_sections(&config.other_keys, TracingConfig::KEYS)
         .map_err(|e| source.locate(e))?;
-    let level = provider::span_level(&config.span_level);
-    match provider.name {
-        NONE => Ok(TracingProvider::disabled()),
-        #[cfg(feature = "stdout")]
-        "stdout" => {
-            let settings = config.settings(env).map_err(|e| source.locate(e))?;
-            let sdk = sdk_builder(&settings)
-                .with_span_processor(traces_stdout::span_processor())
-                .build();
-            Ok(TracingProvider::new(provider.name, sdk, settings, level))
-        }
-        #[cfg(feature = "otlp")]
-        "otlp" => {
-            let settings = config.settings(env).map_err(|e| source.locate(e))?;
-            let otlp = otlp_section(source)?
-                .resolve(env)
-                .map_err(|e| source.locate(e))?;
-            let sdk = sdk_builder(&settings)
-                .with_span_processor(traces_otlp::span_processor(&otlp)?)
-                .build();
-            Ok(TracingProvider::new(provider.name, sdk, settings, level))
-        }
-        // `resolve` only returns compiled-in providers, and each has an arm.
-        _ => Err(PROVIDERS.not_compiled_in(provider).into()),
-    }
+    (provider.driver.build)(config, source, env)
 }
 
 /// The configured settings of every compiled-in provider that has a
 /// section, as `(section key, value)`, secrets redacted: what
 /// `--print-config` shows. Unset values that the `OTEL_*` variables or the
 /// defaults fill in at start-up show as `null`.
-pub fn provider_sections(
-    source: &impl ConfigSource,
-) -> Result<Vec<(&'static str, serde_json::Value)>, TracingInitError> {
-    let sections = vec![
-        #[cfg(feature = "otlp")]
-        (
-            traces_otlp::OtlpConfig::SECTION,
-            serde_json::to_value(otlp_section(source)?).unwrap_or_default(),
-        ),
-    ];
-    let _ = source;
+pub fn provider_sections(source: &impl ConfigSource) -> Result<Vec<Section>, TracingInitError> {
+    let mut sections = Vec::new();
+    for provider in providers().compiled_drivers() {
+        sections.extend((provider.driver.settings)(source)?);
+    }
     Ok(sections)
 }
 
-/// The `[tracing.otlp]` section, read and checked.
+/// A provider exporting spans through `processor`.
+#[cfg(any(feature = "stdout", feature = "otlp"))]
+fn exporting(
+    name: &'static str,
+    config: &TracingConfig,
+    settings: TracingSettings,
+    processor: impl opentelemetry_sdk::trace::SpanProcessor + 'static,
+) -> TracingProvider {
+    let sdk = sdk_builder(&settings)
+        .with_span_processor(processor)
+        .build();
+    let level = provider::span_level(&config.span_level);
+    TracingProvider::new(name, sdk, settings, level)
+}
+
+mod none {
+    use super::*;
+
+    pub(super) fn driver<S: ConfigSource>() -> TracesDriver<S> {
+        TracesDriver {
+            settings: |_| Ok(None),
+            build: |_, _, _| Ok(TracingProvider::disabled()),
+        }
+    }
+}
+
+#[cfg(feature = "stdout")]
+mod stdout {
+    use super::*;
+
+    pub(super) fn driver<S: ConfigSource>() -> TracesDriver<S> {
+        TracesDriver {
+            settings: |_| Ok(None),
+            build,
+        }
+    }
+
+    fn build<S: ConfigSource>(
+        config: &TracingConfig,
+        source: &S,
+        env: EnvLookup<'_>,
+    ) -> Result<TracingProvider, TracingInitError> {
+        let settings = config.settings(env).map_err(|e| source.locate(e))?;
+        let processor = traces_stdout::span_processor();
+        Ok(exporting("stdout", config, settings, processor))
+    }
+}
+
 #[cfg(feature = "otlp")]
-fn otlp_section(source: &impl ConfigSource) -> Result<traces_otlp::OtlpConfig, TracingInitError> {
+mod otlp {
     use traces_otlp::OtlpConfig;
-    Ok(source.read_valid(OtlpConfig::SECTION, OtlpConfig::validate)?)
+
+    use super::*;
+
+    pub(super) fn driver<S: ConfigSource>() -> TracesDriver<S> {
+        TracesDriver {
+            settings: |source| {
+                let section = serde_json::to_value(read(source)?).unwrap_or_default();
+                Ok(Some((OtlpConfig::SECTION, section)))
+            },
+            build,
+        }
+    }
+
+    /// The `[tracing.otlp]` section, read and checked.
+    fn read(source: &impl ConfigSource) -> Result<OtlpConfig, TracingInitError> {
+        Ok(source.read_valid(OtlpConfig::SECTION, OtlpConfig::validate)?)
+    }
+
+    fn build<S: ConfigSource>(
+        config: &TracingConfig,
+        source: &S,
+        env: EnvLookup<'_>,
+    ) -> Result<TracingProvider, TracingInitError> {
+        let settings = config.settings(env).map_err(|e| source.locate(e))?;
+        let otlp = read(source)?.resolve(env).map_err(|e| source.locate(e))?;
+        let processor = traces_otlp::span_processor(&otlp)?;
+        Ok(exporting("otlp", config, settings, processor))
+    }
 }
 
 /// The SDK provider builder every exporting provider shares: the resource

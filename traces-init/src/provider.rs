@@ -123,7 +123,7 @@ impl TracingProvider {
     /// The provider of `tracing.provider = "none"`: no layer, nothing to flush.
     pub fn disabled() -> Self {
         Self {
-            name: crate::NONE,
+            name: "none",
             enabled: None,
         }
     }

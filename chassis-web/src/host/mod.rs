@@ -14,7 +14,7 @@ mod running;
 mod start;
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use chassis_core::HealthCheck;
@@ -137,6 +137,69 @@ impl ServiceHostBuilder {
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         self.hooks.push(Box::new(move |ctx| Box::pin(hook(ctx))));
+        self
+    }
+
+    /// Routes built from what a start-up step produced (checked settings, a
+    /// client, a saga runner), so routes neither read a section again nor
+    /// `.expect` what a hook has checked. `start` runs in order with the
+    /// [`on_start`](Self::on_start) hooks — its error aborts start-up like
+    /// theirs — and `routes` receives its value once every hook has run.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use axum::routing::get;
+    /// use chassis_web::{BoxError, ServiceHost};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// #[serde(default)]
+    /// struct Greeting {
+    ///     text: String,
+    /// }
+    /// impl Default for Greeting {
+    ///     fn default() -> Self {
+    ///         Self { text: "hello".into() }
+    ///     }
+    /// }
+    ///
+    /// let host = ServiceHost::builder("greeter").routes_with_state(
+    ///     |ctx| async move {
+    ///         let greeting: Greeting = ctx.section("greeting")?;
+    ///         if greeting.text.is_empty() {
+    ///             return Err(BoxError::from("greeting.text: expected a non-empty text"));
+    ///         }
+    ///         Ok(greeting)
+    ///     },
+    ///     |_ctx, greeting| Router::new().route("/", get(move || async move { greeting.text })),
+    /// );
+    /// # let _ = host;
+    /// ```
+    pub fn routes_with_state<S, F, Fut, R>(mut self, start: F, routes: R) -> Self
+    where
+        S: Send + 'static,
+        F: FnOnce(ServiceContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<S, BoxError>> + Send + 'static,
+        R: FnOnce(&ServiceContext, S) -> Router + Send + 'static,
+    {
+        let slot = Arc::new(Mutex::new(None));
+        let filled = slot.clone();
+        self.hooks.push(Box::new(move |ctx| {
+            Box::pin(async move {
+                let state = start(ctx).await?;
+                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+                Ok(())
+            })
+        }));
+        self.routes.push(Box::new(move |ctx| {
+            // The host runs every start-up hook before it builds a route and
+            // stops at the first that fails: the slot is filled by now.
+            let state = slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .expect("start-up hooks run before routes are built");
+            routes(ctx, state)
+        }));
         self
     }
 

@@ -89,7 +89,7 @@ impl ServiceHostBuilder {
         let config = self.load_config()?;
         let store = match self.store {
             Some(store) => store,
-            None => storage_init::build(&config.chassis().storage).await?,
+            None => storage_init::build(&config.chassis().storage, &config).await?,
         };
         let applied = store.apply_migrations(self.migrations).await;
         store.shutdown().await;
@@ -101,6 +101,14 @@ impl ServiceHostBuilder {
     pub async fn start(self) -> Result<RunningService, StartupError> {
         let config = Arc::new(self.load_config()?);
         let chassis = config.chassis().clone();
+        // Every provider section of the concerns the host builds, before it
+        // connects to anything: a misspelled key fails here, naming its layer.
+        if self.store.is_none() {
+            storage_init::check(&chassis.storage, config.as_ref())?;
+        }
+        if self.bus.is_none() {
+            messaging_init::check(&chassis.messaging, config.as_ref())?;
+        }
         let service = chassis.service.name.clone();
         let version = Some(chassis.service.version.clone()).filter(|v| !v.is_empty());
         let traces = traces_init::build(
@@ -124,7 +132,7 @@ impl ServiceHostBuilder {
             let store = match self.store {
                 Some(store) => store,
                 None => {
-                    let store = storage_init::build(&chassis.storage).await?;
+                    let store = storage_init::build(&chassis.storage, config.as_ref()).await?;
                     concerns.owned_store = Some(store.clone());
                     store
                 }

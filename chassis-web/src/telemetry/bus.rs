@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chassis_core::HealthCheck;
 use messaging_abstractions::request::REPLY_ERROR_HEADER;
 use messaging_abstractions::{
-    DeadLetterStore, Delivery, Envelope, EventBus, HandlerError, MessageHandler, PublishError,
-    RequestError, ShutdownError, SubscribeError, Subscription,
+    DeadLetterStore, Delivery, Envelope, EventBus, EventBusExt, EventBusHooks, HandlerError,
+    MessageHandler, PublishError, RequestError, ShutdownError, SubscribeError, Subscription,
 };
 use traces_init::propagation;
 use tracing::Instrument;
@@ -144,32 +144,6 @@ impl EventBus for InstrumentedBus {
         result
     }
 
-    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        if self.trace {
-            // The envelope must carry the producer span's context: a copy.
-            return self.publish(envelope.clone()).await;
-        }
-        let result = self.inner.publish_ref(envelope).await;
-        self.count_publish(&envelope.event_type, &result);
-        result
-    }
-
-    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
-        if self.trace {
-            for envelope in envelopes {
-                self.publish(envelope).await?;
-            }
-            return Ok(());
-        }
-        let types: Vec<String> = envelopes.iter().map(|e| e.event_type.clone()).collect();
-        let result = self.inner.publish_all(envelopes).await;
-        // On error an unknown prefix went out: count the batch as failed.
-        for event_type in &types {
-            self.count_publish(event_type, &result);
-        }
-        result
-    }
-
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
         let handlers = subscription.handlers.map(|inner| {
             Arc::new(InstrumentedHandler {
@@ -235,6 +209,42 @@ impl EventBus for InstrumentedBus {
 
     async fn shutdown(&self) -> Result<(), ShutdownError> {
         self.inner.shutdown().await
+    }
+
+    fn hooks(&self) -> Option<&dyn EventBusHooks> {
+        Some(self)
+    }
+}
+
+/// Batches and borrowed envelopes reach the wrapped bus' own paths (counted,
+/// and traced one by one when tracing is on); the host unwraps a decorated
+/// bus instead of stacking a second decorator.
+#[async_trait]
+impl EventBusHooks for InstrumentedBus {
+    async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        if self.trace {
+            // The envelope must carry the producer span's context: a copy.
+            return self.publish(envelope.clone()).await;
+        }
+        let result = self.inner.publish_ref(envelope).await;
+        self.count_publish(&envelope.event_type, &result);
+        result
+    }
+
+    async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<(), PublishError> {
+        if self.trace {
+            for envelope in envelopes {
+                self.publish(envelope).await?;
+            }
+            return Ok(());
+        }
+        let types: Vec<String> = envelopes.iter().map(|e| e.event_type.clone()).collect();
+        let result = self.inner.publish_all(envelopes).await;
+        // On error an unknown prefix went out: count the batch as failed.
+        for event_type in &types {
+            self.count_publish(event_type, &result);
+        }
+        result
     }
 
     fn decorated(&self) -> Option<Arc<dyn EventBus>> {

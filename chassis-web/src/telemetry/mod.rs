@@ -29,7 +29,7 @@ pub use self::metrics::{Metrics, MetricsConfig, MetricsError, names};
 use std::sync::Arc;
 
 use axum::Router;
-use messaging_abstractions::EventBus;
+use messaging_abstractions::{EventBus, EventBusExt};
 use storage_abstractions::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::Dispatch;

@@ -261,12 +261,12 @@ pub fn runner(storage: &Storage, config: CancellationConfig) -> SagaRunner<Order
         .with_config(saga_config)
 }
 
-/// The start-up hook: subscribes the service's consumer group to shipping's
-/// answers and runs the timeout scheduler until shutdown.
-pub async fn start(ctx: ServiceContext) -> Result<(), BoxError> {
+/// The start-up step: checks the `[cancellation]` section, subscribes the
+/// service's consumer group to shipping's answers and runs the timeout
+/// scheduler until shutdown. Returns the runner the routes start sagas with.
+pub async fn start(ctx: ServiceContext) -> Result<SagaRunner<OrderCancellation>, BoxError> {
     let config = CancellationConfig::from_context(&ctx)?;
-    let storage = Storage::new(ctx.store().clone(), ctx.chassis().storage.clone());
-    let runner = runner(&storage, config);
+    let runner = runner(&ctx.storage(), config);
     let handlers =
         runner.on::<ShipmentCancellationRefused>(runner.on::<ShipmentCancelled>(Handlers::new()));
     ctx.bus()
@@ -279,7 +279,7 @@ pub async fn start(ctx: ServiceContext) -> Result<(), BoxError> {
         timeouts.shutdown().await?;
         Ok(())
     });
-    Ok(())
+    Ok(runner)
 }
 
 /// Cancel an order: mark it `cancelling` and start the saga, in one unit of

@@ -63,22 +63,19 @@ pub fn host() -> ServiceHostBuilder {
             ctx.start_outbox_relay();
             Ok(())
         })
-        .on_start(cancellation::start)
-        .on_start(quote::start)
-        .routes(|ctx| {
-            let storage = ctx.storage();
-            // Checked by the `cancellation::start` hook, which runs first.
-            let config = cancellation::CancellationConfig::from_context(ctx)
-                .expect("the [cancellation] section was checked at start-up");
-            let runner = cancellation::runner(&storage, config);
-            // Checked by the `quote::start` hook.
-            let quotes = quote::QuoteConfig::from_context(ctx)
-                .expect("the [order] section was checked at start-up");
-            api::router(
-                app::Orders::new(storage)
-                    .with_cancellation(runner)
-                    .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
-                &ctx.chassis().security.auth,
-            )
-        })
+        .routes_with_state(
+            |ctx| async move {
+                let runner = cancellation::start(ctx.clone()).await?;
+                let quotes = quote::QuoteConfig::from_context(&ctx)?;
+                Ok((runner, quotes))
+            },
+            |ctx, (runner, quotes)| {
+                api::router(
+                    app::Orders::new(ctx.storage())
+                        .with_cancellation(runner)
+                        .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
+                    &ctx.chassis().security.auth,
+                )
+            },
+        )
 }

@@ -73,12 +73,6 @@ impl QuoteConfig {
     }
 }
 
-/// Start hook: checks the `[order]` section before the routes are built.
-pub async fn start(ctx: ServiceContext) -> Result<(), BoxError> {
-    QuoteConfig::from_context(&ctx)?;
-    Ok(())
-}
-
 /// Asks shipping for quotes. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Quotes {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
-use storage_abstractions::{StorageConfig, Store};
+use storage_abstractions::Store;
 use storage_conformance::StoreFactory;
-use storage_postgres::PostgresStore;
+use storage_postgres::{PostgresConfig, PostgresStore};
 
 /// The local test server (trust authentication).
 pub const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -22,16 +22,14 @@ pub fn unique_schema() -> String {
 }
 
 /// Config for a store in `schema` with a small pool.
-pub fn config(schema: &str) -> StorageConfig {
-    let mut config = StorageConfig {
-        provider: "postgres".into(),
-        ..StorageConfig::default()
-    };
-    config.postgres.url = URL.into();
-    config.postgres.schema = schema.into();
-    config.postgres.max_connections = 3;
-    config.postgres.acquire_timeout = Duration::from_secs(10);
-    config
+pub fn config(schema: &str) -> PostgresConfig {
+    PostgresConfig {
+        url: URL.into(),
+        schema: schema.into(),
+        max_connections: 3,
+        acquire_timeout: Duration::from_secs(10),
+        ..PostgresConfig::default()
+    }
 }
 
 /// Connects to `schema` (migrating it); a missing server fails the test.

@@ -7,19 +7,6 @@ use std::process::Command;
 use workspace_checks::provider_names::{check_abstractions, provider_names};
 use workspace_checks::{Package, check, package_from_manifest, packages_from_metadata};
 
-/// Findings of the provider-name rule that are known and wait for another
-/// branch: (crate directory, provider). Each must still be found, so an entry
-/// is deleted as soon as its code has moved.
-const KNOWN_PROVIDER_NAMES: &[(&str, &str)] = &[
-    // Not moved yet (house issue, item 2, for the storage concern):
-    // `PostgresConfig` and the `[storage.postgres]` keys it validates belong
-    // in storage-postgres; the raw `storage.sqlite` subsection should be
-    // captured as `OtherKeys` and read through a `ConfigSource`; `Migration`'s
-    // per-database texts (`postgres`, `sqlite`) should be keyed by name.
-    ("storage-abstractions", "postgres"),
-    ("storage-abstractions", "sqlite"),
-];
-
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -89,29 +76,14 @@ fn abstractions_name_no_provider() {
         );
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let findings = check_abstractions(&workspace_root(), &packages, &names).unwrap();
-    let known = |crate_dir: &str, provider: &str| {
-        KNOWN_PROVIDER_NAMES
-            .iter()
-            .any(|(c, p)| *p == provider && crate_dir == *c)
-    };
-    let crate_of = |file: &str| file.split('/').next().unwrap_or_default().to_owned();
-    let unexpected: Vec<String> = findings
+    let findings: Vec<String> = check_abstractions(&workspace_root(), &packages, &names)
+        .unwrap()
         .iter()
-        .filter(|f| !known(&crate_of(&f.file), &f.provider))
         .map(ToString::to_string)
         .collect();
     assert!(
-        unexpected.is_empty(),
+        findings.is_empty(),
         "abstraction crates naming a provider (its config type and keys belong in the provider crate):\n{}",
-        unexpected.join("\n")
+        findings.join("\n")
     );
-    for (crate_dir, provider) in KNOWN_PROVIDER_NAMES {
-        assert!(
-            findings
-                .iter()
-                .any(|f| crate_of(&f.file) == *crate_dir && f.provider == *provider),
-            "`{provider}` is no longer named in {crate_dir}: delete its entry from KNOWN_PROVIDER_NAMES"
-        );
-    }
 }

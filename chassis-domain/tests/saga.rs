@@ -12,7 +12,7 @@ use chassis_domain::saga::{
 };
 use chassis_domain::storage::{Record, StorageConfig, Store};
 use chassis_domain::{DomainError, Envelope, IntegrationEvent, MessageContext, UnitOfWorkFactory};
-use chassis_storage::{Storage, decode_outbox_body};
+use chassis_storage::{Persistence, decode_outbox_body};
 use serde::{Deserialize, Serialize};
 use storage_inmemory::InMemoryStore;
 
@@ -208,7 +208,7 @@ struct Fixture {
 
 fn runner_over(store: &Arc<dyn Store>, timeout: Duration) -> SagaRunner<AskSaga> {
     let storage: Arc<dyn UnitOfWorkFactory> =
-        Arc::new(Storage::new(store.clone(), StorageConfig::default()));
+        Arc::new(Persistence::new(store.clone(), StorageConfig::default()));
     SagaRunner::new(
         AskSaga {
             timeout,

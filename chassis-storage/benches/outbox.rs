@@ -19,7 +19,7 @@ use chassis_domain::{
     AggregateRoot, Changes, Command, CommandContext, CommandHandler, CommandPipeline, DomainError,
     Entity, IntegrationEvent, MessageContext,
 };
-use chassis_storage::{Repository, Storage};
+use chassis_storage::{Persistence, Repository};
 use messaging_abstractions::{EventBus, Handlers, MessagingConfig, Subscription};
 use messaging_inmemory::InMemoryBus;
 use parking_lot::Mutex;
@@ -258,7 +258,7 @@ async fn main() {
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {URL} is required: {e}")),
     );
-    let storage = Storage::new(store.clone(), config.clone());
+    let storage = Persistence::new(store.clone(), config.clone());
     let bus = InMemoryBus::new(&MessagingConfig::default());
     let probe = Arc::new(LagProbe::default());
     let observer = probe.clone();

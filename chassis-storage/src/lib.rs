@@ -2,7 +2,7 @@
 //! unit of work, the transactional outbox relay, the inbox and readiness
 //! checks, over any `storage_abstractions::Store` (in-memory, PostgreSQL).
 //!
-//! - [`Storage`] wraps the store and the `storage` config: it opens
+//! - [`Persistence`] wraps the store and the `storage` config: it opens
 //!   [`StoreUnitOfWork`]s (and is the `UnitOfWorkFactory` of the command
 //!   pipeline), starts the [`OutboxRelay`], builds [`Inbox`]es and readiness
 //!   checks.
@@ -19,11 +19,11 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use chassis_domain::{CommandPipeline, EventBus, MessageContext};
-//! use chassis_storage::Storage;
+//! use chassis_storage::Persistence;
 //! use storage_abstractions::{StorageConfig, Store};
 //!
 //! async fn wire(store: Arc<dyn Store>, bus: Arc<dyn EventBus>) {
-//!     let storage = Storage::new(store, StorageConfig::default());
+//!     let storage = Persistence::new(store, StorageConfig::default());
 //!     let relay = storage.start_relay(bus.clone());
 //!     let pipeline = CommandPipeline::new()
 //!         .with_unit_of_work(Arc::new(storage.clone()))
@@ -46,7 +46,7 @@ pub use health::OutboxBacklogCheck;
 pub use inbox::{Idempotent, Inbox, InboxHandler, InboxOutcome, WorkFuture};
 pub use relay::{OutboxRelay, RelayError, RelayHandle, RelayStats};
 pub use repository::{Repository, publish_changes};
-pub use unit_of_work::{Storage, StoreUnitOfWork};
+pub use unit_of_work::{Persistence, StoreUnitOfWork};
 
 /// Relational access (features `postgres` / `sqlite`): the service's own
 /// SQL on a unit of work's transaction, `Sql::of(uow.transaction())`.

@@ -1,4 +1,4 @@
-//! The unit of work over a [`Store`] transaction, and the [`Storage`] facade a
+//! The unit of work over a [`Store`] transaction, and the [`Persistence`] facade a
 //! service holds.
 
 use std::sync::Arc;
@@ -131,26 +131,26 @@ impl UnitOfWork for StoreUnitOfWork {
     }
 }
 
-/// What a service's storage module holds: the store and the `storage` config.
-/// Cheap to clone. It opens units of work (and is the
-/// [`UnitOfWorkFactory`] of the command pipeline), starts the outbox relay,
-/// builds inboxes and readiness checks.
+/// What a service persists through: its [`Store`] (the port a database
+/// provider implements) with the `storage` config. Cheap to clone. It opens
+/// units of work (and is the [`UnitOfWorkFactory`] of the command
+/// pipeline), starts the outbox relay, builds inboxes and readiness checks.
 #[derive(Clone)]
-pub struct Storage {
+pub struct Persistence {
     store: Arc<dyn Store>,
     config: StorageConfig,
 }
 
-impl std::fmt::Debug for Storage {
+impl std::fmt::Debug for Persistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Storage")
+        f.debug_struct("Persistence")
             .field("provider", &self.store.provider())
             .field("config", &self.config)
             .finish()
     }
 }
 
-impl Storage {
+impl Persistence {
     /// Wraps a store built by `storage-init` (or a provider directly).
     pub fn new(store: Arc<dyn Store>, config: StorageConfig) -> Self {
         Self { store, config }
@@ -219,8 +219,8 @@ impl Storage {
 }
 
 #[async_trait]
-impl UnitOfWorkFactory for Storage {
+impl UnitOfWorkFactory for Persistence {
     async fn begin(&self, context: MessageContext) -> Result<Box<dyn UnitOfWork>, DomainError> {
-        Ok(Box::new(Storage::begin(self, context).await?))
+        Ok(Box::new(Persistence::begin(self, context).await?))
     }
 }

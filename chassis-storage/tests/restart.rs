@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chassis_domain::{CommandPipeline, MessageContext};
-use chassis_storage::{Repository, Storage};
+use chassis_storage::{Persistence, Repository};
 use messaging_abstractions::MessagingConfig;
 use messaging_inmemory::InMemoryBus;
 use storage_abstractions::{OutboxConfig, StorageConfig, Store};
@@ -56,8 +56,8 @@ async fn open(target: &str) -> Arc<dyn Store> {
     }
 }
 
-fn storage(store: &Arc<dyn Store>) -> Storage {
-    Storage::new(
+fn storage(store: &Arc<dyn Store>) -> Persistence {
+    Persistence::new(
         store.clone(),
         StorageConfig {
             outbox: OutboxConfig {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use chassis_domain::UnitOfWork;
-use chassis_storage::Storage;
+use chassis_storage::Persistence;
 use common::{TempDir, client, isolated};
 use messaging_abstractions::{Envelope, Handlers, IntegrationEvent, Subscription};
 use prometheus_parse::{Sample, Scrape, Value};
@@ -123,7 +123,7 @@ async fn metrics(base: &str) -> Scrape {
 }
 
 /// `POST /placed/{n}`: one unit of work writing one event to the outbox.
-fn routes(storage: Storage) -> Router {
+fn routes(storage: Persistence) -> Router {
     Router::new().route(
         "/placed/{n}",
         post(move |axum::extract::Path(n): axum::extract::Path<u32>| {
@@ -172,7 +172,7 @@ async fn postgres_pool_and_relay_delay_are_exported() {
                 .subscribe(Subscription::new("pool-test-consumer", handlers))
                 .await?;
             let relay =
-                Storage::new(ctx.store().clone(), relay_config).start_relay(ctx.bus().clone());
+                Persistence::new(ctx.store().clone(), relay_config).start_relay(ctx.bus().clone());
             let stopping = ctx.shutdown_signal();
             ctx.spawn("outbox-relay", async move {
                 stopping.stopping().await;
@@ -181,7 +181,7 @@ async fn postgres_pool_and_relay_delay_are_exported() {
             });
             Ok(())
         })
-        .routes(move |ctx| routes(Storage::new(ctx.store().clone(), routes_config.clone())))
+        .routes(move |ctx| routes(Persistence::new(ctx.store().clone(), routes_config.clone())))
         .start()
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use chassis_domain::messaging::Delivery;
 use chassis_domain::{
     Command, CommandContext, CommandHandler, CommandPipeline, DomainError, UnitOfWork,
 };
-use chassis_storage::{InboxHandler, Repository, Storage};
+use chassis_storage::{InboxHandler, Repository, Persistence};
 use uuid::Uuid;
 
 use crate::domain::{CreateItem, Item, ItemStats};
@@ -74,13 +74,13 @@ impl InboxHandler<ItemCreated> for CountCreatedItems {
 /// The service's use cases over its storage. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Items {
-    storage: Storage,
+    storage: Persistence,
     pipeline: CommandPipeline,
 }
 
 impl Items {
     /// The use cases over `storage`.
-    pub fn new(storage: Storage) -> Self {
+    pub fn new(storage: Persistence) -> Self {
         let pipeline = CommandPipeline::new().with_unit_of_work(Arc::new(storage.clone()));
         Self { storage, pipeline }
     }

@@ -34,7 +34,7 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(start)
-        .routes(|ctx| api::router(app::Items::new(ctx.storage())))
+        .routes(|ctx| api::router(app::Items::new(ctx.persistence())))
 }
 
 /// Starts the outbox relay (readiness watches its backlog) and subscribes
@@ -43,7 +43,7 @@ async fn start(ctx: ServiceContext) -> Result<(), BoxError> {
     ctx.start_outbox_relay();
 
     let group = ctx.name().to_owned();
-    let inbox = ctx.storage().inbox(group.clone());
+    let inbox = ctx.persistence().inbox(group.clone());
     let handlers = Handlers::new().on::<ItemCreated>(inbox.handler(app::CountCreatedItems));
     ctx.bus()
         .subscribe(Subscription::new(group, handlers))

@@ -275,7 +275,7 @@ impl<S: Saga> std::fmt::Debug for SagaRunner<S> {
 
 impl<S: Saga> SagaRunner<S> {
     /// A runner of `saga` over units of work from `units` (a
-    /// `chassis_storage::Storage`).
+    /// `chassis_storage::Persistence`).
     pub fn new(saga: S, units: Arc<dyn UnitOfWorkFactory>) -> Self {
         Self {
             saga: Arc::new(saga),

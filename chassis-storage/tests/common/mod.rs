@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chassis_core::{HealthCheck, HealthStatus};
 use chassis_domain::{CommandPipeline, DomainError, MessageContext};
 use chassis_storage::{
-    InboxOutcome, OutboxBacklogCheck, OutboxRelay, Repository, Storage, decode_outbox_body,
+    InboxOutcome, OutboxBacklogCheck, OutboxRelay, Persistence, Repository, decode_outbox_body,
 };
 use messaging_abstractions::{Envelope, EventBus, Handlers, MessagingConfig, Subscription};
 use messaging_inmemory::{InMemoryBus, Outcome};
@@ -107,8 +107,8 @@ fn fast_outbox() -> OutboxConfig {
     }
 }
 
-fn storage(store: &Arc<dyn Store>, outbox: OutboxConfig) -> Storage {
-    Storage::new(
+fn storage(store: &Arc<dyn Store>, outbox: OutboxConfig) -> Persistence {
+    Persistence::new(
         store.clone(),
         StorageConfig {
             outbox,
@@ -121,7 +121,7 @@ fn bus() -> InMemoryBus {
     InMemoryBus::new(&MessagingConfig::default())
 }
 
-fn pipeline(storage: &Storage) -> CommandPipeline {
+fn pipeline(storage: &Persistence) -> CommandPipeline {
     CommandPipeline::new().with_unit_of_work(Arc::new(storage.clone()))
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chassis_storage::{OutboxBacklogCheck, Storage};
+use chassis_storage::{OutboxBacklogCheck, Persistence};
 use messaging_abstractions::EventBus;
 use serde::de::DeserializeOwned;
 use storage_abstractions::Store;
@@ -93,10 +93,11 @@ impl ServiceContext {
         &self.inner.store
     }
 
-    /// The store with the `[storage]` settings, which repositories, units of
-    /// work, inboxes and the outbox relay are made from.
-    pub fn storage(&self) -> Storage {
-        Storage::new(self.store().clone(), self.chassis().storage.clone())
+    /// The service's [`Persistence`]: the store with the `[storage]`
+    /// settings, which opens units of work and makes inboxes and the outbox
+    /// relay.
+    pub fn persistence(&self) -> Persistence {
+        Persistence::new(self.store().clone(), self.chassis().storage.clone())
     }
 
     /// Publishes what the service writes to its outbox: starts the outbox
@@ -106,7 +107,7 @@ impl ServiceContext {
     /// relays this store's outbox) only the backlog check is registered.
     /// Call it from an `on_start` hook.
     pub fn start_outbox_relay(&self) {
-        let storage = self.storage();
+        let storage = self.persistence();
         let backlog = OutboxBacklogCheck::new(self.store().outbox(), &storage.config().outbox);
         if !storage.config().outbox.relay_enabled {
             self.health().register(Arc::new(backlog));

@@ -9,7 +9,7 @@ use chassis_domain::{
     Command, CommandContext, CommandHandler, CommandPipeline, DomainError, MessageContext,
     UnitOfWork,
 };
-use chassis_storage::{Repository, Storage};
+use chassis_storage::{Persistence, Repository};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -60,7 +60,7 @@ impl CommandHandler<PlaceOrder> for PlaceOrderHandler {
 /// The order service's use cases over its storage. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Orders {
-    storage: Storage,
+    storage: Persistence,
     pipeline: CommandPipeline,
     cancel: CancelOrderHandler,
     quotes: Option<Quotes>,
@@ -68,7 +68,7 @@ pub struct Orders {
 
 impl Orders {
     /// The use cases over `storage`.
-    pub fn new(storage: Storage) -> Self {
+    pub fn new(storage: Persistence) -> Self {
         let pipeline = CommandPipeline::new().with_unit_of_work(Arc::new(storage.clone()));
         let cancel = CancelOrderHandler::new(cancellation::runner(&storage, Default::default()));
         Self {

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chassis_domain::messaging::{Handlers, Subscription};
 use chassis_domain::saga::{Saga, SagaConfig, SagaContext, SagaRunner, SagaStep};
 use chassis_domain::{Command, CommandContext, CommandHandler, DomainError, UnitOfWork};
-use chassis_storage::{Repository, Storage};
+use chassis_storage::{Persistence, Repository};
 use chassis_web::axum::extract::{Path, State};
 use chassis_web::axum::http::StatusCode;
 use chassis_web::{BoxError, Json, Problem, ServiceContext, current_message_context};
@@ -252,7 +252,7 @@ impl SagaStep<ShipmentCancellationRefused> for OrderCancellation {
 }
 
 /// The saga's runner over `storage`.
-pub fn runner(storage: &Storage, config: CancellationConfig) -> SagaRunner<OrderCancellation> {
+pub fn runner(storage: &Persistence, config: CancellationConfig) -> SagaRunner<OrderCancellation> {
     let saga_config = SagaConfig {
         timeout_poll_interval: config.timeout_poll_interval,
         ..SagaConfig::default()
@@ -266,7 +266,7 @@ pub fn runner(storage: &Storage, config: CancellationConfig) -> SagaRunner<Order
 /// scheduler until shutdown. Returns the runner the routes start sagas with.
 pub async fn start(ctx: ServiceContext) -> Result<SagaRunner<OrderCancellation>, BoxError> {
     let config = CancellationConfig::from_context(&ctx)?;
-    let runner = runner(&ctx.storage(), config);
+    let runner = runner(&ctx.persistence(), config);
     let handlers =
         runner.on::<ShipmentCancellationRefused>(runner.on::<ShipmentCancelled>(Handlers::new()));
     ctx.bus()

@@ -71,7 +71,7 @@ pub fn host() -> ServiceHostBuilder {
             },
             |ctx, (runner, quotes)| {
                 api::router(
-                    app::Orders::new(ctx.storage())
+                    app::Orders::new(ctx.persistence())
                         .with_cancellation(runner)
                         .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
                     &ctx.chassis().security.auth,

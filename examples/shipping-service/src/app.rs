@@ -11,7 +11,7 @@ use chassis_domain::{
     AggregateRoot, Command, CommandContext, CommandHandler, CommandPipeline, DomainError,
     MessageContext, UnitOfWork,
 };
-use chassis_storage::{Inbox, InboxHandler, Repository, Storage};
+use chassis_storage::{Inbox, InboxHandler, Persistence, Repository};
 use order_service_client::events::OrderCompleted;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -265,13 +265,13 @@ pub struct PackageFilter {
 /// The shipping service's use cases over its storage. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Shipping {
-    storage: Storage,
+    storage: Persistence,
     pipeline: CommandPipeline,
 }
 
 impl Shipping {
     /// The use cases over `storage`.
-    pub fn new(storage: Storage) -> Self {
+    pub fn new(storage: Persistence) -> Self {
         let pipeline = CommandPipeline::new().with_unit_of_work(Arc::new(storage.clone()));
         Self { storage, pipeline }
     }

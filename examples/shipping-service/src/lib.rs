@@ -70,7 +70,7 @@ pub fn host() -> ServiceHostBuilder {
         })
         .routes(|ctx| {
             api::router(
-                app::Shipping::new(ctx.storage()),
+                app::Shipping::new(ctx.persistence()),
                 &ctx.chassis().security.auth,
             )
         })
@@ -82,7 +82,7 @@ async fn subscribe(ctx: ServiceContext) -> Result<(), BoxError> {
     let config: ShippingConfig = ctx.section("shipping")?;
     let providers = Arc::new(TransportProviders::from_config(&config)?);
     let group = ctx.name().to_owned();
-    let inbox = ctx.storage().inbox(group.clone());
+    let inbox = ctx.persistence().inbox(group.clone());
     let handlers = Handlers::new().on::<OrderCompleted>(app::PackOrderConsumer::new(
         inbox.clone(),
         app::PackOrder::new(providers.clone()),

@@ -15,7 +15,7 @@ use chassis_domain::messaging::{
 use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
-use chassis_storage::{Repository, Storage};
+use chassis_storage::{Persistence, Repository};
 use chassis_testing::InProcess;
 use chassis_testing::TestBus;
 use chassis_web::{RunningService, ServiceHostBuilder};
@@ -254,7 +254,7 @@ async fn a_duplicated_answer_has_one_effect() {
         status(&orders, order.id).await.status,
         OrderStatus::Cancelled
     );
-    let storage = Storage::new(
+    let storage = Persistence::new(
         order_svc.context().store().clone(),
         StorageConfig::default(),
     );
@@ -410,7 +410,7 @@ fn completed(order_id: Uuid, quantity: u32) -> OrderCompleted {
 }
 
 async fn shipment(store: &Arc<dyn Store>, order_id: Uuid) -> Shipment {
-    let storage = Storage::new(store.clone(), StorageConfig::default());
+    let storage = Persistence::new(store.clone(), StorageConfig::default());
     let mut uow = storage.begin(MessageContext::default()).await.unwrap();
     let shipment = Repository::<Shipment>::new()
         .load(&mut uow, &order_id)

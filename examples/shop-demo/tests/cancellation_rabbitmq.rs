@@ -20,7 +20,7 @@ use chassis_domain::messaging::{EventBus, MessagingConfig};
 use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
-use chassis_storage::{Repository, Storage};
+use chassis_storage::{Persistence, Repository};
 use chassis_testing::InProcess;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost, box_order};
@@ -140,7 +140,7 @@ impl Shop {
     /// many steps beyond the start and its timeouts it applied (1 when one
     /// answer had an effect).
     async fn saga_status(&self, order: Uuid) -> (SagaStatus, u64) {
-        let storage = Storage::new(
+        let storage = Persistence::new(
             self.order_svc.context().store().clone(),
             StorageConfig::default(),
         );
@@ -159,7 +159,7 @@ impl Shop {
     async fn shipment_cancellation(&self, order: Uuid) -> Option<ShipmentCancellation> {
         let svc = self.shipping_svc.as_ref().expect("shipping runs");
         let store: &Arc<dyn Store> = svc.context().store();
-        let storage = Storage::new(store.clone(), StorageConfig::default());
+        let storage = Persistence::new(store.clone(), StorageConfig::default());
         let mut uow = storage.begin(MessageContext::default()).await.unwrap();
         let shipment = Repository::<Shipment>::new()
             .load(&mut uow, &order)

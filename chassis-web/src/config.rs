@@ -574,9 +574,19 @@ fn join(path: &str, field: &str) -> String {
 
 fn origin_of(raw: &Config, path: &str) -> String {
     lookup(&raw.cache, path)
-        .and_then(Value::origin)
+        .and_then(origin_within)
         .unwrap_or(DEFAULT_LAYER)
         .to_owned()
+}
+
+/// The layer of `value`; a table made by merging carries none, so it is the
+/// layer of the first value inside it that has one (an unknown section,
+/// `CHASSIS__STORAGE__SQLLITE__PATH`, then names the variable).
+fn origin_within(value: &Value) -> Option<&str> {
+    value.origin().or_else(|| match &value.kind {
+        ValueKind::Table(table) => table.values().find_map(origin_within),
+        _ => None,
+    })
 }
 
 impl ConfigSource for Configuration {

@@ -68,8 +68,9 @@ async fn wrong_type_and_out_of_range_name_key_and_expectation() {
 
 #[tokio::test]
 async fn misspelled_provider_keys_fail_before_any_connection_naming_the_layer() {
-    // The bus is configured for a RabbitMQ server that does not exist: the
-    // misspelled storage key must fail first, before anything connects.
+    // The bus is configured for a RabbitMQ server that does not exist (or
+    // is not compiled in): the host checks every provider section before it
+    // builds anything, so the misspelled storage key is what start-up names.
     let unreachable = [
         ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq"),
         (

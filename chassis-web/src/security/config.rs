@@ -171,7 +171,7 @@ impl Default for CorsConfig {
                 "content-type",
                 "authorization",
                 "x-api-key",
-                "x-correlation-id",
+                chassis_core::CORRELATION_ID_HEADER,
             ]
             .map(String::from)
             .to_vec(),

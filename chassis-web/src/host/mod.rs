@@ -110,6 +110,13 @@ impl ServiceHostBuilder {
         self
     }
 
+    /// Whether the service has tables of its own ([`migrations`](Self::migrations)),
+    /// so it needs a SQL provider: test harnesses pick SQLite for it
+    /// instead of the in-memory store.
+    pub fn uses_tables(&self) -> bool {
+        !self.migrations.is_empty()
+    }
+
     /// The service's version (default `service.version`), usually
     /// `env!("CARGO_PKG_VERSION")`.
     pub fn version(mut self, version: impl Into<String>) -> Self {

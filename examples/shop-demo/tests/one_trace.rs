@@ -36,14 +36,17 @@ impl Broker {
     async fn start(&self, host: ServiceHostBuilder) -> RunningService {
         match self {
             Broker::InMemory(bus) => chassis_testing::start(host, bus).await,
-            Broker::RabbitMq(vhost) => host
+            Broker::RabbitMq(vhost) => {
+                let storage = chassis_testing::storage_provider(&host);
+                host
                 .config("messaging.provider", "rabbitmq")
                 .config("messaging.rabbitmq.url", vhost.amqp_url())
-                .config("storage.provider", "inmemory")
+                .config("storage.provider", storage)
                 .in_process()
                 .start()
                 .await
-                .unwrap_or_else(|e| panic!("the service did not start: {e}")),
+                .unwrap_or_else(|e| panic!("the service did not start: {e}"))
+            }
         }
     }
 

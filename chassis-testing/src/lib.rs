@@ -398,19 +398,6 @@ impl EventBus for TestBus {
     }
 }
 
-/// The `storage.provider` a test runs `service` on: `inmemory`, or
-/// `sqlite` (a private database, gone at shutdown) for a service with tables
-/// of its own, which needs SQL. [`start`] and
-/// [`assert_routes_require_credentials`] use it; a test that builds its host
-/// itself sets it with `.config("storage.provider", storage_provider(&host))`.
-pub fn storage_provider(service: &ServiceHostBuilder) -> &'static str {
-    if service.uses_tables() {
-        "sqlite"
-    } else {
-        "inmemory"
-    }
-}
-
 /// How tests run a service host in-process (`use chassis_testing::InProcess`).
 pub trait InProcess {
     /// On a free loopback port, without command-line arguments,
@@ -430,9 +417,9 @@ impl InProcess for ServiceHostBuilder {
 }
 
 /// Starts `service` in-process on a free loopback port, on `bus` and the
-/// in-memory store — or, for a service with tables of its own
-/// ([`ServiceHostBuilder::uses_tables`]), a private SQLite database (gone at
-/// shutdown; the service's `sqlite` feature compiles it in) — without
+/// in-memory store — or, for a service with tables of its own, a private
+/// SQLite database ([`ServiceHostBuilder::embedded_storage_provider`]; gone
+/// at shutdown, the service's `sqlite` feature compiles it in) — without
 /// installing a global log subscriber. Panics with the start-up error.
 pub async fn start(service: ServiceHostBuilder, bus: &TestBus) -> RunningService {
     try_start(service, bus)
@@ -445,7 +432,7 @@ pub async fn try_start(
     service: ServiceHostBuilder,
     bus: &TestBus,
 ) -> Result<RunningService, StartupError> {
-    let storage = storage_provider(&service);
+    let storage = service.embedded_storage_provider();
     service
         .event_bus(bus.bus())
         .config("storage.provider", storage)

@@ -16,7 +16,7 @@ pub const TEST_API_KEY: &str = "chassis-testing-api-key";
 pub async fn assert_routes_require_credentials(
     service: ServiceHostBuilder,
 ) -> Vec<(String, String)> {
-    let storage = crate::storage_provider(&service);
+    let storage = service.embedded_storage_provider();
     let service = service
         .config("http.host", "127.0.0.1")
         .config("http.port", 0_i64)

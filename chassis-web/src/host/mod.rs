@@ -110,11 +110,17 @@ impl ServiceHostBuilder {
         self
     }
 
-    /// Whether the service has tables of its own ([`migrations`](Self::migrations)),
-    /// so it needs a SQL provider: test harnesses pick SQLite for it
-    /// instead of the in-memory store.
-    pub fn uses_tables(&self) -> bool {
-        !self.migrations.is_empty()
+    /// The `storage.provider` that runs this service without a server
+    /// (tests, embedded demos): `inmemory`, or `sqlite` (a private database
+    /// unless `storage.sqlite.path` is set) for a service with tables of its
+    /// own ([`migrations`](Self::migrations)), which needs SQL. Set it with
+    /// `.config("storage.provider", host.embedded_storage_provider())`.
+    pub fn embedded_storage_provider(&self) -> &'static str {
+        if self.migrations.is_empty() {
+            "inmemory"
+        } else {
+            "sqlite"
+        }
     }
 
     /// The service's version (default `service.version`), usually

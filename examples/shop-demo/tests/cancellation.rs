@@ -426,7 +426,7 @@ async fn start_on(
     bus: Arc<InMemoryBus>,
     sqlite_file: Option<&std::path::Path>,
 ) -> RunningService {
-    let storage = chassis_testing::storage_provider(&host);
+    let storage = host.embedded_storage_provider();
     let mut host = host
         .event_bus(bus)
         .config("storage.provider", storage)

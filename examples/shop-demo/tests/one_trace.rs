@@ -37,7 +37,7 @@ impl Broker {
         match self {
             Broker::InMemory(bus) => chassis_testing::start(host, bus).await,
             Broker::RabbitMq(vhost) => {
-                let storage = chassis_testing::storage_provider(&host);
+                let storage = host.embedded_storage_provider();
                 host
                 .config("messaging.provider", "rabbitmq")
                 .config("messaging.rabbitmq.url", vhost.amqp_url())

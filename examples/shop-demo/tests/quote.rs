@@ -277,7 +277,7 @@ async fn a_quote_request_delivered_twice_is_answered_twice_and_the_second_answer
         failed_replies: failed_replies.clone(),
     });
     let shipping = shipping_service::host();
-    let storage = chassis_testing::storage_provider(&shipping);
+    let storage = shipping.embedded_storage_provider();
     let _shipping_svc = shipping
         .event_bus(twice)
         .config("storage.provider", storage)

@@ -21,7 +21,7 @@ use order_service_client::dto::OrderStatus;
 use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
 
 async fn start(host: ServiceHostBuilder, vhost: &Vhost) -> RunningService {
-    let storage = chassis_testing::storage_provider(&host);
+    let storage = host.embedded_storage_provider();
     host.config("messaging.provider", "rabbitmq")
         .config("messaging.rabbitmq.url", vhost.amqp_url())
         .config("messaging.rabbitmq.reconnect_initial_backoff", "100ms")

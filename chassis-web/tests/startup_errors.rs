@@ -280,7 +280,11 @@ mod sqlite_startup {
             // Migration 1 stays; of 2 neither the row nor the table exists.
             assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 0);
             assert_eq!(
-                count(&db, "SELECT count(*) FROM sqlite_master WHERE name = 'tags'").await,
+                count(
+                    &db,
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'tags'"
+                )
+                .await,
                 0
             );
         });
@@ -293,7 +297,10 @@ mod sqlite_startup {
         let db = dir.path().join("service.db");
         let (key, path) = path_var(&db);
         let test = "sqlite_startup::an_invalid_schema_exits_non_zero_naming_the_migration";
-        let out = run_child(test, &[PROVIDER, (key, &path), ("CHILD_MIGRATIONS", "not-sql")]);
+        let out = run_child(
+            test,
+            &[PROVIDER, (key, &path), ("CHILD_MIGRATIONS", "not-sql")],
+        );
         let line = one_line_failure(&out);
         assert!(
             line.starts_with("error: storage: migration 1 (notes) failed:")
@@ -334,7 +341,11 @@ mod sqlite_startup {
                 && line.contains("not a database"),
             "{line}"
         );
-        assert_eq!(std::fs::read(&db).unwrap(), "x".repeat(4096).as_bytes(), "untouched");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            "x".repeat(4096).as_bytes(),
+            "untouched"
+        );
     }
 
     #[test]
@@ -345,7 +356,11 @@ mod sqlite_startup {
         let db = dir.path().join("service.db");
         let lock = dir.path().join("service.db.lock");
         let (key, path) = path_var(&db);
-        let vars = [PROVIDER, (key, path.as_str()), ("CHILD_MIGRATIONS", "notes")];
+        let vars = [
+            PROVIDER,
+            (key, path.as_str()),
+            ("CHILD_MIGRATIONS", "notes"),
+        ];
         // The first process runs the service on the file.
         let first_dir = TempDir::new();
         let mut first = child_command(test, &first_dir, &vars)
@@ -356,8 +371,14 @@ mod sqlite_startup {
         let pid = first.id().to_string();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::fs::read_to_string(&lock).unwrap_or_default() != pid {
-            assert!(first.try_wait().unwrap().is_none(), "the first process exited");
-            assert!(std::time::Instant::now() < deadline, "the first process took no lock");
+            assert!(
+                first.try_wait().unwrap().is_none(),
+                "the first process exited"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first process took no lock"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let second = run_child(test, &vars);

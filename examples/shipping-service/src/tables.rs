@@ -14,10 +14,10 @@
 
 use std::collections::HashMap;
 
+use chassis_domain::storage::Migration;
 use chassis_domain::{AggregateRoot, DomainError, Entity, UnitOfWork};
 use chassis_storage::sql::{Statement, Value};
 use chassis_storage::{Sql, publish_changes};
-use chassis_domain::storage::Migration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,8 +30,16 @@ use crate::domain::{
 /// The service's schema, applied by the host at start-up
 /// (`ServiceHostBuilder::migrations`).
 pub static MIGRATIONS: &[Migration] = &[
-    Migration::new(1, "packages", include_str!("../migrations/0001_packages.sql")),
-    Migration::new(2, "shipments", include_str!("../migrations/0002_shipments.sql")),
+    Migration::new(
+        1,
+        "packages",
+        include_str!("../migrations/0001_packages.sql"),
+    ),
+    Migration::new(
+        2,
+        "shipments",
+        include_str!("../migrations/0002_shipments.sql"),
+    ),
 ];
 
 /// The columns of `packages`, in [`PackageRow`]'s order.
@@ -426,7 +434,9 @@ async fn load(
         }
         statement
     }
-    let rows: Vec<PackageRow> = bind(sql.query(selection.packages), params).fetch_all().await?;
+    let rows: Vec<PackageRow> = bind(sql.query(selection.packages), params)
+        .fetch_all()
+        .await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -442,7 +452,11 @@ async fn load(
             sku: row.sku,
             quantity: dim(row.quantity)?,
             weight_grams: dim(row.weight_grams)?,
-            dimensions: Dimensions::new(dim(row.length_mm)?, dim(row.width_mm)?, dim(row.height_mm)?),
+            dimensions: Dimensions::new(
+                dim(row.length_mm)?,
+                dim(row.width_mm)?,
+                dim(row.height_mm)?,
+            ),
         });
     }
     let mut events: HashMap<Uuid, Vec<TrackingEvent>> = HashMap::new();
@@ -452,11 +466,14 @@ async fn load(
     {
         let status = TrackingStatus::parse(&row.status)
             .ok_or_else(|| corrupt("package", row.package_id, format!("status {}", row.status)))?;
-        events.entry(row.package_id).or_default().push(TrackingEvent {
-            status,
-            description: row.description,
-            at: row.at,
-        });
+        events
+            .entry(row.package_id)
+            .or_default()
+            .push(TrackingEvent {
+                status,
+                description: row.description,
+                at: row.at,
+            });
     }
     rows.into_iter()
         .map(|row| {
@@ -476,7 +493,13 @@ async fn load(
                 id,
                 address(
                     id,
-                    [&row.recipient, &row.street, &row.city, &row.postal_code, &row.country],
+                    [
+                        &row.recipient,
+                        &row.street,
+                        &row.city,
+                        &row.postal_code,
+                        &row.country,
+                    ],
                 )?,
                 TransportProvider::restore(
                     row.provider,
@@ -516,7 +539,9 @@ impl Shipments {
         row.map(|row| {
             let id = row.order_id;
             let json = |value: serde_json::Value, what: &'static str| {
-                move |e: serde_json::Error| corrupt("shipment", id, format!("{what}: {e} in {value}"))
+                move |e: serde_json::Error| {
+                    corrupt("shipment", id, format!("{what}: {e} in {value}"))
+                }
             };
             let packages: Vec<Uuid> = serde_json::from_value(row.packages.clone())
                 .map_err(json(row.packages, "packages"))?;
@@ -532,7 +557,13 @@ impl Shipments {
                 id,
                 address(
                     id,
-                    [&row.recipient, &row.street, &row.city, &row.postal_code, &row.country],
+                    [
+                        &row.recipient,
+                        &row.street,
+                        &row.city,
+                        &row.postal_code,
+                        &row.country,
+                    ],
                 )?,
                 packages,
                 unshippable,

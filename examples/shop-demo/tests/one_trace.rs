@@ -38,14 +38,13 @@ impl Broker {
             Broker::InMemory(bus) => chassis_testing::start(host, bus).await,
             Broker::RabbitMq(vhost) => {
                 let storage = host.embedded_storage_provider();
-                host
-                .config("messaging.provider", "rabbitmq")
-                .config("messaging.rabbitmq.url", vhost.amqp_url())
-                .config("storage.provider", storage)
-                .in_process()
-                .start()
-                .await
-                .unwrap_or_else(|e| panic!("the service did not start: {e}"))
+                host.config("messaging.provider", "rabbitmq")
+                    .config("messaging.rabbitmq.url", vhost.amqp_url())
+                    .config("storage.provider", storage)
+                    .in_process()
+                    .start()
+                    .await
+                    .unwrap_or_else(|e| panic!("the service did not start: {e}"))
             }
         }
     }

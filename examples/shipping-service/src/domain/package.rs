@@ -54,7 +54,9 @@ impl PackageStatus {
 
     /// The status named `name` ([`as_str`](Self::as_str)).
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Open, Self::Sent].into_iter().find(|s| s.as_str() == name)
+        [Self::Open, Self::Sent]
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 }
 

@@ -104,14 +104,38 @@ const PAGE: Selection = selection!(
      ORDER BY opened_at, id LIMIT $3 OFFSET $4"
 );
 
+/// The five address columns of `packages` and `shipments`.
 #[derive(sqlx::FromRow)]
-struct PackageRow {
-    id: Uuid,
+struct AddressColumns {
     recipient: String,
     street: String,
     city: String,
     postal_code: String,
     country: String,
+}
+
+impl AddressColumns {
+    /// The address of the row `id`, checked again.
+    fn into_address(self, id: Uuid) -> Result<Address, DomainError> {
+        Address::new(
+            &self.recipient,
+            &self.street,
+            &self.city,
+            &self.postal_code,
+            &self.country,
+        )
+        .map_err(|errors| {
+            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            corrupt("address of", id, problems.join("; "))
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PackageRow {
+    id: Uuid,
+    #[sqlx(flatten)]
+    address: AddressColumns,
     provider: String,
     provider_max_weight_grams: i64,
     provider_max_length_mm: Option<i64>,
@@ -146,11 +170,8 @@ struct EventRow {
 #[derive(sqlx::FromRow)]
 struct ShipmentRow {
     order_id: Uuid,
-    recipient: String,
-    street: String,
-    city: String,
-    postal_code: String,
-    country: String,
+    #[sqlx(flatten)]
+    address: AddressColumns,
     packages: serde_json::Value,
     unshippable: serde_json::Value,
     packed_at: OffsetDateTime,
@@ -172,16 +193,6 @@ fn signed(value: impl TryInto<i64>) -> Result<i64, DomainError> {
     value
         .try_into()
         .map_err(|_| DomainError::internal("a number too large for a bigint column"))
-}
-
-fn address(
-    id: Uuid,
-    [name, street, city, postal_code, country]: [&str; 5],
-) -> Result<Address, DomainError> {
-    Address::new(name, street, city, postal_code, country).map_err(|errors| {
-        let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        corrupt("address of", id, problems.join("; "))
-    })
 }
 
 /// The values of an address's five columns, in table order.
@@ -491,16 +502,7 @@ async fn load(
                 .ok_or_else(|| corrupt("package", id, format!("status {}", row.status)))?;
             Ok(Package::restore(
                 id,
-                address(
-                    id,
-                    [
-                        &row.recipient,
-                        &row.street,
-                        &row.city,
-                        &row.postal_code,
-                        &row.country,
-                    ],
-                )?,
+                row.address.into_address(id)?,
                 TransportProvider::restore(
                     row.provider,
                     unsigned(row.provider_max_weight_grams, "package", id)?,
@@ -555,16 +557,7 @@ impl Shipments {
             };
             Ok(Shipment::restore(
                 id,
-                address(
-                    id,
-                    [
-                        &row.recipient,
-                        &row.street,
-                        &row.city,
-                        &row.postal_code,
-                        &row.country,
-                    ],
-                )?,
+                row.address.into_address(id)?,
                 packages,
                 unshippable,
                 row.packed_at,

@@ -425,8 +425,10 @@ impl InProcess for ServiceHostBuilder {
 }
 
 /// Starts `service` in-process on a free loopback port, on `bus` and the
-/// in-memory store of its default configuration, without installing a global
-/// log subscriber. Panics with the start-up error.
+/// in-memory store — or, for a service with tables of its own, a private
+/// SQLite database ([`ServiceHostBuilder::embedded_storage_provider`]; gone
+/// at shutdown, the service's `sqlite` feature compiles it in) — without
+/// installing a global log subscriber. Panics with the start-up error.
 pub async fn start(service: ServiceHostBuilder, bus: &TestBus) -> RunningService {
     try_start(service, bus)
         .await
@@ -438,9 +440,10 @@ pub async fn try_start(
     service: ServiceHostBuilder,
     bus: &TestBus,
 ) -> Result<RunningService, StartupError> {
+    let storage = service.embedded_storage_provider();
     service
         .event_bus(bus.bus())
-        .config("storage.provider", "inmemory")
+        .config("storage.provider", storage)
         .in_process()
         .start()
         .await

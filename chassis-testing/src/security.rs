@@ -16,10 +16,11 @@ pub const TEST_API_KEY: &str = "chassis-testing-api-key";
 pub async fn assert_routes_require_credentials(
     service: ServiceHostBuilder,
 ) -> Vec<(String, String)> {
+    let storage = service.embedded_storage_provider();
     let service = service
         .config("http.host", "127.0.0.1")
         .config("http.port", 0_i64)
-        .config("storage.provider", "inmemory")
+        .config("storage.provider", storage)
         .config("messaging.provider", "inmemory")
         .config("security.auth.enabled", true)
         .config("security.auth.api_keys", TEST_API_KEY)

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use chassis_web::{ServiceHost, StartupError};
 use common::{TempDir, isolated};
+use storage_abstractions::Migration;
 
 async fn start_error(vars: &[(&str, &str)]) -> String {
     let dir = TempDir::new();
@@ -139,18 +140,71 @@ async fn failing_start_hook_aborts_start_up() {
 /// Set in the child process this test binary re-runs itself as.
 const CHILD: &str = "CHASSIS_WEB_TEST_CHILD";
 
+/// The child's own migrations, by name (`CHILD_MIGRATIONS`).
+fn child_migrations() -> &'static [Migration] {
+    const NOTES: &[Migration] = &[Migration::new(
+        1,
+        "notes",
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL)",
+    )];
+    // 2 writes a row and creates a table before its last statement fails.
+    const BROKEN: &[Migration] = &[
+        NOTES[0],
+        Migration::new(
+            2,
+            "tags",
+            "INSERT INTO notes (id, body) VALUES (1, 'half'); CREATE TABLE tags (id bigint); \
+             ALTER TABLE no_such_table ADD COLUMN x text;",
+        ),
+    ];
+    const NOT_SQL: &[Migration] = &[Migration::new(
+        1,
+        "notes",
+        "CREATE TABLE notes (id bigint PRIMARY KEY,, body text NOT NULL)",
+    )];
+    const OUT_OF_ORDER: &[Migration] = &[
+        Migration::new(2, "tags", "CREATE TABLE tags (id bigint)"),
+        NOTES[0],
+    ];
+    match std::env::var("CHILD_MIGRATIONS").as_deref() {
+        Ok("notes") => NOTES,
+        Ok("broken") => BROKEN,
+        Ok("not-sql") => NOT_SQL,
+        Ok("out-of-order") => OUT_OF_ORDER,
+        _ => &[],
+    }
+}
+
 /// The child: a real `main`, configured by the variables the parent set.
 fn child_main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(
         ServiceHost::builder("exit-test")
             .args(std::env::var("CHILD_ARGS").ok())
+            .migrations(child_migrations())
             .run(),
     )
 }
 
+/// Runs the child when this process is one; returns otherwise.
+fn as_child() {
+    if std::env::var_os(CHILD).is_some() {
+        std::process::exit(if child_main() == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
+    }
+}
+
 fn run_child(test: &str, vars: &[(&str, &str)]) -> std::process::Output {
     let dir = TempDir::new();
+    child_command(test, &dir, vars).output().unwrap()
+}
+
+/// The command that runs this binary's `test` as a child service, its
+/// configuration directory `dir` (empty) and `vars` in its environment.
+fn child_command(test: &str, dir: &TempDir, vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
@@ -163,42 +217,236 @@ fn run_child(test: &str, vars: &[(&str, &str)]) -> std::process::Output {
     for (k, v) in vars {
         command.env(k, v);
     }
-    command.output().unwrap()
+    command
 }
 
-#[test]
-fn run_exits_non_zero_with_one_clear_line() {
-    if std::env::var_os(CHILD).is_some() {
-        std::process::exit(if child_main() == std::process::ExitCode::SUCCESS {
-            0
-        } else {
-            1
-        });
-    }
-    let out = run_child(
-        "run_exits_non_zero_with_one_clear_line",
-        &[("CHASSIS__MESSAGING__PROVIDER", "kafka")],
-    );
+/// The child's stderr, asserting it failed with exit code 1 and one line
+/// (no panic); returns that line.
+fn one_line_failure(out: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn run_exits_non_zero_with_one_clear_line() {
+    as_child();
+    let out = run_child(
+        "run_exits_non_zero_with_one_clear_line",
+        &[("CHASSIS__MESSAGING__PROVIDER", "kafka")],
+    );
+    let line = one_line_failure(&out);
     assert!(
-        lines[0].starts_with("error: messaging.provider: unknown provider `kafka`"),
-        "{stderr}"
+        line.starts_with("error: messaging.provider: unknown provider `kafka`"),
+        "{line}"
     );
 }
 
 #[test]
-fn print_config_flag_prints_and_exits_zero() {
-    if std::env::var_os(CHILD).is_some() {
-        std::process::exit(if child_main() == std::process::ExitCode::SUCCESS {
-            0
-        } else {
-            1
+fn tables_on_a_provider_without_sql_exit_non_zero_naming_the_fix() {
+    as_child();
+    let out = run_child(
+        "tables_on_a_provider_without_sql_exit_non_zero_naming_the_fix",
+        &[
+            ("CHASSIS__STORAGE__PROVIDER", "inmemory"),
+            ("CHILD_MIGRATIONS", "notes"),
+        ],
+    );
+    assert_eq!(
+        one_line_failure(&out),
+        "error: storage: this service uses relational tables, which storage.provider = \
+         `inmemory` does not have: set storage.provider = \"sqlite\" (embedded, the default for \
+         tables) or \"postgres\""
+    );
+}
+
+/// Bad storage input at start-up, each in a real process: one line on
+/// stderr, exit code 1, nothing half-applied.
+#[cfg(feature = "sqlite")]
+mod sqlite_startup {
+    use super::*;
+
+    const PROVIDER: (&str, &str) = ("CHASSIS__STORAGE__PROVIDER", "sqlite");
+
+    fn path_var(db: &std::path::Path) -> (&'static str, String) {
+        ("CHASSIS__STORAGE__SQLITE__PATH", db.display().to_string())
+    }
+
+    /// `sql` (one number) on the database file `db`, through the provider.
+    async fn count(db: &std::path::Path, sql: &'static str) -> i64 {
+        let mut config = storage_abstractions::StorageConfig {
+            provider: "sqlite".into(),
+            ..Default::default()
+        };
+        config
+            .sqlite
+            .insert("path".into(), db.display().to_string().into());
+        let store = storage_init::build(&config).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let n = chassis_storage::Sql::of(tx.as_mut())
+            .unwrap()
+            .query(sql)
+            .fetch_scalar::<i64>()
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        store.shutdown().await;
+        n
+    }
+
+    #[test]
+    fn a_failing_migration_exits_non_zero_and_leaves_nothing_of_itself() {
+        as_child();
+        let dir = TempDir::new();
+        let db = dir.path().join("service.db");
+        let (key, path) = path_var(&db);
+        let out = run_child(
+            "sqlite_startup::a_failing_migration_exits_non_zero_and_leaves_nothing_of_itself",
+            &[PROVIDER, (key, &path), ("CHILD_MIGRATIONS", "broken")],
+        );
+        let line = one_line_failure(&out);
+        assert!(
+            line.starts_with("error: storage: migration 2 (tags) failed:")
+                && line.contains("no_such_table"),
+            "{line}"
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            // Migration 1 stays; of 2 neither the row nor the table exists.
+            assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 0);
+            assert_eq!(
+                count(
+                    &db,
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'tags'"
+                )
+                .await,
+                0
+            );
         });
     }
+
+    #[test]
+    fn an_invalid_schema_exits_non_zero_naming_the_migration() {
+        as_child();
+        let dir = TempDir::new();
+        let db = dir.path().join("service.db");
+        let (key, path) = path_var(&db);
+        let test = "sqlite_startup::an_invalid_schema_exits_non_zero_naming_the_migration";
+        let out = run_child(
+            test,
+            &[PROVIDER, (key, &path), ("CHILD_MIGRATIONS", "not-sql")],
+        );
+        let line = one_line_failure(&out);
+        assert!(
+            line.starts_with("error: storage: migration 1 (notes) failed:")
+                && line.contains("syntax error"),
+            "{line}"
+        );
+        let out = run_child(
+            test,
+            &[PROVIDER, (key, &path), ("CHILD_MIGRATIONS", "out-of-order")],
+        );
+        assert_eq!(
+            one_line_failure(&out),
+            "error: storage: invalid migrations: migration 1 (notes): versions must start at 1 \
+             and increase, after 2"
+        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let tables = runtime.block_on(count(
+            &db,
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('notes', 'tags')",
+        ));
+        assert_eq!(tables, 0, "nothing applied");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_exits_non_zero_naming_it() {
+        as_child();
+        let dir = TempDir::new();
+        let db = dir.write("service.db", &"x".repeat(4096));
+        let (key, path) = path_var(&db);
+        let out = run_child(
+            "sqlite_startup::a_file_that_is_not_a_database_exits_non_zero_naming_it",
+            &[PROVIDER, (key, &path)],
+        );
+        let line = one_line_failure(&out);
+        assert!(
+            line.starts_with("error: storage provider `sqlite` failed to start:")
+                && line.contains(&path)
+                && line.contains("not a database"),
+            "{line}"
+        );
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            "x".repeat(4096).as_bytes(),
+            "untouched"
+        );
+    }
+
+    #[test]
+    fn a_second_process_on_one_file_exits_non_zero_naming_the_holder() {
+        as_child();
+        let test = "sqlite_startup::a_second_process_on_one_file_exits_non_zero_naming_the_holder";
+        let dir = TempDir::new();
+        let db = dir.path().join("service.db");
+        let lock = dir.path().join("service.db.lock");
+        let (key, path) = path_var(&db);
+        let vars = [
+            PROVIDER,
+            (key, path.as_str()),
+            ("CHILD_MIGRATIONS", "notes"),
+        ];
+        // The first process runs the service on the file.
+        let first_dir = TempDir::new();
+        let mut first = child_command(test, &first_dir, &vars)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = first.id().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_to_string(&lock).unwrap_or_default() != pid {
+            assert!(
+                first.try_wait().unwrap().is_none(),
+                "the first process exited"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first process took no lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let second = run_child(test, &vars);
+        first.kill().unwrap();
+        first.wait().unwrap();
+        assert_eq!(
+            one_line_failure(&second),
+            format!(
+                "error: storage provider `sqlite` failed to start: the SQLite database {path} is \
+                 in use by process {pid} (lock file {}): one process per database file; stop the \
+                 other one or set another storage.sqlite.path",
+                lock.display()
+            )
+        );
+        // Killed, the first process left no lock behind.
+        let mut migrate_vars = vars.to_vec();
+        migrate_vars.push(("CHILD_ARGS", "--migrate-only"));
+        let out = run_child(test, &migrate_vars);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn print_config_flag_prints_and_exits_zero() {
+    as_child();
     let out = run_child(
         "print_config_flag_prints_and_exits_zero",
         &[

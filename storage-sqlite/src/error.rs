@@ -19,6 +19,29 @@ pub enum SqliteError {
         #[source]
         source: sqlx::Error,
     },
+    /// Another process has the database file open (one process per file).
+    #[error(
+        "the SQLite database {database} is in use by {holder} (lock file {lock}): one process per \
+         database file; stop the other one or set another storage.sqlite.path"
+    )]
+    Locked {
+        /// The database file.
+        database: String,
+        /// Who holds it: `process <pid>`, or `another process`.
+        holder: String,
+        /// The lock file.
+        lock: String,
+    },
+    /// The lock file next to the database cannot be created or locked
+    /// (no permission, read-only directory).
+    #[error("cannot lock the SQLite database through {path}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// An embedded migration of the chassis failed; nothing of it was applied.
     #[error("chassis migration {version} ({name}) on {target} failed: {source}")]
     Migration {

@@ -18,7 +18,10 @@
 //!   readers see the last commit while a unit of work is open.
 //! - **A file**: WAL journal (readers never wait for the writer),
 //!   `synchronous = NORMAL`, created if missing. One process per file: the
-//!   relay assumes it is the only one.
+//!   relay assumes it is the only one, so the store holds an exclusive lock
+//!   on `<file>.lock` until shutdown, and a second process (or store) fails
+//!   to open naming the file and the process holding it
+//!   ([`SqliteError::Locked`]).
 //! - One writer at a time: see the `transaction` module on how lock
 //!   contention becomes a retryable [`StorageError::Conflict`].
 //!
@@ -41,6 +44,7 @@
 
 mod config;
 mod error;
+mod lock;
 mod migrate;
 mod outbox;
 mod transaction;
@@ -91,6 +95,8 @@ struct Inner {
     outbox: Arc<SqliteOutbox>,
     /// A private database: its file, removed at shutdown.
     private: Option<PathBuf>,
+    /// A named file's lock (one process per file), released at shutdown.
+    lock: Option<lock::FileLock>,
 }
 
 impl Inner {
@@ -158,6 +164,13 @@ impl SqliteStore {
         } else {
             path.display().to_string()
         };
+        // Before the first connection: a second process must not touch
+        // the file (not even to migrate it).
+        let lock = if private {
+            None
+        } else {
+            Some(lock::FileLock::acquire(&path)?)
+        };
         let open_error = |source| SqliteError::Open {
             target: target.clone(),
             source,
@@ -190,6 +203,7 @@ impl SqliteStore {
                 target,
                 wakeup,
                 private: private.then_some(path),
+                lock,
             }),
         })
     }
@@ -251,9 +265,13 @@ impl Store for SqliteStore {
             })
     }
 
-    /// Closes the pool; a private database is gone afterwards.
+    /// Closes the pool and releases the file's lock; a private database is
+    /// gone afterwards.
     async fn shutdown(&self) {
         self.inner.pool.close().await;
+        if let Some(lock) = &self.inner.lock {
+            lock.release();
+        }
         self.inner.remove_private();
         self.inner.wakeup.committed();
     }

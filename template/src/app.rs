@@ -1,9 +1,9 @@
 //! The application layer: the use cases, each in one unit of work.
 //!
 //! - `CreateItem` runs through the chassis command pipeline (logging span
-//!   with the correlation id, one unit of work): the item and its
-//!   `ItemCreated` outbox message commit together; the outbox relay
-//!   publishes the event after commit.
+//!   with the correlation id, one unit of work): the item's row
+//!   ([`crate::tables`]) and its `ItemCreated` outbox message commit
+//!   together; the outbox relay publishes the event after commit.
 //! - [`CountCreatedItems`] handles `ItemCreated` through the inbox, so a
 //!   redelivered event is counted once.
 
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::domain::{CreateItem, Item, ItemStats};
 use crate::events::ItemCreated;
+use crate::tables::Items as ItemTable;
 
 impl Command for CreateItem {
     const NAME: &'static str = "item.create";
@@ -37,9 +38,7 @@ impl CommandHandler<CreateItem> for CreateItemHandler {
         cx: &mut CommandContext,
     ) -> Result<Item, DomainError> {
         let mut item = Item::create(Uuid::now_v7(), command)?;
-        Repository::<Item>::new()
-            .add(cx.unit_of_work()?, &mut item)
-            .await?;
+        ItemTable.add(cx.unit_of_work()?, &mut item).await?;
         Ok(item)
     }
 }
@@ -93,7 +92,7 @@ impl Items {
     /// The item with `id`; [`DomainError::NotFound`] if there is none.
     pub async fn get(&self, id: Uuid) -> Result<Item, DomainError> {
         self.storage
-            .read(async |uow| Repository::<Item>::new().load(uow, &id).await)
+            .read(async |uow| ItemTable.load(uow, id).await)
             .await
     }
 

@@ -6,6 +6,7 @@
 
 use chassis_domain::{Aggregate, Changes, DomainError, FieldError};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::events::ItemCreated;
@@ -27,12 +28,14 @@ pub enum ItemEvent {
     Created,
 }
 
-/// An item.
+/// An item, stored as a row of the `items` table ([`crate::tables`]).
 #[derive(Debug, Clone, Serialize, Deserialize, Aggregate)]
 #[aggregate(collection = "items", events = ItemEvent)]
 pub struct Item {
     id: Uuid,
     name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
     #[serde(skip)]
     changes: Changes<ItemEvent>,
 }
@@ -51,6 +54,7 @@ impl Item {
         let mut item = Self {
             id,
             name: name.to_owned(),
+            created_at: OffsetDateTime::now_utc(),
             changes: Changes::default(),
         };
         item.changes.raise(ItemEvent::Created);
@@ -61,9 +65,27 @@ impl Item {
         Ok(item)
     }
 
+    /// An item as stored (its row), at `version`: no rule checked again,
+    /// no event raised.
+    pub fn restore(id: Uuid, name: String, created_at: OffsetDateTime, version: u64) -> Self {
+        let mut changes = Changes::default();
+        changes.set_version(version);
+        Self {
+            id,
+            name,
+            created_at,
+            changes,
+        }
+    }
+
     /// The item's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// When it was created (UTC).
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.created_at
     }
 }
 
@@ -71,8 +93,8 @@ fn invalid_name(message: &str) -> DomainError {
     DomainError::validation([FieldError::new("name", message)])
 }
 
-/// How many items were created: one document, updated by the `ItemCreated`
-/// handler.
+/// How many items were created: one document (the chassis's zero-schema
+/// store, next to the tables), updated by the `ItemCreated` handler.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Aggregate)]
 #[aggregate(collection = "item_stats")]
 pub struct ItemStats {

@@ -3,6 +3,7 @@
 //! - [`domain`]: the `Item` aggregate and its rules, the `ItemStats` read model;
 //! - [`events`]: the integration events the service publishes (its contract);
 //! - [`app`]: the use cases — the `CreateItem` command, the `ItemCreated` handler;
+//! - [`tables`]: the `items` table (its migration) and the SQL over it;
 //! - [`api`]: the HTTP routes.
 //!
 //! ```
@@ -18,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod events;
+pub mod tables;
 
 use chassis_domain::messaging::{Handlers, Subscription};
 use chassis_web::{BoxError, ServiceContext, ServiceHost, ServiceHostBuilder};
@@ -33,6 +35,7 @@ pub const SERVICE_NAME: &str = "{{project-name}}";
 pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
+        .migrations(tables::MIGRATIONS)
         .on_start(start)
         .routes(|ctx| api::router(app::Items::new(ctx.persistence())))
 }

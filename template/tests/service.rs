@@ -1,4 +1,5 @@
-//! The service end to end in one process, on the in-memory bus and store:
+//! The service end to end in one process, on the in-memory bus and a private
+//! SQLite database (its tables need SQL; gone at shutdown):
 //! HTTP in, command, outbox, relay, bus, inbox handler, read model out —
 //! through the chassis test harness (`chassis_testing`) and the typed HTTP
 //! client (`chassis_client`).

@@ -110,6 +110,19 @@ impl ServiceHostBuilder {
         self
     }
 
+    /// The `storage.provider` that runs this service without a server
+    /// (tests, embedded demos): `inmemory`, or `sqlite` (a private database
+    /// unless `storage.sqlite.path` is set) for a service with tables of its
+    /// own ([`migrations`](Self::migrations)), which needs SQL. Set it with
+    /// `.config("storage.provider", host.embedded_storage_provider())`.
+    pub fn embedded_storage_provider(&self) -> &'static str {
+        if self.migrations.is_empty() {
+            "inmemory"
+        } else {
+            "sqlite"
+        }
+    }
+
     /// The service's version (default `service.version`), usually
     /// `env!("CARGO_PKG_VERSION")`.
     pub fn version(mut self, version: impl Into<String>) -> Self {

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use chassis_domain::messaging::Delivery;
 use chassis_domain::messaging::{EventHandler, HandlerError};
 use chassis_domain::{
-    AggregateRoot, Command, CommandContext, CommandHandler, CommandPipeline, DomainError,
-    MessageContext, UnitOfWork,
+    Command, CommandContext, CommandHandler, CommandPipeline, DomainError, MessageContext,
+    UnitOfWork,
 };
-use chassis_storage::{Inbox, InboxHandler, Persistence, Repository};
+use chassis_storage::{Inbox, InboxHandler, Persistence};
 use order_service_client::events::OrderCompleted;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -21,6 +21,7 @@ use crate::domain::{
     new_tracking_id, pack,
 };
 use crate::integration::order_to_pack;
+use crate::tables::{Packages, Shipments};
 
 /// Most open packages to one place considered when packing.
 const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
@@ -105,20 +106,15 @@ impl InboxHandler<OrderCompleted> for PackOrder {
         uow: &mut dyn UnitOfWork,
     ) -> Result<(), DomainError> {
         let order = order_to_pack(&event)?;
-        let shipments = Repository::<Shipment>::new();
-        let packages = Repository::<Package>::new();
-        let existing = shipments.get(uow, &order.order_id).await?;
+        let (shipments, packages) = (Shipments, Packages);
+        let existing = shipments.get(uow, order.order_id).await?;
         let open = packages
-            .query(
+            .open_to_place(
                 uow,
-                &packages
-                    .query_all()
-                    .filter("status", PackageStatus::Open.as_str())
-                    .filter("place", order.destination.place_key())
-                    .page(0, MAX_OPEN_PACKAGES_PER_PLACE),
+                &order.destination.place_key(),
+                MAX_OPEN_PACKAGES_PER_PLACE,
             )
-            .await?
-            .items;
+            .await?;
         let packed = match pack(
             &order,
             existing.as_ref(),
@@ -202,11 +198,10 @@ async fn change(
     id: Uuid,
     f: impl FnOnce(&mut Package) -> Result<(), DomainError> + Send,
 ) -> Result<Package, DomainError> {
-    let packages = Repository::<Package>::new();
     let uow = cx.unit_of_work()?;
-    let mut package = packages.load(uow, &id).await?;
+    let mut package = Packages.load(uow, id).await?;
     f(&mut package)?;
-    packages.update(uow, &mut package).await?;
+    Packages.update(uow, &mut package).await?;
     Ok(package)
 }
 
@@ -299,24 +294,22 @@ impl Shipping {
         limit: u32,
         context: MessageContext,
     ) -> Result<Vec<Package>, DomainError> {
-        let packages = Repository::<Package>::new();
-        let mut query = packages.query_all().page(offset, limit);
-        if let Some(order_id) = filter.order_id {
-            query = query.filter("order_id", order_id.to_string());
-        }
-        if let Some(status) = filter.status {
-            query = query.filter("status", status.as_str());
-        }
         self.read(context, |uow| {
-            Box::pin(async move { packages.query(uow, &query).await })
+            Box::pin(async move {
+                Packages
+                    .page(uow, filter.status, filter.order_id, offset, limit)
+                    .await
+            })
         })
         .await
-        .map(|page| page.items)
     }
 
     /// The package with `id`.
     pub async fn package(&self, id: Uuid, context: MessageContext) -> Result<Package, DomainError> {
-        self.load::<Package>(id, context).await
+        self.read(context, |uow| {
+            Box::pin(async move { Packages.load(uow, id).await })
+        })
+        .await
     }
 
     /// How the order `order_id` was packed.
@@ -325,16 +318,8 @@ impl Shipping {
         order_id: Uuid,
         context: MessageContext,
     ) -> Result<Shipment, DomainError> {
-        self.load::<Shipment>(order_id, context).await
-    }
-
-    async fn load<A: AggregateRoot<Id = Uuid>>(
-        &self,
-        id: Uuid,
-        context: MessageContext,
-    ) -> Result<A, DomainError> {
         self.read(context, |uow| {
-            Box::pin(async move { Repository::<A>::new().load(uow, &id).await })
+            Box::pin(async move { Shipments.load(uow, order_id).await })
         })
         .await
     }

@@ -20,17 +20,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chassis_domain::messaging::{Delivery, Handlers};
 use chassis_domain::{DomainError, Entity, Envelope, IntegrationEvent, UnitOfWork};
-use chassis_storage::{Inbox, InboxHandler, Repository};
+use chassis_storage::{Inbox, InboxHandler};
 use order_service_client::cancellation::{OrderCancellationRequested, OrderCancellationWithdrawn};
 use shipping_service_client::cancellation::{ShipmentCancellationRefused, ShipmentCancelled};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::cancellation::{ShipmentCancellation, cancel, to_restore};
-use crate::domain::{Package, PackageStatus, Packing, Shipment, TransportProviders, pack};
+use crate::domain::{Packing, Shipment, TransportProviders, pack};
+use crate::tables::{Packages, Shipments};
 
-/// Most packages of one order considered.
-const MAX_PACKAGES_PER_ORDER: u32 = 1000;
+/// Most open packages to one place considered when packing released units
+/// again.
+const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
 
 /// Adds the cancellation handlers (through `inbox`) to `handlers`.
 pub fn handlers(inbox: &Inbox, providers: Arc<TransportProviders>, handlers: Handlers) -> Handlers {
@@ -49,7 +51,7 @@ async fn answer<E: IntegrationEvent>(
 }
 
 async fn shipment(uow: &mut dyn UnitOfWork, order_id: Uuid) -> Result<Shipment, DomainError> {
-    match Repository::<Shipment>::new().get(uow, &order_id).await? {
+    match Shipments.get(uow, order_id).await? {
         Some(shipment) => Ok(shipment),
         // Retryable: the order's `order.completed.v1` may not have been
         // handled yet.
@@ -112,23 +114,13 @@ impl InboxHandler<OrderCancellationRequested> for CancelShipment {
         uow: &mut dyn UnitOfWork,
     ) -> Result<(), DomainError> {
         let order_id = event.order_id;
-        let shipments = Repository::<Shipment>::new();
-        let packages = Repository::<Package>::new();
+        let (shipments, packages) = (Shipments, Packages);
         let mut shipment = shipment(uow, order_id).await?;
         if let Some(decided) = shipment.cancellation() {
             tracing::info!(%order_id, attempt = event.attempt, "cancellation already decided; answered again");
             return answer_again(uow, order_id, &decided.clone()).await;
         }
-        let held = packages
-            .query(
-                uow,
-                &packages
-                    .query_all()
-                    .filter("order_id", order_id.to_string())
-                    .page(0, MAX_PACKAGES_PER_ORDER),
-            )
-            .await?
-            .items;
+        let held = packages.of_order(uow, order_id).await?;
         let decision = cancel(order_id, held, OffsetDateTime::now_utc());
         for mut package in decision.changed {
             packages.update(uow, &mut package).await?;
@@ -161,8 +153,7 @@ impl InboxHandler<OrderCancellationWithdrawn> for WithdrawCancellation {
     ) -> Result<(), DomainError> {
         let order_id = event.order_id;
         let now = OffsetDateTime::now_utc();
-        let shipments = Repository::<Shipment>::new();
-        let packages = Repository::<Package>::new();
+        let (shipments, packages) = (Shipments, Packages);
         let mut shipment = shipment(uow, order_id).await?;
         if matches!(
             shipment.cancellation(),
@@ -174,16 +165,12 @@ impl InboxHandler<OrderCancellationWithdrawn> for WithdrawCancellation {
         let mut restored_units = 0;
         if let Some(order) = to_restore(&shipment) {
             let open = packages
-                .query(
+                .open_to_place(
                     uow,
-                    &packages
-                        .query_all()
-                        .filter("status", PackageStatus::Open.as_str())
-                        .filter("place", order.destination.place_key())
-                        .page(0, MAX_PACKAGES_PER_ORDER),
+                    &order.destination.place_key(),
+                    MAX_OPEN_PACKAGES_PER_PLACE,
                 )
-                .await?
-                .items;
+                .await?;
             // Packed as a new order (no shipment yet), into the place's
             // open packages first.
             if let Packing::Packed(packed) = pack(&order, None, open, &self.providers, now) {

@@ -9,7 +9,10 @@
 //! - [`integration`]: translation between the domain and the contracts
 //!   (the consumed event, the HTTP DTOs);
 //! - [`quote`]: answers shipping quotes asked over the bus
-//!   (`shipping.quote.v1`).
+//!   (`shipping.quote.v1`);
+//! - [`tables`]: packages, package lines, tracking events and shipments in
+//!   the service's own tables (its migrations), queried with SQL in the
+//!   unit of work's transaction.
 //!
 //! ```
 //! use shipping_service::domain::{
@@ -43,6 +46,7 @@ pub mod cancellation;
 pub mod domain;
 pub mod integration;
 pub mod quote;
+pub mod tables;
 
 use std::sync::Arc;
 
@@ -61,6 +65,7 @@ pub const SERVICE_NAME: &str = "shipping-service";
 pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
+        .migrations(tables::MIGRATIONS)
         .on_start(subscribe)
         .on_start(quote::serve)
         .on_start(|ctx| async move {

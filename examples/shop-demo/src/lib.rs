@@ -1,6 +1,7 @@
 //! The embedded demo: the order and shipping services in one process, on the
-//! embedded defaults (in-memory bus and stores — no server needed), each on
-//! its own port and with its own store, sharing one in-memory bus.
+//! embedded defaults (in-memory bus, the order service's documents in
+//! memory, the shipping service's tables in SQLite — no server needed), each
+//! on its own port and with its own store, sharing one in-memory bus.
 //!
 //! The order service's host builds the bus named by its configuration; the
 //! shipping service's host is given that same bus. Everything else goes
@@ -129,7 +130,12 @@ impl Demo {
     /// Starts both services, sharing one bus.
     pub async fn start(options: &DemoOptions) -> Result<Self, DemoError> {
         let local = |host: chassis_web::ServiceHostBuilder, port: u16| {
+            // Each on its embedded store: the order service's documents in
+            // memory, the shipping service's tables in a private SQLite
+            // database.
+            let storage = host.embedded_storage_provider();
             let host = host
+                .config("storage.provider", storage)
                 .config("http.port", i64::from(port))
                 .config("http.host", "127.0.0.1")
                 // The embedded demo is the development set-up: no credentials

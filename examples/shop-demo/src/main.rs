@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
     };
     println!(
         "starting the order service ({}) and the shipping service ({}) in this process:\n\
-         in-memory bus and stores, no server needed",
+         in-memory bus, orders in memory, shipping's tables in SQLite, no server needed",
         port(args.options.order_port),
         port(args.options.shipping_port)
     );

@@ -15,7 +15,7 @@ use chassis_domain::messaging::{
 use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
-use chassis_storage::{Persistence, Repository};
+use chassis_storage::Persistence;
 use chassis_testing::InProcess;
 use chassis_testing::TestBus;
 use chassis_web::{RunningService, ServiceHostBuilder};
@@ -28,9 +28,9 @@ use order_service_client::events::{ItemToShip, OrderCompleted};
 use order_service_client::{ClientConfig, OrderServiceClient};
 use shipping_service::domain::Shipment;
 use shipping_service::domain::cancellation::ShipmentCancellation;
+use shipping_service::tables::Shipments;
 use shipping_service_client::ShippingServiceClient;
 use shipping_service_client::cancellation::{ShipmentCancellationRefused, ShipmentCancelled};
-use storage_inmemory::InMemoryStore;
 use uuid::Uuid;
 
 const ORDERS: &str = order_service::SERVICE_NAME;
@@ -412,26 +412,27 @@ fn completed(order_id: Uuid, quantity: u32) -> OrderCompleted {
 async fn shipment(store: &Arc<dyn Store>, order_id: Uuid) -> Shipment {
     let storage = Persistence::new(store.clone(), StorageConfig::default());
     let mut uow = storage.begin(MessageContext::default()).await.unwrap();
-    let shipment = Repository::<Shipment>::new()
-        .load(&mut uow, &order_id)
-        .await
-        .unwrap();
+    let shipment = Shipments.load(&mut uow, order_id).await.unwrap();
     uow.rollback().await.unwrap();
     shipment
 }
 
-/// Starts `host` on `bus` (a connection of its own) and `store`.
+/// Starts `host` on `bus` (the caller's connection: shutting it down stops
+/// the service's consumers) and its test store: in memory, or for
+/// shipping's tables SQLite — in the file `sqlite_file` when given, so a
+/// restarted service finds its data.
 async fn start_on(
     host: ServiceHostBuilder,
-    bus: &InMemoryBus,
-    store: Option<Arc<InMemoryStore>>,
+    bus: Arc<InMemoryBus>,
+    sqlite_file: Option<&std::path::Path>,
 ) -> RunningService {
+    let storage = host.embedded_storage_provider();
     let mut host = host
-        .event_bus(Arc::new(bus.clone()))
-        .config("storage.provider", "inmemory")
+        .event_bus(bus)
+        .config("storage.provider", storage)
         .in_process();
-    if let Some(store) = store {
-        host = host.store(store);
+    if let Some(file) = sqlite_file {
+        host = host.config("storage.sqlite.path", file.to_str().expect("UTF-8 path"));
     }
     host.start().await.unwrap()
 }
@@ -468,13 +469,13 @@ async fn shipping_back_after_the_saga_gave_up_puts_the_units_back() {
         ..MessagingConfig::default()
     };
     let broker = InMemoryBus::new(&config);
-    let shipping_store = Arc::new(InMemoryStore::new());
-    let order_svc = start_on(order_host(true), &broker, None).await;
-    let shipping_bus = broker.clone();
+    let shipping_file = std::env::temp_dir().join(format!("shop-demo-{}.sqlite", Uuid::now_v7()));
+    let order_svc = start_on(order_host(true), Arc::new(broker.clone()), None).await;
+    let shipping_bus = Arc::new(broker.clone());
     let shipping_svc = start_on(
         shipping_service::host(),
-        &shipping_bus,
-        Some(shipping_store.clone()),
+        shipping_bus.clone(),
+        Some(&shipping_file),
     )
     .await;
     let (orders, shipping) = clients(&order_svc, &shipping_svc);
@@ -497,11 +498,11 @@ async fn shipping_back_after_the_saga_gave_up_puts_the_units_back() {
     // Shipping comes back: it handles the three requests (releasing the
     // units once, answering to a saga that has ended) and the withdrawal
     // (putting them back).
-    let back_bus = broker.clone();
+    let back_bus = Arc::new(broker.clone());
     let shipping_svc = start_on(
         shipping_service::host(),
-        &back_bus,
-        Some(shipping_store.clone()),
+        back_bus.clone(),
+        Some(&shipping_file),
     )
     .await;
     let shipping = ShippingServiceClient::new(&ClientConfig::new(shipping_svc.base_url())).unwrap();
@@ -511,8 +512,7 @@ async fn shipping_back_after_the_saga_gave_up_puts_the_units_back() {
         4,
         "every unit back in a package"
     );
-    let shipping_store: Arc<dyn Store> = shipping_store;
-    let record = shipment(&shipping_store, order.id).await;
+    let record = shipment(shipping_svc.context().store(), order.id).await;
     assert!(
         matches!(
             record.cancellation(),
@@ -546,4 +546,7 @@ async fn shipping_back_after_the_saga_gave_up_puts_the_units_back() {
     back_bus.shutdown().await.unwrap();
     order_svc.shutdown().await.unwrap();
     broker.shutdown().await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", shipping_file.display()));
+    }
 }

@@ -20,7 +20,7 @@ use chassis_domain::messaging::{EventBus, MessagingConfig};
 use chassis_domain::saga::SagaStatus;
 use chassis_domain::storage::{StorageConfig, Store};
 use chassis_domain::{Envelope, MessageContext};
-use chassis_storage::{Persistence, Repository};
+use chassis_storage::Persistence;
 use chassis_testing::InProcess;
 use chassis_web::{RunningService, ServiceHostBuilder};
 use common::{BrokerStopped, POSTGRES_URL, Schemas, Vhost, box_order};
@@ -28,8 +28,8 @@ use messaging_rabbitmq::{RabbitMqBus, RabbitMqConfig};
 use order_service::cancellation::{CancellationConfig, runner};
 use order_service_client::dto::{OrderStatus, OrderView};
 use order_service_client::{ClientConfig, OrderServiceClient};
-use shipping_service::domain::Shipment;
 use shipping_service::domain::cancellation::ShipmentCancellation;
+use shipping_service::tables::Shipments;
 use shipping_service_client::ShippingServiceClient;
 use shipping_service_client::cancellation::ShipmentCancelled;
 use uuid::Uuid;
@@ -161,10 +161,7 @@ impl Shop {
         let store: &Arc<dyn Store> = svc.context().store();
         let storage = Persistence::new(store.clone(), StorageConfig::default());
         let mut uow = storage.begin(MessageContext::default()).await.unwrap();
-        let shipment = Repository::<Shipment>::new()
-            .load(&mut uow, &order)
-            .await
-            .unwrap();
+        let shipment = Shipments.load(&mut uow, order).await.unwrap();
         uow.rollback().await.unwrap();
         shipment.cancellation().cloned()
     }

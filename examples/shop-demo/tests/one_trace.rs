@@ -36,14 +36,16 @@ impl Broker {
     async fn start(&self, host: ServiceHostBuilder) -> RunningService {
         match self {
             Broker::InMemory(bus) => chassis_testing::start(host, bus).await,
-            Broker::RabbitMq(vhost) => host
-                .config("messaging.provider", "rabbitmq")
-                .config("messaging.rabbitmq.url", vhost.amqp_url())
-                .config("storage.provider", "inmemory")
-                .in_process()
-                .start()
-                .await
-                .unwrap_or_else(|e| panic!("the service did not start: {e}")),
+            Broker::RabbitMq(vhost) => {
+                let storage = host.embedded_storage_provider();
+                host.config("messaging.provider", "rabbitmq")
+                    .config("messaging.rabbitmq.url", vhost.amqp_url())
+                    .config("storage.provider", storage)
+                    .in_process()
+                    .start()
+                    .await
+                    .unwrap_or_else(|e| panic!("the service did not start: {e}"))
+            }
         }
     }
 

@@ -276,9 +276,11 @@ async fn a_quote_request_delivered_twice_is_answered_twice_and_the_second_answer
         replies: replies.clone(),
         failed_replies: failed_replies.clone(),
     });
-    let _shipping_svc = shipping_service::host()
+    let shipping = shipping_service::host();
+    let storage = shipping.embedded_storage_provider();
+    let _shipping_svc = shipping
         .event_bus(twice)
-        .config("storage.provider", "inmemory")
+        .config("storage.provider", storage)
         .in_process()
         .start()
         .await

@@ -21,12 +21,13 @@ use order_service_client::dto::OrderStatus;
 use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
 
 async fn start(host: ServiceHostBuilder, vhost: &Vhost) -> RunningService {
+    let storage = host.embedded_storage_provider();
     host.config("messaging.provider", "rabbitmq")
         .config("messaging.rabbitmq.url", vhost.amqp_url())
         .config("messaging.rabbitmq.reconnect_initial_backoff", "100ms")
         .config("messaging.rabbitmq.reconnect_max_backoff", "500ms")
         .config("messaging.rabbitmq.publish_wait", "1s")
-        .config("storage.provider", "inmemory")
+        .config("storage.provider", storage)
         .config("order.quote_timeout", "1s")
         .config("order.placement_quote_timeout", "500ms")
         .in_process()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chassis_domain::{Aggregate, Changes, DomainError, IndexEntry};
+use chassis_domain::{Aggregate, Changes, DomainError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -44,12 +44,19 @@ pub enum PackageStatus {
 }
 
 impl PackageStatus {
-    /// The name used in the API and the storage index (`open`, `sent`).
+    /// The name used in the API and the `packages.status` column (`open`, `sent`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
             Self::Sent => "sent",
         }
+    }
+
+    /// The status named `name` ([`as_str`](Self::as_str)).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Open, Self::Sent]
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 }
 
@@ -67,6 +74,32 @@ pub enum TrackingStatus {
     Delivered,
     /// A delivery attempt failed.
     DeliveryFailed,
+}
+
+impl TrackingStatus {
+    /// The name used in the API and the `tracking_events.status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HandedOver => "handed_over",
+            Self::InTransit => "in_transit",
+            Self::OutForDelivery => "out_for_delivery",
+            Self::Delivered => "delivered",
+            Self::DeliveryFailed => "delivery_failed",
+        }
+    }
+
+    /// The status named `name` ([`as_str`](Self::as_str)).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::HandedOver,
+            Self::InTransit,
+            Self::OutForDelivery,
+            Self::Delivered,
+            Self::DeliveryFailed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 /// One tracking event.
@@ -173,7 +206,7 @@ impl From<PackageError> for DomainError {
 /// The package aggregate. It holds at least one unit and never more than
 /// its provider's maximum weight; once sent it is closed for changes.
 #[derive(Debug, Clone, Serialize, Deserialize, Aggregate)]
-#[aggregate(collection = "packages", events = PackageEvent, index = index)]
+#[aggregate(collection = "packages", events = PackageEvent)]
 pub struct Package {
     id: Uuid,
     destination: Address,
@@ -186,27 +219,6 @@ pub struct Package {
     opened_at: OffsetDateTime,
     #[serde(skip)]
     changes: Changes<PackageEvent>,
-}
-
-impl Package {
-    /// `status`, `place` (open packages to a place are looked up by it) and
-    /// one `order_id` entry per order with units inside.
-    fn index(&self) -> Vec<IndexEntry> {
-        let entry = |key: &str, value: String| IndexEntry {
-            key: key.into(),
-            value,
-        };
-        let mut entries = vec![
-            entry("status", self.status.as_str().into()),
-            entry("place", self.destination.place_key()),
-        ];
-        entries.extend(
-            self.order_ids()
-                .into_iter()
-                .map(|id| entry("order_id", id.to_string())),
-        );
-        entries
-    }
 }
 
 impl Package {
@@ -233,6 +245,35 @@ impl Package {
         };
         package.add(first)?;
         Ok(package)
+    }
+
+    /// A package as stored (its rows), at `version`: no rule is checked
+    /// again and no event raised.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn restore(
+        id: Uuid,
+        destination: Address,
+        transport_provider: TransportProvider,
+        status: PackageStatus,
+        items: Vec<PackedItem>,
+        tracking_id: Option<String>,
+        tracking: Vec<TrackingEvent>,
+        opened_at: OffsetDateTime,
+        version: u64,
+    ) -> Self {
+        let mut changes = Changes::default();
+        changes.set_version(version);
+        Self {
+            id,
+            destination,
+            transport_provider,
+            status,
+            items,
+            tracking_id,
+            tracking,
+            opened_at,
+            changes,
+        }
     }
 
     /// Where it goes.
@@ -618,13 +659,31 @@ pub(crate) mod tests {
         let json = serde_json::to_value(&p).unwrap();
         let back: Package = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), json);
-        let index: Vec<String> = back
-            .index_entries()
-            .into_iter()
-            .map(|e| format!("{}={}", e.key, e.value))
-            .collect();
-        assert_eq!(index[0], "status=sent");
-        assert_eq!(index[1], "place=ada|1 main st|london|n1|gb");
-        assert!(index[2].starts_with("order_id="));
+        assert!(
+            back.index_entries().is_empty(),
+            "packages are found by SQL (crate::tables), not by index entries"
+        );
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [PackageStatus::Open, PackageStatus::Sent] {
+            assert_eq!(PackageStatus::parse(status.as_str()), Some(status));
+        }
+        for status in [
+            TrackingStatus::HandedOver,
+            TrackingStatus::InTransit,
+            TrackingStatus::OutForDelivery,
+            TrackingStatus::Delivered,
+            TrackingStatus::DeliveryFailed,
+        ] {
+            assert_eq!(TrackingStatus::parse(status.as_str()), Some(status));
+            // The column holds the API's (serde's) name.
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert_eq!(PackageStatus::parse("lost"), None);
     }
 }

@@ -58,6 +58,29 @@ impl Shipment {
         }
     }
 
+    /// A shipment as stored (its row), at `version`.
+    pub(crate) fn restore(
+        order_id: Uuid,
+        destination: Address,
+        packages: Vec<Uuid>,
+        unshippable: Vec<UnshippableItem>,
+        packed_at: OffsetDateTime,
+        cancellation: Option<ShipmentCancellation>,
+        version: u64,
+    ) -> Self {
+        let mut changes = Changes::default();
+        changes.set_version(version);
+        Self {
+            order_id,
+            destination,
+            packages,
+            unshippable,
+            packed_at,
+            cancellation,
+            changes,
+        }
+    }
+
     /// The order.
     pub fn order_id(&self) -> Uuid {
         self.order_id

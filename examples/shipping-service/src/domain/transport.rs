@@ -119,6 +119,19 @@ pub struct TransportProvider {
 }
 
 impl TransportProvider {
+    /// A provider as a stored package copied it (its limits at packing time).
+    pub(crate) fn restore(
+        name: String,
+        max_weight_grams: u64,
+        max_dimensions: Option<Dimensions>,
+    ) -> Self {
+        Self {
+            name,
+            max_weight_grams,
+            max_dimensions,
+        }
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name

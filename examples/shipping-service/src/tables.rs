@@ -1,0 +1,660 @@
+//! Shipping's storage: packages, their lines and tracking events, and
+//! shipments in tables of the service's own ([`MIGRATIONS`]), read and
+//! written with SQL on the unit of work's transaction — the one that also
+//! holds the outbox and the inbox mark, so one commit makes the rows and the
+//! answers visible together (`docs/storage.md`, "A repository over tables").
+//!
+//! The questions packing and cancelling ask are SQL queries over indexes:
+//! [`Packages::open_to_place`] ("open packages to the same place, oldest
+//! first"), [`Packages::of_order`] ("packages of an order") and
+//! [`Shipments::get`] ("an order's shipment"). Writes check the row's
+//! `version` (optimistic concurrency: 0 rows changed is a
+//! [`DomainError::Concurrency`], retried by the bus) and then enqueue the
+//! aggregate's integration events with [`publish_changes`].
+
+use std::collections::HashMap;
+
+use chassis_domain::storage::Migration;
+use chassis_domain::{AggregateRoot, DomainError, Entity, UnitOfWork};
+use chassis_storage::sql::{Statement, Value};
+use chassis_storage::{Sql, publish_changes};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::cancellation::ShipmentCancellation;
+use crate::domain::{
+    Address, Dimensions, Package, PackageStatus, PackedItem, Shipment, TrackingEvent,
+    TrackingStatus, TransportProvider, UnshippableItem,
+};
+
+/// The service's schema, applied by the host at start-up
+/// (`ServiceHostBuilder::migrations`).
+pub static MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "packages",
+        include_str!("../migrations/0001_packages.sql"),
+    ),
+    Migration::new(
+        2,
+        "shipments",
+        include_str!("../migrations/0002_shipments.sql"),
+    ),
+];
+
+/// The columns of `packages`, in [`PackageRow`]'s order.
+macro_rules! package_columns {
+    () => {
+        "id, recipient, street, city, postal_code, country, provider, \
+         provider_max_weight_grams, provider_max_length_mm, provider_max_width_mm, \
+         provider_max_height_mm, status, tracking_id, opened_at, version"
+    };
+}
+
+/// The three statements that load the packages whose ids `$ids` (a
+/// subquery) selects: the packages oldest first, their lines, their
+/// tracking events. The same parameters bind to all three.
+macro_rules! selection {
+    ($ids:literal) => {
+        Selection {
+            packages: concat!(
+                "SELECT ",
+                package_columns!(),
+                " FROM packages WHERE id IN (",
+                $ids,
+                ") ORDER BY opened_at, id"
+            ),
+            lines: concat!(
+                "SELECT package_id, order_id, sku, quantity, weight_grams, length_mm, width_mm, \
+                 height_mm FROM package_lines WHERE package_id IN (",
+                $ids,
+                ") ORDER BY package_id, line"
+            ),
+            events: concat!(
+                "SELECT package_id, status, description, at FROM tracking_events \
+                 WHERE package_id IN (",
+                $ids,
+                ") ORDER BY package_id, seq"
+            ),
+        }
+    };
+}
+
+struct Selection {
+    packages: &'static str,
+    lines: &'static str,
+    events: &'static str,
+}
+
+/// Open packages to one place (`$1`), oldest first, at most `$2`
+/// (index `packages_open_by_place`).
+const OPEN_TO_PLACE: Selection = selection!(
+    "SELECT id FROM packages WHERE status = 'open' AND place = $1 \
+     ORDER BY opened_at, id LIMIT $2"
+);
+/// Packages holding units of order `$1` (index `package_lines_by_order`).
+const OF_ORDER: Selection = selection!("SELECT package_id FROM package_lines WHERE order_id = $1");
+/// One package (`$1`).
+const ONE: Selection = selection!("SELECT id FROM packages WHERE id = $1");
+/// A page of packages, oldest first: status `$1` and order `$2` when not
+/// NULL, `$3` rows from row `$4`.
+const PAGE: Selection = selection!(
+    "SELECT id FROM packages WHERE ($1 IS NULL OR status = $1) \
+     AND ($2 IS NULL OR id IN (SELECT package_id FROM package_lines WHERE order_id = $2)) \
+     ORDER BY opened_at, id LIMIT $3 OFFSET $4"
+);
+
+/// The five address columns of `packages` and `shipments`.
+#[derive(sqlx::FromRow)]
+struct AddressColumns {
+    recipient: String,
+    street: String,
+    city: String,
+    postal_code: String,
+    country: String,
+}
+
+impl AddressColumns {
+    /// The address of the row `id`, checked again.
+    fn into_address(self, id: Uuid) -> Result<Address, DomainError> {
+        Address::new(
+            &self.recipient,
+            &self.street,
+            &self.city,
+            &self.postal_code,
+            &self.country,
+        )
+        .map_err(|errors| {
+            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            corrupt("address of", id, problems.join("; "))
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PackageRow {
+    id: Uuid,
+    #[sqlx(flatten)]
+    address: AddressColumns,
+    provider: String,
+    provider_max_weight_grams: i64,
+    provider_max_length_mm: Option<i64>,
+    provider_max_width_mm: Option<i64>,
+    provider_max_height_mm: Option<i64>,
+    status: String,
+    tracking_id: Option<String>,
+    opened_at: OffsetDateTime,
+    version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    package_id: Uuid,
+    order_id: Uuid,
+    sku: String,
+    quantity: i64,
+    weight_grams: i64,
+    length_mm: i64,
+    width_mm: i64,
+    height_mm: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    package_id: Uuid,
+    status: String,
+    description: String,
+    at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct ShipmentRow {
+    order_id: Uuid,
+    #[sqlx(flatten)]
+    address: AddressColumns,
+    packages: serde_json::Value,
+    unshippable: serde_json::Value,
+    packed_at: OffsetDateTime,
+    cancellation: Option<serde_json::Value>,
+    version: i64,
+}
+
+/// A stored value the domain does not accept: the table was written by
+/// something else than this code.
+fn corrupt(what: &str, id: Uuid, problem: impl std::fmt::Display) -> DomainError {
+    DomainError::internal(format!("stored {what} {id} is not valid: {problem}"))
+}
+
+fn unsigned<T: TryFrom<i64>>(value: i64, what: &str, id: Uuid) -> Result<T, DomainError> {
+    T::try_from(value).map_err(|_| corrupt(what, id, format!("{value} is out of range")))
+}
+
+fn signed(value: impl TryInto<i64>) -> Result<i64, DomainError> {
+    value
+        .try_into()
+        .map_err(|_| DomainError::internal("a number too large for a bigint column"))
+}
+
+/// The values of an address's five columns, in table order.
+fn address_values(a: &Address) -> [Value; 5] {
+    [
+        a.name().into(),
+        a.street().into(),
+        a.city().into(),
+        a.postal_code().into(),
+        a.country().into(),
+    ]
+}
+
+/// The version a row has now (0: gone), for a conflict's report.
+async fn stored_version(
+    uow: &mut dyn UnitOfWork,
+    sql: &'static str,
+    id: Uuid,
+) -> Result<u64, DomainError> {
+    let version: Option<i64> = Sql::of(uow.transaction())?
+        .query(sql)
+        .bind(id)
+        .fetch_scalar_optional()
+        .await?;
+    Ok(version.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+}
+
+fn conflict<A: AggregateRoot>(id: Uuid, expected: u64, actual: u64) -> DomainError {
+    DomainError::Concurrency {
+        entity: A::COLLECTION.to_owned(),
+        id: id.to_string(),
+        expected,
+        actual,
+    }
+}
+
+/// The package repository over `packages`, `package_lines` and
+/// `tracking_events`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Packages;
+
+impl Packages {
+    /// The open packages to `place` (an [`Address::place_key`]), oldest
+    /// first, at most `limit`.
+    pub async fn open_to_place(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        place: &str,
+        limit: u32,
+    ) -> Result<Vec<Package>, DomainError> {
+        load(uow, &OPEN_TO_PLACE, &[place.into(), limit.into()]).await
+    }
+
+    /// The packages holding units of `order_id`, oldest first.
+    pub async fn of_order(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        order_id: Uuid,
+    ) -> Result<Vec<Package>, DomainError> {
+        load(uow, &OF_ORDER, &[order_id.into()]).await
+    }
+
+    /// The package `id`; [`DomainError::NotFound`] if there is none.
+    pub async fn load(&self, uow: &mut dyn UnitOfWork, id: Uuid) -> Result<Package, DomainError> {
+        load(uow, &ONE, &[id.into()])
+            .await?
+            .pop()
+            .ok_or_else(|| DomainError::not_found(Package::COLLECTION, id))
+    }
+
+    /// One page of packages, oldest first, only of `status` and `order_id`
+    /// when given.
+    pub async fn page(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        status: Option<PackageStatus>,
+        order_id: Option<Uuid>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<Package>, DomainError> {
+        let params = [
+            status.map(PackageStatus::as_str).into(),
+            order_id.into(),
+            limit.into(),
+            signed(offset)?.into(),
+        ];
+        load(uow, &PAGE, &params).await
+    }
+
+    /// Inserts a new package (version 1) and enqueues its events.
+    pub async fn add(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        package: &mut Package,
+    ) -> Result<(), DomainError> {
+        let id = *package.id();
+        let provider = package.transport_provider();
+        let limits = provider.max_dimensions();
+        let mut sql = Sql::of(uow.transaction())?;
+        let mut insert = sql.query(concat!(
+            "INSERT INTO packages (",
+            package_columns!(),
+            ", place) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        ));
+        insert = insert.bind(id);
+        for value in address_values(package.destination()) {
+            insert = insert.bind(value);
+        }
+        insert
+            .bind(provider.name())
+            .bind(signed(provider.max_weight_grams())?)
+            .bind(limits.map(|d| d.length_mm))
+            .bind(limits.map(|d| d.width_mm))
+            .bind(limits.map(|d| d.height_mm))
+            .bind(package.status().as_str())
+            .bind(package.tracking_id())
+            .bind(package.opened_at())
+            .bind(1_i64)
+            .bind(package.destination().place_key())
+            .execute()
+            .await?;
+        write_children(uow, package).await?;
+        publish_changes(uow, package, 1).await?;
+        Ok(())
+    }
+
+    /// Stores a changed package (version + 1) if nobody changed it since it
+    /// was loaded, and enqueues its events.
+    pub async fn update(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        package: &mut Package,
+    ) -> Result<(), DomainError> {
+        let id = *package.id();
+        let expected = package.version();
+        let next = expected + 1;
+        let mut sql = Sql::of(uow.transaction())?;
+        let mut update = sql.query(
+            "UPDATE packages SET recipient = $2, street = $3, city = $4, postal_code = $5, \
+             country = $6, place = $7, status = $8, tracking_id = $9, version = $10 \
+             WHERE id = $1 AND version = $11",
+        );
+        update = update.bind(id);
+        for value in address_values(package.destination()) {
+            update = update.bind(value);
+        }
+        let changed = update
+            .bind(package.destination().place_key())
+            .bind(package.status().as_str())
+            .bind(package.tracking_id())
+            .bind(signed(next)?)
+            .bind(signed(expected)?)
+            .execute()
+            .await?;
+        if changed == 0 {
+            let actual =
+                stored_version(uow, "SELECT version FROM packages WHERE id = $1", id).await?;
+            return Err(conflict::<Package>(id, expected, actual));
+        }
+        Sql::of(uow.transaction())?
+            .query("DELETE FROM package_lines WHERE package_id = $1")
+            .bind(id)
+            .execute()
+            .await?;
+        write_children(uow, package).await?;
+        publish_changes(uow, package, next).await?;
+        Ok(())
+    }
+
+    /// Deletes a package left empty (a cancellation), if unchanged since it
+    /// was loaded.
+    pub async fn delete(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        package: &mut Package,
+    ) -> Result<(), DomainError> {
+        let id = *package.id();
+        let expected = package.version();
+        let mut sql = Sql::of(uow.transaction())?;
+        for children in [
+            "DELETE FROM tracking_events WHERE package_id = $1",
+            "DELETE FROM package_lines WHERE package_id = $1",
+        ] {
+            sql.query(children).bind(id).execute().await?;
+        }
+        let deleted = sql
+            .query("DELETE FROM packages WHERE id = $1 AND version = $2")
+            .bind(id)
+            .bind(signed(expected)?)
+            .execute()
+            .await?;
+        if deleted == 0 {
+            let actual =
+                stored_version(uow, "SELECT version FROM packages WHERE id = $1", id).await?;
+            return Err(conflict::<Package>(id, expected, actual));
+        }
+        publish_changes(uow, package, 0).await?;
+        Ok(())
+    }
+}
+
+/// Writes a package's lines (after its old ones were deleted) and the
+/// tracking events not stored yet (they are only ever appended).
+async fn write_children(uow: &mut dyn UnitOfWork, package: &Package) -> Result<(), DomainError> {
+    let id = *package.id();
+    let mut sql = Sql::of(uow.transaction())?;
+    for (line, item) in package.items().iter().enumerate() {
+        sql.query(
+            "INSERT INTO package_lines (package_id, line, order_id, sku, quantity, weight_grams, \
+             length_mm, width_mm, height_mm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(signed(line)?)
+        .bind(item.order_id)
+        .bind(item.sku.as_str())
+        .bind(item.quantity)
+        .bind(item.weight_grams)
+        .bind(item.dimensions.length_mm)
+        .bind(item.dimensions.width_mm)
+        .bind(item.dimensions.height_mm)
+        .execute()
+        .await?;
+    }
+    for (seq, event) in package.tracking().iter().enumerate() {
+        sql.query(
+            "INSERT INTO tracking_events (package_id, seq, status, description, at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (package_id, seq) DO NOTHING",
+        )
+        .bind(id)
+        .bind(signed(seq)?)
+        .bind(event.status.as_str())
+        .bind(event.description.as_str())
+        .bind(event.at)
+        .execute()
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs a [`Selection`] and puts the packages together.
+async fn load(
+    uow: &mut dyn UnitOfWork,
+    selection: &Selection,
+    params: &[Value],
+) -> Result<Vec<Package>, DomainError> {
+    let mut sql = Sql::of(uow.transaction())?;
+    fn bind<'s>(mut statement: Statement<'s>, params: &[Value]) -> Statement<'s> {
+        for value in params {
+            statement = statement.bind(value.clone());
+        }
+        statement
+    }
+    let rows: Vec<PackageRow> = bind(sql.query(selection.packages), params)
+        .fetch_all()
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut lines: HashMap<Uuid, Vec<PackedItem>> = HashMap::new();
+    for row in bind(sql.query(selection.lines), params)
+        .fetch_all::<LineRow>()
+        .await?
+    {
+        let id = row.package_id;
+        let dim = |v| unsigned::<u32>(v, "package", id);
+        lines.entry(id).or_default().push(PackedItem {
+            order_id: row.order_id,
+            sku: row.sku,
+            quantity: dim(row.quantity)?,
+            weight_grams: dim(row.weight_grams)?,
+            dimensions: Dimensions::new(
+                dim(row.length_mm)?,
+                dim(row.width_mm)?,
+                dim(row.height_mm)?,
+            ),
+        });
+    }
+    let mut events: HashMap<Uuid, Vec<TrackingEvent>> = HashMap::new();
+    for row in bind(sql.query(selection.events), params)
+        .fetch_all::<EventRow>()
+        .await?
+    {
+        let status = TrackingStatus::parse(&row.status)
+            .ok_or_else(|| corrupt("package", row.package_id, format!("status {}", row.status)))?;
+        events
+            .entry(row.package_id)
+            .or_default()
+            .push(TrackingEvent {
+                status,
+                description: row.description,
+                at: row.at,
+            });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let id = row.id;
+            let dim = |v| unsigned::<u32>(v, "package", id);
+            let limits = match (
+                row.provider_max_length_mm,
+                row.provider_max_width_mm,
+                row.provider_max_height_mm,
+            ) {
+                (Some(l), Some(w), Some(h)) => Some(Dimensions::new(dim(l)?, dim(w)?, dim(h)?)),
+                _ => None,
+            };
+            let status = PackageStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("package", id, format!("status {}", row.status)))?;
+            Ok(Package::restore(
+                id,
+                row.address.into_address(id)?,
+                TransportProvider::restore(
+                    row.provider,
+                    unsigned(row.provider_max_weight_grams, "package", id)?,
+                    limits,
+                ),
+                status,
+                lines.remove(&id).unwrap_or_default(),
+                row.tracking_id,
+                events.remove(&id).unwrap_or_default(),
+                row.opened_at,
+                unsigned(row.version, "package", id)?,
+            ))
+        })
+        .collect()
+}
+
+/// The shipment repository over `shipments`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shipments;
+
+impl Shipments {
+    /// The shipment of `order_id`, if the order was packed.
+    pub async fn get(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        order_id: Uuid,
+    ) -> Result<Option<Shipment>, DomainError> {
+        let row: Option<ShipmentRow> = Sql::of(uow.transaction())?
+            .query(
+                "SELECT order_id, recipient, street, city, postal_code, country, packages, \
+                 unshippable, packed_at, cancellation, version FROM shipments WHERE order_id = $1",
+            )
+            .bind(order_id)
+            .fetch_optional()
+            .await?;
+        row.map(|row| {
+            let id = row.order_id;
+            let json = |value: serde_json::Value, what: &'static str| {
+                move |e: serde_json::Error| {
+                    corrupt("shipment", id, format!("{what}: {e} in {value}"))
+                }
+            };
+            let packages: Vec<Uuid> = serde_json::from_value(row.packages.clone())
+                .map_err(json(row.packages, "packages"))?;
+            let unshippable: Vec<UnshippableItem> = serde_json::from_value(row.unshippable.clone())
+                .map_err(json(row.unshippable, "unshippable"))?;
+            let cancellation: Option<ShipmentCancellation> = match row.cancellation {
+                Some(value) => Some(
+                    serde_json::from_value(value.clone()).map_err(json(value, "cancellation"))?,
+                ),
+                None => None,
+            };
+            Ok(Shipment::restore(
+                id,
+                row.address.into_address(id)?,
+                packages,
+                unshippable,
+                row.packed_at,
+                cancellation,
+                unsigned(row.version, "shipment", id)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The shipment of `order_id`; [`DomainError::NotFound`] if the order
+    /// was not packed.
+    pub async fn load(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        order_id: Uuid,
+    ) -> Result<Shipment, DomainError> {
+        self.get(uow, order_id)
+            .await?
+            .ok_or_else(|| DomainError::not_found(Shipment::COLLECTION, order_id))
+    }
+
+    /// Inserts the shipment of a newly packed order; a second one for the
+    /// same order is a [`DomainError::Concurrency`] (the primary key).
+    pub async fn add(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        shipment: &mut Shipment,
+    ) -> Result<(), DomainError> {
+        let [packages, unshippable, cancellation] = shipment_json(shipment)?;
+        let mut sql = Sql::of(uow.transaction())?;
+        let mut insert = sql.query(
+            "INSERT INTO shipments (order_id, recipient, street, city, postal_code, country, \
+             packages, unshippable, packed_at, cancellation, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)",
+        );
+        insert = insert.bind(shipment.order_id());
+        for value in address_values(shipment.destination()) {
+            insert = insert.bind(value);
+        }
+        insert
+            .bind(packages)
+            .bind(unshippable)
+            .bind(shipment.packed_at())
+            .bind(cancellation)
+            .execute()
+            .await?;
+        publish_changes(uow, shipment, 1).await?;
+        Ok(())
+    }
+
+    /// Stores a changed shipment (its packages and cancellation) if nobody
+    /// changed it since it was loaded.
+    pub async fn update(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        shipment: &mut Shipment,
+    ) -> Result<(), DomainError> {
+        let id = shipment.order_id();
+        let expected = shipment.version();
+        let [packages, unshippable, cancellation] = shipment_json(shipment)?;
+        let changed = Sql::of(uow.transaction())?
+            .query(
+                "UPDATE shipments SET packages = $2, unshippable = $3, cancellation = $4, \
+                 version = $5 WHERE order_id = $1 AND version = $6",
+            )
+            .bind(id)
+            .bind(packages)
+            .bind(unshippable)
+            .bind(cancellation)
+            .bind(signed(expected + 1)?)
+            .bind(signed(expected)?)
+            .execute()
+            .await?;
+        if changed == 0 {
+            let actual =
+                stored_version(uow, "SELECT version FROM shipments WHERE order_id = $1", id)
+                    .await?;
+            return Err(conflict::<Shipment>(id, expected, actual));
+        }
+        publish_changes(uow, shipment, expected + 1).await?;
+        Ok(())
+    }
+}
+
+/// A shipment's JSON columns: packages, unshippable items, cancellation.
+fn shipment_json(shipment: &Shipment) -> Result<[Value; 3], DomainError> {
+    let json = |value: Result<serde_json::Value, serde_json::Error>| {
+        value.map_err(|e| DomainError::internal(format!("cannot serialize a shipment: {e}")))
+    };
+    Ok([
+        json(serde_json::to_value(shipment.packages()))?.into(),
+        json(serde_json::to_value(shipment.unshippable()))?.into(),
+        shipment
+            .cancellation()
+            .map(|c| json(serde_json::to_value(c)))
+            .transpose()?
+            .into(),
+    ])
+}

@@ -277,14 +277,12 @@ mod sqlite_startup {
 
     /// `sql` (one number) on the database file `db`, through the provider.
     async fn count(db: &std::path::Path, sql: &'static str) -> i64 {
-        let mut config = storage_abstractions::StorageConfig {
-            provider: "sqlite".into(),
-            ..Default::default()
-        };
-        config
-            .sqlite
-            .insert("path".into(), db.display().to_string().into());
-        let store = storage_init::build(&config).await.unwrap();
+        use chassis_core::config::{ConfigSource, JsonSource};
+        let source = JsonSource::new(serde_json::json!({
+            "storage": {"provider": "sqlite", "sqlite": {"path": db}}
+        }));
+        let config: storage_abstractions::StorageConfig = source.read("storage").unwrap();
+        let store = storage_init::build(&config, &source).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         let n = chassis_storage::Sql::of(tx.as_mut())
             .unwrap()

@@ -61,6 +61,7 @@ pub const SERVICE_NAME: &str = "shipping-service";
 pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
+        .declare_section::<ShippingConfig>("shipping")
         .on_start(subscribe)
         .on_start(quote::serve)
         .on_start(|ctx| async move {

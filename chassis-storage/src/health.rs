@@ -11,8 +11,9 @@ use crate::relay::{RelayHandle, RelayShared};
 
 /// Checks the outbox backlog (name `outbox.backlog`):
 /// - unhealthy if the outbox cannot be read, if the watched relay stopped, or
-///   if the oldest pending message is older than `stuck_after` (default
-///   5 minutes: the relay is stuck or not running anywhere);
+///   if the oldest pending message is older than
+///   `storage.outbox.stuck_after` (default 5 minutes: the relay is stuck or
+///   not running anywhere);
 /// - degraded above `storage.outbox.backlog_warn` pending messages, or while
 ///   messages sit in quarantine;
 /// - healthy otherwise.
@@ -39,12 +40,13 @@ impl OutboxBacklogCheck {
         Self {
             outbox,
             backlog_warn: config.backlog_warn,
-            stuck_after: Duration::from_secs(300),
+            stuck_after: config.stuck_after,
             relay: None,
         }
     }
 
-    /// Age of the oldest pending message beyond which the relay counts as stuck.
+    /// Age of the oldest pending message beyond which the relay counts as
+    /// stuck, instead of `storage.outbox.stuck_after`.
     pub fn stuck_after(mut self, age: Duration) -> Self {
         self.stuck_after = age;
         self

@@ -86,6 +86,16 @@ impl Drop for RunningGuard {
     }
 }
 
+/// What the relay task is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Run,
+    /// Publish until the outbox is empty or this instant passes, then stop.
+    Drain(Instant),
+    /// Stop after the current round.
+    Stop,
+}
+
 /// The relay stopped abnormally.
 #[derive(Debug, Error)]
 #[error("the outbox relay task failed: {0}")]
@@ -186,7 +196,7 @@ impl OutboxRelay {
     pub fn start(self) -> RelayHandle {
         let shared = Arc::new(RelayShared::default());
         shared.running.store(true, Ordering::Release);
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(Mode::Run);
         let task = tokio::spawn(self.run(shared.clone(), stop_rx));
         RelayHandle {
             shared,
@@ -195,18 +205,37 @@ impl OutboxRelay {
         }
     }
 
-    async fn run(self, shared: Arc<RelayShared>, mut stop: watch::Receiver<bool>) {
+    async fn run(self, shared: Arc<RelayShared>, mut mode: watch::Receiver<Mode>) {
         let _running = RunningGuard(shared.clone());
         let counters = &shared.counters;
         let mut backoff = self.config.initial_backoff;
         let mut next_housekeeping = Instant::now();
         tracing::info!(bus = self.bus.provider(), "outbox relay started");
-        while !*stop.borrow() {
-            if Instant::now() >= next_housekeeping {
+        loop {
+            let draining = match *mode.borrow() {
+                Mode::Run => None,
+                Mode::Drain(until) => Some(until),
+                Mode::Stop => break,
+            };
+            if draining.is_none() && Instant::now() >= next_housekeeping {
                 self.housekeeping(counters).await;
                 next_housekeeping = Instant::now() + self.housekeeping_interval;
             }
-            let wait = match self.round(counters).await {
+            let round = self.round(counters).await;
+            if let Some(until) = draining {
+                if matches!(round, Ok(Round::Empty)) {
+                    tracing::info!("outbox relay: the outbox is empty");
+                    break;
+                }
+                if Instant::now() >= until {
+                    tracing::warn!(
+                        "outbox relay: the shutdown deadline passed with messages left in the \
+                         outbox; the next start publishes them"
+                    );
+                    break;
+                }
+            }
+            let wait = match round {
                 Ok(Round::Progress) => {
                     backoff = self.config.initial_backoff;
                     continue;
@@ -225,11 +254,15 @@ impl OutboxRelay {
                 }
             };
             let until_housekeeping = next_housekeeping.saturating_duration_since(Instant::now());
+            // While draining, no wait outlasts the deadline.
+            let cap = draining.map_or(Duration::MAX, |until| {
+                until.saturating_duration_since(Instant::now())
+            });
             tokio::select! {
-                _ = stop.changed() => {}
+                _ = mode.changed() => {}
                 _ = async {
                     match wait {
-                        Some(delay) => tokio::time::sleep(delay).await,
+                        Some(delay) => tokio::time::sleep(delay.min(cap)).await,
                         None => {
                             let timeout = self.config.poll_interval.min(until_housekeeping);
                             self.outbox.wait_for_new(timeout).await;
@@ -390,7 +423,7 @@ fn next_backoff(backoff: &mut Duration, config: &OutboxConfig) -> Duration {
 /// running until the runtime ends.
 pub struct RelayHandle {
     shared: Arc<RelayShared>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Mode>,
     task: JoinHandle<()>,
 }
 
@@ -422,8 +455,23 @@ impl RelayHandle {
     /// published but not yet marked sent are published again by the next
     /// relay.
     pub async fn shutdown(self) -> Result<RelayStats, RelayError> {
+        self.finish(Mode::Stop).await
+    }
+
+    /// Publishes what the outbox holds until it is empty or `deadline` has
+    /// passed, then stops and waits for the task (what a host does at
+    /// shutdown once its consumers have stopped, so the events their last
+    /// handlers wrote leave with this process). Messages left at the
+    /// deadline wait for the next relay. The round under way when the
+    /// deadline passes still finishes: bound the wait from outside when the
+    /// bus may hang.
+    pub async fn drain(self, deadline: Duration) -> Result<RelayStats, RelayError> {
+        self.finish(Mode::Drain(Instant::now() + deadline)).await
+    }
+
+    async fn finish(self, mode: Mode) -> Result<RelayStats, RelayError> {
         // The receiver is gone only if the task ended already.
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(mode);
         self.task.await.map_err(|e| RelayError(e.to_string()))?;
         Ok(self.shared.counters.snapshot())
     }

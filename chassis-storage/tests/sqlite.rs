@@ -24,6 +24,7 @@ macro_rules! sqlite_suite {
             relay_publishes_in_order_per_aggregate,
             relay_restarted_mid_batch_loses_nothing,
             bus_down_backs_off_then_delivers,
+            drain_publishes_until_empty_or_deadline,
             poison_message_quarantined_while_others_flow,
             same_message_twice_has_one_effect,
             repository_crud_concurrency_and_paging,

@@ -10,6 +10,9 @@
 //! - [`start`]: starts a service's [`ServiceHostBuilder`] in-process on a
 //!   free loopback port, on the test bus and the in-memory store.
 //! - Dead letters: [`TestBus::dead_letters`] and [`TestBus::replay`].
+//! - Event contracts: [`contracts::check_event_contract`] checks an event
+//!   type against its recorded payload, backward, forward and tolerant of
+//!   unknown fields.
 //! - Security: [`assert_routes_require_credentials`] calls every operation of
 //!   a service's `/openapi.json` without credentials and expects 401.
 //! - Real broker: [`rabbitmq`] gives each test a vhost of its own on the
@@ -43,6 +46,7 @@
 //! # });
 //! ```
 
+pub mod contracts;
 pub mod nats;
 mod openapi;
 pub mod rabbitmq;
@@ -399,6 +403,10 @@ impl EventBus for TestBus {
 
     fn dead_letters(&self) -> Option<Arc<dyn messaging_abstractions::DeadLetterStore>> {
         self.inner.dead_letters()
+    }
+
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
+        self.inner.stop_consuming(grace).await
     }
 
     async fn shutdown(&self) -> Result<(), ShutdownError> {

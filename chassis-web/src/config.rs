@@ -108,11 +108,16 @@ pub struct HttpConfig {
     /// Largest accepted request body, in bytes (413 above).
     pub body_limit: usize,
     /// Time between readiness turning 503 and the listener closing, so load
-    /// balancers stop sending traffic first (a few seconds in Kubernetes).
+    /// balancers stop sending traffic first (a few seconds in Kubernetes,
+    /// where endpoints are removed while the pod already has its SIGTERM).
     #[serde(with = "chassis_core::duration")]
     pub shutdown_delay: Duration,
-    /// Deadline for in-flight requests, then for background tasks, during a
-    /// graceful shutdown.
+    /// The one deadline of a graceful shutdown after `shutdown_delay`: HTTP
+    /// drains, consumers drain, background tasks stop and the outbox relay
+    /// flushes, all within it. `shutdown_delay + shutdown_timeout` plus a few
+    /// seconds must fit the orchestrator's grace period (Kubernetes'
+    /// `terminationGracePeriodSeconds`, 30 s by default), or the process is
+    /// killed mid-way.
     #[serde(with = "chassis_core::duration")]
     pub shutdown_timeout: Duration,
     /// Time each readiness check may take before it counts as unhealthy.
@@ -292,7 +297,28 @@ pub struct ConfigLoader {
     env: Option<BTreeMap<String, String>>,
     defaults: Vec<(String, ValueKind)>,
     overrides: Vec<(String, ValueKind)>,
+    declared: Vec<DeclaredSection>,
 }
+
+/// A section the service declares as its own ([`ConfigLoader::declare_section`]).
+#[derive(Debug, Clone)]
+struct DeclaredSection {
+    key: String,
+    /// The section as its type reads it from `raw` (its defaults filled in),
+    /// or the error naming the key path and layer.
+    read: fn(&Config, &str) -> Result<serde_json::Value, ConfigError>,
+}
+
+fn read_declared<T: DeserializeOwned + Serialize>(
+    raw: &Config,
+    key: &str,
+) -> Result<serde_json::Value, ConfigError> {
+    let section: T = deserialize_at(raw, key)?;
+    serde_json::to_value(section).map_err(|e| ConfigError::Source(format!("{key}: {e}")))
+}
+
+/// The chassis' sections besides [`ChassisConfig`]'s, read by the host.
+const HOST_SECTIONS: &[&str] = &["metrics"];
 
 impl ConfigLoader {
     /// A loader reading the process environment and `./config` (or
@@ -338,6 +364,88 @@ impl ConfigLoader {
     pub fn set(mut self, key: impl Into<String>, value: impl Into<ConfigValue>) -> Self {
         self.overrides.push((key.into(), value.into().into()));
         self
+    }
+
+    /// Declares a section of the service's own (`shipping`, `order.quotes`)
+    /// read as `T`. Loading then refuses a top-level section that is neither
+    /// the chassis' nor declared (a misspelled `[shiping]` would otherwise be
+    /// ignored without a word), checks the declared section against `T`
+    /// (errors name the key path and the layer), shows it with its defaults
+    /// in `--print-config`, and knows its keys when a variable ends in
+    /// `_FILE`.
+    pub fn declare_section<T>(mut self, key: impl Into<String>) -> Self
+    where
+        T: DeserializeOwned + Serialize,
+    {
+        self.declared.push(DeclaredSection {
+            key: key.into(),
+            read: read_declared::<T>,
+        });
+        self
+    }
+
+    /// Every key the loader knows, with its default: the chassis' sections,
+    /// the compiled-in providers' sections and the declared ones.
+    fn known_keys(&self) -> serde_json::Value {
+        let mut tree = serde_json::to_value(ChassisConfig::default()).unwrap_or_default();
+        let metrics = serde_json::to_value(crate::telemetry::MetricsConfig::default());
+        insert_at(&mut tree, "metrics", metrics.unwrap_or_default());
+        let defaults = chassis_core::config::Defaults;
+        for (key, value) in messaging_init::provider_sections(&defaults).unwrap_or_default() {
+            insert_at(&mut tree, key, value);
+        }
+        for (key, value) in traces_init::provider_sections(&defaults).unwrap_or_default() {
+            insert_at(&mut tree, key, value);
+        }
+        let empty = Config::default();
+        for section in &self.declared {
+            let value = (section.read)(&empty, &section.key).unwrap_or_default();
+            insert_at(&mut tree, &section.key, value);
+        }
+        tree
+    }
+
+    /// Refuses a top-level section nobody reads, then checks the declared
+    /// sections against their types.
+    fn check_sections(&self, raw: &Config) -> Result<(), ConfigError> {
+        let chassis = serde_json::to_value(ChassisConfig::default()).unwrap_or_default();
+        let mut known: Vec<&str> = chassis
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        known.extend(HOST_SECTIONS);
+        let declared: Vec<&str> = self
+            .declared
+            .iter()
+            .map(|d| d.key.split('.').next().unwrap_or_default())
+            .collect();
+        known.extend(&declared);
+        if let ValueKind::Table(top) = &raw.cache.kind {
+            for section in top.keys() {
+                if !known.contains(&section.as_str()) {
+                    let mut names: Vec<&str> = known.clone();
+                    names.sort_unstable();
+                    names.dedup();
+                    let error = InvalidValue::new(
+                        section.as_str(),
+                        format!(
+                            "a known section ({}; a service declares its own with \
+                             declare_section)",
+                            names.join(", ")
+                        ),
+                    )
+                    .found("an unknown section");
+                    let layer = top.get(section).and_then(origin_within);
+                    return Err(ConfigError::Invalid(
+                        error.in_layer(layer.unwrap_or(DEFAULT_LAYER)),
+                    ));
+                }
+            }
+        }
+        for section in &self.declared {
+            (section.read)(raw, &section.key)?;
+        }
+        Ok(())
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -405,21 +513,30 @@ impl ConfigLoader {
             .map_err(|e| ConfigError::Source(e.to_string()))?;
         let chassis: ChassisConfig = deserialize_at(&raw, "")?;
         chassis.validate().map_err(|e| locate(&raw, e))?;
+        self.check_sections(&raw)?;
         Ok(Configuration {
             raw,
             chassis,
             environment,
             files,
+            declared: self.declared.clone(),
         })
     }
 
     /// The variables layer: `CHASSIS__A__B=v` sets `a.b`; `CHASSIS__A__B_FILE=p`
-    /// sets `a.b` to the content of file `p` (without its trailing newline).
+    /// sets `a.b` to the content of file `p` (without its trailing newline) —
+    /// unless `a.b_file` is itself a known key (`security.auth.jwt.jwks_file`),
+    /// which the variable then sets to `p`. To read such a key from a file,
+    /// add the suffix once more (`..._FILE_FILE`).
     fn env_layer(&self) -> Result<Layer, ConfigError> {
+        let known = self.known_keys();
         let mut entries = Vec::new();
         for (var, value) in self.prefixed_vars() {
             let rest = &var[ENV_PREFIX.len()..];
-            let (key, value, origin) = match rest.strip_suffix(FILE_SUFFIX) {
+            let from_file = rest
+                .strip_suffix(FILE_SUFFIX)
+                .filter(|_| !has_key(&known, &key_of(rest)));
+            let (key, value, origin) = match from_file {
                 Some(stem) => {
                     let path = PathBuf::from(&value);
                     let content = std::fs::read_to_string(&path).map_err(|source| {
@@ -438,11 +555,30 @@ impl ConfigLoader {
                 }
                 None => (rest, value, format!("env {var}")),
             };
-            let key = key.to_lowercase().replace("__", ".");
-            entries.push((key, Value::new(Some(&origin), ValueKind::String(value))));
+            entries.push((
+                key_of(key),
+                Value::new(Some(&origin), ValueKind::String(value)),
+            ));
         }
         Ok(Layer { entries })
     }
+}
+
+/// The key path a variable name (after the prefix) sets: `A__B_C` → `a.b_c`.
+fn key_of(var: &str) -> String {
+    var.to_lowercase().replace("__", ".")
+}
+
+/// Whether the dotted `path` names a key of `tree`.
+fn has_key(tree: &serde_json::Value, path: &str) -> bool {
+    let mut current = tree;
+    for segment in path.split('.') {
+        match current.get(segment) {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A configuration layer whose values remember where they came from.
@@ -585,6 +721,7 @@ fn origin_of(raw: &Config, path: &str) -> String {
 fn origin_within(value: &Value) -> Option<&str> {
     value.origin().or_else(|| match &value.kind {
         ValueKind::Table(table) => table.values().find_map(origin_within),
+        ValueKind::Array(items) => items.iter().find_map(origin_within),
         _ => None,
     })
 }
@@ -610,6 +747,7 @@ pub struct Configuration {
     chassis: ChassisConfig,
     environment: String,
     files: Vec<PathBuf>,
+    declared: Vec<DeclaredSection>,
 }
 
 impl Configuration {
@@ -661,6 +799,21 @@ impl Configuration {
         }
         for (key, value) in storage_init::provider_sections(self).unwrap_or_default() {
             insert_at(&mut tree, key, value);
+        }
+        // The host's own sections and the service's declared ones, with
+        // their defaults.
+        let metrics = self
+            .section::<crate::telemetry::MetricsConfig>("metrics")
+            .unwrap_or_default();
+        insert_at(
+            &mut tree,
+            "metrics",
+            serde_json::to_value(metrics).unwrap_or_default(),
+        );
+        for section in &self.declared {
+            if let Ok(value) = (section.read)(&self.raw, &section.key) {
+                insert_at(&mut tree, &section.key, value);
+            }
         }
         // Then whatever else was loaded: a service's own sections, the
         // sections of providers not compiled in.
@@ -745,11 +898,30 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Strin
                 }
             }
         }
-        serde_json::Value::String(s) => out.push((
-            prefix.to_owned(),
-            serde_json::Value::String(redact_url(s)).to_string(),
-        )),
-        other => out.push((prefix.to_owned(), other.to_string())),
+        other => out.push((prefix.to_owned(), redacted(other).to_string())),
+    }
+}
+
+/// `value` with secrets hidden at every depth (inside arrays too): values of
+/// secret keys, and passwords in URLs.
+fn redacted(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(redact_url(s)),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) && !v.is_null() && !v.is_object() {
+                        Value::String(chassis_core::REDACTED.to_owned())
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

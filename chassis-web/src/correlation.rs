@@ -83,7 +83,8 @@ pub fn with_message_context<F: Future>(
 }
 
 /// The log context of a chassis host: every log line written while a
-/// request or a message is handled carries its `correlation_id` and, when
+/// request or a message is handled carries its `correlation_id`, while a
+/// message is handled its `causation_id` (the id of that message) and, when
 /// tracing is on, its `trace_id` (read from the task-local message context
 /// when the line is written, so a request pays nothing for it).
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,6 +95,9 @@ impl LogContext for MessageLogContext {
         let _outside = MessageContext::with_current(|context| {
             if let Some(id) = &context.correlation_id {
                 field("correlation_id", id);
+            }
+            if let Some(id) = &context.causation_id {
+                field("causation_id", id);
             }
             if let Some(trace_id) = context.traceparent.as_deref().and_then(trace_id_of) {
                 field("trace_id", trace_id);
@@ -165,6 +169,7 @@ mod tests {
         assert!(log_fields().is_empty(), "no fields outside a request");
         let ctx = MessageContext {
             correlation_id: Some("c-2".into()),
+            causation_id: Some("m-1".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             ..Default::default()
         };
@@ -173,6 +178,7 @@ mod tests {
             fields,
             [
                 "correlation_id=c-2",
+                "causation_id=m-1",
                 "trace_id=4bf92f3577b34da6a3ce929d0e0e4736"
             ]
         );

@@ -30,8 +30,10 @@ impl ShutdownHandle {
     }
 }
 
-/// What background tasks and consumers watch: it fires once HTTP has stopped
-/// and the host wants them to finish. Cloneable.
+/// What background tasks watch: it fires once HTTP has drained and the
+/// bus' consumers have stopped, and the host wants the tasks to finish
+/// (before the outbox relay's last flush, so what they write is still
+/// published). Cloneable.
 #[derive(Debug, Clone, Default)]
 pub struct ShutdownSignal {
     token: CancellationToken,

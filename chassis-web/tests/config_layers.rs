@@ -4,7 +4,7 @@ mod common;
 
 use chassis_web::{ConfigError, ConfigLoader};
 use common::TempDir;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 fn loader(dir: &TempDir, vars: &[(&str, &str)]) -> ConfigLoader {
     ConfigLoader::new()
@@ -122,7 +122,7 @@ fn secrets_come_from_mounted_files() {
     );
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 struct Shipping {
     max_package_weight_kg: u32,
@@ -143,6 +143,7 @@ fn services_read_their_own_sections() {
     let dir = TempDir::new();
     dir.write("default.toml", "[shipping]\ncarrier = \"ups\"\n");
     let config = loader(&dir, &[("CHASSIS__SHIPPING__MAX_PACKAGE_WEIGHT_KG", "40")])
+        .declare_section::<Shipping>("shipping")
         .load()
         .unwrap();
     let shipping: Shipping = config.section("shipping").unwrap();
@@ -157,16 +158,15 @@ fn services_read_their_own_sections() {
     let absent: Shipping = config.section("billing").unwrap();
     assert_eq!(absent, Shipping::default());
 
-    let config = loader(
+    // A declared section is checked at load time, naming key and layer.
+    let err = loader(
         &dir,
         &[("CHASSIS__SHIPPING__MAX_PACKAGE_WEIGHT_KG", "heavy")],
     )
+    .declare_section::<Shipping>("shipping")
     .load()
-    .unwrap();
-    let err = config
-        .section::<Shipping>("shipping")
-        .unwrap_err()
-        .to_string();
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         err,
         "shipping.max_package_weight_kg: expected an integer, found string \"heavy\" (from env CHASSIS__SHIPPING__MAX_PACKAGE_WEIGHT_KG)"
@@ -178,7 +178,9 @@ fn print_config_shows_origins_and_redacts_secrets() {
     let dir = TempDir::new();
     dir.write(
         "default.toml",
-        "[http]\nport = 7003\n[shipping]\napi_key = \"k-123\"\nendpoint = \"https://user:hunter2@carrier.example/api\"\n",
+        "[http]\nport = 7003\n[shipping]\napi_key = \"k-123\"\nendpoint = \"https://user:hunter2@carrier.example/api\"\n\
+         mirrors = [\"https://m:mirror-pw@mirror.example\"]\n\
+         [[shipping.carriers]]\nname = \"dhl\"\ntoken = \"carrier-token-1\"\n",
     );
     let vars = [
         (
@@ -188,7 +190,11 @@ fn print_config_shows_origins_and_redacts_secrets() {
         ("CHASSIS__MESSAGING__RABBITMQ__URL", "amqp://u:p@mq/"),
         ("CHASSIS__STORAGE__POSTGRES__PASSWORD", "pw"),
     ];
-    let text = loader(&dir, &vars).load().unwrap().render();
+    let text = loader(&dir, &vars)
+        .declare_section::<serde_json::Value>("shipping")
+        .load()
+        .unwrap()
+        .render();
     let line = |key: &str| {
         text.lines()
             .find(|l| l.starts_with(&format!("{key} = ")))
@@ -203,9 +209,130 @@ fn print_config_shows_origins_and_redacts_secrets() {
     assert!(line("storage.postgres.password").contains("\"***\""));
     assert!(line("shipping.api_key").contains("\"***\""));
     assert!(line("shipping.endpoint").contains("https://user:***@carrier.example/api"));
-    for leaked in ["k-123", "hunter2", ":pw@", "u:p@"] {
+    // Inside arrays too: URLs in a list, secret keys in an array of tables.
+    assert!(
+        line("shipping.mirrors").contains(r#"["https://m:***@mirror.example"]"#),
+        "{}",
+        line("shipping.mirrors")
+    );
+    assert!(
+        line("shipping.carriers").contains(r#"[{"name":"dhl","token":"***"}]"#),
+        "{}",
+        line("shipping.carriers")
+    );
+    for leaked in [
+        "k-123",
+        "hunter2",
+        ":pw@",
+        "u:p@",
+        "mirror-pw",
+        "carrier-token-1",
+    ] {
         assert!(!text.contains(leaked), "{leaked} leaked:\n{text}");
     }
+    // The host's `[metrics]` section, with its defaults.
+    assert!(line("metrics.path").contains("\"/metrics\""), "{text}");
+    assert!(
+        line("metrics.enabled").ends_with("# built-in default"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_top_level_section_is_refused_naming_the_known_ones() {
+    let dir = TempDir::new();
+    dir.write("default.toml", "[shiping]\ncarrier = \"ups\"\n");
+    let err = loader(&dir, &[])
+        .declare_section::<Shipping>("shipping")
+        .load()
+        .unwrap_err()
+        .to_string();
+    // The layer is the file that has the section (the config crate names
+    // it by a relative path).
+    assert!(
+        err.starts_with(
+            "shiping: expected a known section (http, logging, messaging, metrics, security, \
+             service, shipping, storage, tracing; a service declares its own with \
+             declare_section), found an unknown section (from "
+        ),
+        "{err}"
+    );
+    assert!(err.ends_with("default.toml)"), "{err}");
+    // From a variable: the variable is named.
+    let dir = TempDir::new();
+    let err = loader(&dir, &[("CHASSIS__MESAGING__PROVIDER", "rabbitmq")])
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("mesaging: expected a known section"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("(from env CHASSIS__MESAGING__PROVIDER)"),
+        "{err}"
+    );
+    // Declared, or the chassis' own `[metrics]`: accepted.
+    dir.write(
+        "default.toml",
+        "[shipping]\ncarrier = \"ups\"\n[metrics]\nenabled = false\n",
+    );
+    loader(&dir, &[])
+        .declare_section::<Shipping>("shipping")
+        .load()
+        .unwrap();
+}
+
+#[test]
+fn a_real_key_ending_in_file_is_set_from_a_variable() {
+    let dir = TempDir::new();
+    // `security.auth.jwt.jwks_file` is a key: the variable sets it to the
+    // path, it does not read the file into `security.auth.jwt.jwks`.
+    let config = loader(
+        &dir,
+        &[(
+            "CHASSIS__SECURITY__AUTH__JWT__JWKS_FILE",
+            "/run/secrets/jwks.json",
+        )],
+    )
+    .load()
+    .unwrap();
+    assert_eq!(
+        config.chassis().security.auth.jwt.jwks_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/jwks.json"))
+    );
+    assert_eq!(
+        config.origin("security.auth.jwt.jwks_file"),
+        "env CHASSIS__SECURITY__AUTH__JWT__JWKS_FILE"
+    );
+    // With the suffix once more, the key is read from a file.
+    let holder = dir.write("jwks-path", "/etc/keys/jwks.json\n");
+    let config = loader(
+        &dir,
+        &[(
+            "CHASSIS__SECURITY__AUTH__JWT__JWKS_FILE_FILE",
+            holder.to_str().unwrap(),
+        )],
+    )
+    .load()
+    .unwrap();
+    assert_eq!(
+        config.chassis().security.auth.jwt.jwks_file.as_deref(),
+        Some(std::path::Path::new("/etc/keys/jwks.json"))
+    );
+    // A key that does not end in `_file` still reads its file.
+    let secret = dir.write("pw", "s3cr3t\n");
+    let config = loader(
+        &dir,
+        &[(
+            "CHASSIS__STORAGE__POSTGRES__PASSWORD_FILE",
+            secret.to_str().unwrap(),
+        )],
+    )
+    .load()
+    .unwrap();
+    let password: chassis_core::Secret = config.section("storage.postgres.password").unwrap();
+    assert_eq!(password.expose(), "s3cr3t");
 }
 
 #[test]
@@ -257,6 +384,17 @@ fn wrong_types_and_ranges_name_key_expectation_and_origin() {
         (
             ("CHASSIS__STORAGE__OUTBOX__BATCH_SIZE", "0"),
             "storage.outbox.batch_size: expected an integer >= 1 (from env CHASSIS__STORAGE__OUTBOX__BATCH_SIZE)",
+        ),
+        (
+            ("CHASSIS__STORAGE__OUTBOX__STUCK_AFTER", "10s"),
+            "storage.outbox.stuck_after: expected a duration longer than \
+             storage.outbox.max_backoff and poll_interval (30s), found 10s \
+             (from env CHASSIS__STORAGE__OUTBOX__STUCK_AFTER)",
+        ),
+        (
+            ("CHASSIS__MESSAGING__RETRY__MULTIPLIER", "0.5"),
+            "messaging.retry.multiplier: expected a number >= 1.0 \
+             (from env CHASSIS__MESSAGING__RETRY__MULTIPLIER)",
         ),
     ];
     for ((var, value), expected) in cases {

@@ -1,6 +1,7 @@
 //! With a tracing provider on, every log line of a request AND of the
-//! message handler it leads to carries the same trace id and correlation id
-//! (JSON logs, captured). Own test binary: it installs the global subscriber.
+//! message handler it leads to carries the same trace id and correlation id;
+//! the handler's lines also carry the causation id, the id of the message
+//! being handled (JSON logs, captured). Own test binary: it installs the global subscriber.
 
 mod common;
 
@@ -27,12 +28,13 @@ impl IntegrationEvent for Shipped {
     const EVENT_TYPE: &'static str = "test.shipped.v1";
 }
 
-async fn subscribe(ctx: ServiceContext, done: mpsc::UnboundedSender<u32>) {
-    let handlers = Handlers::new().on_fn(move |shipped: Shipped, _| {
+async fn subscribe(ctx: ServiceContext, done: mpsc::UnboundedSender<(u32, String)>) {
+    let handlers = Handlers::new().on_fn(move |shipped: Shipped, delivery| {
         let done = done.clone();
+        let message_id = delivery.envelope.message_id.to_string();
         async move {
             tracing::info!(n = shipped.n, "handling shipped");
-            let _ = done.send(shipped.n);
+            let _ = done.send((shipped.n, message_id));
             Ok(())
         }
     });
@@ -92,7 +94,7 @@ async fn request_and_handler_log_lines_carry_trace_and_correlation_ids() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let n = tokio::time::timeout(Duration::from_secs(10), done.recv())
+    let (n, message_id) = tokio::time::timeout(Duration::from_secs(10), done.recv())
         .await
         .expect("the handler runs")
         .unwrap();
@@ -123,4 +125,14 @@ async fn request_and_handler_log_lines_carry_trace_and_correlation_ids() {
             "`{message}` without the caller's trace id: {line}"
         );
     }
+    let handler_line = line("handling shipped");
+    assert!(
+        carries(handler_line, "causation_id", &message_id),
+        "the handler's line without the causation id {message_id}: {handler_line}"
+    );
+    let request_line = line("shipping requested");
+    assert!(
+        request_line.get("causation_id").is_none(),
+        "a request has no causation id: {request_line}"
+    );
 }

@@ -65,6 +65,19 @@ async fn wrong_type_and_out_of_range_name_key_and_expectation() {
         err.starts_with("storage.outbox.batch_size: expected an integer >= 1"),
         "{err}"
     );
+    // The host's `[metrics]` section names the layer as well.
+    let err = start_error(&[("CHASSIS__METRICS__PATH", "metrics")]).await;
+    assert_eq!(
+        err,
+        "metrics.path: expected an absolute path such as `/metrics`, found `metrics` \
+         (from env CHASSIS__METRICS__PATH)"
+    );
+    let err = start_error(&[("CHASSIS__METRICS__REFRESH_INTERVAL", "0s")]).await;
+    assert_eq!(
+        err,
+        "metrics.refresh_interval: expected a duration > 0 \
+         (from env CHASSIS__METRICS__REFRESH_INTERVAL)"
+    );
 }
 
 #[tokio::test]
@@ -205,15 +218,7 @@ fn run_child(test: &str, vars: &[(&str, &str)]) -> std::process::Output {
 /// The command that runs this binary's `test` as a child service, its
 /// configuration directory `dir` (empty) and `vars` in its environment.
 fn child_command(test: &str, dir: &TempDir, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("CHASSIS_CONFIG_DIR", dir.path())
-        .env("CHASSIS__HTTP__HOST", "127.0.0.1")
-        .env("CHASSIS__HTTP__PORT", "0")
-        .env("CHASSIS__LOGGING__ANSI", "false")
-        .env("CHASSIS__SECURITY__AUTH__ENABLED", "false");
+    let mut command = common::child_command(test, CHILD, dir);
     for (k, v) in vars {
         command.env(k, v);
     }
@@ -515,13 +520,14 @@ async fn store_provider_not_compiled_in_names_the_feature() {
 async fn real_providers_are_picked_by_config_and_report_readiness() {
     let dir = TempDir::new();
     let schema = format!("chassis_web_{}", uuid::Uuid::new_v4().simple());
+    // A vhost of its own, holding the broker lock (shared) like every broker
+    // test: never on the broker while a test stops it.
+    let vhost = chassis_testing::rabbitmq::Vhost::new("chassis-web-providers");
+    let url = vhost.amqp_url();
     let service = isolated("chassis-web-providers-test", &dir)
         .env_vars([
             ("CHASSIS__MESSAGING__PROVIDER", "rabbitmq"),
-            (
-                "CHASSIS__MESSAGING__RABBITMQ__URL",
-                "amqp://guest:guest@127.0.0.1:5672/%2f",
-            ),
+            ("CHASSIS__MESSAGING__RABBITMQ__URL", url.as_str()),
             ("CHASSIS__STORAGE__PROVIDER", "postgres"),
             (
                 "CHASSIS__STORAGE__POSTGRES__URL",

@@ -71,8 +71,18 @@ pub trait EventBus: Send + Sync + 'static {
         None
     }
 
-    /// Stops taking new messages, lets in-flight handlers finish and settle,
-    /// then closes. Idempotent.
+    /// Stops taking new messages and waits at most `grace` for in-flight
+    /// handlers to finish and settle; publishing keeps working. The host
+    /// calls it before the outbox relay's last flush, so the events those
+    /// handlers raise are still published, and gives it what is left of its
+    /// shutdown deadline. Messages taken but not started go back to the
+    /// broker. Idempotent; a later [`EventBus::shutdown`] does not wait again.
+    /// Decorators must forward.
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError>;
+
+    /// Stops consuming (waiting the provider's own drain timeout unless
+    /// [`EventBus::stop_consuming`] ran already), then closes: publishing is
+    /// refused from then on. Idempotent.
     async fn shutdown(&self) -> Result<(), ShutdownError>;
 
     /// The bus's [`EventBusHooks`] (cheaper publishing, the bus a decorator

@@ -109,3 +109,15 @@ pub enum ShutdownError {
     #[error("closing the event bus failed: {0}")]
     Close(String),
 }
+
+impl ShutdownError {
+    /// `Ok` when no handler is left running after a drain of `waited`, else
+    /// [`ShutdownError::Timeout`].
+    pub fn drained(in_flight: usize, waited: std::time::Duration) -> Result<(), Self> {
+        if in_flight == 0 {
+            Ok(())
+        } else {
+            Err(Self::Timeout { in_flight, waited })
+        }
+    }
+}

@@ -56,6 +56,7 @@ mod config;
 mod envelope;
 mod error;
 mod handler;
+mod ordering;
 pub mod request;
 
 pub use bus::{DeadLetter, DeadLetterStore, EventBus, EventBusExt, EventBusHooks};
@@ -65,4 +66,5 @@ pub use error::{DecodeError, EncodeError, PublishError, ShutdownError, Subscribe
 pub use handler::{
     Delivery, EventHandler, FailureKind, HandlerError, Handlers, MessageHandler, Subscription,
 };
+pub use ordering::{KeyOrder, Turn};
 pub use request::{Request, RequestClient, RequestError, Responders};

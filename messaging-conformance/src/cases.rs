@@ -12,9 +12,9 @@ use messaging_abstractions::request::{
     DEADLINE_HEADER, IN_REPLY_TO_HEADER, REPLY_TO_HEADER, decode_response, set_deadline,
 };
 use messaging_abstractions::{
-    DeadLetter, DeadLetterStore, Delivery, Envelope, EventBus, FailureKind, HandlerError, Handlers,
-    IntegrationEvent, MessageContext, MessagingConfig, PublishError, Request, RequestError,
-    Responders, Subscription,
+    DeadLetter, DeadLetterStore, Delivery, Envelope, EventBus, EventBusExt, FailureKind,
+    HandlerError, Handlers, IntegrationEvent, MessageContext, MessagingConfig, PublishError,
+    Request, RequestError, Responders, Subscription,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -27,7 +27,7 @@ use crate::{BusFactory, Report, SuiteOptions};
 
 type CaseResult = Result<(), String>;
 
-const CASES: [&str; 16] = [
+const CASES: [&str; 18] = [
     "publish_subscribe",
     "fan_out",
     "competing_consumers",
@@ -37,6 +37,8 @@ const CASES: [&str; 16] = [
     "malformed_payload",
     "no_loss",
     "shutdown_drains",
+    "stop_consuming_keeps_publishing",
+    "per_key_order",
     "request_response",
     "request_no_responder",
     "request_timeout",
@@ -76,6 +78,8 @@ pub(crate) async fn run_all<F: BusFactory>(
             "malformed_payload" => malformed_payload(&mut cx).await,
             "no_loss" => no_loss(&mut cx).await,
             "shutdown_drains" => shutdown_drains(&mut cx).await,
+            "stop_consuming_keeps_publishing" => stop_consuming_keeps_publishing(&mut cx).await,
+            "per_key_order" => per_key_order(&mut cx).await,
             "request_response" => request_response(&mut cx).await,
             "request_no_responder" => request_no_responder(&mut cx).await,
             "request_timeout" => request_timeout(&mut cx).await,
@@ -752,64 +756,92 @@ fn seq_of(e: &Envelope) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-async fn shutdown_drains<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
-    let bus = cx.bus().await?;
-    let group = cx.group("g");
-    let event_type = cx.event_type("probe");
-    let recorder = Arc::new(Recorder::default());
+/// Subscribes `group` with a handler that holds each message until
+/// released, publishes one message and waits until its handler started.
+/// Returns that message and the release.
+async fn hold_one_in_flight<F: BusFactory>(
+    cx: &Ctx<'_, F>,
+    bus: &Arc<dyn EventBus>,
+    group: &str,
+    event_type: &str,
+    recorder: &Arc<Recorder>,
+) -> Result<(Envelope, Arc<Notify>), String> {
     let release = Arc::new(Notify::new());
-    let finished = Arc::new(AtomicBool::new(false));
     let probe = Probe {
         consumer: 0,
         recorder: recorder.clone(),
         f: {
             let release = release.clone();
-            let finished = finished.clone();
-            move |_d: Delivery| {
+            move |d: Delivery| {
                 let release = release.clone();
-                let finished = finished.clone();
                 async move {
                     release.notified().await;
-                    finished.store(true, Ordering::Release);
-                    Ok(())
+                    decode(&d).map(drop)
                 }
             }
         },
     };
-    subscribe(&bus, &group, &event_type, probe).await?;
-    let slow = envelope(&event_type, 1);
-    publish(&bus, slow.clone()).await?;
+    subscribe(bus, group, event_type, probe).await?;
+    let held = envelope(event_type, 1);
+    publish(bus, held.clone()).await?;
     recorder
         .wait("the handler started", cx.timeout(), |log| {
-            log.started.iter().any(|(_, id)| *id == slow.message_id)
+            log.started.iter().any(|(_, id)| *id == held.message_id)
         })
         .await?;
+    Ok((held, release))
+}
 
-    let mut shutdown = {
-        let bus = bus.clone();
-        tokio::spawn(async move { bus.shutdown().await })
-    };
-    if tokio::time::timeout(cx.opts.quiet_period, &mut shutdown)
+/// `stop` (`shutdown` or `stop_consuming`, spawned while a handler is held)
+/// must wait for the handler: not return before `release`, return `Ok`
+/// soon after, with the held message handled.
+async fn waits_for_the_held_handler<F: BusFactory>(
+    cx: &Ctx<'_, F>,
+    what: &str,
+    mut stop: tokio::task::JoinHandle<Result<(), messaging_abstractions::ShutdownError>>,
+    release: &Notify,
+    recorder: &Recorder,
+    held: &Envelope,
+) -> CaseResult {
+    if tokio::time::timeout(cx.opts.quiet_period, &mut stop)
         .await
         .is_ok()
     {
-        return Err("shutdown returned while a handler was still running (no drain)".into());
+        return Err(format!(
+            "{what} returned while a handler was still running (no drain)"
+        ));
     }
     release.notify_one();
-    match tokio::time::timeout(cx.timeout(), &mut shutdown).await {
+    match tokio::time::timeout(cx.timeout(), &mut stop).await {
         Err(_) => {
             return Err(format!(
-                "shutdown did not return within {:?} after the in-flight handler finished",
+                "{what} did not return within {:?} after the in-flight handler finished",
                 cx.timeout()
             ));
         }
-        Ok(Err(join)) => return Err(format!("shutdown panicked: {join}")),
-        Ok(Ok(Err(e))) => return Err(format!("shutdown failed: {e}")),
+        Ok(Err(join)) => return Err(format!("{what} panicked: {join}")),
+        Ok(Ok(Err(e))) => return Err(format!("{what} failed: {e}")),
         Ok(Ok(Ok(()))) => {}
     }
-    if !finished.load(Ordering::Acquire) {
-        return Err("shutdown returned before the in-flight handler finished".into());
+    if recorder.log().handled(held.message_id) != 1 {
+        return Err(format!(
+            "{what} returned before the in-flight handler finished"
+        ));
     }
+    Ok(())
+}
+
+async fn shutdown_drains<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let bus = cx.bus().await?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let (slow, release) = hold_one_in_flight(cx, &bus, &group, &event_type, &recorder).await?;
+    let shutdown = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.shutdown().await })
+    };
+    waits_for_the_held_handler(cx, "shutdown", shutdown, &release, &recorder, &slow).await?;
     if bus.publish(envelope(&event_type, 2)).await.is_ok() {
         return Err("publish after shutdown should fail, it succeeded".into());
     }
@@ -845,6 +877,165 @@ async fn shutdown_drains<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
         return Err(format!(
             "the message drained at shutdown was delivered {redelivered} times: it must be \
              acknowledged when its handler finishes"
+        ));
+    }
+    Ok(())
+}
+
+/// The host's shutdown order: consumers stop and drain first, then the
+/// outbox relay publishes what their handlers wrote, then the bus closes.
+async fn stop_consuming_keeps_publishing<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    let bus = cx.bus().await?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let (slow, release) = hold_one_in_flight(cx, &bus, &group, &event_type, &recorder).await?;
+    let grace = cx.timeout();
+    let stopping = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.stop_consuming(grace).await })
+    };
+    waits_for_the_held_handler(cx, "stop_consuming", stopping, &release, &recorder, &slow).await?;
+    // Publishing still works: another instance of the group gets it.
+    let after = envelope(&event_type, 2);
+    bus.publish(after.clone())
+        .await
+        .map_err(|e| format!("publish after stop_consuming must still work, got: {e}"))?;
+    let again = Handlers::new().on_raw(event_type.as_str(), Arc::new(ok_probe(0, &recorder)));
+    if bus
+        .subscribe(Subscription::new(group.as_str(), again))
+        .await
+        .is_ok()
+    {
+        return Err("subscribe after stop_consuming should fail, it succeeded".into());
+    }
+    let taken = recorder
+        .wait("", cx.opts.quiet_period, |log| {
+            log.handled(after.message_id) > 0
+        })
+        .await;
+    if taken.is_ok() {
+        return Err("a consumer stopped by stop_consuming still took a message".into());
+    }
+    if let Err(e) = bus.stop_consuming(grace).await {
+        return Err(format!(
+            "a second stop_consuming should succeed (idempotent), got: {e}"
+        ));
+    }
+    let started = Instant::now();
+    bus.shutdown()
+        .await
+        .map_err(|e| format!("shutdown after stop_consuming failed: {e}"))?;
+    if started.elapsed() > cx.timeout() / 2 {
+        return Err(format!(
+            "shutdown after stop_consuming took {:?}: it must not wait for a drain again",
+            started.elapsed()
+        ));
+    }
+    let next = cx.bus().await?;
+    subscribe(&next, &group, &event_type, ok_probe(1, &recorder)).await?;
+    recorder
+        .wait(
+            "the message published after stop_consuming handled by a new instance",
+            cx.timeout(),
+            |log| log.handled(after.message_id) > 0,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Per key of `per_key_order`: whether one of its messages runs, and the
+/// number of the last one finished.
+type KeyLines = std::sync::Mutex<BTreeMap<u64, (bool, Option<u64>)>>;
+
+/// Messages of one partition key are handled one after the other, in the
+/// order they were published, whatever `concurrency` is; other keys are not
+/// held up. Each handler takes a few milliseconds so that a provider running
+/// two messages of one key side by side is caught.
+async fn per_key_order<F: BusFactory>(cx: &mut Ctx<'_, F>) -> CaseResult {
+    const KEYS: u64 = 4;
+    const PER_KEY: u64 = 12;
+    let bus = cx.bus().await?;
+    let group = cx.group("g");
+    let event_type = cx.event_type("probe");
+    let recorder = Arc::new(Recorder::default());
+    let lines: Arc<KeyLines> = Arc::default();
+    let broken: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let probe =
+        Probe {
+            consumer: 0,
+            recorder: recorder.clone(),
+            f: {
+                let lines = lines.clone();
+                let broken = broken.clone();
+                move |d: Delivery| {
+                    let lines = lines.clone();
+                    let broken = broken.clone();
+                    async move {
+                        let event = decode(&d)?;
+                        let (key, n) = (event.seq % KEYS, event.seq / KEYS);
+                        {
+                            let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+                            let line = lines.entry(key).or_default();
+                            if line.0 {
+                                broken.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                                "message {n} of key {key} started while another of its key ran"
+                            ));
+                            }
+                            if line.1.map_or(0, |last| last + 1) != n {
+                                broken
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(format!(
+                                        "message {n} of key {key} started after message {:?}",
+                                        line.1
+                                    ));
+                            }
+                            line.0 = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2 + event.seq % 3)).await;
+                        let mut lines = lines.lock().unwrap_or_else(|p| p.into_inner());
+                        let line = lines.entry(key).or_default();
+                        line.0 = false;
+                        line.1 = Some(n);
+                        Ok(())
+                    }
+                }
+            },
+        };
+    subscribe(&bus, &group, &event_type, probe).await?;
+    // Interleaved: key 0, 1, 2, 3, 0, 1, ... so that every batch a consumer
+    // takes holds several keys.
+    let sent: Vec<Envelope> = (0..KEYS * PER_KEY)
+        .map(|seq| {
+            let mut e = envelope(&event_type, seq);
+            e.partition_key = Some(format!("{}-key-{}", cx.run, seq % KEYS));
+            e
+        })
+        .collect();
+    bus.publish_all(sent.clone())
+        .await
+        .map_err(|e| format!("publishing the keyed messages failed: {e}"))?;
+    recorder
+        .wait(
+            &format!("all {} keyed messages handled", sent.len()),
+            cx.timeout() * 2,
+            |log| sent.iter().all(|e| log.handled(e.message_id) > 0),
+        )
+        .await?;
+    let broken = broken.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !broken.is_empty() {
+        return Err(format!(
+            "messages of one partition key must be handled one after the other in publish \
+             order (concurrency {}); {} violations, the first: {}",
+            cx.config.concurrency,
+            broken.len(),
+            broken
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     Ok(())

@@ -17,6 +17,8 @@
 //! | `malformed_payload` | an undecodable payload is dead-lettered at once, without retries |
 //! | `no_loss` | with failing handlers, every message is eventually handled or dead-lettered |
 //! | `shutdown_drains` | shutdown waits for in-flight handlers, acknowledges their messages and refuses new work; it is idempotent |
+//! | `stop_consuming_keeps_publishing` | `stop_consuming` waits for in-flight handlers and stops taking messages, while publishing still works (the outbox relay's last flush); it is idempotent and a later shutdown does not wait again |
+//! | `per_key_order` | messages of one partition key are handled one after the other, in publish order, with any `concurrency` |
 //! | `request_response` | a typed request is answered with the typed response; the responder sees the request's correlation, trace, reply address and deadline; the answer carries `chassis-in-reply-to`, the same correlation and trace, the request as cause; the request is acknowledged once |
 //! | `request_no_responder` | a request nobody subscribed to fails with [`RequestError::NoResponder`] at once, not at its timeout |
 //! | `request_timeout` | a responder that is too slow gives [`RequestError::Timeout`] after the timeout, never a hang; its late answer is dropped (the next request gets its own) and its handling still succeeds |
@@ -63,7 +65,7 @@
 //! config.retry.initial_backoff = Duration::from_millis(10);
 //! let broker = InMemoryBus::new(&config);
 //! let report = messaging_conformance::run(Factory { broker }).await;
-//! assert_eq!(report.passed.len(), 16);
+//! assert_eq!(report.passed.len(), 18);
 //! # }
 //! ```
 //!

@@ -88,11 +88,17 @@ async fn invalid_config_names_the_key_path() {
 }
 
 /// Needs the local RabbitMQ (127.0.0.1:5672, guest/guest): fails without it.
+/// A vhost of its own with the workspace's broker lock (shared), so it never
+/// talks to the broker while a test stops it.
 #[cfg(feature = "rabbitmq")]
 #[tokio::test]
 async fn builds_the_rabbitmq_bus_when_compiled_in() {
     assert!(messaging_init::compiled_providers().contains(&"rabbitmq"));
-    let bus = build(&config("rabbitmq"), &Defaults, "messaging-init-test")
+    let vhost = chassis_testing::rabbitmq::Vhost::new("messaging-init");
+    let source = JsonSource::new(serde_json::json!({
+        "messaging": {"rabbitmq": {"url": vhost.amqp_url()}}
+    }));
+    let bus = build(&config("rabbitmq"), &source, "messaging-init-test")
         .await
         .expect("local RabbitMQ at 127.0.0.1:5672 must be running");
     assert_eq!(bus.provider(), "rabbitmq");

@@ -133,13 +133,18 @@ impl Broker {
             return Ok(());
         };
         let frame = Bytes::from(wire::encode(envelope));
+        let key: Option<Arc<str>> = envelope.partition_key.as_deref().map(Arc::from);
         let timeout = self.settings.publish_timeout;
         let mut frames = std::iter::repeat_n(frame, groups.len());
         for group in groups.iter() {
             // `repeat_n` moves the frame into the last group instead of
             // cloning it: the common single-group route shares nothing.
             let Some(frame) = frames.next() else { break };
-            let item = Queued { frame, attempt: 1 };
+            let item = Queued {
+                frame,
+                attempt: 1,
+                key: key.clone(),
+            };
             if group.queue.push(item, timeout).await.is_err() {
                 return Err(PublishError::Unavailable(format!(
                     "queue of group `{}` stayed full ({} messages) for {timeout:?}",
@@ -248,6 +253,7 @@ impl Broker {
             tokio::time::sleep(backoff).await;
             group.queue.push_overflow(Queued {
                 frame: item.frame,
+                key: item.key,
                 attempt: item.attempt.saturating_add(1),
             });
             group.counters.retrying.fetch_sub(1, Ordering::AcqRel);
@@ -390,6 +396,7 @@ impl Broker {
         let item = Queued {
             frame: Bytes::from(wire::encode(&letter.envelope)),
             attempt: 1,
+            key: letter.envelope.partition_key.as_deref().map(Arc::from),
         };
         let timeout = self.settings.publish_timeout;
         if group.queue.push(item, timeout).await.is_err() {

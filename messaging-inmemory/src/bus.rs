@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, DeadLetters};
 use crate::observe::{BrokerStats, GroupStats, Outcomes, WaitTimeout};
+use crate::queue::Taken;
 use crate::replies::Inbox;
 
 /// The in-process event bus: a real broker living in this process.
@@ -201,7 +202,7 @@ impl EventBus for InMemoryBus {
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
         subscription.validate()?;
         let mut workers = self.conn.workers.lock().await;
-        if !self.is_open() {
+        if !self.is_open() || self.conn.cancel.is_cancelled() {
             return Err(SubscribeError::ShutDown);
         }
         let group = self.broker.group(&subscription.group);
@@ -231,10 +232,14 @@ impl EventBus for InMemoryBus {
                         () = group.queue.take(batch, count, &mut taken) => {}
                     }
                     let mut items = taken.drain(..);
-                    while let Some(item) = items.next() {
+                    while let Some(Taken { item, mut turn }) = items.next() {
+                        // After the earlier messages of its partition key,
+                        // whichever worker took them.
+                        turn.wait().await;
                         // Once started, a message is handled to the end even
                         // if shutdown starts meanwhile: that is the drain.
                         broker.deliver(&group, &handlers, item).await;
+                        drop(turn);
                         if cancel.is_cancelled() {
                             // Taken but not started: back to the head of the
                             // queue for the group's other consumers.
@@ -322,26 +327,40 @@ impl EventBus for InMemoryBus {
         Some(Arc::new(DeadLetters(self.broker.clone())))
     }
 
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
+        self.drain(grace).await
+    }
+
     async fn shutdown(&self) -> Result<(), ShutdownError> {
         self.conn.closed.store(true, Ordering::Release);
-        self.conn.cancel.cancel();
         // Pending requests of this connection fail now rather than time out.
         self.conn.inbox.close();
         self.broker.inboxes.unregister(&self.conn.inbox.address);
-        // Concurrent callers queue here and return once the first has drained.
+        self.drain(self.broker.settings.drain_timeout).await
+    }
+}
+
+impl InMemoryBus {
+    /// Stops this connection's consumers and waits up to `grace` for the
+    /// messages they are handling. Concurrent callers queue on the workers'
+    /// lock and return once the first has drained.
+    async fn drain(&self, grace: Duration) -> Result<(), ShutdownError> {
+        self.conn.cancel.cancel();
         let mut workers = self.conn.workers.lock().await;
-        let waited = self.broker.settings.drain_timeout;
-        let deadline = Instant::now() + waited;
+        let deadline = Instant::now() + grace;
         while !workers.is_empty() {
-            match tokio::time::timeout_at(deadline, workers.join_next()).await {
-                Ok(_) => {}
-                Err(_) => {
-                    let in_flight = workers.len();
-                    // Let the stuck handlers finish on their own rather than
-                    // abort them half-way and lose their messages.
-                    workers.detach_all();
-                    return Err(ShutdownError::Timeout { in_flight, waited });
-                }
+            if tokio::time::timeout_at(deadline, workers.join_next())
+                .await
+                .is_err()
+            {
+                let in_flight = workers.len();
+                // Let the stuck handlers finish on their own rather than
+                // abort them half-way and lose their messages.
+                workers.detach_all();
+                return Err(ShutdownError::Timeout {
+                    in_flight,
+                    waited: grace,
+                });
             }
         }
         Ok(())

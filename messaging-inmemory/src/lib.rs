@@ -50,8 +50,14 @@
 //!   once with `RequestError::ShutDown`; a reply to a connection shut down or
 //!   dropped is `PublishError::Unroutable`. Replies are accepted while the
 //!   responder's connection drains (answering ends an in-flight request).
-//! - **No ordering promise** across the messages of one partition key while
-//!   `concurrency > 1` (set `concurrency = 1` for FIFO per group).
+//! - **Per-key order.** Messages with the same partition key are handled one
+//!   after the other in queue order, whatever `concurrency` is and whichever
+//!   worker takes them, as on RabbitMQ and NATS (a retried message comes back
+//!   later than its successors); messages of other keys run side by side.
+//! - **Stopping consumers** ([`EventBus::stop_consuming`]) is shutdown's first
+//!   half: consumers stop and in-flight handlers finish within the grace
+//!   given, but the connection still publishes (the host's outbox relay
+//!   flushes after it).
 //!
 //! Tests await deliveries without sleeping through [`InMemoryBus::outcomes`]
 //! (a lossless stream of delivery outcomes) or [`InMemoryBus::wait_until`] /

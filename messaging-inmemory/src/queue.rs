@@ -2,13 +2,18 @@
 //!
 //! Consumers of one group (all subscriptions of the group, on any connection)
 //! wait on the same queue in arrival order, so the messages are shared among
-//! them as a broker shares a queue among its consumers.
+//! them as a broker shares a queue among its consumers. Each message taken
+//! gets its [`Turn`] in its partition key's line while the queue is locked,
+//! so the messages of one key are handled in queue order however many
+//! workers take them.
 
 use std::collections::VecDeque;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use messaging_abstractions::{KeyOrder, Turn};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -20,6 +25,16 @@ pub(crate) struct Queued {
     pub(crate) frame: Bytes,
     /// Which delivery this will be (1 = first).
     pub(crate) attempt: u32,
+    /// The envelope's partition key.
+    pub(crate) key: Option<Arc<str>>,
+}
+
+/// A message a worker took, with its place in its key's line: the worker
+/// waits for [`Turn::wait`] before handling it and drops the turn after.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) item: Queued,
+    pub(crate) turn: Turn,
 }
 
 pub(crate) struct BoundedQueue {
@@ -35,6 +50,8 @@ pub(crate) struct BoundedQueue {
     ready: Notify,
     /// Wakes one waiting publisher.
     space: Notify,
+    /// The lines of the partition keys of messages taken and not done.
+    order: KeyOrder,
 }
 
 impl BoundedQueue {
@@ -45,6 +62,7 @@ impl BoundedQueue {
             low_water: capacity - (capacity / 4).max(1),
             ready: Notify::new(),
             space: Notify::new(),
+            order: KeyOrder::default(),
         }
     }
 
@@ -109,11 +127,11 @@ impl BoundedQueue {
 
     /// Puts messages a consumer took but did not start back at the head, in
     /// their order (a closing consumer's unacknowledged messages).
-    pub(crate) fn requeue_front(&self, returned: impl DoubleEndedIterator<Item = Queued>) {
+    pub(crate) fn requeue_front(&self, returned: impl DoubleEndedIterator<Item = Taken>) {
         {
             let mut items = self.items.lock();
-            for item in returned.rev() {
-                items.push_front(item);
+            for taken in returned.rev() {
+                items.push_front(taken.item);
             }
         }
         self.ready.notify_one();
@@ -123,11 +141,14 @@ impl BoundedQueue {
     /// `1 / share` part of the queue, so that a short queue is spread over
     /// the `share` workers of a consumer instead of waiting behind one of
     /// them; returns how many it took.
-    fn try_take(&self, max: usize, share: usize, out: &mut Vec<Queued>) -> usize {
+    fn try_take(&self, max: usize, share: usize, out: &mut Vec<Taken>) -> usize {
         let (taken, left) = {
             let mut items = self.items.lock();
             let taken = max.min((items.len() / share).max(1)).min(items.len());
-            out.extend(items.drain(..taken));
+            out.extend(items.drain(..taken).map(|item| Taken {
+                turn: self.order.enter(item.key.as_deref()),
+                item,
+            }));
             (taken, items.len())
         };
         if taken > 0 {
@@ -145,7 +166,7 @@ impl BoundedQueue {
     /// Takes between 1 and `max` of the oldest items into `out` (see
     /// `try_take` for `share`), waiting for one. Cancel-safe: items are only
     /// taken in the poll that returns.
-    pub(crate) async fn take(&self, max: usize, share: usize, out: &mut Vec<Queued>) {
+    pub(crate) async fn take(&self, max: usize, share: usize, out: &mut Vec<Taken>) {
         loop {
             let mut ready = pin!(self.ready.notified());
             ready.as_mut().enable();
@@ -161,7 +182,7 @@ impl BoundedQueue {
     pub(crate) async fn pop(&self) -> Queued {
         let mut out = Vec::with_capacity(1);
         self.take(1, 1, &mut out).await;
-        out.remove(0)
+        out.remove(0).item
     }
 }
 
@@ -173,6 +194,7 @@ mod tests {
         Queued {
             frame: Bytes::from(vec![n]),
             attempt: 1,
+            key: None,
         }
     }
 
@@ -189,7 +211,10 @@ mod tests {
         assert_eq!(q.len(), 3);
         let mut batch = Vec::new();
         q.take(2, 1, &mut batch).await;
-        assert_eq!(batch.iter().map(|i| i.frame[0]).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(
+            batch.iter().map(|t| t.item.frame[0]).collect::<Vec<_>>(),
+            [2, 3]
+        );
         q.requeue_front(batch.into_iter());
         for n in 2..=4 {
             assert_eq!(q.pop().await.frame[0], n);

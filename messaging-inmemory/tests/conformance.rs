@@ -50,7 +50,7 @@ async fn run(config: MessagingConfig) {
     let broker = InMemoryBus::new(&config);
     let report = messaging_conformance::run(Factory { broker }).await;
     println!("{report}");
-    assert_eq!(report.passed.len(), 16);
+    assert_eq!(report.passed.len(), 18);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +143,15 @@ impl EventBus for Flawed {
 
     fn dead_letters(&self) -> Option<Arc<dyn DeadLetterStore>> {
         self.inner.dead_letters()
+    }
+
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
+        if let Flaw::NoDrain = self.flaw {
+            let inner = self.inner.clone();
+            tokio::spawn(async move { inner.stop_consuming(grace).await });
+            return Ok(());
+        }
+        self.inner.stop_consuming(grace).await
     }
 
     async fn shutdown(&self) -> Result<(), ShutdownError> {

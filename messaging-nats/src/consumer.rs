@@ -1,10 +1,8 @@
 //! One subscription: a durable pull consumer per event type it handles, and
 //! what happens to each delivery (ack, delayed redelivery, dead letter).
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
@@ -14,10 +12,9 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use messaging_abstractions::{
-    Delivery, Envelope, FailureKind, HandlerError, Handlers, SubscribeError,
+    Delivery, Envelope, FailureKind, HandlerError, Handlers, KeyOrder, SubscribeError,
 };
-use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, warn};
 use uuid::Uuid;
 
@@ -42,10 +39,8 @@ pub(crate) struct GroupConsumer {
     handlers: Handlers,
     /// One permit per handler allowed to run at once.
     permits: Arc<Semaphore>,
-    /// Per partition key, the completion signal of the newest message with
-    /// that key, so messages of one key are handled one after the other.
-    order: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
-    sequence: AtomicU64,
+    /// Messages of one partition key are handled one after the other.
+    order: KeyOrder,
 }
 
 /// One event type's consumer, attached.
@@ -69,8 +64,7 @@ impl GroupConsumer {
             group,
             handlers,
             permits: Arc::new(Semaphore::new(concurrency)),
-            order: Mutex::new(HashMap::new()),
-            sequence: AtomicU64::new(0),
+            order: KeyOrder::default(),
         })
     }
 
@@ -233,36 +227,17 @@ impl GroupConsumer {
 
     fn spawn_handler(self: &Arc<Self>, message: Message, permit: OwnedSemaphorePermit) {
         let decoded = codec::decode(message.headers.as_ref(), &message.payload);
-        // Chain messages of one partition key in arrival order.
-        let chain = decoded
+        // Messages of one partition key in arrival order.
+        let key = decoded
             .as_ref()
             .ok()
-            .and_then(|e| e.partition_key.clone())
-            .map(|key| {
-                let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-                let (done, rx) = oneshot::channel::<()>();
-                let previous = self.order.lock().insert(key.clone(), (seq, rx));
-                (key, seq, done, previous.map(|(_, rx)| rx))
-            });
+            .and_then(|e| e.partition_key.as_deref());
+        let mut turn = self.order.enter(key);
         let this = self.clone();
         tokio::spawn(async move {
-            let chain = match chain {
-                Some((key, seq, done, previous)) => {
-                    if let Some(previous) = previous {
-                        let _ = previous.await;
-                    }
-                    Some((key, seq, done))
-                }
-                None => None,
-            };
+            turn.wait().await;
             this.process(message, decoded).await;
-            if let Some((key, seq, done)) = chain {
-                let mut order = this.order.lock();
-                if order.get(&key).is_some_and(|(s, _)| *s == seq) {
-                    order.remove(&key);
-                }
-                drop(done);
-            }
+            drop(turn);
             drop(permit);
         });
     }

@@ -122,11 +122,13 @@
 //!
 //! # Shutdown
 //!
-//! [`EventBus::shutdown`] stops every consumer taking messages (those pulled
-//! but not started are NAKed back at once), waits up to `drain_timeout` for
-//! running handlers (their acks, retries and dead letters included; they may
-//! still publish and answer), then refuses publishes, fails waiting
-//! requests, and drains and closes the connection. Idempotent.
+//! [`EventBus::stop_consuming`] stops every consumer taking messages (those
+//! pulled but not started are NAKed back at once) and waits up to the grace
+//! it is given for running handlers (their acks, retries and dead letters
+//! included; they may still publish and answer, and so may the outbox relay
+//! afterwards). [`EventBus::shutdown`] does the same with `drain_timeout`
+//! unless that ran already, then refuses publishes, fails waiting requests,
+//! and drains and closes the connection. Both are idempotent.
 
 mod codec;
 mod config;
@@ -493,24 +495,29 @@ impl EventBus for NatsBus {
         Some(self.inner.dead_letters.clone())
     }
 
-    async fn shutdown(&self) -> Result<(), ShutdownError> {
-        let mut done = self.inner.shut_down.lock().await;
-        if *done {
-            return Ok(());
-        }
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
         let started = std::time::Instant::now();
         self.shared().stop.send_replace(true);
         let consumers: Vec<_> = std::mem::take(&mut *self.inner.consumers.lock());
         for consumer in consumers {
             let _ = consumer.await;
         }
-        let grace = self.shared().nats.drain_timeout;
-        let groups: Vec<_> = self.inner.groups.lock().clone();
+        // Taken: a later call (shutdown's) has nothing left to wait for.
+        let groups: Vec<_> = std::mem::take(&mut *self.inner.groups.lock());
         let mut in_flight = 0;
         for group in groups {
             let left = grace.saturating_sub(started.elapsed());
             in_flight += group.drain(left).await;
         }
+        ShutdownError::drained(in_flight, started.elapsed())
+    }
+
+    async fn shutdown(&self) -> Result<(), ShutdownError> {
+        let mut done = self.inner.shut_down.lock().await;
+        if *done {
+            return Ok(());
+        }
+        let drained = self.stop_consuming(self.shared().nats.drain_timeout).await;
         self.shared().set_closed();
         self.inner.replies.close().await;
         *done = true;
@@ -528,12 +535,6 @@ impl EventBus for NatsBus {
                 self.shared().nats.publish_wait
             ))),
         };
-        if in_flight > 0 {
-            return Err(ShutdownError::Timeout {
-                in_flight,
-                waited: started.elapsed(),
-            });
-        }
-        closed
+        drained.and(closed)
     }
 }

@@ -39,7 +39,7 @@ async fn run(storage: StreamStorage) {
     })
     .await;
     println!("{report}");
-    assert_eq!(report.passed.len(), 16);
+    assert_eq!(report.passed.len(), 18);
     prefix.delete_streams().await;
 }
 

@@ -1,7 +1,6 @@
 //! One subscription: its topology, its consumer on the group's queue, and
 //! what happens to each delivery (ack, delayed retry, dead letter).
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +13,10 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
-use messaging_abstractions::{Delivery, FailureKind, HandlerError, Handlers, SubscribeError};
-use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use messaging_abstractions::{
+    Delivery, FailureKind, HandlerError, Handlers, KeyOrder, SubscribeError,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{error, warn};
 use uuid::Uuid;
 
@@ -33,10 +33,8 @@ pub(crate) struct GroupConsumer {
     handlers: Handlers,
     /// One permit per handler allowed to run at once.
     permits: Arc<Semaphore>,
-    /// Per partition key, the completion signal of the newest message with
-    /// that key, so messages of one key are handled one after the other.
-    order: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
-    sequence: std::sync::atomic::AtomicU64,
+    /// Messages of one partition key are handled one after the other.
+    order: KeyOrder,
 }
 
 /// How a consumer stopped.
@@ -77,8 +75,7 @@ impl GroupConsumer {
             group,
             handlers,
             permits: Arc::new(Semaphore::new(concurrency)),
-            order: Mutex::new(HashMap::new()),
-            sequence: Default::default(),
+            order: KeyOrder::default(),
         })
     }
 
@@ -175,12 +172,8 @@ impl GroupConsumer {
     }
 
     /// Consumes until shutdown, re-attaching to every new link. Returns the
-    /// number of handlers still running when the grace period ran out.
-    pub(crate) async fn run(
-        self: Arc<Self>,
-        first: (Arc<Link>, Channel, Consumer),
-        grace: Duration,
-    ) -> usize {
+    /// number of handlers still running when the drain deadline passed.
+    pub(crate) async fn run(self: Arc<Self>, first: (Arc<Link>, Channel, Consumer)) -> usize {
         let mut current = Some(first);
         let mut after = 0;
         let mut failures = 0;
@@ -214,7 +207,7 @@ impl GroupConsumer {
             };
             match self.consume(&link, &channel, consumer).await {
                 Stopped::Shutdown => {
-                    let still_running = self.drain(grace).await;
+                    let still_running = self.drain().await;
                     // Unacked prefetched messages go back to the queue.
                     crate::link::close_channel(&channel, "consumer stopped").await;
                     return still_running;
@@ -236,7 +229,7 @@ impl GroupConsumer {
                 }
             }
         }
-        self.drain(grace).await
+        self.drain().await
     }
 
     /// Waits before another attach (exponential backoff over the reconnect
@@ -254,9 +247,11 @@ impl GroupConsumer {
         }
     }
 
-    /// Waits until no handler runs; the count of those still running after `grace`.
-    async fn drain(&self, grace: Duration) -> usize {
+    /// Waits until no handler runs; the count of those still running at the
+    /// drain deadline (`Shared::begin_stop`).
+    async fn drain(&self) -> usize {
         let all = u32::try_from(self.shared.config.concurrency).unwrap_or(u32::MAX);
+        let grace = self.shared.drain_left();
         match tokio::time::timeout(grace, self.permits.acquire_many(all)).await {
             Ok(_) => 0,
             Err(_) => self.shared.config.concurrency - self.permits.available_permits(),
@@ -308,35 +303,14 @@ impl GroupConsumer {
         delivery: AmqpDelivery,
         permit: OwnedSemaphorePermit,
     ) {
-        // Chain messages of one partition key in arrival order.
+        // Messages of one partition key in arrival order.
         let key = codec::partition_key(&delivery.properties);
-        let chain = key.map(|key| {
-            let seq = self
-                .sequence
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (done, rx) = oneshot::channel::<()>();
-            let previous = self.order.lock().insert(key.clone(), (seq, rx));
-            (key, seq, done, previous.map(|(_, rx)| rx))
-        });
+        let mut turn = self.order.enter(key.as_deref());
         let this = self.clone();
         tokio::spawn(async move {
-            let chain = match chain {
-                Some((key, seq, done, previous)) => {
-                    if let Some(previous) = previous {
-                        let _ = previous.await;
-                    }
-                    Some((key, seq, done))
-                }
-                None => None,
-            };
+            turn.wait().await;
             this.process(&link, delivery).await;
-            if let Some((key, seq, done)) = chain {
-                let mut order = this.order.lock();
-                if order.get(&key).is_some_and(|(s, _)| *s == seq) {
-                    order.remove(&key);
-                }
-                drop(done);
-            }
+            drop(turn);
             drop(permit);
         });
     }

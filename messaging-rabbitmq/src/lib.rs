@@ -155,11 +155,13 @@
 //!
 //! # Shutdown
 //!
-//! [`EventBus::shutdown`] cancels every consumer, waits up to
-//! [`SHUTDOWN_GRACE`] for in-flight handlers (their acks and retries are
-//! settled before they count as done; handlers may still publish), then
-//! refuses new publishes, closes the channels and the connection. Prefetched
-//! messages that no handler started go back to the queue. Idempotent.
+//! [`EventBus::stop_consuming`] cancels every consumer and waits up to the
+//! grace it is given for in-flight handlers (their acks and retries are
+//! settled before they count as done; handlers may still publish, and so may
+//! the outbox relay afterwards). [`EventBus::shutdown`] does the same with
+//! [`SHUTDOWN_GRACE`] unless that ran already, then refuses new publishes,
+//! closes the channels and the connection. Prefetched messages that no
+//! handler started go back to the queue. Both are idempotent.
 
 mod codec;
 mod config;
@@ -194,7 +196,9 @@ use crate::dead_letters::RabbitMqDeadLetters;
 use crate::link::{Link, LinkState, NoLink, RabbitMqHealth, SendError, Shared};
 use crate::replies::Replies;
 
-/// How long [`EventBus::shutdown`] waits for in-flight handlers.
+/// How long [`EventBus::shutdown`] waits for in-flight handlers when
+/// [`EventBus::stop_consuming`] did not run before it (the host calls that
+/// first with what is left of its shutdown deadline).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Confirms kept in flight by [`EventBusHooks::publish_all`].
@@ -220,7 +224,7 @@ impl Drop for Inner {
     /// A bus dropped without `shutdown` still stops its tasks (consumers
     /// stop without waiting; the connection closes when its last user ends).
     fn drop(&mut self) {
-        self.shared.stop_consuming.send_replace(true);
+        self.shared.begin_stop(Duration::ZERO);
         self.shared.set_closed();
     }
 }
@@ -501,9 +505,7 @@ impl EventBus for RabbitMqBus {
             crate::link::close_channel(&channel, "bus shut down").await;
             return Err(SubscribeError::ShutDown);
         }
-        consumers.push(tokio::spawn(
-            consumer.run((link, channel, amqp_consumer), SHUTDOWN_GRACE),
-        ));
+        consumers.push(tokio::spawn(consumer.run((link, channel, amqp_consumer))));
         Ok(())
     }
 
@@ -593,18 +595,23 @@ impl EventBus for RabbitMqBus {
         Some(self.inner.dead_letters.clone())
     }
 
-    async fn shutdown(&self) -> Result<(), ShutdownError> {
-        let mut done = self.inner.shut_down.lock().await;
-        if *done {
-            return Ok(());
-        }
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
         let started = std::time::Instant::now();
-        self.shared().stop_consuming.send_replace(true);
+        self.shared().begin_stop(grace);
         let consumers: Vec<_> = std::mem::take(&mut *self.inner.consumers.lock());
         let mut in_flight = 0;
         for consumer in consumers {
             in_flight += consumer.await.unwrap_or(0);
         }
+        ShutdownError::drained(in_flight, started.elapsed())
+    }
+
+    async fn shutdown(&self) -> Result<(), ShutdownError> {
+        let mut done = self.inner.shut_down.lock().await;
+        if *done {
+            return Ok(());
+        }
+        let drained = self.stop_consuming(SHUTDOWN_GRACE).await;
         let link = match self.shared().current() {
             LinkState::Up(link) => Some(link),
             _ => None,
@@ -628,12 +635,6 @@ impl EventBus for RabbitMqBus {
             }
             _ => Ok(()),
         };
-        if in_flight > 0 {
-            return Err(ShutdownError::Timeout {
-                in_flight,
-                waited: started.elapsed(),
-            });
-        }
-        closed
+        drained.and(closed)
     }
 }

@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     state: watch::Sender<LinkState>,
     /// Set when consumers must stop (shutdown has begun).
     pub(crate) stop_consuming: watch::Sender<bool>,
+    /// Until when stopping consumers wait for their in-flight handlers; set
+    /// with `stop_consuming`.
+    drain_until: Mutex<Option<Instant>>,
     generations: AtomicU64,
     blocked: Mutex<Option<String>>,
 }
@@ -139,6 +142,7 @@ impl Shared {
             endpoint,
             state,
             stop_consuming: watch::channel(false).0,
+            drain_until: Mutex::new(None),
             generations: AtomicU64::new(0),
             blocked: Mutex::new(None),
         })
@@ -221,6 +225,22 @@ impl Shared {
 
     pub(crate) fn is_stopping(&self) -> bool {
         *self.stop_consuming.borrow()
+    }
+
+    /// Tells consumers to stop, giving their in-flight handlers `grace`
+    /// (the first call's deadline holds).
+    pub(crate) fn begin_stop(&self, grace: Duration) {
+        self.drain_until
+            .lock()
+            .get_or_insert_with(|| Instant::now() + grace);
+        self.stop_consuming.send_replace(true);
+    }
+
+    /// How long stopping consumers still wait for their handlers.
+    pub(crate) fn drain_left(&self) -> Duration {
+        self.drain_until.lock().map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        })
     }
 
     /// Waits for a link newer than generation `after` (0: any), up to

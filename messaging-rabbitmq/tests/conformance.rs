@@ -62,7 +62,7 @@ async fn run_in(vhost: Vhost, queue_type: QueueType) {
     })
     .await;
     println!("{report}");
-    assert_eq!(report.passed.len(), 16);
+    assert_eq!(report.passed.len(), 18);
 
     // Nothing is left behind but the two exchanges, which go too.
     let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())

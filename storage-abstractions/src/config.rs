@@ -59,6 +59,18 @@ impl StorageConfig {
                 "an integer >= 1",
             ));
         }
+        let outbox = &self.outbox;
+        let longest_wait = outbox.max_backoff.max(outbox.poll_interval);
+        if outbox.stuck_after <= longest_wait {
+            return Err(InvalidValue::new(
+                "storage.outbox.stuck_after",
+                format!(
+                    "a duration longer than storage.outbox.max_backoff and poll_interval ({})",
+                    chassis_core::duration::format(longest_wait)
+                ),
+            )
+            .found(chassis_core::duration::format(outbox.stuck_after)));
+        }
         Ok(())
     }
 }
@@ -87,6 +99,12 @@ pub struct OutboxConfig {
     pub retention: Duration,
     /// Pending messages above which readiness reports `degraded`.
     pub backlog_warn: u64,
+    /// Age of the oldest pending message above which readiness reports
+    /// `unhealthy` (the relay is stuck or runs nowhere). Longer than
+    /// `max_backoff` and `poll_interval`, so a relay waiting for the bus to
+    /// come back is not taken for a stuck one.
+    #[serde(with = "chassis_core::duration")]
+    pub stuck_after: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -100,6 +118,7 @@ impl Default for OutboxConfig {
             max_backoff: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
             backlog_warn: 10_000,
+            stuck_after: Duration::from_secs(300),
         }
     }
 }
@@ -125,6 +144,22 @@ impl Default for InboxConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stuck_after_outlasts_the_relays_longest_wait() {
+        let mut config = StorageConfig::default();
+        config.outbox.stuck_after = Duration::from_secs(30);
+        let error = config.validate().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "storage.outbox.stuck_after: expected a duration longer than \
+             storage.outbox.max_backoff and poll_interval (30s), found 30s"
+        );
+        config.outbox.stuck_after = Duration::from_secs(31);
+        assert_eq!(config.validate(), Ok(()));
+        let parsed: OutboxConfig = serde_json::from_str(r#"{"stuck_after": "10m"}"#).unwrap();
+        assert_eq!(parsed.stuck_after, Duration::from_secs(600));
+    }
 
     #[test]
     fn defaults_are_valid_and_run_without_a_server() {

@@ -131,6 +131,10 @@ impl EventBus for TestBus {
         self.inner.subscribe(subscription).await
     }
 
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
+        self.inner.stop_consuming(grace).await
+    }
+
     async fn shutdown(&self) -> Result<(), ShutdownError> {
         self.inner.shutdown().await
     }

@@ -62,6 +62,7 @@ macro_rules! outbox_suite {
             late_commit_is_not_skipped,
             relay_restarted_mid_batch_loses_nothing,
             bus_down_backs_off_then_delivers,
+            drain_publishes_until_empty_or_deadline,
             poison_message_quarantined_while_others_flow,
             same_message_twice_has_one_effect,
             repository_crud_concurrency_and_paging,
@@ -425,6 +426,55 @@ pub async fn bus_down_backs_off_then_delivers(store: Arc<dyn Store>) {
         vec![1, 2, 3, 4, 5]
     );
     assert!(store.outbox().quarantined().await.unwrap().is_empty());
+}
+
+/// `drain` (the host's last relay run at shutdown) keeps publishing until
+/// the outbox is empty — through an outage — and gives up at its deadline.
+pub async fn drain_publishes_until_empty_or_deadline(store: Arc<dyn Store>) {
+    let storage = storage(&store, fast_outbox());
+    let pipeline = pipeline(&storage);
+    for _ in 0..3 {
+        increment(&pipeline, "c-1").await;
+    }
+    let bus = TestBus::new(bus());
+    bus.down.store(true, Ordering::SeqCst);
+    let relay = storage.start_relay(bus.clone());
+    bus.wait_for("a refused round", TIMEOUT, |b| {
+        !b.unavailable_times().is_empty()
+    })
+    .await;
+    // Deadline reached with the bus still down: returns, the rows stay.
+    let started = Instant::now();
+    let stats = relay.drain(Duration::from_millis(300)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drain overran its deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stats.published, 0);
+    assert_eq!(pending(&store).await, 3);
+
+    // The bus comes back while draining: everything goes out, then it stops.
+    let relay = storage.start_relay(bus.clone());
+    let refused = bus.unavailable_times().len();
+    let draining = tokio::spawn(relay.drain(TIMEOUT));
+    bus.wait_for("a refused round while draining", TIMEOUT, |b| {
+        b.unavailable_times().len() > refused
+    })
+    .await;
+    bus.down.store(false, Ordering::SeqCst);
+    let stats = draining.await.unwrap().unwrap();
+    assert_eq!(stats.published, 3);
+    assert_eq!(pending(&store).await, 0);
+    assert_eq!(first_seen_values(&bus.increments(), "c-1"), vec![1, 2, 3]);
+    // An empty outbox: drain returns at once.
+    let started = Instant::now();
+    storage
+        .start_relay(bus.clone())
+        .drain(TIMEOUT)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 pub async fn poison_message_quarantined_while_others_flow(store: Arc<dyn Store>) {

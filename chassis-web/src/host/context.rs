@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chassis_storage::{OutboxBacklogCheck, Persistence};
+use chassis_storage::{OutboxBacklogCheck, Persistence, RelayHandle};
 use messaging_abstractions::EventBus;
 use serde::de::DeserializeOwned;
 use storage_abstractions::Store;
@@ -27,6 +27,9 @@ struct ContextInner {
     health: Health,
     signal: ShutdownSignal,
     tasks: Mutex<TaskList>,
+    /// The outbox relay, stopped by the host after everything that writes
+    /// to the outbox.
+    relay: Mutex<Option<RelayHandle>>,
 }
 
 impl std::fmt::Debug for ServiceContext {
@@ -54,6 +57,7 @@ impl ServiceContext {
                 health,
                 signal: ShutdownSignal::new(),
                 tasks: Mutex::new(Vec::new()),
+                relay: Mutex::new(None),
             }),
         }
     }
@@ -101,12 +105,26 @@ impl ServiceContext {
     }
 
     /// Publishes what the service writes to its outbox: starts the outbox
-    /// relay on the service's bus (stopped at shutdown, after HTTP has
-    /// drained) and registers the outbox backlog readiness check watching
-    /// it. With `storage.outbox.relay_enabled = false` (another process
-    /// relays this store's outbox) only the backlog check is registered.
-    /// Call it from an `on_start` hook.
+    /// relay on the service's bus and registers the outbox backlog readiness
+    /// check watching it. With `storage.outbox.relay_enabled = false`
+    /// (another process relays this store's outbox) only the backlog check
+    /// is registered. Call it from an `on_start` hook; a second call does
+    /// nothing (one relay per outbox).
+    ///
+    /// At shutdown the host stops it last among the writers: after HTTP has
+    /// drained, the consumers have stopped and the background tasks have
+    /// ended, it publishes until the outbox is empty or the shutdown deadline
+    /// (`http.shutdown_timeout`) has passed.
     pub fn start_outbox_relay(&self) {
+        let mut slot = self
+            .inner
+            .relay
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if slot.is_some() {
+            tracing::debug!("the outbox relay runs already");
+            return;
+        }
         let storage = self.persistence();
         let backlog = OutboxBacklogCheck::new(self.store().outbox(), &storage.config().outbox);
         if !storage.config().outbox.relay_enabled {
@@ -115,12 +133,15 @@ impl ServiceContext {
         }
         let relay = storage.start_relay(self.bus().clone());
         self.health().register(Arc::new(backlog.watching(&relay)));
-        let stopping = self.shutdown_signal();
-        self.spawn("outbox-relay", async move {
-            stopping.stopping().await;
-            relay.shutdown().await?;
-            Ok(())
-        });
+        *slot = Some(relay);
+    }
+
+    pub(super) fn take_relay(&self) -> Option<RelayHandle> {
+        self.inner
+            .relay
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
     }
 
     /// Readiness: register more checks at run time.
@@ -128,14 +149,16 @@ impl ServiceContext {
         &self.inner.health
     }
 
-    /// Fires when background tasks should stop (after HTTP has drained).
+    /// Fires when background tasks should stop (after HTTP has drained and
+    /// the consumers have stopped).
     pub fn shutdown_signal(&self) -> ShutdownSignal {
         self.inner.signal.clone()
     }
 
     /// Runs a background task (outbox relay, poller) until it returns. It
     /// should watch [`ServiceContext::shutdown_signal`]; at shutdown the host
-    /// waits for it up to `http.shutdown_timeout`, then aborts it. An error
+    /// waits for it until the shutdown deadline (what is left of
+    /// `http.shutdown_timeout`, shared by every task), then aborts it. An error
     /// it returns is logged and reported by the shutdown.
     pub fn spawn<F>(&self, name: impl Into<String>, task: F)
     where

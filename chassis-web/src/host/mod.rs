@@ -218,7 +218,8 @@ impl ServiceHostBuilder {
 
     /// Uses this event bus instead of building the one `messaging.provider`
     /// names (tests, several services sharing one in-memory bus). The host
-    /// does not shut an injected bus down: its owner does.
+    /// neither stops an injected bus' consumers nor shuts it down at
+    /// shutdown: its owner does.
     pub fn event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
         self.bus = Some(bus);
         self
@@ -241,6 +242,20 @@ impl ServiceHostBuilder {
     /// `.config("http.port", 0)`.
     pub fn config(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
         self.loader = self.loader.set(key, value);
+        self
+    }
+
+    /// Declares a configuration section of the service's own, read as `T`
+    /// (e.g. `.declare_section::<ShippingConfig>("shipping")`): start-up
+    /// refuses a top-level section that is neither the chassis' nor
+    /// declared, and a declared one that does not read as `T` (naming the key
+    /// path and the layer); `--print-config` shows it with its defaults.
+    /// Routes and hooks read it with [`ServiceContext::section`].
+    pub fn declare_section<T>(mut self, key: impl Into<String>) -> Self
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+    {
+        self.loader = self.loader.declare_section::<T>(key);
         self
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use messaging_abstractions::EventBus;
 use storage_abstractions::Store;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use traces_init::TracingProvider;
 use tracing::Instrument;
@@ -23,14 +24,28 @@ pub(super) struct Concerns {
 }
 
 impl Concerns {
-    /// Background tasks, then the bus (draining its consumers), then the
-    /// store. Returns what failed.
-    pub(super) async fn stop(&self, deadline: Duration) -> Vec<String> {
+    /// [`Concerns::stop`] within `timeout` from now (a failed start-up).
+    pub(super) async fn stop_within(&self, timeout: Duration) -> Vec<String> {
+        self.stop(Instant::now() + timeout).await
+    }
+
+    /// Everything after HTTP, within one deadline: the bus stops consuming
+    /// (in-flight handlers finish), background tasks stop, the outbox relay
+    /// publishes until the outbox is empty, then the bus closes and the store
+    /// last. Returns what failed.
+    pub(super) async fn stop(&self, deadline: Instant) -> Vec<String> {
+        let left = || deadline.saturating_duration_since(Instant::now());
         let mut problems = Vec::new();
+        // Handlers write to the outbox: they finish before its last flush.
+        if let Some(bus) = &self.owned_bus
+            && let Err(error) = bus.stop_consuming(left()).await
+        {
+            problems.push(format!("stopping the consumers: {error}"));
+        }
         if let Some(context) = &self.context {
             context.fire_shutdown();
             for (name, mut handle) in context.take_tasks() {
-                match tokio::time::timeout(deadline, &mut handle).await {
+                match tokio::time::timeout_at(deadline, &mut handle).await {
                     Ok(Ok(Ok(()))) => {}
                     Ok(Ok(Err(error))) => {
                         tracing::error!(task = %name, %error, "background task failed");
@@ -42,11 +57,13 @@ impl Concerns {
                     Err(_) => {
                         handle.abort();
                         problems.push(format!(
-                            "background task `{name}` did not stop within {} and was aborted",
-                            chassis_core::duration::format(deadline)
+                            "background task `{name}` did not stop by the shutdown deadline and was aborted"
                         ));
                     }
                 }
+            }
+            if let Some(relay) = context.take_relay() {
+                problems.extend(flush_outbox(context, relay, deadline).await);
             }
         }
         if let Some(bus) = &self.owned_bus
@@ -60,6 +77,35 @@ impl Concerns {
         problems
     }
 }
+
+/// The relay's last run: until the outbox is empty or the deadline.
+async fn flush_outbox(
+    context: &ServiceContext,
+    relay: chassis_storage::RelayHandle,
+    deadline: Instant,
+) -> Vec<String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    // A publish under way may outlast the relay's own deadline check.
+    match tokio::time::timeout_at(deadline + RELAY_ROUND_SLACK, relay.drain(left)).await {
+        Ok(Ok(stats)) => tracing::info!(published = stats.published, "outbox relay stopped"),
+        Ok(Err(error)) => return vec![error.to_string()],
+        Err(_) => {
+            return vec!["the outbox relay did not stop by the shutdown deadline".to_owned()];
+        }
+    }
+    match context.store().outbox().backlog().await {
+        Ok(backlog) if backlog.pending > 0 => vec![format!(
+            "{} outbox message(s) not published by the shutdown deadline \
+             (http.shutdown_timeout); the next start publishes them",
+            backlog.pending
+        )],
+        Ok(_) => Vec::new(),
+        Err(error) => vec![format!("reading the outbox backlog: {error}")],
+    }
+}
+
+/// How long a relay round that began before the deadline may still take.
+const RELAY_ROUND_SLACK: Duration = Duration::from_secs(1);
 
 /// A started service. Drop does not stop it: call [`RunningService::shutdown`]
 /// or trigger its [`ShutdownHandle`] and [`RunningService::wait`].
@@ -127,9 +173,11 @@ impl RunningService {
         self.stop().await
     }
 
-    /// Readiness 503, wait `http.shutdown_delay`, stop accepting, let
-    /// in-flight requests finish within `http.shutdown_timeout`, then stop
-    /// background tasks, the bus, the store and the trace exporter.
+    /// Readiness 503, wait `http.shutdown_delay`; then, all within
+    /// `http.shutdown_timeout`: stop accepting and let in-flight requests
+    /// finish, stop consuming and let in-flight handlers finish, stop
+    /// background tasks, publish what is left in the outbox, close the bus,
+    /// the store and the trace exporter.
     async fn stop(self) -> Result<(), ShutdownIncomplete> {
         let span = tracing::info_span!("service", service = %self.context.name());
         async move {
@@ -138,11 +186,12 @@ impl RunningService {
             if !self.http.shutdown_delay.is_zero() {
                 tokio::time::sleep(self.http.shutdown_delay).await;
             }
+            let timeout = self.http.shutdown_timeout;
+            let deadline = Instant::now() + timeout;
             self.stop_accepting.cancel();
             let mut problems = Vec::new();
-            let deadline = self.http.shutdown_timeout;
             let mut server = self.server;
-            match tokio::time::timeout(deadline, &mut server).await {
+            match tokio::time::timeout_at(deadline, &mut server).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(error))) => problems.push(format!("http server: {error}")),
                 Ok(Err(join)) => problems.push(format!("http server task: {join}")),
@@ -150,7 +199,7 @@ impl RunningService {
                     server.abort();
                     problems.push(format!(
                         "in-flight requests did not finish within {} (http.shutdown_timeout); abandoned, they end with the process",
-                        chassis_core::duration::format(deadline)
+                        chassis_core::duration::format(timeout)
                     ));
                 }
             }

@@ -144,7 +144,7 @@ impl ServiceHostBuilder {
                     }
                     Ok(_) => {}
                     Err(error) => {
-                        concerns.stop(chassis.http.shutdown_timeout).await;
+                        concerns.stop_within(chassis.http.shutdown_timeout).await;
                         return Err(error.into());
                     }
                 }
@@ -159,7 +159,7 @@ impl ServiceHostBuilder {
                         bus
                     }
                     Err(error) => {
-                        concerns.stop(chassis.http.shutdown_timeout).await;
+                        concerns.stop_within(chassis.http.shutdown_timeout).await;
                         return Err(error.into());
                     }
                 },
@@ -180,7 +180,7 @@ impl ServiceHostBuilder {
             telemetry.on_context(&context);
             for hook in self.hooks {
                 if let Err(error) = hook(context.clone()).await {
-                    concerns.stop(chassis.http.shutdown_timeout).await;
+                    concerns.stop_within(chassis.http.shutdown_timeout).await;
                     return Err(StartupError::Hook(error));
                 }
             }
@@ -200,7 +200,7 @@ impl ServiceHostBuilder {
             let listener = match tokio::net::TcpListener::bind(&bind).await {
                 Ok(listener) => listener,
                 Err(source) => {
-                    concerns.stop(chassis.http.shutdown_timeout).await;
+                    concerns.stop_within(chassis.http.shutdown_timeout).await;
                     return Err(StartupError::Bind { addr: bind, source });
                 }
             };
@@ -211,7 +211,7 @@ impl ServiceHostBuilder {
             let stop_accepting = CancellationToken::new();
             let metrics_port = telemetry.serve_port(&chassis.http.host, stop_accepting.clone());
             if let Err(error) = metrics_port.await {
-                concerns.stop(chassis.http.shutdown_timeout).await;
+                concerns.stop_within(chassis.http.shutdown_timeout).await;
                 return Err(error.into());
             }
             let server = tokio::spawn(

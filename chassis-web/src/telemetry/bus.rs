@@ -207,6 +207,10 @@ impl EventBus for InstrumentedBus {
         self.inner.dead_letters()
     }
 
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
+        self.inner.stop_consuming(grace).await
+    }
+
     async fn shutdown(&self) -> Result<(), ShutdownError> {
         self.inner.shutdown().await
     }

@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use axum::routing::get;
+use chassis_core::config::InvalidValue;
 use http::{Method, StatusCode, header};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -118,17 +119,18 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
-    /// Checks the values; the error names the key.
-    pub fn validate(&self) -> Result<(), MetricsError> {
+    /// Checks the values; the error names the key (the host adds the layer).
+    pub fn validate(&self) -> Result<(), InvalidValue> {
         if !self.path.starts_with('/') || self.path.len() < 2 || self.path.contains(' ') {
-            return Err(MetricsError::Config(format!(
-                "metrics.path: expected an absolute path such as `/metrics`, got `{}`",
-                self.path
-            )));
+            return Err(
+                InvalidValue::new("metrics.path", "an absolute path such as `/metrics`")
+                    .found(format!("`{}`", self.path)),
+            );
         }
         if self.refresh_interval.is_zero() {
-            return Err(MetricsError::Config(
-                "metrics.refresh_interval: expected a duration above zero".to_owned(),
+            return Err(InvalidValue::new(
+                "metrics.refresh_interval",
+                "a duration > 0",
             ));
         }
         Ok(())
@@ -138,9 +140,14 @@ impl MetricsConfig {
 /// Why metrics could not be set up.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MetricsError {
-    /// The `[metrics]` section is invalid.
-    #[error("{0}")]
-    Config(String),
+    /// The `[metrics]` section is invalid: the key path, what was expected
+    /// and the layer the value came from.
+    #[error(transparent)]
+    Config(#[from] InvalidValue),
+    /// The Prometheus recorder could not be set up (its buckets, its upkeep
+    /// thread).
+    #[error("metrics: {0}")]
+    Recorder(String),
     /// Another `metrics` recorder is installed in the process already.
     #[error(
         "metrics: another global `metrics` recorder is installed in this process; the host installs its Prometheus recorder itself (set metrics.enabled = false to keep the other one)"
@@ -242,7 +249,7 @@ fn sample(service: &str) {
 fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)
-        .map_err(|e| MetricsError::Config(format!("metrics buckets: {e}")))?
+        .map_err(|e| MetricsError::Recorder(format!("histogram buckets: {e}")))?
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::RecorderTaken)?;
@@ -257,9 +264,7 @@ fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
                 upkeep.run_upkeep();
             }
         })
-        .map_err(|e| {
-            MetricsError::Config(format!("metrics: cannot start the upkeep thread: {e}"))
-        })?;
+        .map_err(|e| MetricsError::Recorder(format!("cannot start the upkeep thread: {e}")))?;
     Ok(handle)
 }
 

@@ -29,6 +29,7 @@ pub use self::metrics::{Metrics, MetricsConfig, MetricsError, names};
 use std::sync::Arc;
 
 use axum::Router;
+use chassis_core::config::ConfigSource;
 use messaging_abstractions::{EventBus, EventBusExt};
 use storage_abstractions::Store;
 use tokio_util::sync::CancellationToken;
@@ -60,9 +61,8 @@ impl HostTelemetry {
         let chassis = config.chassis();
         let dispatch = dispatch::own_dispatch(chassis, tracing, installed)?;
         let metrics_config: MetricsConfig = config
-            .section("metrics")
-            .map_err(|e| MetricsError::Config(e.to_string()))?;
-        metrics_config.validate()?;
+            .read_valid("metrics", MetricsConfig::validate)
+            .map_err(MetricsError::Config)?;
         let metrics = if metrics_config.enabled {
             Some(Metrics::install(
                 &chassis.service.name,

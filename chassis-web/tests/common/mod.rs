@@ -48,6 +48,23 @@ pub fn isolated(name: &str, dir: &TempDir) -> ServiceHostBuilder {
         .install_logging(false)
 }
 
+/// This test binary run again as a child process that runs only `test`,
+/// with the variable `marker` set (the test then plays the child) and the
+/// machine-independent settings: configuration from `dir`, loopback on a
+/// free port, no colours, authentication off.
+pub fn child_command(test: &str, marker: &str, dir: &TempDir) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(marker, "1")
+        .env("CHASSIS_CONFIG_DIR", dir.path())
+        .env("CHASSIS__HTTP__HOST", "127.0.0.1")
+        .env("CHASSIS__HTTP__PORT", "0")
+        .env("CHASSIS__LOGGING__ANSI", "false")
+        .env("CHASSIS__SECURITY__AUTH__ENABLED", "false");
+    command
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }

@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use crate::dto::Destination;
-
 /// An order is complete (paid): what shipping needs to pack it. Carries no
 /// prices — shipping has no business with them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +21,25 @@ pub struct OrderCompleted {
     /// When the order was completed (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub completed_at: OffsetDateTime,
+}
+
+/// Where the items of an [`OrderCompleted`] go. The event's own type, not
+/// the HTTP body [`crate::dto::Destination`]: HTTP input refuses unknown
+/// fields, while an event is read tolerantly (unknown fields ignored), so a
+/// producer that adds a field sends no consumer's messages to the
+/// dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// Recipient's name.
+    pub name: String,
+    /// Street and number.
+    pub street: String,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Country.
+    pub country: String,
 }
 
 /// One line of a completed order, as shipping sees it. Weight and

@@ -58,6 +58,8 @@ pub const SERVICE_NAME: &str = "order-service";
 pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
+        .declare_section::<cancellation::CancellationConfig>("cancellation")
+        .declare_section::<quote::QuoteConfig>("order")
         .on_start(|ctx| async move {
             // Publishes what orders and the cancellation saga write to the outbox.
             ctx.start_outbox_relay();

@@ -30,8 +30,9 @@ use chassis_web::axum::http::StatusCode;
 use chassis_web::{BoxError, Json, Problem, ServiceContext, current_message_context};
 use order_service_client::quote::{self as dto, QuoteOrderRequest};
 use serde::{Deserialize, Serialize};
-use shipping_service_client::dto::Destination as ShippingDestination;
-use shipping_service_client::quote::{Quote, QuoteItem, QuoteRequest};
+use shipping_service_client::quote::{
+    Destination as ShippingDestination, Quote, QuoteItem, QuoteRequest,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 

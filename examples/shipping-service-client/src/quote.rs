@@ -7,8 +7,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use messaging_abstractions::{EventBus, RequestClient};
-//! use shipping_service_client::dto::Destination;
-//! use shipping_service_client::quote::{QuoteItem, QuoteRequest};
+//! use shipping_service_client::quote::{Destination, QuoteItem, QuoteRequest};
 //!
 //! # async fn demo(bus: std::sync::Arc<dyn EventBus>) -> Result<(), Box<dyn std::error::Error>> {
 //! let quotes = RequestClient::<QuoteRequest>::new(bus, Duration::from_secs(2));
@@ -38,7 +37,7 @@
 use messaging_abstractions::{IntegrationEvent, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::dto::{Destination, UnshippableItem};
+use crate::dto::UnshippableItem;
 
 /// Ask shipping how it would ship these items to this destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +46,36 @@ pub struct QuoteRequest {
     pub destination: Destination,
     /// What would be shipped.
     pub items: Vec<QuoteItem>,
+}
+
+/// Where the items of a [`QuoteRequest`] would go. The message's own type,
+/// not the HTTP body [`crate::dto::Destination`]: HTTP input refuses unknown
+/// fields, while a message is read tolerantly (unknown fields ignored), so a
+/// requester that adds a field is still answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// Recipient's name.
+    pub name: String,
+    /// Street and number.
+    pub street: String,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Country.
+    pub country: String,
+}
+
+impl From<Destination> for crate::dto::Destination {
+    fn from(d: Destination) -> Self {
+        Self {
+            name: d.name,
+            street: d.street,
+            city: d.city,
+            postal_code: d.postal_code,
+            country: d.country,
+        }
+    }
 }
 
 /// One line to quote. Weight and dimensions are per unit.

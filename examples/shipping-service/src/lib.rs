@@ -66,6 +66,7 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .migrations(tables::MIGRATIONS)
+        .declare_section::<ShippingConfig>("shipping")
         .on_start(subscribe)
         .on_start(quote::serve)
         .on_start(|ctx| async move {

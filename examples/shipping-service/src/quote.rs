@@ -60,8 +60,8 @@ fn refusal(error: DomainError) -> HandlerError {
 
 /// The quote for `request` by the packing rules.
 pub fn quote(providers: &TransportProviders, request: &QuoteRequest) -> Result<Quote, DomainError> {
-    let destination =
-        integration::address(&request.destination).map_err(|e| prefixed("destination.", e))?;
+    let destination = integration::address(&request.destination.clone().into())
+        .map_err(|e| prefixed("destination.", e))?;
     let order = OrderToPack {
         // A quote is nobody's order.
         order_id: Uuid::nil(),
@@ -141,7 +141,7 @@ mod tests {
 
     fn request(items: Vec<QuoteItem>) -> QuoteRequest {
         QuoteRequest {
-            destination: dto::Destination {
+            destination: shipping_service_client::quote::Destination {
                 name: "Ada".into(),
                 street: "1 Main St".into(),
                 city: "London".into(),

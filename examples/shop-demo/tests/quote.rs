@@ -43,7 +43,7 @@ fn expected(request: &QuoteOrderRequest) -> Quote {
     shipping_service::quote::quote(
         &providers,
         &QuoteRequest {
-            destination: shipping_service_client::dto::Destination {
+            destination: shipping_service_client::quote::Destination {
                 name: d.name.clone(),
                 street: d.street.clone(),
                 city: d.city.clone(),
@@ -258,6 +258,10 @@ impl EventBus for Twice {
             self.failed_replies.fetch_add(1, Ordering::AcqRel);
         }
         result
+    }
+
+    async fn stop_consuming(&self, grace: Duration) -> Result<(), ShutdownError> {
+        self.inner.stop_consuming(grace).await
     }
 
     async fn shutdown(&self) -> Result<(), ShutdownError> {

@@ -48,7 +48,7 @@ mod openapi;
 pub mod rabbitmq;
 mod security;
 
-pub use openapi::openapi_operations;
+pub use openapi::{assert_edge_documented, openapi_operations};
 pub use security::{
     TEST_API_KEY, assert_production_requires_credentials, assert_routes_require_credentials,
 };

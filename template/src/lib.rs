@@ -34,7 +34,7 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .on_start(start)
-        .routes(|ctx| api::router(app::Items::new(ctx.storage())))
+        .routes(|ctx| api::router(app::Items::new(ctx.storage()), ctx.chassis()))
 }
 
 /// Starts the outbox relay (readiness watches its backlog) and subscribes

@@ -78,7 +78,7 @@ pub fn host() -> ServiceHostBuilder {
                 app::Orders::new(storage)
                     .with_cancellation(runner)
                     .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
-                &ctx.chassis().security.auth,
+                ctx.chassis(),
             )
         })
 }

@@ -71,7 +71,7 @@ pub fn host() -> ServiceHostBuilder {
         .routes(|ctx| {
             api::router(
                 app::Shipping::new(ctx.storage()),
-                &ctx.chassis().security.auth,
+                ctx.chassis(),
             )
         })
 }

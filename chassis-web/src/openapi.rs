@@ -13,7 +13,7 @@
 //! schema, which error responses the service declared without a schema get
 //! too.
 
-use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{
     ContentBuilder, KnownFormat, OpenApi, Ref, RefOr, Response, ResponseBuilder,
@@ -21,7 +21,7 @@ use utoipa::openapi::{
 
 use crate::config::ChassisConfig;
 use crate::problem::PROBLEM_JSON;
-use crate::security::{AllowList, declare_in_openapi};
+use crate::security::{AllowList, declare_in_openapi, openapi_operations as operations};
 
 /// Name of the RFC 9457 problem schema in `components.schemas`.
 pub const PROBLEM_SCHEMA: &str = "Problem";
@@ -137,21 +137,6 @@ pub fn document(api: &mut OpenApi, chassis: &ChassisConfig) {
             }
         }
     }
-}
-
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .filter_map(Option::as_mut)
 }
 
 fn problem_ref() -> RefOr<Schema> {

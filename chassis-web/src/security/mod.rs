@@ -53,6 +53,8 @@ pub use config::{
     SecurityConfig,
 };
 #[cfg(feature = "openapi")]
+pub(crate) use openapi::operations as openapi_operations;
+#[cfg(feature = "openapi")]
 pub use openapi::{API_KEY_SCHEME, BEARER_SCHEME, declare_in_openapi};
 
 use auth::{Authenticator, Refusal};

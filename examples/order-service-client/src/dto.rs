@@ -75,16 +75,16 @@ pub struct OrderItem {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub quantity: i64,
     /// Weight of one unit in grams (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub weight_grams: i64,
     /// Length of one unit in millimetres (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub length_mm: i64,
     /// Width of one unit in millimetres (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub width_mm: i64,
     /// Height of one unit in millimetres (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub height_mm: i64,
 }
 

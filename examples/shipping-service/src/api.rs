@@ -60,9 +60,11 @@ struct PackageQuery {
     order_id: Option<Uuid>,
     /// Only packages in this state.
     status: Option<PackageStatus>,
-    /// Results to skip.
+    /// Results to skip. Read as a signed 64-bit integer — the `int64` the
+    /// document states, and what a database takes as an offset.
     #[serde(default)]
-    offset: u64,
+    #[param(minimum = 0)]
+    offset: i64,
     /// Most results (1..=1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
@@ -91,6 +93,9 @@ async fn list_packages(
         )
         .into());
     }
+    let Ok(offset) = u64::try_from(query.offset) else {
+        return Err(chassis_domain::DomainError::invalid_field("offset", "must be at least 0").into());
+    };
     let filter = PackageFilter {
         order_id: query.order_id,
         status: query.status.map(|s| match s {
@@ -99,7 +104,7 @@ async fn list_packages(
         }),
     };
     let packages = shipping
-        .packages(filter, query.offset, limit, current_message_context())
+        .packages(filter, offset, limit, current_message_context())
         .await?;
     Ok(Json(packages.iter().map(package_view).collect()))
 }

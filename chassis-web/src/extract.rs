@@ -122,9 +122,9 @@ fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
         Value::Array(items) => items
             .iter_mut()
             .fold(false, |any, item| integral_numbers_as_integers(item) | any),
-        Value::Object(members) => members
-            .values_mut()
-            .fold(false, |any, member| integral_numbers_as_integers(member) | any),
+        Value::Object(members) => members.values_mut().fold(false, |any, member| {
+            integral_numbers_as_integers(member) | any
+        }),
         _ => false,
     }
 }
@@ -250,9 +250,14 @@ mod tests {
         // A fraction, or a number out of the type's range, is still refused
         // with the field named.
         for bad in ["2.5", "-1.0", "5e9"] {
-            let body = format!(r#"{{"customer": "c", "items": [{{"sku": "a", "quantity": {bad}}}]}}"#);
+            let body =
+                format!(r#"{{"customer": "c", "items": [{{"sku": "a", "quantity": {bad}}}]}}"#);
             let p = decode::<Order>(body.as_bytes()).unwrap_err();
-            assert_eq!((p.status, field(&p)), (422, "items[0].quantity".into()), "{bad}");
+            assert_eq!(
+                (p.status, field(&p)),
+                (422, "items[0].quantity".into()),
+                "{bad}"
+            );
         }
     }
 

@@ -70,15 +70,13 @@ pub fn document(api: &mut OpenApi, chassis: &ChassisConfig) {
             let has_body = operation.request_body.is_some();
             let has_params = path.contains('{')
                 || operation.parameters.as_ref().is_some_and(|params| {
-                    params
-                        .iter()
-                        .any(|p| match p {
-                            RefOr::T(p) => {
-                                matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query)
-                            }
-                            // A shared parameter: assume it can be malformed.
-                            RefOr::Ref(_) => true,
-                        })
+                    params.iter().any(|p| match p {
+                        RefOr::T(p) => {
+                            matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query)
+                        }
+                        // A shared parameter: assume it can be malformed.
+                        RefOr::Ref(_) => true,
+                    })
                 });
             let mut edge: Vec<(u16, &str)> = Vec::new();
             if has_body || has_params {

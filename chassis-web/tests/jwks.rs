@@ -204,7 +204,11 @@ async fn a_jwks_url_is_fetched_on_an_unknown_kid_and_when_the_issuer_was_down_at
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(call(&service, &k1).await, StatusCode::OK);
-    assert_eq!(issuer.counts(), (0, 2), "one more fetch, for the unknown kid");
+    assert_eq!(
+        issuer.counts(),
+        (0, 2),
+        "one more fetch, for the unknown kid"
+    );
 
     // Rotation with both keys published for a while (the usual overlap).
     issuer.publish(&[("k1", RSA_PRIVATE), ("k2", RSA_OTHER_PRIVATE)]);

@@ -454,7 +454,10 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
 
     // The test's connections come from 127.0.0.1: make it the ingress.
     let mut settings = limited.to_vec();
-    settings.push(("security.trusted_proxies", json!(["10.0.0.0/8", "127.0.0.1/32"])));
+    settings.push((
+        "security.trusted_proxies",
+        json!(["10.0.0.0/8", "127.0.0.1/32"]),
+    ));
     let service = start(&dir, &settings).await;
     assert_eq!(from(&service, "203.0.113.1").await, StatusCode::OK);
     assert_eq!(from(&service, "203.0.113.1").await, StatusCode::OK);

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
+use chassis_core::Secret;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 use http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use chassis_core::Secret;
 use subtle::ConstantTimeEq;
 
 use super::SecurityError;
@@ -326,7 +326,9 @@ fn key_by_kid<'k>(
 ) -> Result<&'k DecodingKey, Refusal> {
     let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
     kid.and_then(|kid| keys.get(&kid))
-        .ok_or(Refusal::Unauthenticated("the token names no known key (kid)"))
+        .ok_or(Refusal::Unauthenticated(
+            "the token names no known key (kid)",
+        ))
 }
 
 impl Jwt {

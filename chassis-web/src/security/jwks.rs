@@ -82,8 +82,7 @@ impl RemoteKeys {
             ("", true) => {
                 if config.issuer.trim().is_empty() {
                     return Err(invalid(
-                        "discovery: OpenID Connect discovery needs security.auth.jwt.issuer"
-                            .into(),
+                        "discovery: OpenID Connect discovery needs security.auth.jwt.issuer".into(),
                     ));
                 }
                 check_url("issuer", &config.issuer)?;

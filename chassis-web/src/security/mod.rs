@@ -315,7 +315,9 @@ impl Security {
             None => None,
         };
         let peer = match peer {
-            Some(peer) if !self.proxies.is_empty() => Some(self.proxies.client(peer, req.headers())),
+            Some(peer) if !self.proxies.is_empty() => {
+                Some(self.proxies.client(peer, req.headers()))
+            }
             peer => peer,
         };
         match self.check(req, peer) {

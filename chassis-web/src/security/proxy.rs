@@ -42,7 +42,9 @@ impl Cidr {
         };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -185,7 +187,10 @@ mod tests {
         );
         // Two trusted hops; headers split over several lines; ports.
         assert_eq!(
-            p.client(ingress, &headers(&["1.2.3.4, 203.0.113.9:5000", "10.1.1.1"])),
+            p.client(
+                ingress,
+                &headers(&["1.2.3.4, 203.0.113.9:5000", "10.1.1.1"])
+            ),
             ip("203.0.113.9")
         );
         assert_eq!(

@@ -26,7 +26,10 @@ pub mod limits {
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     /// Who orders.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub customer_id: String,
     /// Where the items go.
     pub destination: Destination,
@@ -41,19 +44,34 @@ pub struct PlaceOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     /// Recipient's name.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub name: String,
     /// Street and number.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub street: String,
     /// City.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub city: String,
     /// Postal code.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub postal_code: String,
     /// Country.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub country: String,
 }
 
@@ -63,10 +81,16 @@ pub struct Destination {
 #[serde(deny_unknown_fields)]
 pub struct OrderItem {
     /// Stock keeping unit.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub sku: String,
     /// Product name.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub name: String,
     /// Price of one unit in cents (≥ 0).
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]

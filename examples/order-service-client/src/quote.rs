@@ -25,7 +25,10 @@ pub struct QuoteOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct QuoteLine {
     /// Stock keeping unit.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub sku: String,
     /// Units (≥ 1).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]

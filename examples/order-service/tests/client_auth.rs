@@ -67,7 +67,10 @@ fn client(service: &RunningService, auth: &[(&str, &str)]) -> OrderServiceClient
 async fn a_client_without_credentials_gets_a_typed_unauthorized_error() {
     let bus = TestBus::in_memory();
     let service = order_service(&bus).await;
-    for orders in [client(&service, &[]), client(&service, &[("api_key", "wrong-key")])] {
+    for orders in [
+        client(&service, &[]),
+        client(&service, &[("api_key", "wrong-key")]),
+    ] {
         let err = orders.get_order(Uuid::now_v7()).await.unwrap_err();
         assert!(err.is_unauthorized(), "{err}");
         match &err {
@@ -111,9 +114,8 @@ async fn front(bus: &TestBus, orders: OrderServiceClient) -> RunningService {
         State(orders): State<OrderServiceClient>,
         Path(id): Path<Uuid>,
     ) -> String {
-        let orders = orders.with_context(
-            CallContext::current().with_bearer_token(principal.bearer_token.clone()),
-        );
+        let orders = orders
+            .with_context(CallContext::current().with_bearer_token(principal.bearer_token.clone()));
         match orders.get_order(id).await {
             Ok(found) => format!("found: {}", found.is_some()),
             Err(e) => format!("refused: {:?}", e.status()),
@@ -158,7 +160,10 @@ async fn a_service_in_the_middle_forwards_its_callers_bearer_token() {
     forwarding.shutdown().await.unwrap();
 
     // Forwarding wins over the client's own credential (a wrong key here).
-    let both = client(&service, &[("forward_bearer", "true"), ("api_key", "wrong")]);
+    let both = client(
+        &service,
+        &[("forward_bearer", "true"), ("api_key", "wrong")],
+    );
     let forwarding = front(&bus, both).await;
     assert_eq!(via(&forwarding).await, "found: false");
     forwarding.shutdown().await.unwrap();
@@ -201,7 +206,11 @@ fn client_credentials_come_from_secret_files_and_are_redacted_in_print_config() 
         .load()
         .unwrap();
     let orders: ClientConfig = loaded.section("clients.orders").unwrap();
-    assert_eq!(orders.auth.api_key.expose(), KEY, "read from the file, trimmed");
+    assert_eq!(
+        orders.auth.api_key.expose(),
+        KEY,
+        "read from the file, trimmed"
+    );
     assert_eq!(orders.base_url, "http://orders:8080");
     let shipping: ClientConfig = loaded.section("clients.shipping").unwrap();
     assert_eq!(shipping.auth.bearer_token.expose(), "service-token-value");

@@ -38,16 +38,18 @@ async fn every_operation_documents_the_answers_of_the_edge() {
     // not a UUID (400), a body without a JSON content type (415).
     let get = &doc["paths"]["/orders/{id}"]["get"]["responses"];
     assert!(get.get("400").is_some() && get.get("404").is_some());
-    assert!(doc["paths"]["/orders"]["post"]["responses"].get("415").is_some());
+    assert!(
+        doc["paths"]["/orders"]["post"]["responses"]
+            .get("415")
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn request_schemas_state_the_limits_the_validators_enforce() {
     let doc = document().await;
     let schema = |name: &str| doc["components"]["schemas"][name].clone();
-    let text = |max: usize| {
-        json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": NOT_BLANK_PATTERN })
-    };
+    let text = |max: usize| json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": NOT_BLANK_PATTERN });
     let has = |field: &Value, expected: &Value| {
         for (key, value) in expected.as_object().unwrap() {
             assert_eq!(&field[key], value, "{key} of {field}");
@@ -84,5 +86,8 @@ async fn request_schemas_state_the_limits_the_validators_enforce() {
     }
     let item = schema("OrderItem");
     has(&item["properties"]["name"], &text(MAX_TEXT));
-    has(&item["properties"]["unit_price_cents"], &json!({ "minimum": 0 }));
+    has(
+        &item["properties"]["unit_price_cents"],
+        &json!({ "minimum": 0 }),
+    );
 }

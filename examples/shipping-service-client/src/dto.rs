@@ -18,19 +18,34 @@ pub mod limits {
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     /// Recipient's name.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub name: String,
     /// Street and number.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub street: String,
     /// City.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub city: String,
     /// Postal code.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub postal_code: String,
     /// Country.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub country: String,
 }
 

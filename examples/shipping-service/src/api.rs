@@ -94,7 +94,9 @@ async fn list_packages(
         .into());
     }
     let Ok(offset) = u64::try_from(query.offset) else {
-        return Err(chassis_domain::DomainError::invalid_field("offset", "must be at least 0").into());
+        return Err(
+            chassis_domain::DomainError::invalid_field("offset", "must be at least 0").into(),
+        );
     };
     let filter = PackageFilter {
         order_id: query.order_id,

@@ -68,12 +68,7 @@ pub fn host() -> ServiceHostBuilder {
             ctx.start_outbox_relay();
             Ok(())
         })
-        .routes(|ctx| {
-            api::router(
-                app::Shipping::new(ctx.storage()),
-                ctx.chassis(),
-            )
-        })
+        .routes(|ctx| api::router(app::Shipping::new(ctx.storage()), ctx.chassis()))
 }
 
 /// Reads the `[shipping]` section and packs every `order.completed.v1`

@@ -4,6 +4,8 @@
 //! plus what the chassis's edge answers ([`chassis_web::openapi::document`]).
 
 use chassis_domain::Entity;
+// `routes!` names `axum`: the chassis's re-export.
+use chassis_web::axum;
 use chassis_web::axum::Router;
 use chassis_web::axum::extract::{Path, State};
 use chassis_web::axum::http::{StatusCode, header};

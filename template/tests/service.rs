@@ -113,28 +113,11 @@ async fn health_endpoints_and_the_healthcheck_probe_see_a_ready_service() {
 /// it.
 #[tokio::test]
 async fn the_openapi_document_tells_what_the_service_answers() {
-    use chassis_testing::InProcess;
-    let bus = TestBus::in_memory();
-    let service = {{crate_name}}::host()
-        .event_bus(bus.bus())
-        .in_process()
-        .config("storage.provider", "inmemory")
-        .config("security.auth.enabled", true)
-        .config("security.auth.api_keys", "openapi-key-0123456789")
-        .start()
-        .await
-        .expect("started");
-    let client = HttpClient::new(&ClientConfig::new(service.base_url())).expect("a client");
-    let doc = client
-        .get::<Value>("/openapi.json", &[])
-        .await
-        .expect("/openapi.json is open")
-        .body;
+    let doc = chassis_testing::openapi_document({{crate_name}}::host()).await;
     let checked = chassis_testing::assert_edge_documented(&doc);
     assert_eq!(checked.len(), 3, "{checked:?}");
     let name = &doc["components"]["schemas"]["CreateItemRequest"]["properties"]["name"];
     assert_eq!(name["minLength"], 1);
     assert_eq!(name["maxLength"], {{crate_name}}::domain::MAX_NAME_CHARS);
     assert_eq!(name["pattern"], chassis_domain::text::NOT_BLANK_PATTERN);
-    service.shutdown().await.expect("clean shutdown");
 }

@@ -4,29 +4,11 @@
 //! property-based run against this document is `scripts/openapi-test`.
 
 use chassis_domain::text::NOT_BLANK_PATTERN;
-use chassis_testing::{InProcess, TestBus};
 use order_service_client::dto::limits::{MAX_ITEMS, MAX_MEASURE, MAX_QUANTITY, MAX_SKU, MAX_TEXT};
 use serde_json::{Value, json};
 
 async fn document() -> Value {
-    let bus = TestBus::in_memory();
-    let service = order_service::host()
-        .event_bus(bus.bus())
-        .in_process()
-        .config("storage.provider", "inmemory")
-        .config("security.auth.enabled", true)
-        .config("security.auth.api_keys", "openapi-test-key-0123")
-        .start()
-        .await
-        .unwrap();
-    let doc = reqwest::get(format!("{}/openapi.json", service.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    service.shutdown().await.unwrap();
-    doc
+    chassis_testing::openapi_document(order_service::host()).await
 }
 
 #[tokio::test]

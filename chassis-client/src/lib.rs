@@ -7,6 +7,10 @@
 //!
 //! - base URL, request timeout and connect timeout from a config section
 //!   ([`ClientConfig`]);
+//! - credentials for a service with authentication on ([`ClientAuth`]): an
+//!   API key or a bearer token of the calling service, or the bearer token
+//!   of the caller's own caller, forwarded ([`CallContext::bearer_token`]);
+//!   never logged, redacted wherever the configuration is shown;
 //! - the caller's correlation id and W3C trace context (`traceparent`,
 //!   `tracestate`) sent with every request ([`CallContext`]);
 //! - error responses in RFC 9457 `application/problem+json` decoded into
@@ -39,12 +43,15 @@ use std::fmt;
 use std::time::Duration;
 
 use messaging_abstractions::MessageContext;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION,
+    WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use chassis_core::{CORRELATION_ID_HEADER, PROBLEM_JSON};
+pub use chassis_core::{CORRELATION_ID_HEADER, PROBLEM_JSON, Secret};
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// W3C trace state header.
@@ -58,6 +65,11 @@ pub const TRACESTATE_HEADER: &str = "tracestate";
 /// timeout = "5s"
 /// connect_timeout = "1s"
 /// rate_limit_retries = 3
+///
+/// [clients.shipping.auth]
+/// # Secrets from the environment or a mounted file, never from this file:
+/// #   CHASSIS__CLIENTS__SHIPPING__AUTH__API_KEY_FILE=/run/secrets/shipping-key
+/// forward_bearer = true
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -76,6 +88,45 @@ pub struct ClientConfig {
     /// was not handled, so sending it again is safe for every method). Each
     /// wait is at most [`ClientConfig::timeout`]; 0 turns retrying off.
     pub rate_limit_retries: u32,
+    /// `[...auth]`: the credentials sent with every request.
+    pub auth: ClientAuth,
+}
+
+/// The credentials a client sends: the keys follow the called service's
+/// `[security.auth]` (`api_key_header`, API keys, bearer tokens).
+///
+/// What is sent, in order: the caller's forwarded bearer token when
+/// [`ClientAuth::forward_bearer`] is on and the [`CallContext`] carries one;
+/// else [`ClientAuth::bearer_token`]; else [`ClientAuth::api_key`]; else
+/// nothing. One credential per request: a service checks an API key before a
+/// bearer token, so sending both would hide the forwarded caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientAuth {
+    /// An API key of the called service (`…__AUTH__API_KEY_FILE` reads it
+    /// from a mounted file). Empty: none.
+    pub api_key: Secret,
+    /// The header the called service reads API keys from.
+    pub api_key_header: String,
+    /// A bearer token (JWT) for the calling service itself, sent as
+    /// `Authorization: Bearer …`. Empty: none.
+    pub bearer_token: Secret,
+    /// Send the bearer token of the request being served
+    /// ([`CallContext::bearer_token`]) instead of this client's own
+    /// credential: the called service sees the end user. Off by default, so
+    /// a user's token reaches only the services configured to receive it.
+    pub forward_bearer: bool,
+}
+
+impl Default for ClientAuth {
+    fn default() -> Self {
+        Self {
+            api_key: Secret::default(),
+            api_key_header: "x-api-key".into(),
+            bearer_token: Secret::default(),
+            forward_bearer: false,
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -85,6 +136,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             rate_limit_retries: 3,
+            auth: ClientAuth::default(),
         }
     }
 }
@@ -116,6 +168,14 @@ pub enum ClientBuildError {
         /// Which setting (`timeout` or `connect_timeout`).
         key: &'static str,
     },
+    /// A credential that cannot be sent as a header.
+    #[error("auth.{key}: {reason}")]
+    InvalidCredential {
+        /// Which setting (`api_key_header`, `api_key` or `bearer_token`).
+        key: &'static str,
+        /// What is wrong with it (never the value).
+        reason: &'static str,
+    },
     /// The HTTP stack could not be set up.
     #[error("could not build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
@@ -131,6 +191,34 @@ pub struct CallContext {
     pub traceparent: Option<String>,
     /// W3C `tracestate`.
     pub tracestate: Option<String>,
+    /// The bearer token the caller presented (`Principal::bearer_token` of
+    /// chassis-web), sent on only by clients with
+    /// [`ClientAuth::forward_bearer`] on.
+    pub bearer_token: Option<Secret>,
+}
+
+impl CallContext {
+    /// The context of the request or message being handled on this task
+    /// (correlation id, trace), from [`MessageContext::current`].
+    pub fn current() -> Self {
+        MessageContext::with_current(|context| Self::from(context)).unwrap_or_default()
+    }
+
+    /// This context carrying the caller's bearer token, for clients that
+    /// forward it. In an HTTP handler the token is the `Principal`'s
+    /// (chassis-web), e.g. `principal.bearer_token.clone()`:
+    ///
+    /// ```
+    /// use chassis_client::{CallContext, Secret};
+    /// let token = Some(Secret::new("eyJhbGciOi..."));
+    /// let context = CallContext::current().with_bearer_token(token);
+    /// assert!(context.bearer_token.is_some());
+    /// assert_eq!(format!("{context:?}").contains("eyJ"), false);
+    /// ```
+    pub fn with_bearer_token(mut self, token: Option<Secret>) -> Self {
+        self.bearer_token = token;
+        self
+    }
 }
 
 impl From<&MessageContext> for CallContext {
@@ -141,6 +229,7 @@ impl From<&MessageContext> for CallContext {
             correlation_id: context.correlation_id.clone(),
             traceparent: context.traceparent.clone(),
             tracestate: context.tracestate.clone(),
+            bearer_token: None,
         }
     }
 }
@@ -238,6 +327,23 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The service refused the credentials: 401 (none, or not valid) or 403
+    /// (valid, without the permission needed). A configuration matter of the
+    /// caller, not of the request.
+    #[error("{method} {url} answered {status}: {}{}", .problem.as_ref().map_or(String::new(), |p| p.to_string()), .challenge.as_ref().map_or(String::new(), |c| format!(" (WWW-Authenticate: {c})")))]
+    Unauthorized {
+        /// Request method.
+        method: Method,
+        /// Request URL.
+        url: String,
+        /// 401 or 403.
+        status: StatusCode,
+        /// The `WWW-Authenticate` challenge: which credentials the service
+        /// accepts.
+        challenge: Option<String>,
+        /// The decoded problem, when the service sent one.
+        problem: Option<Box<Problem>>,
+    },
     /// A success response whose body is not the expected type.
     #[error("{method} {url} answered {status} with a body that is not the expected JSON: {source}")]
     Decode {
@@ -278,6 +384,7 @@ impl ClientError {
         match self {
             Self::Problem { status, .. }
             | Self::Status { status, .. }
+            | Self::Unauthorized { status, .. }
             | Self::Decode { status, .. } => Some(*status),
             _ => None,
         }
@@ -287,8 +394,19 @@ impl ClientError {
     pub fn problem(&self) -> Option<&Problem> {
         match self {
             Self::Problem { problem, .. } => Some(problem),
+            Self::Unauthorized { problem, .. } => problem.as_deref(),
             _ => None,
         }
+    }
+
+    /// The service answered 401: no credentials, or not valid ones.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(StatusCode::UNAUTHORIZED)
+    }
+
+    /// The service answered 403: valid credentials without the permission.
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(StatusCode::FORBIDDEN)
     }
 
     /// The service answered 404.
@@ -326,7 +444,62 @@ pub struct HttpClient {
     base: Url,
     timeout: Duration,
     rate_limit_retries: u32,
+    credentials: Credentials,
     context: CallContext,
+}
+
+/// [`ClientAuth`], checked once and ready to send.
+#[derive(Clone)]
+struct Credentials {
+    /// The client's own credential: a header and its (sensitive) value.
+    own: Option<(HeaderName, HeaderValue)>,
+    forward_bearer: bool,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("own", &self.own.as_ref().map(|(name, _)| name))
+            .field("forward_bearer", &self.forward_bearer)
+            .finish()
+    }
+}
+
+impl Credentials {
+    fn new(auth: &ClientAuth) -> Result<Self, ClientBuildError> {
+        let invalid = |key, reason| ClientBuildError::InvalidCredential { key, reason };
+        let own = if !auth.bearer_token.is_empty() {
+            Some((
+                AUTHORIZATION,
+                bearer_value(&auth.bearer_token).ok_or(invalid(
+                    "bearer_token",
+                    "not a valid header value (control characters?)",
+                ))?,
+            ))
+        } else if !auth.api_key.is_empty() {
+            let name = HeaderName::try_from(auth.api_key_header.as_str())
+                .map_err(|_| invalid("api_key_header", "not a valid header name"))?;
+            let mut value = HeaderValue::from_str(auth.api_key.expose().trim()).map_err(|_| {
+                invalid("api_key", "not a valid header value (control characters?)")
+            })?;
+            value.set_sensitive(true);
+            Some((name, value))
+        } else {
+            None
+        };
+        Ok(Self {
+            own,
+            forward_bearer: auth.forward_bearer,
+        })
+    }
+}
+
+/// `Bearer <token>`, marked sensitive (kept out of HTTP/2 header tables and
+/// of reqwest's debug output).
+fn bearer_value(token: &Secret) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose().trim())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 impl HttpClient {
@@ -360,6 +533,7 @@ impl HttpClient {
                 key: "connect_timeout",
             });
         }
+        let credentials = Credentials::new(&config.auth)?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
@@ -371,6 +545,7 @@ impl HttpClient {
             base,
             timeout: config.timeout,
             rate_limit_retries: config.rate_limit_retries,
+            credentials,
             context: CallContext::default(),
         })
     }
@@ -494,6 +669,21 @@ impl HttpClient {
             }
         };
         let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(ClientError::Unauthorized {
+                method,
+                url: url_text,
+                status,
+                challenge,
+                problem: serde_json::from_slice::<Problem>(&bytes).ok().map(Box::new),
+            });
+        }
         let location = response
             .headers()
             .get(LOCATION)
@@ -535,6 +725,17 @@ impl HttpClient {
             if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
                 headers.insert(name, value);
             }
+        }
+        let forwarded = self
+            .context
+            .bearer_token
+            .as_ref()
+            .filter(|_| self.credentials.forward_bearer)
+            .and_then(bearer_value);
+        if let Some(value) = forwarded {
+            headers.insert(AUTHORIZATION, value);
+        } else if let Some((name, value)) = &self.credentials.own {
+            headers.insert(name.clone(), value.clone());
         }
         headers
     }

@@ -70,6 +70,7 @@ async fn context_headers_body_and_location_travel() {
             correlation_id: Some("corr-7".into()),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
             tracestate: Some("vendor=1".into()),
+            ..CallContext::default()
         });
     let reply = client
         .post::<_, Value>("/echo", &json!({"n": 1}))

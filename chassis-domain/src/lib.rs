@@ -94,6 +94,7 @@ mod aggregate;
 mod command;
 mod error;
 pub mod saga;
+pub mod text;
 
 pub use aggregate::{AggregateRoot, Changes, Entity, PendingEvent};
 /// `#[derive(Aggregate)]`: writes [`Entity`] and [`AggregateRoot`] from the

@@ -52,9 +52,10 @@ mod openapi;
 pub mod rabbitmq;
 mod security;
 
-pub use openapi::openapi_operations;
+pub use openapi::{assert_edge_documented, openapi_operations};
 pub use security::{
     TEST_API_KEY, assert_production_requires_credentials, assert_routes_require_credentials,
+    openapi_document,
 };
 
 use std::sync::{Arc, Mutex};

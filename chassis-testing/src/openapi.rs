@@ -49,3 +49,75 @@ fn concrete(template: &str) -> String {
     path.push_str(rest);
     path
 }
+
+/// Checks that every operation of `doc` (a chassis service's `/openapi.json`,
+/// authentication on with the default rate limit) lists each status the
+/// chassis's edge may answer for it, as `application/problem+json` with the
+/// `Problem` schema: 400 (operations with parameters or a body), 401 (outside
+/// the allow-list), 413, 415 and 422 (operations with a body), 429, 500 and
+/// 503. Returns the operations checked, as `METHOD path` (panics naming the
+/// first gap).
+///
+/// ```
+/// let doc = serde_json::json!({
+///     "components": { "schemas": { "Problem": {} } },
+///     "paths": { "/stats": { "get": { "responses": {
+///         "200": {},
+///         "401": { "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
+///         "429": { "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
+///         "500": { "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
+///         "503": { "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
+///     } } } },
+/// });
+/// assert_eq!(chassis_testing::assert_edge_documented(&doc), ["GET /stats"]);
+/// ```
+pub fn assert_edge_documented(doc: &Value) -> Vec<String> {
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    assert!(
+        doc.pointer("/components/schemas/Problem").is_some(),
+        "no Problem schema in components.schemas"
+    );
+    let open = ["/health/live", "/health/ready", "/metrics", "/openapi.json"];
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let label = format!("{} {path}", method.to_ascii_uppercase());
+            let has_body = operation.get("requestBody").is_some();
+            let has_params = path.contains('{')
+                || operation["parameters"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["in"] == "query" || p["in"] == "path"));
+            let mut expected = Vec::new();
+            if has_body || has_params {
+                expected.push("400");
+            }
+            if !open.contains(&path.as_str()) && !path.starts_with("/docs") {
+                expected.push("401");
+            }
+            if has_body {
+                expected.extend(["413", "415", "422"]);
+            }
+            expected.extend(["429", "500", "503"]);
+            for status in expected {
+                let schema = operation
+                    .pointer(&format!(
+                        "/responses/{status}/content/application~1problem+json/schema/$ref"
+                    ))
+                    .and_then(Value::as_str);
+                assert_eq!(
+                    schema,
+                    Some("#/components/schemas/Problem"),
+                    "{label}: status {status} is not documented as a problem: {}",
+                    operation["responses"]
+                );
+            }
+            checked.push(label);
+        }
+    }
+    checked
+}

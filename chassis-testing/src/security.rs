@@ -1,8 +1,40 @@
 //! Checks that a service's routes are closed without credentials.
 
-use chassis_web::{ServiceHostBuilder, StartupError};
+use chassis_web::{RunningService, ServiceHostBuilder, StartupError};
 
 use crate::openapi_operations;
+
+/// `service` on a free loopback port, on the in-memory providers, with
+/// authentication on (API key [`TEST_API_KEY`]).
+async fn start_secured(service: ServiceHostBuilder) -> RunningService {
+    let storage = service.embedded_storage_provider();
+    service
+        .config("http.host", "127.0.0.1")
+        .config("http.port", 0_i64)
+        .config("storage.provider", storage)
+        .config("messaging.provider", "inmemory")
+        .config("security.auth.enabled", true)
+        .config("security.auth.api_keys", TEST_API_KEY)
+        .args(Vec::<String>::new())
+        .install_logging(false)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("the service did not start: {e}"))
+}
+
+/// The `/openapi.json` of `service` started with authentication on, as
+/// production runs it (what [`crate::assert_edge_documented`] checks).
+pub async fn openapi_document(service: ServiceHostBuilder) -> serde_json::Value {
+    let service = start_secured(service).await;
+    let doc = reqwest::get(format!("{}/openapi.json", service.base_url()))
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("/openapi.json is JSON");
+    service.shutdown().await.expect("clean shutdown");
+    doc
+}
 
 /// The API key [`assert_routes_require_credentials`] configures.
 pub const TEST_API_KEY: &str = "chassis-testing-api-key";
@@ -16,19 +48,7 @@ pub const TEST_API_KEY: &str = "chassis-testing-api-key";
 pub async fn assert_routes_require_credentials(
     service: ServiceHostBuilder,
 ) -> Vec<(String, String)> {
-    let storage = service.embedded_storage_provider();
-    let service = service
-        .config("http.host", "127.0.0.1")
-        .config("http.port", 0_i64)
-        .config("storage.provider", storage)
-        .config("messaging.provider", "inmemory")
-        .config("security.auth.enabled", true)
-        .config("security.auth.api_keys", TEST_API_KEY)
-        .args(Vec::<String>::new())
-        .install_logging(false)
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("the service did not start: {e}"));
+    let service = start_secured(service).await;
     let client = reqwest::Client::new();
     let base = service.base_url();
     let doc = client

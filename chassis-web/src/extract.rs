@@ -58,24 +58,75 @@ where
 }
 
 /// Decodes a JSON body with the same problem mapping as [`Json`].
+///
+/// A number written with a zero fraction (`2.0`, `1e2`) is read as an
+/// integer where the type wants one: JSON Schema's `integer` — what the
+/// OpenAPI document promises — includes them, serde's integer types do not.
+/// Only a body refused for its data is read a second time that way, so the
+/// usual body costs nothing more.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let (field, detail) = field_of(&path, &inner);
-                Problem::validation(
-                    format!("invalid request body: {field}: {detail}"),
-                    vec![FieldError::new(field, detail)],
-                )
-            }
-            _ => malformed(&inner),
+    let refused = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => {
+            deserializer.end().map_err(|e| malformed(&e))?;
+            return Ok(value);
         }
-    })?;
-    deserializer.end().map_err(|e| malformed(&e))?;
-    Ok(value)
+        Err(error) => error,
+    };
+    if refused.inner().classify() == serde_json::error::Category::Data
+        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && integral_numbers_as_integers(&mut value)
+    {
+        return serde_path_to_error::deserialize(value).map_err(data_problem);
+    }
+    Err(data_problem(refused))
+}
+
+/// The problem of a body refused by deserialization: 422 naming the field
+/// for data errors, 400 for JSON that is not JSON.
+fn data_problem(error: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let (field, detail) = field_of(&path, &inner);
+            Problem::validation(
+                format!("invalid request body: {field}: {detail}"),
+                vec![FieldError::new(field, detail)],
+            )
+        }
+        _ => malformed(&inner),
+    }
+}
+
+/// Rewrites every floating-point number without a fraction that fits an
+/// integer as that integer; whether any was rewritten.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) else {
+                return false;
+            };
+            // Bounds that convert exactly (2^63 and 2^64 are powers of two).
+            let integer = if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                Value::from(f as u64)
+            } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                Value::from(f as i64)
+            } else {
+                return false;
+            };
+            *value = integer;
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, item| integral_numbers_as_integers(item) | any),
+        Value::Object(members) => members.values_mut().fold(false, |any, member| {
+            integral_numbers_as_integers(member) | any
+        }),
+        _ => false,
+    }
 }
 
 fn malformed(error: &serde_json::Error) -> Problem {
@@ -186,6 +237,28 @@ mod tests {
 
         let p = decode::<Order>(br#"{"customer": "c", "items": []} trailing"#).unwrap_err();
         assert_eq!(p.status, 400);
+    }
+
+    #[test]
+    fn integers_written_with_a_zero_fraction_are_integers() {
+        let order: Order = decode(
+            br#"{"customer": "c", "items": [{"sku": "a", "quantity": 3.0}, {"sku": "b", "quantity": 1e2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(order.items[0].quantity, 3);
+        assert_eq!(order.items[1].quantity, 100);
+        // A fraction, or a number out of the type's range, is still refused
+        // with the field named.
+        for bad in ["2.5", "-1.0", "5e9"] {
+            let body =
+                format!(r#"{{"customer": "c", "items": [{{"sku": "a", "quantity": {bad}}}]}}"#);
+            let p = decode::<Order>(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (p.status, field(&p)),
+                (422, "items[0].quantity".into()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -43,6 +43,8 @@ mod correlation;
 mod extract;
 mod host;
 pub mod middleware;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod problem;
 mod readiness;
 pub mod security;

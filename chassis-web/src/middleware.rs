@@ -314,7 +314,10 @@ where
             let mut admitted = None;
             let mut response = match limit_body(req, limit) {
                 Err(too_large) => too_large.into_response(),
-                Ok(mut req) => match security.map(|security| security.admit(&mut req, peer)) {
+                Ok(mut req) => match match security {
+                    Some(security) => Some(security.admit(&mut req, peer).await),
+                    None => None,
+                } {
                     Some(Verdict::Answer(answer)) => {
                         if let Some(series) = &answered {
                             series.record(

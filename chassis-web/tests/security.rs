@@ -432,6 +432,76 @@ async fn anonymous_clients_are_rate_limited_by_address_and_recover() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let dir = TempDir::new();
+    let limited = [
+        ("security.auth.api_keys", json!(KEY_A)),
+        ("security.rate_limit.per_second", json!(1)),
+        ("security.rate_limit.burst", json!(2)),
+    ];
+    let from = |service: &RunningService, forwarded: &'static str| {
+        let url = format!("{}/health/live", service.base_url());
+        async move {
+            client()
+                .get(url)
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+
+    // The test's connections come from 127.0.0.1: make it the ingress.
+    let mut settings = limited.to_vec();
+    settings.push((
+        "security.trusted_proxies",
+        json!(["10.0.0.0/8", "127.0.0.1/32"]),
+    ));
+    let service = start(&dir, &settings).await;
+    assert_eq!(from(&service, "203.0.113.1").await, StatusCode::OK);
+    assert_eq!(from(&service, "203.0.113.1").await, StatusCode::OK);
+    assert_eq!(
+        from(&service, "203.0.113.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same ingress has its own bucket...
+    assert_eq!(from(&service, "203.0.113.2").await, StatusCode::OK);
+    // ...and a client cannot escape its own by forging entries on the left.
+    assert_eq!(
+        from(&service, "198.51.100.77, 203.0.113.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Hops through further trusted proxies are skipped.
+    assert_eq!(
+        from(&service, "203.0.113.1, 10.2.3.4").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    service.shutdown().await.unwrap();
+
+    // Without trusted proxies the header is ignored: every request is the peer.
+    let dir = TempDir::new();
+    let service = start(&dir, &limited).await;
+    assert_eq!(from(&service, "203.0.113.1").await, StatusCode::OK);
+    assert_eq!(from(&service, "203.0.113.2").await, StatusCode::OK);
+    assert_eq!(
+        from(&service, "203.0.113.3").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    service.shutdown().await.unwrap();
+
+    // A bad entry stops start-up with the key path.
+    let dir = TempDir::new();
+    let mut settings = limited.to_vec();
+    settings.push(("security.trusted_proxies", json!(["10.0.0.0/40"])));
+    let err = try_start(&dir, &settings).await.unwrap_err().to_string();
+    assert!(
+        err.contains("security.trusted_proxies") && err.contains("`10.0.0.0/40`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn unknown_paths_need_credentials_too() {
     let dir = TempDir::new();
     let service = start(&dir, &[("security.auth.api_keys", json!(KEY_A))]).await;

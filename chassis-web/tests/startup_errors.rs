@@ -590,3 +590,22 @@ async fn otlp_section_errors_name_their_layer() {
          e.g. http://localhost:4317, found `collector:4317` (from env CHASSIS__TRACING__OTLP__ENDPOINT)"
     );
 }
+
+#[cfg(not(feature = "jwks"))]
+#[tokio::test]
+async fn jwks_over_http_needs_its_feature() {
+    let dir = TempDir::new();
+    let err = isolated("startup-test", &dir)
+        .config("security.auth.enabled", true)
+        .config("security.auth.jwt.algorithm", "RS256")
+        .config("security.auth.jwt.jwks_url", "http://issuer.test/keys")
+        .start()
+        .await
+        .expect_err("start-up must fail")
+        .to_string();
+    assert!(
+        err.contains("security.auth.jwt.jwks_url")
+            && err.contains("enable the `jwks` feature of chassis-web"),
+        "{err}"
+    );
+}

@@ -17,7 +17,7 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// The `CreateItem` command, not yet validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateItem {
-    /// The item's name (1–200 characters after trimming).
+    /// The item's name (at most 200 characters, not blank; stored trimmed).
     pub name: String,
 }
 
@@ -44,13 +44,9 @@ impl Item {
     /// Creates an item from the command; a 422 naming `name` if the name is
     /// empty or too long. Publishes `ItemCreated` when saved.
     pub fn create(id: Uuid, command: CreateItem) -> Result<Self, DomainError> {
-        let name = command.name.trim();
-        if name.is_empty() {
-            return Err(invalid_name("must not be empty"));
-        }
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(invalid_name("must be at most 200 characters"));
-        }
+        // The rule the OpenAPI schema of `CreateItemRequest` states.
+        let name = chassis_domain::text::required(&command.name, MAX_NAME_CHARS)
+            .map_err(|why| invalid_name(&why.to_string()))?;
         let mut item = Self {
             id,
             name: name.to_owned(),

@@ -37,7 +37,7 @@ pub fn host() -> ServiceHostBuilder {
         .version(env!("CARGO_PKG_VERSION"))
         .migrations(tables::MIGRATIONS)
         .on_start(start)
-        .routes(|ctx| api::router(app::Items::new(ctx.persistence())))
+        .routes(|ctx| api::router(app::Items::new(ctx.persistence()), ctx.chassis()))
 }
 
 /// Starts the outbox relay (readiness watches its backlog) and subscribes

@@ -107,3 +107,18 @@ async fn health_endpoints_and_the_healthcheck_probe_see_a_ready_service() {
     service.shutdown().await.expect("clean shutdown");
     bus.shutdown().await.expect("the test bus drains");
 }
+
+/// `/openapi.json` documents every answer of the chassis's edge (with
+/// authentication on, as in production) and states the name rule the
+/// domain enforces. `scripts/openapi-test` runs generated requests against
+/// it.
+#[tokio::test]
+async fn the_openapi_document_tells_what_the_service_answers() {
+    let doc = chassis_testing::openapi_document({{crate_name}}::host()).await;
+    let checked = chassis_testing::assert_edge_documented(&doc);
+    assert_eq!(checked.len(), 3, "{checked:?}");
+    let name = &doc["components"]["schemas"]["CreateItemRequest"]["properties"]["name"];
+    assert_eq!(name["minLength"], 1);
+    assert_eq!(name["maxLength"], {{crate_name}}::domain::MAX_NAME_CHARS);
+    assert_eq!(name["pattern"], chassis_domain::text::NOT_BLANK_PATTERN);
+}

@@ -128,6 +128,7 @@ impl ServiceHostBuilder {
         let span = tracing::info_span!("service", service = %service);
         let security = crate::security::Security::build(&chassis.security)?;
         async move {
+            security.prefetch_keys().await;
             let mut concerns = Concerns::default();
             let store = match self.store {
                 Some(store) => store,

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
+use chassis_core::Secret;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 use http::request::Parts;
@@ -32,6 +33,11 @@ pub struct Principal {
     pub id: String,
     /// Scopes granted by the token (`scope` claim); empty for API keys.
     pub scopes: Vec<String>,
+    /// The bearer token the caller presented (`None` for API keys): what a
+    /// typed client forwards to the next service on the caller's behalf
+    /// (chassis-client's `CallContext::with_bearer_token`). Redacted in
+    /// `Debug`.
+    pub bearer_token: Option<Secret>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
@@ -66,6 +72,9 @@ enum Keys {
     One(DecodingKey),
     /// Keys of a JWKS file by `kid`.
     ByKid(HashMap<String, DecodingKey>),
+    /// Keys of the issuer's JWKS, fetched over HTTP.
+    #[cfg(feature = "jwks")]
+    Remote(std::sync::Arc<super::jwks::RemoteKeys>),
 }
 
 struct Jwt {
@@ -110,6 +119,7 @@ impl Authenticator {
             .map(|index| Principal {
                 id: format!("api-key:{index}"),
                 scopes: Vec::new(),
+                bearer_token: None,
             })
             .collect();
         Ok(Self {
@@ -130,20 +140,13 @@ impl Authenticator {
             let index = self.api_key(given.as_bytes())?;
             return Ok((self.key_principals[index].clone(), Some(index)));
         }
-        let Some(bearer) = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-        else {
+        let Some(bearer) = bearer_token(headers) else {
             return Err(Refusal::Unauthenticated("credentials are required"));
         };
         let Some(jwt) = &self.jwt else {
             return Err(Refusal::Unauthenticated("bearer tokens are not accepted"));
         };
-        Ok((jwt.check(bearer.trim())?, None))
+        Ok((jwt.check(bearer)?, None))
     }
 
     fn api_key(&self, given: &[u8]) -> Result<usize, Refusal> {
@@ -162,10 +165,50 @@ impl Authenticator {
         self.jwt.is_some()
     }
 
+    /// The remote key set, when bearer tokens are checked against one.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn remote_keys(&self) -> Option<&std::sync::Arc<super::jwks::RemoteKeys>> {
+        match &self.jwt.as_ref()?.keys {
+            Keys::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// The remote key set, when this request's bearer token should wait for
+    /// it to be fetched (unknown `kid`, or keys too old; see
+    /// [`super::jwks::RemoteKeys::wants_refresh`]).
+    #[cfg(feature = "jwks")]
+    pub(crate) fn wants_keys(
+        &self,
+        headers: &HeaderMap,
+    ) -> Option<&std::sync::Arc<super::jwks::RemoteKeys>> {
+        let remote = self.remote_keys()?;
+        if headers.contains_key(&self.header) {
+            return None;
+        }
+        let token = bearer_token(headers)?;
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid;
+        remote
+            .wants_refresh(kid.as_deref(), std::time::Instant::now())
+            .then_some(remote)
+    }
+
     /// The API key header name (for `WWW-Authenticate`).
     pub(crate) fn api_key_header(&self) -> &str {
         self.header.as_str()
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 fn build_jwt(config: &JwtConfig) -> Result<Jwt, SecurityError> {
@@ -211,6 +254,25 @@ fn build_jwt(config: &JwtConfig) -> Result<Jwt, SecurityError> {
 }
 
 fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, SecurityError> {
+    let remote = !config.jwks_url.trim().is_empty() || config.discovery;
+    if remote && (config.jwks_file.is_some() || !config.public_key_pem.trim().is_empty()) {
+        return Err(SecurityError::Invalid(
+            "security.auth.jwt: set one source of keys: jwks_url, discovery, jwks_file or public_key_pem"
+                .into(),
+        ));
+    }
+    #[cfg(feature = "jwks")]
+    if let Some(remote) = super::jwks::RemoteKeys::new(config)? {
+        return Ok(Keys::Remote(std::sync::Arc::new(remote)));
+    }
+    #[cfg(not(feature = "jwks"))]
+    if remote {
+        return Err(SecurityError::Invalid(
+            "security.auth.jwt.jwks_url: fetching keys over HTTP (jwks_url, discovery) is not \
+             compiled in: enable the `jwks` feature of chassis-web, or use jwks_file"
+                .into(),
+        ));
+    }
     if let Some(path) = &config.jwks_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SecurityError::Invalid(format!(
@@ -241,7 +303,7 @@ fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, Securit
     }
     if config.public_key_pem.trim().is_empty() {
         return Err(SecurityError::Invalid(format!(
-            "security.auth.jwt: {algorithm:?} needs public_key_pem or jwks_file"
+            "security.auth.jwt: {algorithm:?} needs public_key_pem, jwks_file, jwks_url or discovery"
         )));
     }
     let pem = config.public_key_pem.as_bytes();
@@ -257,21 +319,30 @@ fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, Securit
     Ok(Keys::One(key))
 }
 
+/// The key a token names by its `kid`.
+fn key_by_kid<'k>(
+    keys: &'k HashMap<String, DecodingKey>,
+    token: &str,
+) -> Result<&'k DecodingKey, Refusal> {
+    let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+    kid.and_then(|kid| keys.get(&kid))
+        .ok_or(Refusal::Unauthenticated(
+            "the token names no known key (kid)",
+        ))
+}
+
 impl Jwt {
     fn check(&self, token: &str) -> Result<Principal, Refusal> {
         use jsonwebtoken::errors::ErrorKind;
+        #[cfg(feature = "jwks")]
+        let snapshot;
         let key = match &self.keys {
             Keys::One(key) => key,
-            Keys::ByKid(keys) => {
-                let kid = jsonwebtoken::decode_header(token)
-                    .ok()
-                    .and_then(|h| h.kid)
-                    .ok_or(Refusal::Unauthenticated(
-                        "the token names no known key (kid)",
-                    ))?;
-                keys.get(&kid).ok_or(Refusal::Unauthenticated(
-                    "the token names no known key (kid)",
-                ))?
+            Keys::ByKid(keys) => key_by_kid(keys, token)?,
+            #[cfg(feature = "jwks")]
+            Keys::Remote(remote) => {
+                snapshot = remote.keys();
+                key_by_kid(&snapshot, token)?
             }
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
@@ -302,6 +373,7 @@ impl Jwt {
         Ok(Principal {
             id: data.claims.sub.unwrap_or_else(|| "jwt".to_owned()),
             scopes,
+            bearer_token: Some(Secret::new(token)),
         })
     }
 }

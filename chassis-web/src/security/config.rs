@@ -20,6 +20,12 @@ pub struct SecurityConfig {
     pub cors: CorsConfig,
     /// `[security.headers]`.
     pub headers: HeadersConfig,
+    /// Proxies (IP addresses or CIDR blocks, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client: the per-client rate limit of
+    /// anonymous requests then counts the rightmost address in it that is not
+    /// one of them. Empty (the default): the peer address is the client and
+    /// the header is ignored, since anyone can send it.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[security.auth]`: who may call the service's routes.
@@ -74,6 +80,24 @@ pub struct JwtConfig {
     pub public_key_pem: String,
     /// RS256/ES256 keys as a JWKS document on disk (selected by `kid`).
     pub jwks_file: Option<PathBuf>,
+    /// RS256/ES256 keys as the issuer's JWKS document at this `http://` URL
+    /// (selected by `kid`; feature `jwks`), fetched at start-up, again for
+    /// a `kid` not held and when older than [`JwtConfig::jwks_max_age`].
+    pub jwks_url: String,
+    /// Find the JWKS by OpenID Connect discovery: `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration` (feature `jwks`).
+    pub discovery: bool,
+    /// Fewest time between two fetches of the JWKS, however many tokens name
+    /// unknown keys.
+    #[serde(with = "chassis_core::duration")]
+    pub jwks_refresh_min_interval: Duration,
+    /// Keys older than this are fetched again (a withdrawn key stops being
+    /// accepted).
+    #[serde(with = "chassis_core::duration")]
+    pub jwks_max_age: Duration,
+    /// Longest time one fetch of the JWKS (or discovery document) may take.
+    #[serde(with = "chassis_core::duration")]
+    pub jwks_timeout: Duration,
     /// Required `iss`; empty accepts any issuer.
     pub issuer: String,
     /// Required `aud`; empty accepts any audience.
@@ -93,6 +117,11 @@ impl Default for JwtConfig {
             secret: Secret::default(),
             public_key_pem: String::new(),
             jwks_file: None,
+            jwks_url: String::new(),
+            discovery: false,
+            jwks_refresh_min_interval: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(3600),
+            jwks_timeout: Duration::from_secs(5),
             issuer: String::new(),
             audience: String::new(),
             leeway: Duration::from_secs(30),

@@ -16,7 +16,9 @@
 //!    401/403 problems with `WWW-Authenticate`; the caller becomes the
 //!    [`Principal`] extension;
 //! 4. rate limit per client — the API key or token subject when
-//!    authenticated, else the peer's IP address, an IPv6 peer by its /64
+//!    authenticated, else the peer's IP address (behind a proxy of
+//!    `security.trusted_proxies`, the rightmost `X-Forwarded-For` address
+//!    that is not a trusted proxy), an IPv6 peer by its /64
 //!    network (requests with missing or
 //!    invalid credentials count against it too, so guessing keys is
 //!    limited): 429 problem with `Retry-After`;
@@ -29,9 +31,12 @@
 
 mod auth;
 mod config;
+#[cfg(feature = "jwks")]
+mod jwks;
 mod limit;
 #[cfg(feature = "openapi")]
 mod openapi;
+mod proxy;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -48,10 +53,13 @@ pub use config::{
     SecurityConfig,
 };
 #[cfg(feature = "openapi")]
+pub(crate) use openapi::operations as openapi_operations;
+#[cfg(feature = "openapi")]
 pub use openapi::{API_KEY_SCHEME, BEARER_SCHEME, declare_in_openapi};
 
 use auth::{Authenticator, Refusal};
 use limit::{Client, RateLimiter};
+use proxy::TrustedProxies;
 
 use crate::problem::Problem;
 
@@ -81,14 +89,14 @@ struct Cors {
 }
 
 /// `security.auth.allow`, split once: exact paths and `/prefix/*` prefixes.
-struct AllowList {
+pub(crate) struct AllowList {
     exact: Vec<String>,
     /// Without the trailing `/*`.
     prefixes: Vec<String>,
 }
 
 impl AllowList {
-    fn new(allow: &[String]) -> Self {
+    pub(crate) fn new(allow: &[String]) -> Self {
         let (mut exact, mut prefixes) = (Vec::new(), Vec::new());
         for entry in allow {
             match entry.strip_suffix("/*") {
@@ -99,7 +107,7 @@ impl AllowList {
         Self { exact, prefixes }
     }
 
-    fn contains(&self, path: &str) -> bool {
+    pub(crate) fn contains(&self, path: &str) -> bool {
         self.exact.iter().any(|e| e == path)
             || self.prefixes.iter().any(|prefix| {
                 path.strip_prefix(prefix.as_str())
@@ -121,6 +129,7 @@ pub struct Security {
     auth: Option<Authenticator>,
     allow: AllowList,
     limiter: Option<RateLimiter>,
+    proxies: TrustedProxies,
     in_flight: Option<InFlight>,
     cors: Option<Cors>,
     headers: bool,
@@ -264,6 +273,7 @@ impl Security {
                 .rate_limit
                 .enabled
                 .then(|| RateLimiter::new(&config.rate_limit)),
+            proxies: TrustedProxies::new(&config.trusted_proxies)?,
             in_flight,
             cors: build_cors(&config.cors)?,
             headers: config.headers.enabled,
@@ -279,12 +289,36 @@ impl Security {
             || self.headers
     }
 
+    /// Fetches the issuer's keys when bearer tokens are checked against a
+    /// remote JWKS (at start-up; a failure is logged and the fetch tried
+    /// again on demand).
+    pub(crate) async fn prefetch_keys(&self) {
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = self.auth.as_ref().and_then(|a| a.remote_keys()) {
+            remote.refresh().await;
+        }
+    }
+
     /// Runs the checks on `req` from `peer`: admitted (the principal is then
     /// a request extension), or the answer.
-    pub(crate) fn admit(self: Arc<Self>, req: &mut Request, peer: Option<IpAddr>) -> Verdict {
+    pub(crate) async fn admit(self: Arc<Self>, req: &mut Request, peer: Option<IpAddr>) -> Verdict {
+        // A token naming a key not held yet waits for the issuer's keys
+        // (rate bounded); every other request goes on at once.
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = self.auth.as_ref().and_then(|a| a.wants_keys(req.headers()))
+            && !self.allow.contains(req.uri().path())
+        {
+            remote.refresh().await;
+        }
         let origin = match &self.cors {
             Some(_) => req.headers().get(header::ORIGIN).cloned(),
             None => None,
+        };
+        let peer = match peer {
+            Some(peer) if !self.proxies.is_empty() => {
+                Some(self.proxies.client(peer, req.headers()))
+            }
+            peer => peer,
         };
         match self.check(req, peer) {
             Checked::Pass {

@@ -78,7 +78,8 @@ pub fn declare_in_openapi(api: &mut OpenApi, auth: &AuthConfig) {
     }
 }
 
-fn operations(
+/// Every operation of a path item.
+pub(crate) fn operations(
     item: &mut utoipa::openapi::path::PathItem,
 ) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
     [

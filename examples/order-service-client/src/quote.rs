@@ -15,6 +15,7 @@ pub struct QuoteOrderRequest {
     /// Where the items would go.
     pub destination: Destination,
     /// What would be shipped: at least one line, each SKU once.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 500))]
     pub items: Vec<QuoteLine>,
 }
 
@@ -24,21 +25,25 @@ pub struct QuoteOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct QuoteLine {
     /// Stock keeping unit.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub sku: String,
     /// Units (≥ 1).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub quantity: i64,
     /// Weight of one unit in grams (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub weight_grams: i64,
     /// Length of one unit in millimetres (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub length_mm: i64,
     /// Width of one unit in millimetres (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub width_mm: i64,
     /// Height of one unit in millimetres (> 0).
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295i64))]
     pub height_mm: i64,
 }
 

@@ -7,8 +7,7 @@ use chassis_web::axum::Router;
 use chassis_web::axum::extract::{Path, State};
 use chassis_web::axum::http::{StatusCode, header};
 use chassis_web::axum::response::IntoResponse;
-use chassis_web::security::{AuthConfig, declare_in_openapi};
-use chassis_web::{Json, Problem, current_message_context};
+use chassis_web::{ChassisConfig, Json, Problem, current_message_context};
 use order_service_client::dto::{OrderView, PlaceOrderRequest};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,9 +29,10 @@ use crate::integration::{order_view, place_order_command};
 )]
 struct ApiDoc;
 
-/// The service's routes, `/openapi.json` (declaring the credentials `auth`
-/// accepts) and the docs UI at `/docs`.
-pub fn router(orders: Orders, auth: &AuthConfig) -> Router {
+/// The service's routes, `/openapi.json` (with the credentials and the
+/// answers of the chassis's edge its configuration gives, see
+/// [`chassis_web::openapi::document`]) and the docs UI at `/docs`.
+pub fn router(orders: Orders, chassis: &ChassisConfig) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(place_order))
         .routes(routes!(get_order))
@@ -40,7 +40,7 @@ pub fn router(orders: Orders, auth: &AuthConfig) -> Router {
         .routes(routes!(crate::quote::quote_order))
         .with_state(orders)
         .split_for_parts();
-    declare_in_openapi(&mut api, auth);
+    chassis_web::openapi::document(&mut api, chassis);
     router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
 }
 

@@ -76,7 +76,7 @@ pub fn host() -> ServiceHostBuilder {
                     app::Orders::new(ctx.persistence())
                         .with_cancellation(runner)
                         .with_quotes(quote::Quotes::new(ctx.bus().clone(), &quotes)),
-                    &ctx.chassis().security.auth,
+                    ctx.chassis(),
                 )
             },
         )

@@ -4,20 +4,48 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// The limits the service's validators enforce, from this one place: the
+/// service validates with them, and the schema attributes below state them
+/// (the service's tests check the two agree).
+pub mod limits {
+    /// Longest text of one address field, in characters.
+    pub const MAX_TEXT: usize = 200;
+}
+
 /// A postal destination (`PUT /packages/{id}/destination` takes one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     /// Recipient's name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub name: String,
     /// Street and number.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub street: String,
     /// City.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub city: String,
     /// Postal code.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub postal_code: String,
     /// Country.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\v\\f\\r ]")
+    )]
     pub country: String,
 }
 

@@ -4,8 +4,7 @@
 use chassis_web::axum;
 use chassis_web::axum::Router;
 use chassis_web::axum::extract::{Path, Query, State};
-use chassis_web::security::{AuthConfig, declare_in_openapi};
-use chassis_web::{Json, Problem, current_message_context};
+use chassis_web::{ChassisConfig, Json, Problem, current_message_context};
 use serde::Deserialize;
 use shipping_service_client::dto::{
     Destination, PackageStatus, PackageView, RecordTrackingRequest, SendReceipt, ShipmentView,
@@ -36,9 +35,10 @@ use crate::integration::{address, package_view, shipment_view, tracking_status, 
 )]
 struct ApiDoc;
 
-/// The service's routes, `/openapi.json` (declaring the credentials `auth`
-/// accepts) and the docs UI at `/docs`.
-pub fn router(shipping: Shipping, auth: &AuthConfig) -> Router {
+/// The service's routes, `/openapi.json` (with the credentials and the
+/// answers of the chassis's edge its configuration gives, see
+/// [`chassis_web::openapi::document`]) and the docs UI at `/docs`.
+pub fn router(shipping: Shipping, chassis: &ChassisConfig) -> Router {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_packages))
         .routes(routes!(get_package))
@@ -48,7 +48,7 @@ pub fn router(shipping: Shipping, auth: &AuthConfig) -> Router {
         .routes(routes!(get_shipment))
         .with_state(shipping)
         .split_for_parts();
-    declare_in_openapi(&mut api, auth);
+    chassis_web::openapi::document(&mut api, chassis);
     router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
 }
 
@@ -60,10 +60,13 @@ struct PackageQuery {
     order_id: Option<Uuid>,
     /// Only packages in this state.
     status: Option<PackageStatus>,
-    /// Results to skip.
+    /// Results to skip. Read as a signed 64-bit integer — the `int64` the
+    /// document states, and what a database takes as an offset.
     #[serde(default)]
-    offset: u64,
+    #[param(minimum = 0)]
+    offset: i64,
     /// Most results (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -90,6 +93,11 @@ async fn list_packages(
         )
         .into());
     }
+    let Ok(offset) = u64::try_from(query.offset) else {
+        return Err(
+            chassis_domain::DomainError::invalid_field("offset", "must be at least 0").into(),
+        );
+    };
     let filter = PackageFilter {
         order_id: query.order_id,
         status: query.status.map(|s| match s {
@@ -98,7 +106,7 @@ async fn list_packages(
         }),
     };
     let packages = shipping
-        .packages(filter, query.offset, limit, current_message_context())
+        .packages(filter, offset, limit, current_message_context())
         .await?;
     Ok(Json(packages.iter().map(package_view).collect()))
 }

@@ -74,12 +74,7 @@ pub fn host() -> ServiceHostBuilder {
             ctx.start_outbox_relay();
             Ok(())
         })
-        .routes(|ctx| {
-            api::router(
-                app::Shipping::new(ctx.persistence()),
-                &ctx.chassis().security.auth,
-            )
-        })
+        .routes(|ctx| api::router(app::Shipping::new(ctx.persistence()), ctx.chassis()))
 }
 
 /// Reads the `[shipping]` section and packs every `order.completed.v1`

@@ -9,14 +9,9 @@ use uuid::Uuid;
 
 use super::validation::Violations;
 
-/// Longest accepted text of a name, street, city, ...
-const MAX_TEXT: usize = 200;
-/// Longest accepted SKU.
-const MAX_SKU: usize = 64;
-/// Most lines in one order.
-pub const MAX_ITEMS: usize = 500;
-/// Most units of one line.
-pub const MAX_QUANTITY: i64 = 10_000;
+// The limits the HTTP schema states too (one definition, in the client crate).
+pub use order_service_client::dto::limits::{MAX_ITEMS, MAX_QUANTITY};
+use order_service_client::dto::limits::{MAX_MEASURE, MAX_SKU, MAX_TEXT};
 
 /// What a customer asks for, not yet validated (the `PlaceOrder` command).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,7 +451,6 @@ fn parse_destination(v: &mut Violations, d: &DestinationInput) -> Destination {
 }
 
 fn parse_line(v: &mut Violations, path: &str, item: &ItemInput) -> OrderLine {
-    let max_u32 = i64::from(u32::MAX);
     OrderLine {
         sku: v.text(&format!("{path}.sku"), &item.sku, MAX_SKU),
         name: v.text(&format!("{path}.name"), &item.name, MAX_TEXT),
@@ -471,12 +465,12 @@ fn parse_line(v: &mut Violations, path: &str, item: &ItemInput) -> OrderLine {
             &format!("{path}.weight_grams"),
             item.weight_grams,
             1,
-            max_u32,
+            MAX_MEASURE,
         ),
         dimensions: Dimensions {
-            length_mm: v.in_range(&format!("{path}.length_mm"), item.length_mm, 1, max_u32),
-            width_mm: v.in_range(&format!("{path}.width_mm"), item.width_mm, 1, max_u32),
-            height_mm: v.in_range(&format!("{path}.height_mm"), item.height_mm, 1, max_u32),
+            length_mm: v.in_range(&format!("{path}.length_mm"), item.length_mm, 1, MAX_MEASURE),
+            width_mm: v.in_range(&format!("{path}.width_mm"), item.width_mm, 1, MAX_MEASURE),
+            height_mm: v.in_range(&format!("{path}.height_mm"), item.height_mm, 1, MAX_MEASURE),
         },
     }
 }

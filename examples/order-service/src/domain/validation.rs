@@ -35,15 +35,16 @@ impl Violations {
         }
     }
 
-    /// A trimmed, non-empty text of at most `max` characters.
+    /// A required text of at most `max` characters, without its padding
+    /// ([`chassis_domain::text`]: the rule the OpenAPI schema states).
     pub(crate) fn text(&mut self, field: &str, value: &str, max: usize) -> String {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            self.add(field, "must not be empty");
-        } else if trimmed.chars().count() > max {
-            self.add(field, format!("must be at most {max} characters long"));
+        match chassis_domain::text::required(value, max) {
+            Ok(text) => text.to_owned(),
+            Err(why) => {
+                self.add(field, why.to_string());
+                value.trim().to_owned()
+            }
         }
-        trimmed.to_owned()
     }
 
     /// An integer in `min..=max`, converted to the target type.

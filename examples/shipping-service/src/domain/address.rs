@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Longest accepted text of one address field.
-const MAX_TEXT: usize = 200;
+/// Longest accepted text of one address field (what the HTTP schema states).
+use shipping_service_client::dto::limits::MAX_TEXT;
 
 /// A postal address. Two addresses are the same place when they match after
 /// trimming, collapsing blanks and ignoring case ([`Address::place_key`]) —
@@ -37,20 +37,18 @@ impl Address {
         country: &str,
     ) -> Result<Self, Vec<InvalidAddress>> {
         let mut errors = Vec::new();
-        let mut field = |field: &'static str, value: &str| {
-            let value = value.trim();
-            if value.is_empty() {
+        // The rule the OpenAPI schema states (chassis_domain::text).
+        let mut field = |field: &'static str, value: &str| match chassis_domain::text::required(
+            value, MAX_TEXT,
+        ) {
+            Ok(text) => text.to_owned(),
+            Err(why) => {
                 errors.push(InvalidAddress {
                     field,
-                    message: "must not be empty".into(),
+                    message: why.to_string(),
                 });
-            } else if value.chars().count() > MAX_TEXT {
-                errors.push(InvalidAddress {
-                    field,
-                    message: format!("must be at most {MAX_TEXT} characters long"),
-                });
+                value.trim().to_owned()
             }
-            value.to_owned()
         };
         let address = Self {
             name: field("name", name),

@@ -54,7 +54,7 @@
 //!   after the other in queue order, whatever `concurrency` is and whichever
 //!   worker takes them, as on RabbitMQ and NATS (a retried message comes back
 //!   later than its successors); messages of other keys run side by side.
-//! - **Stopping consumers** ([`EventBus::stop_consuming`]) is shutdown's first
+//! - **Stopping consumers** ([`EventBus::stop_consuming`](messaging_abstractions::EventBus::stop_consuming)) is shutdown's first
 //!   half: consumers stop and in-flight handlers finish within the grace
 //!   given, but the connection still publishes (the host's outbox relay
 //!   flushes after it).

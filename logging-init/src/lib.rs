@@ -159,6 +159,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "console")]
     #[test]
     fn build_validates_before_building() {
         let config = LoggingConfig {
@@ -172,6 +173,7 @@ mod tests {
         assert!(build(&LoggingConfig::default(), Arc::new(NoLogContext)).is_ok());
     }
 
+    #[cfg(feature = "console")]
     #[test]
     fn second_install_reports_already_installed() {
         // The first call may lose to another test of this binary; either way

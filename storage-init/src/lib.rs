@@ -277,6 +277,9 @@ mod tests {
         );
     }
 
+    // The default provider must be compiled in: an absent one is reported
+    // before the shared keys are checked.
+    #[cfg(feature = "inmemory")]
     #[tokio::test]
     async fn invalid_config_names_the_key() {
         let mut config = StorageConfig::default();

@@ -59,27 +59,64 @@ impl ShutdownSignal {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM (caught from the first
+/// poll on; [`ServiceHostBuilder::run`](crate::ServiceHostBuilder::run)
+/// catches them from before start-up).
 pub async fn os_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler can be installed: never complete from here.
-            std::future::pending::<()>().await;
-        }
-    };
+    OsSignals::listen().recv().await;
+}
+
+/// SIGINT and SIGTERM, caught from the moment this is made. The host makes
+/// it before it starts anything: its consumers may handle messages before
+/// start-up has finished, and a SIGTERM then must not kill the process
+/// mid-handler (the default action) but shut it down gracefully once it is
+/// up.
+pub(crate) struct OsSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl OsSignals {
+    /// Installs the handlers now (needs the runtime).
+    pub(crate) fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Completes at the first signal (at once for one that came already).
+    pub(crate) async fn recv(self) {
+        #[cfg(unix)]
+        {
+            // A handler that could not be installed never completes.
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.interrupt) => tracing::info!("SIGINT received, shutting down"),
+                () = next(self.terminate) => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("SIGINT received, shutting down");
+        }
     }
 }

@@ -17,7 +17,7 @@ use super::{
 use crate::config::ChassisConfig;
 use crate::middleware::{ConnectPeers, standard_stack};
 use crate::readiness::Health;
-use crate::shutdown::{ShutdownHandle, os_signal};
+use crate::shutdown::{OsSignals, ShutdownHandle};
 use crate::telemetry::HostTelemetry;
 
 impl ServiceHostBuilder {
@@ -57,13 +57,16 @@ impl ServiceHostBuilder {
                 Err(error) => fail(&StartupError::Config(error)),
             };
         }
+        // Caught from here on: a signal during start-up shuts the service
+        // down gracefully as soon as it is up.
+        let signals = OsSignals::listen();
         let running = match self.start().await {
             Ok(running) => running,
             Err(error) => return fail(&error),
         };
         let handle = running.shutdown_handle();
         let signals = tokio::spawn(async move {
-            os_signal().await;
+            signals.recv().await;
             handle.trigger();
         });
         let result = running.wait().await;

@@ -317,8 +317,11 @@ fn read_declared<T: DeserializeOwned + Serialize>(
     serde_json::to_value(section).map_err(|e| ConfigError::Source(format!("{key}: {e}")))
 }
 
-/// The chassis' sections besides [`ChassisConfig`]'s, read by the host.
-const HOST_SECTIONS: &[&str] = &["metrics"];
+/// The chassis' sections besides [`ChassisConfig`]'s: `metrics`, read by
+/// the host, and `clients`, where each typed client's settings live
+/// (`[clients.<name>]`, read and checked by the service as a
+/// `chassis_client::ClientConfig` when it makes the client).
+const HOST_SECTIONS: &[&str] = &["metrics", "clients"];
 
 impl ConfigLoader {
     /// A loader reading the process environment and `./config` (or

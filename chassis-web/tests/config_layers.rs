@@ -251,7 +251,7 @@ fn an_unknown_top_level_section_is_refused_naming_the_known_ones() {
     // it by a relative path).
     assert!(
         err.starts_with(
-            "shiping: expected a known section (http, logging, messaging, metrics, security, \
+            "shiping: expected a known section (clients, http, logging, messaging, metrics, security, \
              service, shipping, storage, tracing; a service declares its own with \
              declare_section), found an unknown section (from "
         ),

@@ -121,15 +121,22 @@ async fn front(bus: &TestBus, orders: OrderServiceClient) -> RunningService {
             Err(e) => format!("refused: {:?}", e.status()),
         }
     }
-    secured(ServiceHost::builder("front").event_bus(bus.bus()))
-        .routes(move |_| {
-            Router::new()
-                .route("/lookup/{id}", get(lookup))
-                .with_state(orders.clone())
-        })
-        .start()
-        .await
-        .unwrap()
+    // A service of its own: not the order service's `config/` folder.
+    let config_dir = std::env::temp_dir().join("client-auth-front-has-no-config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    secured(
+        ServiceHost::builder("front")
+            .config_dir(config_dir)
+            .event_bus(bus.bus()),
+    )
+    .routes(move |_| {
+        Router::new()
+            .route("/lookup/{id}", get(lookup))
+            .with_state(orders.clone())
+    })
+    .start()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

@@ -42,12 +42,16 @@ type Timeouts = (&'static str, i64);
 /// Long enough not to give up while the broker is away.
 const PATIENT: Timeouts = ("10s", 20);
 
-async fn start(
-    host: ServiceHostBuilder,
-    vhost: &Vhost,
-    schema: &str,
-    (answer_timeout, max_attempts): Timeouts,
-) -> RunningService {
+/// The order service with the cancellation saga's timeouts (its own
+/// section: the shipping service has none).
+fn order_host((answer_timeout, max_attempts): Timeouts) -> ServiceHostBuilder {
+    order_service::host()
+        .config("cancellation.answer_timeout", answer_timeout)
+        .config("cancellation.max_attempts", max_attempts)
+        .config("cancellation.timeout_poll_interval", "200ms")
+}
+
+async fn start(host: ServiceHostBuilder, vhost: &Vhost, schema: &str) -> RunningService {
     host.config("messaging.provider", "rabbitmq")
         .config("messaging.rabbitmq.url", vhost.amqp_url())
         .config("messaging.rabbitmq.reconnect_initial_backoff", "100ms")
@@ -56,12 +60,9 @@ async fn start(
         .config("storage.postgres.url", POSTGRES_URL)
         .config("storage.postgres.schema", schema)
         .config("storage.outbox.max_backoff", "1s")
-        .config("cancellation.answer_timeout", answer_timeout)
-        .config("cancellation.max_attempts", max_attempts)
         // One message at a time per group: queued messages are handled in
         // the order they were sent.
         .config("messaging.concurrency", 1_i64)
-        .config("cancellation.timeout_poll_interval", "200ms")
         .in_process()
         .start()
         .await
@@ -77,8 +78,8 @@ struct Shop {
 
 impl Shop {
     async fn start(vhost: &Vhost, schemas: &Schemas, timeouts: Timeouts) -> Self {
-        let order_svc = start(order_service::host(), vhost, &schemas.0[0], timeouts).await;
-        let shipping_svc = start(shipping_service::host(), vhost, &schemas.0[1], timeouts).await;
+        let order_svc = start(order_host(timeouts), vhost, &schemas.0[0]).await;
+        let shipping_svc = start(shipping_service::host(), vhost, &schemas.0[1]).await;
         Self {
             orders: OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap(),
             shipping: ShippingServiceClient::new(&ClientConfig::new(shipping_svc.base_url()))
@@ -97,7 +98,7 @@ impl Shop {
 
     /// Starts the shipping service again on its schema.
     async fn start_shipping(&mut self, vhost: &Vhost, schemas: &Schemas) {
-        let svc = start(shipping_service::host(), vhost, &schemas.0[1], PATIENT).await;
+        let svc = start(shipping_service::host(), vhost, &schemas.0[1]).await;
         self.shipping = ShippingServiceClient::new(&ClientConfig::new(svc.base_url())).unwrap();
         self.shipping_svc = Some(svc);
     }

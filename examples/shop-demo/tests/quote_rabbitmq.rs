@@ -20,6 +20,14 @@ use common::{BrokerStopped, Vhost, lamp_order, lamps};
 use order_service_client::dto::OrderStatus;
 use order_service_client::{ClientConfig, ClientError, OrderServiceClient};
 
+/// The order service with short quote timeouts (its own `[order]` section:
+/// the shipping service has none).
+fn order_host() -> ServiceHostBuilder {
+    order_service::host()
+        .config("order.quote_timeout", "1s")
+        .config("order.placement_quote_timeout", "500ms")
+}
+
 async fn start(host: ServiceHostBuilder, vhost: &Vhost) -> RunningService {
     let storage = host.embedded_storage_provider();
     host.config("messaging.provider", "rabbitmq")
@@ -28,8 +36,6 @@ async fn start(host: ServiceHostBuilder, vhost: &Vhost) -> RunningService {
         .config("messaging.rabbitmq.reconnect_max_backoff", "500ms")
         .config("messaging.rabbitmq.publish_wait", "1s")
         .config("storage.provider", storage)
-        .config("order.quote_timeout", "1s")
-        .config("order.placement_quote_timeout", "500ms")
         .in_process()
         .start()
         .await
@@ -62,7 +68,7 @@ async fn quote_eventually(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotes_over_rabbitmq_and_the_fallback_while_shipping_is_down() {
     let vhost = Vhost::new("quote");
-    let order_svc = start(order_service::host(), &vhost).await;
+    let order_svc = start(order_host(), &vhost).await;
     let shipping_svc = start(shipping_service::host(), &vhost).await;
     let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
 
@@ -97,7 +103,7 @@ async fn quotes_over_rabbitmq_and_the_fallback_while_shipping_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotes_across_a_broker_restart() {
     let vhost = Vhost::exclusive("quote-restart");
-    let order_svc = start(order_service::host(), &vhost).await;
+    let order_svc = start(order_host(), &vhost).await;
     let _shipping_svc = start(shipping_service::host(), &vhost).await;
     let orders = OrderServiceClient::new(&ClientConfig::new(order_svc.base_url())).unwrap();
     let quote = orders.quote(&lamps(3)).await.unwrap();

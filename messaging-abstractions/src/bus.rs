@@ -102,6 +102,7 @@ pub trait EventBus: Send + Sync + 'static {
 ///
 /// ```
 /// use std::sync::Arc;
+/// use std::time::Duration;
 ///
 /// use async_trait::async_trait;
 /// use messaging_abstractions::{
@@ -119,6 +120,7 @@ pub trait EventBus: Send + Sync + 'static {
 ///         Err(PublishError::Unavailable("one at a time is not this bus' way".into()))
 ///     }
 ///     async fn subscribe(&self, _: Subscription) -> Result<(), SubscribeError> { Ok(()) }
+///     async fn stop_consuming(&self, _: Duration) -> Result<(), ShutdownError> { Ok(()) }
 ///     async fn shutdown(&self) -> Result<(), ShutdownError> { Ok(()) }
 ///     fn hooks(&self) -> Option<&dyn EventBusHooks> { Some(self) }
 /// }

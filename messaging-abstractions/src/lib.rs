@@ -54,6 +54,7 @@ mod bus;
 pub mod cloudevents;
 mod config;
 mod envelope;
+pub mod epoch_text;
 mod error;
 mod handler;
 mod ordering;

@@ -18,11 +18,11 @@
 //! `Chassis-Replay-Group`, the one group that handles it again.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
 use messaging_abstractions::cloudevents;
-use messaging_abstractions::{EncodeError, Envelope, FailureKind};
+use messaging_abstractions::{EncodeError, Envelope, FailureKind, epoch_text};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -78,7 +78,7 @@ impl Failure {
             kind: kind.as_str().to_owned(),
             reason: reason.to_owned(),
             attempts,
-            failed_at: timestamp_text(SystemTime::now()),
+            failed_at: epoch_text::format(SystemTime::now()),
             id: Uuid::now_v7(),
             group: group.to_owned(),
         }
@@ -96,33 +96,7 @@ impl Failure {
     }
 
     pub(crate) fn failed_at(&self) -> SystemTime {
-        parse_timestamp(&self.failed_at).unwrap_or(UNIX_EPOCH)
-    }
-}
-
-/// The exact text form of a timestamp: `secs.nanos` from the Unix epoch,
-/// negative before it.
-fn timestamp_text(t: SystemTime) -> String {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
-        Err(before) => {
-            let d = before.duration();
-            format!("-{}.{:09}", d.as_secs(), d.subsec_nanos())
-        }
-    }
-}
-
-fn parse_timestamp(text: &str) -> Option<SystemTime> {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (secs, nanos) = rest.split_once('.')?;
-    let d = Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
-    if negative {
-        UNIX_EPOCH.checked_sub(d)
-    } else {
-        UNIX_EPOCH.checked_add(d)
+        epoch_text::parse(&self.failed_at).unwrap_or(UNIX_EPOCH)
     }
 }
 
@@ -225,7 +199,7 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Enve
 fn decode_previous(json: &str, payload: &[u8]) -> Result<Envelope, String> {
     let meta: MetaIn = serde_json::from_str(json)
         .map_err(|e| format!("header `{H_ENVELOPE}` is not a chassis envelope: {e}"))?;
-    let timestamp = parse_timestamp(&meta.timestamp).ok_or_else(|| {
+    let timestamp = epoch_text::parse(&meta.timestamp).ok_or_else(|| {
         format!(
             "header `{H_ENVELOPE}`: timestamp `{}` is not `secs.nanos`",
             meta.timestamp
@@ -294,6 +268,8 @@ fn without(headers: Option<&HeaderMap>, drop: &[&str]) -> HeaderMap {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn full_envelope() -> Envelope {

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use messaging_abstractions::cloudevents::{self, attribute};
-use messaging_abstractions::{EncodeError, Envelope, FailureKind};
+use messaging_abstractions::{EncodeError, Envelope, FailureKind, epoch_text};
 use uuid::Uuid;
 
 use crate::topology::MAX_NAME_LEN;
@@ -89,32 +89,6 @@ fn short_field(event_type: &str, what: &str, value: &str) -> Result<ShortString,
 
 fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
-}
-
-/// The exact, lossless text form of a timestamp: `secs.nanos` from the Unix
-/// epoch, negative before it.
-fn timestamp_text(t: SystemTime) -> String {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
-        Err(before) => {
-            let d = before.duration();
-            format!("-{}.{:09}", d.as_secs(), d.subsec_nanos())
-        }
-    }
-}
-
-fn parse_timestamp(text: &str) -> Option<SystemTime> {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (secs, nanos) = rest.split_once('.')?;
-    let d = Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
-    if negative {
-        UNIX_EPOCH.checked_sub(d)
-    } else {
-        UNIX_EPOCH.checked_add(d)
-    }
 }
 
 /// A message ready for `basic_publish` (the body is the envelope's payload).
@@ -344,7 +318,7 @@ fn decode_previous(
     };
     let headers = Headers::of(properties);
     let timestamp = match headers.text(H_TIMESTAMP) {
-        Some(t) => parse_timestamp(&t)
+        Some(t) => epoch_text::parse(&t)
             .ok_or_else(|| format!("header `{H_TIMESTAMP}` `{t}` is not `secs.nanos`"))?,
         None => properties
             .timestamp()
@@ -452,7 +426,7 @@ fn failure_headers(table: &mut FieldTable, failure: &Failure<'_>) {
     table.insert(ShortString::from(H_FAILURE_REASON), long(failure.reason));
     table.insert(
         ShortString::from(H_FAILED_AT),
-        long(&timestamp_text(SystemTime::now())),
+        long(&epoch_text::format(SystemTime::now())),
     );
 }
 
@@ -523,7 +497,9 @@ pub(crate) fn for_replay(properties: &BasicProperties) -> BasicProperties {
 
 /// Reads the `chassis-failed-at` header.
 pub(crate) fn failed_at(headers: &Headers<'_>) -> Option<SystemTime> {
-    headers.text(H_FAILED_AT).and_then(|t| parse_timestamp(&t))
+    headers
+        .text(H_FAILED_AT)
+        .and_then(|t| epoch_text::parse(&t))
 }
 
 /// Parses the failure kind written by [`FailureKind::as_str`].

@@ -26,7 +26,7 @@ pub fn format(t: SystemTime) -> String {
     }
 }
 
-/// Reads what [`format`] writes; `None` for anything else.
+/// Reads what [`format()`] writes; `None` for anything else.
 pub fn parse(text: &str) -> Option<SystemTime> {
     let (negative, rest) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),

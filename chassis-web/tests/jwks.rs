@@ -1,12 +1,13 @@
-//! Bearer tokens checked against the issuer's keys fetched over HTTP
-//! (`security.auth.jwt.jwks_url` / `discovery`), with a local issuer (an
-//! axum server) that rotates its key.
+//! Bearer tokens checked against the issuer's keys fetched over http and
+//! https (`security.auth.jwt.jwks_url` / `discovery`), with a local issuer
+//! (an axum server, behind rustls with a CA made here for https) that
+//! rotates its key.
 #![cfg(feature = "jwks")]
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -32,8 +33,55 @@ struct Issuer {
     fetches: Arc<AtomicUsize>,
 }
 
+/// A CA made for one test, and a certificate it signed for `localhost`.
+struct TestCa {
+    ca_pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        // The same `ring` provider as the service's client (no process default).
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        Self {
+            ca_pem: ca.pem(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
 impl Issuer {
     async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// The issuer at `https://localhost:<port>`, its certificate from `ca`.
+    async fn start_https(ca: &TestCa) -> Self {
+        Self::serve(Some(ca.acceptor.clone())).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let issuer = Issuer::default();
         let app = Router::new()
             .route(
@@ -54,8 +102,32 @@ impl Issuer {
             )
             .with_state(issuer.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        *issuer.url.lock().unwrap() = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let port = listener.local_addr().unwrap().port();
+        let Some(acceptor) = tls else {
+            *issuer.url.lock().unwrap() = format!("http://127.0.0.1:{port}");
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            return issuer;
+        };
+        *issuer.url.lock().unwrap() = format!("https://localhost:{port}");
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends
+                    // the handshake: nothing is served.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        });
         issuer
     }
 
@@ -101,7 +173,24 @@ impl Issuer {
     }
 }
 
+/// Every log line of this binary's tests (a global subscriber, set before
+/// any service starts: a scoped one misses events whose callsites another
+/// test's thread registered first).
+fn logs() -> &'static common::Capture {
+    static CAPTURE: OnceLock<common::Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = common::Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+        capture
+    })
+}
+
 async fn try_start(dir: &TempDir, jwt: &[(&str, Value)]) -> Result<RunningService, StartupError> {
+    logs();
     let mut builder = isolated("jwks-test", dir)
         .config("security.auth.enabled", true)
         .config("security.auth.jwt.algorithm", "RS256")
@@ -247,20 +336,95 @@ async fn old_keys_are_fetched_again_after_their_max_age() {
 }
 
 #[tokio::test]
+async fn https_discovery_with_a_private_ca_follows_a_rotation() {
+    let ca = TestCa::new("chassis test CA");
+    let issuer = Issuer::start_https(&ca).await;
+    issuer.publish(&[("k1", RSA_PRIVATE)]);
+    let dir = TempDir::new();
+    let ca_file = dir.write("issuer-ca.pem", &ca.ca_pem);
+    let service = try_start(
+        &dir,
+        &[
+            ("discovery", json!(true)),
+            ("issuer", json!(issuer.url())),
+            ("jwks_ca_file", json!(ca_file.display().to_string())),
+            ("jwks_refresh_min_interval", json!("1s")),
+        ],
+    )
+    .await
+    .unwrap();
+    // Discovery and the key set, both over https, before `start` returned.
+    assert_eq!(issuer.counts(), (1, 1));
+    let k1 = issuer.token("k1", RSA_PRIVATE);
+    assert_eq!(call(&service, &k1).await, StatusCode::OK);
+    // The issuer rotates to k2: the first k2 token fetches the keys again.
+    issuer.publish(&[("k2", RSA_OTHER_PRIVATE)]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let k2 = issuer.token("k2", RSA_OTHER_PRIVATE);
+    assert_eq!(call(&service, &k2).await, StatusCode::OK);
+    assert_eq!(call(&service, &k1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(issuer.counts(), (1, 2));
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused_at_the_first_fetch_and_says_why() {
+    let issuer_ca = TestCa::new("issuer's CA");
+    let issuer = Issuer::start_https(&issuer_ca).await;
+    issuer.publish(&[("k1", RSA_PRIVATE)]);
+    let dir = TempDir::new();
+    // The service trusts another CA (and the system's): not the issuer's.
+    let other_ca = dir.write("other-ca.pem", &TestCa::new("another CA").ca_pem);
+    let service = try_start(
+        &dir,
+        &[
+            ("jwks_url", json!(format!("{}/keys", issuer.url()))),
+            ("jwks_ca_file", json!(other_ca.display().to_string())),
+        ],
+    )
+    .await
+    .expect("the service starts: the issuer may be fixed while it runs");
+    // The handshake failed: the issuer served nothing, the fetch at
+    // start-up logged why.
+    assert_eq!(issuer.counts(), (0, 0));
+    let text = logs().text();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("GET {}/keys", issuer.url())))
+        .unwrap_or_else(|| panic!("no line about the fetch in:\n{text}"));
+    assert!(
+        line.contains("WARN")
+            && line.contains("the server's certificate is not trusted")
+            && line.contains("UnknownIssuer")
+            && line.contains("security.auth.jwt.jwks_ca_file"),
+        "{line}"
+    );
+    // Tokens are refused while no key could be fetched.
+    let k1 = issuer.token("k1", RSA_PRIVATE);
+    assert_eq!(call(&service, &k1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(issuer.counts(), (0, 0));
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn remote_key_settings_are_checked_at_start_up() {
     let dir = TempDir::new();
+    let not_pem = dir.write("not-a-ca.pem", "hello");
     for (settings, expected) in [
         (
-            vec![("jwks_url", json!("https://issuer.example/keys"))],
-            "security.auth.jwt.jwks_url: `https://issuer.example/keys` needs TLS",
+            vec![("jwks_url", json!("ftp://issuer.example/keys"))],
+            "security.auth.jwt.jwks_url: expected an absolute http:// or https:// URL, \
+             found `ftp://issuer.example/keys` has the scheme `ftp` (from override in code)",
         ),
         (
             vec![("jwks_url", json!("not a url"))],
-            "security.auth.jwt.jwks_url: `not a url` is not an absolute URL",
+            "security.auth.jwt.jwks_url: expected an absolute http:// or https:// URL, \
+             found `not a url` is not an absolute URL",
         ),
         (
             vec![("discovery", json!(true))],
-            "security.auth.jwt.discovery: OpenID Connect discovery needs security.auth.jwt.issuer",
+            "security.auth.jwt.issuer: expected the issuer's URL: discovery = true reads \
+             <issuer>/.well-known/openid-configuration, found nothing (from built-in default)",
         ),
         (
             vec![
@@ -268,17 +432,27 @@ async fn remote_key_settings_are_checked_at_start_up() {
                 ("issuer", json!("http://i")),
                 ("jwks_url", json!("http://i/keys")),
             ],
-            "security.auth.jwt.jwks_url: set either jwks_url or discovery = true, not both",
+            "security.auth.jwt.jwks_url: expected no jwks_url when discovery = true \
+             (set one of them) (from override in code)",
         ),
         (
             vec![
                 ("jwks_url", json!("http://i/keys")),
                 ("public_key_pem", json!("x")),
             ],
-            "security.auth.jwt: set one source of keys",
+            "security.auth.jwt.jwks_url: expected one source of keys: jwks_url, discovery, \
+             jwks_file or public_key_pem, found jwks_url and public_key_pem (from override in code)",
+        ),
+        (
+            vec![
+                ("jwks_url", json!("https://issuer.example/keys")),
+                ("jwks_ca_file", json!(not_pem.display().to_string())),
+            ],
+            "security.auth.jwt.jwks_ca_file: expected a readable PEM file of CA certificates, \
+             found `",
         ),
     ] {
         let err = try_start(&dir, &settings).await.unwrap_err().to_string();
-        assert!(err.contains(expected), "{settings:?}: {err}");
+        assert!(err.starts_with(expected), "{settings:?}: {err}");
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
 use chassis_core::Secret;
+use chassis_core::config::InvalidValue;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 use http::request::Parts;
@@ -11,7 +12,6 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use subtle::ConstantTimeEq;
 
-use super::SecurityError;
 use super::config::{AuthConfig, JwtConfig};
 use crate::problem::Problem;
 
@@ -95,12 +95,10 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     /// Fails when no credential is configured, or a key cannot be read.
-    pub(crate) fn build(config: &AuthConfig) -> Result<Self, SecurityError> {
+    pub(crate) fn build(config: &AuthConfig) -> Result<Self, InvalidValue> {
         let header = HeaderName::try_from(config.api_key_header.as_str()).map_err(|_| {
-            SecurityError::Invalid(format!(
-                "security.auth.api_key_header: `{}` is not a valid header name",
-                config.api_key_header
-            ))
+            InvalidValue::new("security.auth.api_key_header", "a header name")
+                .found(format!("`{}`", config.api_key_header))
         })?;
         let api_keys: Vec<Vec<u8>> = config
             .api_keys
@@ -113,7 +111,13 @@ impl Authenticator {
             Some(build_jwt(&config.jwt)?)
         };
         if api_keys.is_empty() && jwt.is_none() {
-            return Err(SecurityError::NoCredentials);
+            return Err(InvalidValue::new(
+                "security.auth.enabled",
+                "false, or a credential: security.auth.api_keys \
+                 (CHASSIS__SECURITY__AUTH__API_KEYS or CHASSIS__SECURITY__AUTH__API_KEYS_FILE) \
+                 or security.auth.jwt.algorithm with its key",
+            )
+            .found("true and no credential"));
         }
         let key_principals = (0..api_keys.len())
             .map(|index| Principal {
@@ -211,24 +215,25 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn build_jwt(config: &JwtConfig) -> Result<Jwt, SecurityError> {
-    let invalid = |what: String| SecurityError::Invalid(format!("security.auth.jwt.{what}"));
+fn build_jwt(config: &JwtConfig) -> Result<Jwt, InvalidValue> {
     let algorithm = match config.algorithm.to_ascii_uppercase().as_str() {
         "HS256" => Algorithm::HS256,
         "RS256" => Algorithm::RS256,
         "ES256" => Algorithm::ES256,
-        other => {
-            return Err(invalid(format!(
-                "algorithm: expected HS256, RS256 or ES256, found `{other}`"
-            )));
+        _ => {
+            return Err(jwt_key("algorithm", "HS256, RS256 or ES256")
+                .found(format!("`{}`", config.algorithm)));
         }
     };
     let keys = match algorithm {
         Algorithm::HS256 => {
             if config.secret.expose().len() < 32 {
-                return Err(invalid(
-                    "secret: HS256 needs a secret of at least 32 bytes (set security.auth.jwt.secret or CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE)".into(),
-                ));
+                return Err(jwt_key(
+                    "secret",
+                    "an HS256 secret of at least 32 bytes (security.auth.jwt.secret or \
+                     CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE)",
+                )
+                .found(format!("{} bytes", config.secret.expose().len())));
             }
             Keys::One(DecodingKey::from_secret(config.secret.expose().as_bytes()))
         }
@@ -253,38 +258,52 @@ fn build_jwt(config: &JwtConfig) -> Result<Jwt, SecurityError> {
     })
 }
 
-fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, SecurityError> {
-    let remote = !config.jwks_url.trim().is_empty() || config.discovery;
-    if remote && (config.jwks_file.is_some() || !config.public_key_pem.trim().is_empty()) {
-        return Err(SecurityError::Invalid(
-            "security.auth.jwt: set one source of keys: jwks_url, discovery, jwks_file or public_key_pem"
-                .into(),
-        ));
+/// An error of `security.auth.jwt.<key>` (the host adds the layer).
+fn jwt_key(key: &str, expected: &str) -> InvalidValue {
+    InvalidValue::new(format!("security.auth.jwt.{key}"), expected)
+}
+
+fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, InvalidValue> {
+    let remote_key = if config.discovery {
+        Some("discovery")
+    } else {
+        Some("jwks_url").filter(|_| !config.jwks_url.trim().is_empty())
+    };
+    if let Some(remote_key) = remote_key
+        && (config.jwks_file.is_some() || !config.public_key_pem.trim().is_empty())
+    {
+        return Err(jwt_key(
+            remote_key,
+            "one source of keys: jwks_url, discovery, jwks_file or public_key_pem",
+        )
+        .found(format!(
+            "{remote_key} and {}",
+            if config.jwks_file.is_some() {
+                "jwks_file"
+            } else {
+                "public_key_pem"
+            }
+        )));
     }
     #[cfg(feature = "jwks")]
     if let Some(remote) = super::jwks::RemoteKeys::new(config)? {
         return Ok(Keys::Remote(std::sync::Arc::new(remote)));
     }
     #[cfg(not(feature = "jwks"))]
-    if remote {
-        return Err(SecurityError::Invalid(
-            "security.auth.jwt.jwks_url: fetching keys over HTTP (jwks_url, discovery) is not \
-             compiled in: enable the `jwks` feature of chassis-web, or use jwks_file"
-                .into(),
+    if let Some(remote_key) = remote_key {
+        return Err(jwt_key(
+            remote_key,
+            "keys from a file or PEM: fetching them from the issuer (jwks_url, discovery) is \
+             not compiled in; enable the `jwks` feature of chassis-web, or use jwks_file",
         ));
     }
     if let Some(path) = &config.jwks_file {
+        let expected = "a readable JWKS document (JSON)";
         let text = std::fs::read_to_string(path).map_err(|e| {
-            SecurityError::Invalid(format!(
-                "security.auth.jwt.jwks_file: cannot read `{}`: {e}",
-                path.display()
-            ))
+            jwt_key("jwks_file", expected).found(format!("`{}` ({e})", path.display()))
         })?;
         let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
-            SecurityError::Invalid(format!(
-                "security.auth.jwt.jwks_file: `{}` is not a JWKS document: {e}",
-                path.display()
-            ))
+            jwt_key("jwks_file", expected).found(format!("`{}` ({e})", path.display()))
         })?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
@@ -294,17 +313,19 @@ fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, Securit
             keys.insert(kid.clone(), key);
         }
         if keys.is_empty() {
-            return Err(SecurityError::Invalid(format!(
-                "security.auth.jwt.jwks_file: `{}` holds no usable key with a `kid`",
-                path.display()
-            )));
+            return Err(
+                jwt_key("jwks_file", "a JWKS with a usable key that has a `kid`")
+                    .found(format!("`{}` (no such key)", path.display())),
+            );
         }
         return Ok(Keys::ByKid(keys));
     }
     if config.public_key_pem.trim().is_empty() {
-        return Err(SecurityError::Invalid(format!(
-            "security.auth.jwt: {algorithm:?} needs public_key_pem, jwks_file, jwks_url or discovery"
-        )));
+        return Err(jwt_key(
+            "algorithm",
+            "an algorithm with its keys: public_key_pem, jwks_file, jwks_url or discovery",
+        )
+        .found(format!("{algorithm:?} and no key")));
     }
     let pem = config.public_key_pem.as_bytes();
     let key = match algorithm {
@@ -312,9 +333,11 @@ fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, Securit
         _ => DecodingKey::from_ec_pem(pem),
     }
     .map_err(|e| {
-        SecurityError::Invalid(format!(
-            "security.auth.jwt.public_key_pem: not a {algorithm:?} public key: {e}"
-        ))
+        jwt_key(
+            "public_key_pem",
+            &format!("a {algorithm:?} public key (PEM)"),
+        )
+        .found(format!("something else ({e})"))
     })?;
     Ok(Keys::One(key))
 }

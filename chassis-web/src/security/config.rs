@@ -80,9 +80,10 @@ pub struct JwtConfig {
     pub public_key_pem: String,
     /// RS256/ES256 keys as a JWKS document on disk (selected by `kid`).
     pub jwks_file: Option<PathBuf>,
-    /// RS256/ES256 keys as the issuer's JWKS document at this `http://` URL
-    /// (selected by `kid`; feature `jwks`), fetched at start-up, again for
-    /// a `kid` not held and when older than [`JwtConfig::jwks_max_age`].
+    /// RS256/ES256 keys as the issuer's JWKS document at this `https://`
+    /// (or `http://`) URL (selected by `kid`; feature `jwks`), fetched at
+    /// start-up, again for a `kid` not held and when older than
+    /// [`JwtConfig::jwks_max_age`].
     pub jwks_url: String,
     /// Find the JWKS by OpenID Connect discovery: `jwks_uri` of
     /// `<issuer>/.well-known/openid-configuration` (feature `jwks`).
@@ -98,6 +99,11 @@ pub struct JwtConfig {
     /// Longest time one fetch of the JWKS (or discovery document) may take.
     #[serde(with = "chassis_core::duration")]
     pub jwks_timeout: Duration,
+    /// CA certificates (PEM) trusted for `https://` fetches of the JWKS and
+    /// discovery documents, besides the system's (a private CA). The
+    /// system's roots are those of `SSL_CERT_FILE` / `SSL_CERT_DIR` when
+    /// set, else the platform's store.
+    pub jwks_ca_file: Option<PathBuf>,
     /// Required `iss`; empty accepts any issuer.
     pub issuer: String,
     /// Required `aud`; empty accepts any audience.
@@ -122,6 +128,7 @@ impl Default for JwtConfig {
             jwks_refresh_min_interval: Duration::from_secs(30),
             jwks_max_age: Duration::from_secs(3600),
             jwks_timeout: Duration::from_secs(5),
+            jwks_ca_file: None,
             issuer: String::new(),
             audience: String::new(),
             leeway: Duration::from_secs(30),

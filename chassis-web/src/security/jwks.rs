@@ -1,6 +1,8 @@
-//! Bearer-token keys fetched from the issuer over HTTP: a JWKS document at
-//! `security.auth.jwt.jwks_url`, or found by OpenID Connect discovery
-//! (`<issuer>/.well-known/openid-configuration` → `jwks_uri`).
+//! Bearer-token keys fetched from the issuer over http or https: a JWKS
+//! document at `security.auth.jwt.jwks_url`, or found by OpenID Connect
+//! discovery (`<issuer>/.well-known/openid-configuration` → `jwks_uri`).
+//! https uses the system's root certificates plus
+//! `security.auth.jwt.jwks_ca_file` ([`super::fetch`]).
 //!
 //! The keys are held in memory and fetched again
 //! - when a token names a key id (`kid`) that is not held: the issuer has
@@ -20,16 +22,18 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::SecurityError;
+use chassis_core::config::InvalidValue;
+
 use super::config::JwtConfig;
+use super::fetch::{Fetcher, GetError, Target};
 
 /// Where the key set is.
 #[derive(Debug)]
 enum Source {
     /// `jwks_url`.
-    Url(String),
+    Url(Target),
     /// `discovery = true`: the issuer's OpenID Connect metadata names it.
-    Discovery { issuer: String },
+    Discovery { issuer: String, metadata: Target },
 }
 
 /// When the keys were last fetched.
@@ -40,13 +44,13 @@ struct Fetched {
     /// The last success (bounds the age).
     success: Option<Instant>,
     /// The `jwks_uri` discovery found (discovered once).
-    jwks_uri: Option<String>,
+    jwks_uri: Option<Target>,
 }
 
 /// The keys of a remote JWKS by key id, and how to fetch them again.
 pub(crate) struct RemoteKeys {
     source: Source,
-    http: reqwest::Client,
+    http: Fetcher,
     keys: RwLock<Arc<HashMap<String, DecodingKey>>>,
     fetched: Mutex<Fetched>,
     /// One fetch at a time.
@@ -59,58 +63,64 @@ pub(crate) struct RemoteKeys {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FetchError {
     #[error("GET {url}: {source}")]
-    Http {
+    Get {
         url: String,
         #[source]
-        source: reqwest::Error,
-    },
-    #[error("GET {url} answered {status}")]
-    Status {
-        url: String,
-        status: reqwest::StatusCode,
+        source: GetError,
     },
     #[error("{url}: {what}")]
     Document { url: String, what: String },
 }
 
 impl RemoteKeys {
-    /// Checks the settings; fetches nothing yet.
-    pub(crate) fn new(config: &JwtConfig) -> Result<Option<Self>, SecurityError> {
-        let invalid = |what: String| SecurityError::Invalid(format!("security.auth.jwt.{what}"));
-        let source = match (config.jwks_url.trim(), config.discovery) {
+    /// Checks the settings and reads the trusted certificates; fetches
+    /// nothing yet.
+    pub(crate) fn new(config: &JwtConfig) -> Result<Option<Self>, InvalidValue> {
+        let (source, key) = match (config.jwks_url.trim(), config.discovery) {
             ("", false) => return Ok(None),
             ("", true) => {
                 if config.issuer.trim().is_empty() {
                     return Err(invalid(
-                        "discovery: OpenID Connect discovery needs security.auth.jwt.issuer".into(),
-                    ));
+                        "issuer",
+                        "the issuer's URL: discovery = true reads \
+                         <issuer>/.well-known/openid-configuration",
+                    )
+                    .found("nothing"));
                 }
-                check_url("issuer", &config.issuer)?;
-                Source::Discovery {
-                    issuer: config.issuer.trim().to_owned(),
-                }
+                let issuer = config.issuer.trim().trim_end_matches('/').to_owned();
+                check_url("issuer", &issuer)?;
+                let metadata = check_url(
+                    "issuer",
+                    &format!("{issuer}/.well-known/openid-configuration"),
+                )?;
+                (Source::Discovery { issuer, metadata }, "issuer")
             }
-            (url, false) => {
-                check_url("jwks_url", url)?;
-                Source::Url(url.to_owned())
-            }
+            (url, false) => (Source::Url(check_url("jwks_url", url)?), "jwks_url"),
             (_, true) => {
                 return Err(invalid(
-                    "jwks_url: set either jwks_url or discovery = true, not both".into(),
+                    "jwks_url",
+                    "no jwks_url when discovery = true (set one of them)",
                 ));
             }
         };
         if config.jwks_refresh_min_interval.is_zero() {
-            return Err(invalid(
-                "jwks_refresh_min_interval: expected a duration greater than zero".into(),
-            ));
+            return Err(invalid("jwks_refresh_min_interval", "a duration > 0"));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.jwks_timeout)
-            .connect_timeout(config.jwks_timeout)
-            .user_agent(concat!("chassis-web/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| invalid(format!("jwks_url: cannot build the HTTP client: {e}")))?;
+        if config.jwks_timeout.is_zero() {
+            return Err(invalid("jwks_timeout", "a duration > 0"));
+        }
+        let https = match &source {
+            Source::Url(target)
+            | Source::Discovery {
+                metadata: target, ..
+            } => target.is_https(),
+        };
+        let key = format!("security.auth.jwt.{key}");
+        let http = Fetcher::new(
+            config.jwks_ca_file.as_deref(),
+            https.then_some(key.as_str()),
+            config.jwks_timeout,
+        )?;
         Ok(Some(Self {
             source,
             http,
@@ -175,9 +185,9 @@ impl RemoteKeys {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, FetchError> {
-        let url = match &self.source {
-            Source::Url(url) => url.clone(),
-            Source::Discovery { issuer } => {
+        let target = match &self.source {
+            Source::Url(target) => target.clone(),
+            Source::Discovery { issuer, metadata } => {
                 let known = self
                     .fetched
                     .lock()
@@ -185,19 +195,20 @@ impl RemoteKeys {
                     .jwks_uri
                     .clone();
                 match known {
-                    Some(uri) => uri,
+                    Some(target) => target,
                     None => {
-                        let uri = self.discover(issuer).await?;
+                        let target = self.discover(issuer, metadata).await?;
                         self.fetched
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .jwks_uri = Some(uri.clone());
-                        uri
+                            .jwks_uri = Some(target.clone());
+                        target
                     }
                 }
             }
         };
-        let set: JwkSet = self.get_json(&url).await?;
+        let url = target.as_str().to_owned();
+        let set: JwkSet = self.get_json(&target).await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             // Encryption keys are not for checking signatures.
@@ -222,42 +233,39 @@ impl RemoteKeys {
 
     /// The `jwks_uri` of the issuer's OpenID Connect metadata, whose
     /// `issuer` must be the configured one (OpenID Connect Discovery §4.3).
-    async fn discover(&self, issuer: &str) -> Result<String, FetchError> {
+    async fn discover(&self, issuer: &str, metadata: &Target) -> Result<Target, FetchError> {
         #[derive(serde::Deserialize)]
         struct Metadata {
             issuer: String,
             jwks_uri: String,
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let metadata: Metadata = self.get_json(&url).await?;
-        if metadata.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
-            return Err(FetchError::Document {
-                url,
-                what: format!(
-                    "names issuer `{}`, not the configured `{issuer}`",
-                    metadata.issuer
-                ),
-            });
+        let found: Metadata = self.get_json(metadata).await?;
+        let document = |what: String| FetchError::Document {
+            url: metadata.as_str().to_owned(),
+            what,
+        };
+        if found.issuer.trim_end_matches('/') != issuer {
+            return Err(document(format!(
+                "names issuer `{}`, not the configured `{issuer}`",
+                found.issuer
+            )));
         }
-        Ok(metadata.jwks_uri)
+        Target::parse(&found.jwks_uri).map_err(|e| document(format!("jwks_uri: {e}")))
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
-        let http = |source| FetchError::Http {
-            url: url.to_owned(),
-            source,
-        };
-        let response = self.http.get(url).send().await.map_err(http)?;
-        if !response.status().is_success() {
-            return Err(FetchError::Status {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        target: &Target,
+    ) -> Result<T, FetchError> {
+        let url = target.as_str();
+        let bytes = self
+            .http
+            .get(target)
+            .await
+            .map_err(|source| FetchError::Get {
                 url: url.to_owned(),
-                status: response.status(),
-            });
-        }
-        let bytes = response.bytes().await.map_err(http)?;
+                source,
+            })?;
         serde_json::from_slice(&bytes).map_err(|e| FetchError::Document {
             url: url.to_owned(),
             what: format!("not the expected JSON: {e}"),
@@ -265,23 +273,13 @@ impl RemoteKeys {
     }
 }
 
-/// An absolute `http://` URL; `https://` needs TLS, which chassis-web does
-/// not compile in (docs/security.md says why and what to do).
-fn check_url(key: &str, url: &str) -> Result<(), SecurityError> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| {
-        SecurityError::Invalid(format!(
-            "security.auth.jwt.{key}: `{url}` is not an absolute URL ({e})"
-        ))
-    })?;
-    match parsed.scheme() {
-        "http" => Ok(()),
-        "https" => Err(SecurityError::Invalid(format!(
-            "security.auth.jwt.{key}: `{url}` needs TLS, which this build does not include; \
-             fetch the keys over http inside the cluster (a sidecar or the issuer's internal \
-             address), or mount them with security.auth.jwt.jwks_file (docs/security.md)"
-        ))),
-        other => Err(SecurityError::Invalid(format!(
-            "security.auth.jwt.{key}: `{url}`: expected http://, found scheme `{other}`"
-        ))),
-    }
+/// An error of `security.auth.jwt.<key>` (the host adds the layer).
+fn invalid(key: &str, expected: &str) -> InvalidValue {
+    InvalidValue::new(format!("security.auth.jwt.{key}"), expected)
+}
+
+/// An absolute `http://` or `https://` URL.
+fn check_url(key: &str, url: &str) -> Result<Target, InvalidValue> {
+    Target::parse(url)
+        .map_err(|found| invalid(key, "an absolute http:// or https:// URL").found(found))
 }

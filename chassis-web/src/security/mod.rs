@@ -32,6 +32,8 @@
 mod auth;
 mod config;
 #[cfg(feature = "jwks")]
+mod fetch;
+#[cfg(feature = "jwks")]
 mod jwks;
 mod limit;
 #[cfg(feature = "openapi")]
@@ -45,6 +47,7 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use chassis_core::config::{ConfigSource, InvalidValue};
 use http::{HeaderValue, Method, StatusCode, header};
 
 pub use auth::Principal;
@@ -66,16 +69,43 @@ use crate::problem::Problem;
 /// The security configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
-    /// Authentication is on and no credential is configured.
-    #[error(
-        "security.auth.enabled is true but no credential is configured: set security.auth.api_keys \
-         (CHASSIS__SECURITY__AUTH__API_KEYS or CHASSIS__SECURITY__AUTH__API_KEYS_FILE) or \
-         security.auth.jwt.algorithm with its key, or set security.auth.enabled = false"
-    )]
-    NoCredentials,
-    /// A value is invalid; the message names the key path.
-    #[error("{0}")]
-    Invalid(String),
+    /// A value is invalid or missing (authentication on without a
+    /// credential, a bad CIDR, a key that cannot be read, ...): its key
+    /// path, what was expected and, once [located](SecurityError::locate),
+    /// the layer the value came from.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+}
+
+impl SecurityError {
+    /// The same error naming the layer its key's value came from in
+    /// `source` (the host does this with the loaded configuration).
+    ///
+    /// ```
+    /// use chassis_core::config::JsonSource;
+    /// use chassis_web::security::{Security, SecurityConfig};
+    ///
+    /// let mut config = SecurityConfig::default();
+    /// config.trusted_proxies = vec!["10.0.0.0/40".into()];
+    /// let source = JsonSource::new(serde_json::json!({
+    ///     "security": { "trusted_proxies": ["10.0.0.0/40"] }
+    /// }));
+    /// let err = Security::build(&config).unwrap_err().locate(&source);
+    /// assert!(err.to_string().starts_with("security.trusted_proxies: expected"));
+    /// assert!(err.to_string().ends_with("(from override in code)"));
+    /// ```
+    pub fn locate(self, source: &impl ConfigSource) -> Self {
+        match self {
+            SecurityError::Invalid(value) => SecurityError::Invalid(source.locate(value)),
+        }
+    }
+
+    /// The key path, expectation and layer.
+    pub fn invalid_value(&self) -> &InvalidValue {
+        match self {
+            SecurityError::Invalid(value) => value,
+        }
+    }
 }
 
 struct Cors {
@@ -147,13 +177,16 @@ impl std::fmt::Debug for Security {
     }
 }
 
-fn header_list(values: &[String], key: &str) -> Result<HeaderValue, SecurityError> {
+fn header_list(values: &[String], key: &str) -> Result<HeaderValue, InvalidValue> {
     HeaderValue::try_from(values.join(", ")).map_err(|_| {
-        SecurityError::Invalid(format!("security.cors.{key}: not a valid header value"))
+        InvalidValue::new(
+            format!("security.cors.{key}"),
+            "names that fit in a header value",
+        )
     })
 }
 
-fn build_cors(cors: &CorsConfig) -> Result<Option<Cors>, SecurityError> {
+fn build_cors(cors: &CorsConfig) -> Result<Option<Cors>, InvalidValue> {
     if cors.allowed_origins.is_empty() {
         return Ok(None);
     }
@@ -163,9 +196,11 @@ fn build_cors(cors: &CorsConfig) -> Result<Option<Cors>, SecurityError> {
         .filter(|o| *o != "*")
         .map(|o| {
             HeaderValue::try_from(o.trim_end_matches('/')).map_err(|_| {
-                SecurityError::Invalid(format!(
-                    "security.cors.allowed_origins: `{o}` is not a valid origin"
-                ))
+                InvalidValue::new(
+                    "security.cors.allowed_origins",
+                    "origins such as `https://shop.example`, or `*`",
+                )
+                .found(format!("`{o}`"))
             })
         })
         .collect::<Result<_, _>>()?;
@@ -174,9 +209,8 @@ fn build_cors(cors: &CorsConfig) -> Result<Option<Cors>, SecurityError> {
         .iter()
         .map(|m| {
             Method::try_from(m.to_ascii_uppercase().as_str()).map_err(|_| {
-                SecurityError::Invalid(format!(
-                    "security.cors.allowed_methods: `{m}` is not a method"
-                ))
+                InvalidValue::new("security.cors.allowed_methods", "HTTP methods")
+                    .found(format!("`{m}`"))
             })
         })
         .collect::<Result<_, _>>()?;
@@ -246,18 +280,37 @@ impl Drop for Admitted {
 }
 
 impl Security {
-    /// Checks the configuration; fails with the key path of what is missing.
+    /// Checks the configuration; fails with the key path of what is wrong
+    /// and what was expected ([`SecurityError::locate`] adds the layer).
     pub fn build(config: &SecurityConfig) -> Result<Self, SecurityError> {
         let auth = if config.auth.enabled {
             Some(Authenticator::build(&config.auth)?)
         } else {
             None
         };
+        if config.rate_limit.enabled {
+            let limits = &config.rate_limit;
+            for (key, value) in [
+                ("per_second", limits.per_second as usize),
+                ("burst", limits.burst as usize),
+                ("max_clients", limits.max_clients),
+            ] {
+                if value == 0 {
+                    return Err(InvalidValue::new(
+                        format!("security.rate_limit.{key}"),
+                        "an integer >= 1 (or security.rate_limit.enabled = false)",
+                    )
+                    .into());
+                }
+            }
+        }
         let in_flight = if config.concurrency.enabled {
             if config.concurrency.max_in_flight == 0 {
-                return Err(SecurityError::Invalid(
-                    "security.concurrency.max_in_flight: expected at least 1".into(),
-                ));
+                return Err(InvalidValue::new(
+                    "security.concurrency.max_in_flight",
+                    "an integer >= 1 (or security.concurrency.enabled = false)",
+                )
+                .into());
             }
             Some(InFlight {
                 max: config.concurrency.max_in_flight,

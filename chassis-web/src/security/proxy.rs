@@ -8,9 +8,8 @@
 
 use std::net::IpAddr;
 
+use chassis_core::config::InvalidValue;
 use http::HeaderMap;
-
-use super::SecurityError;
 
 /// One CIDR block (`10.0.0.0/8`, `fd00::/8`, or a single address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,15 +63,16 @@ pub(crate) struct TrustedProxies(Vec<Cidr>);
 
 impl TrustedProxies {
     /// Parses `security.trusted_proxies`; names the entry that is not a CIDR.
-    pub(crate) fn new(entries: &[String]) -> Result<Self, SecurityError> {
+    pub(crate) fn new(entries: &[String]) -> Result<Self, InvalidValue> {
         entries
             .iter()
             .map(|entry| {
                 Cidr::parse(entry).ok_or_else(|| {
-                    SecurityError::Invalid(format!(
-                        "security.trusted_proxies: expected an IP address or CIDR block \
-                         (`10.0.0.0/8`, `fd00::/8`), found `{entry}`"
-                    ))
+                    InvalidValue::new(
+                        "security.trusted_proxies",
+                        "IP addresses or CIDR blocks (`10.0.0.0/8`, `fd00::/8`)",
+                    )
+                    .found(format!("`{entry}`"))
                 })
             })
             .collect::<Result<_, _>>()

@@ -672,3 +672,148 @@ fn print_config_redacts_api_keys_and_the_jwt_secret() {
         assert!(!text.contains(leaked), "{leaked} leaked:\n{text}");
     }
 }
+
+/// A host reading only `dir`'s files and `vars` (no override in code for
+/// `[security]`), and its start-up error.
+async fn start_error(dir: &TempDir, vars: &[(&str, String)]) -> String {
+    let err = chassis_web::ServiceHost::builder("security-layers")
+        .config_dir(dir.path())
+        .env_vars(vars.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .config("http.host", "127.0.0.1")
+        .config("http.port", 0)
+        .install_logging(false)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartupError::Security(_)), "{err}");
+    err.to_string()
+}
+
+#[tokio::test]
+async fn security_errors_name_the_key_the_expectation_and_the_file_it_came_from() {
+    for (toml, expected) in [
+        (
+            "[security]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+            "security.trusted_proxies: expected IP addresses or CIDR blocks (`10.0.0.0/8`, \
+             `fd00::/8`), found `10.0.0.0/40` (from ",
+        ),
+        (
+            "[security.rate_limit]\nper_second = 0\n",
+            "security.rate_limit.per_second: expected an integer >= 1 \
+             (or security.rate_limit.enabled = false) (from ",
+        ),
+        (
+            "[security.cors]\nallowed_origins = [\"https://shop.example\"]\n\
+             allowed_methods = [\"GET\", \"NOT A METHOD\"]\n",
+            "security.cors.allowed_methods: expected HTTP methods, found `NOT A METHOD` (from ",
+        ),
+        (
+            "[security.auth.jwt]\nalgorithm = \"RS256\"\n",
+            "security.auth.jwt.algorithm: expected an algorithm with its keys: public_key_pem, \
+             jwks_file, jwks_url or discovery, found RS256 and no key (from ",
+        ),
+    ] {
+        let dir = TempDir::new();
+        let file = dir.write(
+            "default.toml",
+            &format!("[security.auth]\napi_keys = [\"{KEY_A}\"]\n{toml}"),
+        );
+        let err = start_error(&dir, &[]).await;
+        // The file as the loader names it (relative to the working directory).
+        assert!(
+            err.starts_with(expected) && err.ends_with("default.toml)"),
+            "{}: {err}",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn security_errors_name_the_variable_or_the_default_they_came_from() {
+    let dir = TempDir::new();
+    let short = dir.write("jwt-secret", "short\n");
+    let api_key = ("CHASSIS__SECURITY__AUTH__API_KEYS", KEY_A.to_owned());
+    let cases = [
+        (
+            vec![
+                api_key.clone(),
+                ("CHASSIS__SECURITY__RATE_LIMIT__BURST", "0".to_owned()),
+            ],
+            "security.rate_limit.burst: expected an integer >= 1 (or security.rate_limit.enabled \
+             = false) (from env CHASSIS__SECURITY__RATE_LIMIT__BURST)"
+                .to_owned(),
+        ),
+        (
+            vec![
+                api_key.clone(),
+                (
+                    "CHASSIS__SECURITY__CONCURRENCY__MAX_IN_FLIGHT",
+                    "0".to_owned(),
+                ),
+            ],
+            "security.concurrency.max_in_flight: expected an integer >= 1 (or \
+             security.concurrency.enabled = false) (from env \
+             CHASSIS__SECURITY__CONCURRENCY__MAX_IN_FLIGHT)"
+                .to_owned(),
+        ),
+        (
+            vec![(
+                "CHASSIS__SECURITY__AUTH__API_KEY_HEADER",
+                "x api key".to_owned(),
+            )],
+            "security.auth.api_key_header: expected a header name, found `x api key` \
+             (from env CHASSIS__SECURITY__AUTH__API_KEY_HEADER)"
+                .to_owned(),
+        ),
+        (
+            vec![
+                (
+                    "CHASSIS__SECURITY__AUTH__JWT__ALGORITHM",
+                    "HS256".to_owned(),
+                ),
+                (
+                    "CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE",
+                    short.display().to_string(),
+                ),
+            ],
+            format!(
+                "security.auth.jwt.secret: expected an HS256 secret of at least 32 bytes \
+                 (security.auth.jwt.secret or CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE), \
+                 found 5 bytes (from file {} (via CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE))",
+                short.display()
+            ),
+        ),
+        (
+            vec![],
+            "security.auth.enabled: expected false, or a credential: security.auth.api_keys \
+             (CHASSIS__SECURITY__AUTH__API_KEYS or CHASSIS__SECURITY__AUTH__API_KEYS_FILE) or \
+             security.auth.jwt.algorithm with its key, found true and no credential \
+             (from built-in default)"
+                .to_owned(),
+        ),
+    ];
+    for (vars, expected) in cases {
+        let err = start_error(&dir, &vars).await;
+        assert!(err.starts_with(&expected), "{vars:?}:\n{err}\n{expected}");
+    }
+    // The OS error sits between the file and the layer.
+    let missing = dir.path().join("missing.json");
+    let vars = [
+        (
+            "CHASSIS__SECURITY__AUTH__JWT__ALGORITHM",
+            "ES256".to_owned(),
+        ),
+        (
+            "CHASSIS__SECURITY__AUTH__JWT__JWKS_FILE",
+            missing.display().to_string(),
+        ),
+    ];
+    let err = start_error(&dir, &vars).await;
+    assert!(
+        err.starts_with(&format!(
+            "security.auth.jwt.jwks_file: expected a readable JWKS document (JSON), found `{}` (",
+            missing.display()
+        )) && err.ends_with("(from env CHASSIS__SECURITY__AUTH__JWT__JWKS_FILE)"),
+        "{err}"
+    );
+}

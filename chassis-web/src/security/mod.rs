@@ -86,6 +86,7 @@ impl SecurityError {
     /// use chassis_web::security::{Security, SecurityConfig};
     ///
     /// let mut config = SecurityConfig::default();
+    /// config.auth.enabled = false;
     /// config.trusted_proxies = vec!["10.0.0.0/40".into()];
     /// let source = JsonSource::new(serde_json::json!({
     ///     "security": { "trusted_proxies": ["10.0.0.0/40"] }

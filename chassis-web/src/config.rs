@@ -356,6 +356,12 @@ impl ConfigLoader {
         self
     }
 
+    /// The variables given with [`env_vars`](Self::env_vars), if any (the
+    /// host reads the JWKS fetch's proxy variables from the same place).
+    pub(crate) fn env_list(&self) -> Option<&BTreeMap<String, String>> {
+        self.env.as_ref()
+    }
+
     /// A default set in code, just above the built-in defaults (the host
     /// sets `service.name` and `service.version` this way).
     pub fn default_value(mut self, key: impl Into<String>, value: impl Into<ConfigValue>) -> Self {

@@ -1,7 +1,7 @@
 //! Bearer tokens checked against the issuer's keys fetched over http and
 //! https (`security.auth.jwt.jwks_url` / `discovery`), with a local issuer
 //! (an axum server, behind rustls with a CA made here for https) that
-//! rotates its key.
+//! rotates its key, and a local forward proxy in front of it.
 #![cfg(feature = "jwks")]
 
 mod common;
@@ -20,6 +20,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const RSA_PRIVATE: &str = include_str!("keys/rsa_private.pem");
 const RSA_OTHER_PRIVATE: &str = include_str!("keys/rsa_other_private.pem");
@@ -173,6 +175,68 @@ impl Issuer {
     }
 }
 
+/// A forward proxy: `CONNECT host:port` opens a tunnel, an absolute-form
+/// request is relayed to its host; it keeps the head of every request.
+struct Proxy {
+    url: String,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let kept = heads.clone();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                tokio::spawn(Self::relay(client, kept.clone()));
+            }
+        });
+        Self { url, heads }
+    }
+
+    async fn relay(mut client: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
+        // The head byte by byte: what follows it is the tunnel's or the body's.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let Ok(byte) = client.read_u8().await else {
+                return;
+            };
+            head.push(byte);
+        }
+        let text = String::from_utf8(head.clone()).unwrap();
+        heads.lock().unwrap().push(text.clone());
+        let target = text.split(' ').nth(1).unwrap();
+        let connect = text.starts_with("CONNECT ");
+        let authority = if connect {
+            target.to_owned()
+        } else {
+            let uri: http::Uri = target.parse().unwrap();
+            uri.authority().unwrap().to_string()
+        };
+        let Ok(mut upstream) = TcpStream::connect(authority.as_str()).await else {
+            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+            return;
+        };
+        let sent = if connect {
+            client
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+        } else {
+            upstream.write_all(&head).await
+        };
+        if sent.is_ok() {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
 /// Every log line of this binary's tests (a global subscriber, set before
 /// any service starts: a scoped one misses events whose callsites another
 /// test's thread registered first).
@@ -190,8 +254,18 @@ fn logs() -> &'static common::Capture {
 }
 
 async fn try_start(dir: &TempDir, jwt: &[(&str, Value)]) -> Result<RunningService, StartupError> {
+    try_start_in(dir, jwt, &[]).await
+}
+
+/// With these variables as the service's environment (proxy settings).
+async fn try_start_in(
+    dir: &TempDir,
+    jwt: &[(&str, Value)],
+    env: &[(&str, &str)],
+) -> Result<RunningService, StartupError> {
     logs();
     let mut builder = isolated("jwks-test", dir)
+        .env_vars(env.iter().copied())
         .config("security.auth.enabled", true)
         .config("security.auth.jwt.algorithm", "RS256")
         .routes(|_| {
@@ -455,4 +529,105 @@ async fn remote_key_settings_are_checked_at_start_up() {
         let err = try_start(&dir, &settings).await.unwrap_err().to_string();
         assert!(err.starts_with(expected), "{settings:?}: {err}");
     }
+}
+
+#[tokio::test]
+async fn an_https_issuer_is_reached_through_the_https_proxy_tunnel() {
+    let ca = TestCa::new("proxied issuer's CA");
+    let issuer = Issuer::start_https(&ca).await;
+    issuer.publish(&[("k1", RSA_PRIVATE)]);
+    let proxy = Proxy::start().await;
+    let dir = TempDir::new();
+    let ca_file = dir.write("issuer-ca.pem", &ca.ca_pem);
+    // Credentials in the proxy URL, as corporate egress proxies want them.
+    let proxy_url = proxy.url.replace("http://", "http://jwks:s3cret@");
+    let service = try_start_in(
+        &dir,
+        &[
+            ("discovery", json!(true)),
+            ("issuer", json!(issuer.url())),
+            ("jwks_ca_file", json!(ca_file.display().to_string())),
+        ],
+        &[
+            ("HTTPS_PROXY", &proxy_url),
+            ("NO_PROXY", "example.internal"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(issuer.counts(), (1, 1));
+    let k1 = issuer.token("k1", RSA_PRIVATE);
+    assert_eq!(call(&service, &k1).await, StatusCode::OK);
+    // One tunnel per fetch (discovery, key set), to the issuer's host, with
+    // the credentials; the certificate was checked for `localhost` (the
+    // issuer's name) through it, not for the proxy.
+    let authority = issuer.url().replace("https://", "");
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    for head in &heads {
+        assert!(
+            head.starts_with(&format!("CONNECT {authority} HTTP/1.1\r\n"))
+                && head.contains("Proxy-Authorization: Basic andrczpzM2NyZXQ=\r\n"),
+            "{head}"
+        );
+    }
+    assert!(!logs().text().contains("s3cret"));
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_http_issuer_is_asked_through_the_http_proxy_in_absolute_form() {
+    let issuer = Issuer::start().await;
+    issuer.publish(&[("k1", RSA_PRIVATE)]);
+    let proxy = Proxy::start().await;
+    let dir = TempDir::new();
+    let keys = format!("{}/keys", issuer.url());
+    // The lower-case form, as curl reads it.
+    let service = try_start_in(
+        &dir,
+        &[("jwks_url", json!(keys))],
+        &[("http_proxy", &proxy.url)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(issuer.counts(), (0, 1));
+    let k1 = issuer.token("k1", RSA_PRIVATE);
+    assert_eq!(call(&service, &k1).await, StatusCode::OK);
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].starts_with(&format!("GET {keys} HTTP/1.1\r\n")),
+        "{}",
+        heads[0]
+    );
+    assert!(!heads[0].contains("Proxy-Authorization"), "{}", heads[0]);
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_host_in_no_proxy_is_reached_directly() {
+    let ca = TestCa::new("direct issuer's CA");
+    let issuer = Issuer::start_https(&ca).await;
+    issuer.publish(&[("k1", RSA_PRIVATE)]);
+    let proxy = Proxy::start().await;
+    let dir = TempDir::new();
+    let ca_file = dir.write("issuer-ca.pem", &ca.ca_pem);
+    let service = try_start_in(
+        &dir,
+        &[
+            ("jwks_url", json!(format!("{}/keys", issuer.url()))),
+            ("jwks_ca_file", json!(ca_file.display().to_string())),
+        ],
+        &[
+            ("HTTPS_PROXY", &proxy.url),
+            ("NO_PROXY", "example.internal, localhost"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(issuer.counts(), (0, 1));
+    let k1 = issuer.token("k1", RSA_PRIVATE);
+    assert_eq!(call(&service, &k1).await, StatusCode::OK);
+    assert_eq!(proxy.heads(), Vec::<String>::new());
+    service.shutdown().await.unwrap();
 }

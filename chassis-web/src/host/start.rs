@@ -129,8 +129,10 @@ impl ServiceHostBuilder {
         init_logging(&chassis, self.install_logging, layers)?;
         let telemetry = HostTelemetry::start(&config, &traces, installs)?;
         let span = tracing::info_span!("service", service = %service);
-        let security = crate::security::Security::build(&chassis.security)
-            .map_err(|e| e.locate(config.as_ref()))?;
+        // The JWKS fetch's proxy variables come from where the configuration's do.
+        let security =
+            crate::security::Security::build_in(&chassis.security, self.loader.env_list())
+                .map_err(|e| e.locate(config.as_ref()))?;
         async move {
             security.prefetch_keys().await;
             let mut concerns = Concerns::default();

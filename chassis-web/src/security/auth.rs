@@ -95,7 +95,11 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     /// Fails when no credential is configured, or a key cannot be read.
-    pub(crate) fn build(config: &AuthConfig) -> Result<Self, InvalidValue> {
+    /// `env`: where the JWKS fetch reads its proxy variables.
+    pub(crate) fn build(
+        config: &AuthConfig,
+        env: super::EnvVars<'_>,
+    ) -> Result<Self, InvalidValue> {
         let header = HeaderName::try_from(config.api_key_header.as_str()).map_err(|_| {
             InvalidValue::new("security.auth.api_key_header", "a header name")
                 .found(format!("`{}`", config.api_key_header))
@@ -108,7 +112,7 @@ impl Authenticator {
         let jwt = if config.jwt.algorithm.is_empty() {
             None
         } else {
-            Some(build_jwt(&config.jwt)?)
+            Some(build_jwt(&config.jwt, env)?)
         };
         if api_keys.is_empty() && jwt.is_none() {
             return Err(InvalidValue::new(
@@ -215,7 +219,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn build_jwt(config: &JwtConfig) -> Result<Jwt, InvalidValue> {
+fn build_jwt(config: &JwtConfig, env: super::EnvVars<'_>) -> Result<Jwt, InvalidValue> {
     let algorithm = match config.algorithm.to_ascii_uppercase().as_str() {
         "HS256" => Algorithm::HS256,
         "RS256" => Algorithm::RS256,
@@ -237,7 +241,7 @@ fn build_jwt(config: &JwtConfig) -> Result<Jwt, InvalidValue> {
             }
             Keys::One(DecodingKey::from_secret(config.secret.expose().as_bytes()))
         }
-        _ => public_keys(config, algorithm)?,
+        _ => public_keys(config, algorithm, env)?,
     };
     let mut validation = Validation::new(algorithm);
     validation.leeway = config.leeway.as_secs();
@@ -263,7 +267,11 @@ fn jwt_key(key: &str, expected: &str) -> InvalidValue {
     InvalidValue::new(format!("security.auth.jwt.{key}"), expected)
 }
 
-fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, InvalidValue> {
+fn public_keys(
+    config: &JwtConfig,
+    algorithm: Algorithm,
+    env: super::EnvVars<'_>,
+) -> Result<Keys, InvalidValue> {
     let remote_key = if config.discovery {
         Some("discovery")
     } else {
@@ -286,9 +294,11 @@ fn public_keys(config: &JwtConfig, algorithm: Algorithm) -> Result<Keys, Invalid
         )));
     }
     #[cfg(feature = "jwks")]
-    if let Some(remote) = super::jwks::RemoteKeys::new(config)? {
+    if let Some(remote) = super::jwks::RemoteKeys::new(config, env)? {
         return Ok(Keys::Remote(std::sync::Arc::new(remote)));
     }
+    #[cfg(not(feature = "jwks"))]
+    let _ = env;
     #[cfg(not(feature = "jwks"))]
     if let Some(remote_key) = remote_key {
         return Err(jwt_key(

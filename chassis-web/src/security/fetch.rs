@@ -7,7 +7,16 @@
 //! explicitly (no process-wide provider is installed), trusting the system's
 //! root certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured) plus the
 //! CAs of `security.auth.jwt.jwks_ca_file`. Certificates are always
-//! verified. Redirects are not followed and no proxy is used.
+//! verified. Redirects are not followed.
+//!
+//! The proxy is chosen as curl and reqwest choose it: `HTTPS_PROXY` for
+//! `https://` URLs, `HTTP_PROXY` for `http://` ones, `ALL_PROXY` for both,
+//! none for a host `NO_PROXY` lists (lower-case forms too), parsed once by
+//! hyper-util's [`Matcher`]. An `https://` issuer is reached through an HTTP
+//! `CONNECT` tunnel (hyper-util's [`Tunnel`]) and its certificate checked
+//! against its own name; an `http://` one by an absolute-form request to the
+//! proxy. Credentials in the proxy URL (`http://user:pass@proxy:3128`) go in
+//! `Proxy-Authorization` and are never logged. Only `http://` proxies.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,12 +24,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chassis_core::config::InvalidValue;
-use http::{Request, StatusCode, Uri, header};
+use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::EnvVars;
 
 /// Largest document accepted: key sets are a few KiB; a bigger answer is not one.
 const MAX_DOCUMENT: usize = 1024 * 1024;
@@ -29,6 +44,8 @@ const MAX_DOCUMENT: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     url: String,
+    /// The parsed URL (the proxy's choice, the absolute form through one).
+    uri: Uri,
     https: bool,
     /// Host name or IP address, without the brackets of an IPv6 literal.
     host: String,
@@ -69,6 +86,7 @@ impl Target {
         }
         Ok(Self {
             url: url.to_owned(),
+            uri: uri.clone(),
             https,
             port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             authority: authority.as_str().to_owned(),
@@ -116,6 +134,12 @@ pub(crate) enum GetError {
     /// The answer's body could not be read, or was too large.
     #[error("reading the answer: {0}")]
     Body(String),
+    /// The proxy could not be used (no `CONNECT` tunnel, an unsupported scheme).
+    #[error(
+        "through the proxy {proxy} (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY bypasses \
+         it): {reason}"
+    )]
+    Proxy { proxy: String, reason: String },
     /// Not a 2xx answer.
     #[error("answered {status}{}", if status.is_redirection() { " (redirects are not followed: configure the URL it points to)" } else { "" })]
     Status { status: StatusCode },
@@ -124,20 +148,48 @@ pub(crate) enum GetError {
     Timeout(Duration),
 }
 
-/// The client: TLS settings and the time a GET may take.
+/// The client: TLS settings, the proxy rules and the time a GET may take.
 pub(crate) struct Fetcher {
     tls: tokio_rustls::TlsConnector,
+    proxy: Matcher,
     timeout: Duration,
+}
+
+/// The proxy rules of `env` (`None`: the process environment), read once.
+pub(crate) fn proxy_matcher(env: EnvVars<'_>) -> Matcher {
+    let Some(env) = env else {
+        return Matcher::from_env();
+    };
+    // As `Matcher::from_env`: a CGI script's `HTTP_PROXY` may come from a
+    // request header (httpoxy), so no proxy there.
+    if env.contains_key("REQUEST_METHOD") {
+        return Matcher::builder().build();
+    }
+    let var = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|name| env.get(*name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    Matcher::builder()
+        .all(var(["ALL_PROXY", "all_proxy"]))
+        .http(var(["HTTP_PROXY", "http_proxy"]))
+        .https(var(["HTTPS_PROXY", "https_proxy"]))
+        .no(var(["NO_PROXY", "no_proxy"]))
+        .build()
 }
 
 impl Fetcher {
     /// Trusts the system's roots and those of `ca_file`. `https_key` names
     /// the key of an `https://` URL the configuration holds: then a trust
     /// store without any root is an error now rather than at every fetch.
+    /// `proxy`: the rules of [`proxy_matcher`].
     pub(crate) fn new(
         ca_file: Option<&Path>,
         https_key: Option<&str>,
         timeout: Duration,
+        proxy: Matcher,
     ) -> Result<Self, InvalidValue> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -195,8 +247,11 @@ impl Fetcher {
             })?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // The matcher's Debug shows the proxies without their credentials.
+        tracing::debug!(?proxy, "proxy rules for fetching the issuer's keys");
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            proxy,
             timeout,
         })
     }
@@ -209,22 +264,103 @@ impl Fetcher {
     }
 
     async fn get_unbounded(&self, target: &Target) -> Result<Bytes, GetError> {
-        let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(|source| GetError::Connect {
-                authority: target.authority.clone(),
-                source,
-            })?;
+        let proxy = self.proxy.intercept(&target.uri);
+        let tcp = match &proxy {
+            None => connect(&target.host, target.port, || target.authority.clone()).await?,
+            Some(proxy) => {
+                let (host, port) = proxy_address(proxy)?;
+                if target.https {
+                    tunnel(proxy, target).await?
+                } else {
+                    connect(&host, port, || format!("the proxy {}", shown(proxy))).await?
+                }
+            }
+        };
         // A latency-bound exchange of two small messages.
         let _ = tcp.set_nodelay(true);
         if !target.https {
-            return exchange(tcp, target).await;
+            // Through a proxy: the absolute form, and its credentials.
+            let via = proxy.as_ref().map(|p| p.basic_auth().cloned());
+            return exchange(tcp, target, via).await;
         }
         let name = ServerName::try_from(target.host.clone())
             .map_err(|e| GetError::Tls(std::io::Error::other(e)))?;
         let tls = self.tls.connect(name, tcp).await.map_err(handshake_error)?;
-        exchange(tls, target).await
+        exchange(tls, target, None).await
     }
+}
+
+/// A TCP connection to `host:port`; `authority` names it in the error.
+async fn connect(
+    host: &str,
+    port: u16,
+    authority: impl FnOnce() -> String,
+) -> Result<TcpStream, GetError> {
+    TcpStream::connect((host, port))
+        .await
+        .map_err(|source| GetError::Connect {
+            authority: authority(),
+            source,
+        })
+}
+
+/// The proxy as `scheme://host:port` (its URI never holds the credentials).
+fn shown(proxy: &Intercept) -> String {
+    let uri = proxy.uri();
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map_or("", |a| a.as_str())
+    )
+}
+
+/// The host and port of an `http://` proxy; other schemes are refused.
+fn proxy_address(proxy: &Intercept) -> Result<(String, u16), GetError> {
+    let uri = proxy.uri();
+    let refuse = |reason: &str| GetError::Proxy {
+        proxy: shown(proxy),
+        reason: reason.to_owned(),
+    };
+    if uri.scheme_str() != Some("http") {
+        return Err(refuse(
+            "only http:// proxies are supported (not https:// or socks)",
+        ));
+    }
+    let host = uri.host().ok_or_else(|| refuse("it names no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok((host, uri.port_u16().unwrap_or(80)))
+}
+
+/// A `CONNECT` tunnel through `proxy` to the target's host and port.
+async fn tunnel(proxy: &Intercept, target: &Target) -> Result<TcpStream, GetError> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let mut tunnel = Tunnel::new(proxy.uri().clone(), connector);
+    if let Some(auth) = proxy.basic_auth() {
+        tunnel = tunnel.with_auth(auth.clone());
+    }
+    let io = tower::ServiceExt::oneshot(tunnel, target.uri.clone())
+        .await
+        .map_err(|e| GetError::Proxy {
+            proxy: shown(proxy),
+            reason: error_chain(&e),
+        })?;
+    Ok(io.into_inner())
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// A certificate refusal on its own; anything else as it came.
@@ -253,7 +389,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// GET over an open connection; the body, capped at [`MAX_DOCUMENT`].
-async fn exchange<S>(io: S, target: &Target) -> Result<Bytes, GetError>
+/// `via`: sent to an HTTP proxy, with its `Proxy-Authorization` if any.
+async fn exchange<S>(
+    io: S,
+    target: &Target,
+    via: Option<Option<HeaderValue>>,
+) -> Result<Bytes, GetError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -262,7 +403,14 @@ where
         // Its failure shows as the request's.
         let _ = connection.await;
     }));
-    let request = Request::get(target.path.as_str())
+    let mut request = match &via {
+        None => Request::get(target.path.as_str()),
+        Some(_) => Request::get(target.uri.clone()),
+    };
+    if let Some(Some(auth)) = via {
+        request = request.header(header::PROXY_AUTHORIZATION, auth);
+    }
+    let request = request
         .header(header::HOST, target.authority.as_str())
         .header(header::ACCEPT, "application/json")
         .header(header::CONNECTION, "close")
@@ -317,10 +465,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ca.pem");
         std::fs::write(&path, "not a certificate").unwrap();
-        let err = Fetcher::new(Some(&path), None, Duration::from_secs(1))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = Fetcher::new(
+            Some(&path),
+            None,
+            Duration::from_secs(1),
+            Matcher::builder().build(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             err.starts_with(
                 "security.auth.jwt.jwks_ca_file: expected a readable PEM file of CA certificates"
@@ -328,10 +481,15 @@ mod tests {
             "{err}"
         );
         let missing = dir.join("missing.pem");
-        let err = Fetcher::new(Some(&missing), None, Duration::from_secs(1))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = Fetcher::new(
+            Some(&missing),
+            None,
+            Duration::from_secs(1),
+            Matcher::builder().build(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("missing.pem"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

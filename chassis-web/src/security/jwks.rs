@@ -75,7 +75,11 @@ pub(crate) enum FetchError {
 impl RemoteKeys {
     /// Checks the settings and reads the trusted certificates; fetches
     /// nothing yet.
-    pub(crate) fn new(config: &JwtConfig) -> Result<Option<Self>, InvalidValue> {
+    /// `env`: where the proxy variables are read (`None`: the process').
+    pub(crate) fn new(
+        config: &JwtConfig,
+        env: super::EnvVars<'_>,
+    ) -> Result<Option<Self>, InvalidValue> {
         let (source, key) = match (config.jwks_url.trim(), config.discovery) {
             ("", false) => return Ok(None),
             ("", true) => {
@@ -120,6 +124,7 @@ impl RemoteKeys {
             config.jwks_ca_file.as_deref(),
             https.then_some(key.as_str()),
             config.jwks_timeout,
+            super::fetch::proxy_matcher(env),
         )?;
         Ok(Some(Self {
             source,

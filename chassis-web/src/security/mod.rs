@@ -66,6 +66,9 @@ use proxy::TrustedProxies;
 
 use crate::problem::Problem;
 
+/// Variables read instead of the process environment (`None`: the process').
+pub(crate) type EnvVars<'a> = Option<&'a std::collections::BTreeMap<String, String>>;
+
 /// The security configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -283,9 +286,23 @@ impl Drop for Admitted {
 impl Security {
     /// Checks the configuration; fails with the key path of what is wrong
     /// and what was expected ([`SecurityError::locate`] adds the layer).
+    ///
+    /// With the `jwks` feature, the issuer's keys are fetched through the
+    /// proxy the process environment names (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`, or their lower-case forms), read here once.
     pub fn build(config: &SecurityConfig) -> Result<Self, SecurityError> {
+        Self::build_in(config, None)
+    }
+
+    /// [`build`](Self::build), reading the proxy variables from `env`
+    /// instead of the process environment when it is given (the host's
+    /// [`env_vars`](crate::ServiceHostBuilder::env_vars)).
+    pub(crate) fn build_in(
+        config: &SecurityConfig,
+        env: EnvVars<'_>,
+    ) -> Result<Self, SecurityError> {
         let auth = if config.auth.enabled {
-            Some(Authenticator::build(&config.auth)?)
+            Some(Authenticator::build(&config.auth, env)?)
         } else {
             None
         };

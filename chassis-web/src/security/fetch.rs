@@ -459,6 +459,86 @@ mod tests {
         }
     }
 
+    fn env(vars: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_proxy_is_chosen_from_the_given_variables_as_curl_does() {
+        let https = Target::parse("https://login.example/keys").unwrap();
+        let http = Target::parse("http://login.example/keys").unwrap();
+        let rules = proxy_matcher(Some(&env(&[
+            ("https_proxy", "http://user:pw@egress:3128"),
+            ("HTTP_PROXY", "plain:8080"),
+        ])));
+        let proxy = rules.intercept(&https.uri).unwrap();
+        assert_eq!(shown(&proxy), "http://egress:3128");
+        assert!(proxy.basic_auth().is_some());
+        assert_eq!(proxy_address(&proxy).unwrap(), ("egress".to_owned(), 3128));
+        // The credentials are not in the rules' Debug (it is logged).
+        assert!(!format!("{rules:?}").contains("pw"), "{rules:?}");
+        let proxy = rules.intercept(&http.uri).unwrap();
+        assert_eq!(shown(&proxy), "http://plain:8080");
+        assert!(proxy.basic_auth().is_none());
+        // NO_PROXY: a domain covers its subdomains.
+        let rules = proxy_matcher(Some(&env(&[
+            ("ALL_PROXY", "http://egress:3128"),
+            ("no_proxy", "other.example, example"),
+        ])));
+        assert!(rules.intercept(&https.uri).is_none());
+        // A CGI script's HTTP_PROXY may come from a request (httpoxy).
+        let rules = proxy_matcher(Some(&env(&[
+            ("HTTPS_PROXY", "http://egress:3128"),
+            ("REQUEST_METHOD", "GET"),
+        ])));
+        assert!(rules.intercept(&https.uri).is_none());
+        assert!(
+            proxy_matcher(Some(&env(&[])))
+                .intercept(&https.uri)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn only_http_proxies_are_used() {
+        let https = Target::parse("https://login.example/keys").unwrap();
+        for proxy in ["socks5://egress:1080", "https://egress:3129"] {
+            let rules = proxy_matcher(Some(&env(&[("HTTPS_PROXY", proxy)])));
+            let err = proxy_address(&rules.intercept(&https.uri).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("through the proxy {proxy}"))
+                    && err.contains("only http:// proxies"),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_cannot_be_reached_is_named_with_the_cause() {
+        // A port nothing listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = format!("http://127.0.0.1:{port}");
+        let rules = proxy_matcher(Some(&env(&[("HTTPS_PROXY", proxy.as_str())])));
+        let fetcher = Fetcher::new(None, None, Duration::from_secs(5), rules).unwrap();
+        let target = Target::parse("https://login.example/keys").unwrap();
+        let err = fetcher.get(&target).await.unwrap_err();
+        assert!(matches!(err, GetError::Proxy { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(
+            err.starts_with(&format!("through the proxy {proxy}"))
+                && err.contains("failed to create underlying connection"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_ca_file_that_is_not_pem_names_the_key_and_the_file() {
         let dir = std::env::temp_dir().join(format!("chassis-ca-{}", std::process::id()));

@@ -272,7 +272,8 @@ impl ServiceHostBuilder {
     }
 
     /// Reads configuration variables from this list instead of the process
-    /// environment (tests).
+    /// environment (tests); the issuer's keys (`jwks` feature) are then
+    /// fetched through the proxy this list names (`HTTPS_PROXY`, `NO_PROXY`, ...).
     pub fn env_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
     where
         K: Into<String>,

@@ -545,15 +545,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ca.pem");
         std::fs::write(&path, "not a certificate").unwrap();
-        let err = Fetcher::new(
-            Some(&path),
-            None,
-            Duration::from_secs(1),
-            Matcher::builder().build(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let refusal = |path: &Path| {
+            let no_proxy = Matcher::builder().build();
+            Fetcher::new(Some(path), None, Duration::from_secs(1), no_proxy)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let err = refusal(&path);
         assert!(
             err.starts_with(
                 "security.auth.jwt.jwks_ca_file: expected a readable PEM file of CA certificates"
@@ -561,15 +560,7 @@ mod tests {
             "{err}"
         );
         let missing = dir.join("missing.pem");
-        let err = Fetcher::new(
-            Some(&missing),
-            None,
-            Duration::from_secs(1),
-            Matcher::builder().build(),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = refusal(&missing);
         assert!(err.contains("missing.pem"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::running::Concerns;
 use super::{
-    MIGRATE_ONLY_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder,
+    MIGRATE_ONLY_FLAG, PRINT_ASYNCAPI_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder,
     StartupError,
 };
 use crate::config::ChassisConfig;
@@ -24,7 +24,8 @@ impl ServiceHostBuilder {
     /// Runs the service until SIGINT/SIGTERM, then shuts down gracefully.
     ///
     /// With `--print-config` it prints the effective configuration instead
-    /// and exits; with `--healthcheck` it probes `/health/ready` of the
+    /// and exits; with `--print-asyncapi` it prints the AsyncAPI document
+    /// (see [`ServiceHostBuilder::asyncapi_document`]) and exits; with `--healthcheck` it probes `/health/ready` of the
     /// service this configuration describes (for container HEALTHCHECKs in
     /// images without curl) and exits 0 when it answers 200. A start-up error prints one line to stderr and returns a
     /// failure exit code.
@@ -55,6 +56,15 @@ impl ServiceHostBuilder {
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(&StartupError::Config(error)),
+            };
+        }
+        if args.iter().any(|a| a == PRINT_ASYNCAPI_FLAG) {
+            return match self.asyncapi_document() {
+                Ok(document) => {
+                    println!("{document:#}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
             };
         }
         // Caught from here on: a signal during start-up shuts the service
@@ -104,6 +114,7 @@ impl ServiceHostBuilder {
     pub async fn start(self) -> Result<RunningService, StartupError> {
         let config = Arc::new(self.load_config()?);
         let chassis = config.chassis().clone();
+        let asyncapi = self.asyncapi_document_for(&config)?;
         // Every provider section of the concerns the host builds, before it
         // connects to anything: a misspelled key fails here, naming its layer.
         if self.store.is_none() {
@@ -192,7 +203,11 @@ impl ServiceHostBuilder {
             for routes in self.routes {
                 router = router.merge(routes(&context));
             }
-            let router = telemetry.router(router.merge(health.routes()));
+            let router = telemetry.router(
+                router
+                    .merge(health.routes())
+                    .merge(crate::asyncapi::routes(asyncapi)),
+            );
             let router = standard_stack(router, &chassis.http)
                 .propagate_trace_context(traces.is_enabled())
                 .security(security)

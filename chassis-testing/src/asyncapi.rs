@@ -42,7 +42,16 @@
 
 use std::collections::BTreeSet;
 
+use chassis_web::ServiceHostBuilder;
+use chassis_web::asyncapi::ASYNCAPI_PATH;
 use serde_json::Value;
+
+/// The AsyncAPI document `service` serves at [`ASYNCAPI_PATH`], started with
+/// authentication on and the in-memory bus; panics unless the document is
+/// served without credentials.
+pub async fn asyncapi_document(service: ServiceHostBuilder) -> Value {
+    crate::security::served_document(service, ASYNCAPI_PATH).await
+}
 
 /// Panics, listing every problem, unless the services of `documents` agree
 /// (see the module docs).

@@ -210,9 +210,7 @@ impl Pair<'_, '_> {
         if let (Some(sent_types), Some(accepted)) = (&sent.types, &expected.types) {
             let refused: Vec<_> = sent_types
                 .iter()
-                .filter(|t| {
-                    !accepted.contains(*t) && !(*t == "integer" && accepted.contains("number"))
-                })
+                .filter(|t| !accepts(accepted, t))
                 .cloned()
                 .collect();
             if !refused.is_empty() {
@@ -243,7 +241,11 @@ impl Pair<'_, '_> {
                     self.receiver.name,
                     self.event_type,
                     self.sender.name,
-                    if has { "may leave out" } else { "does not send" }
+                    if has {
+                        "may leave out"
+                    } else {
+                        "does not send"
+                    }
                 ));
             }
         }
@@ -309,6 +311,11 @@ impl<'a> Shape<'a> {
         };
         Shape { schema, types }
     }
+}
+
+/// Whether a receiver accepting the JSON types `accepted` reads a `sent` value.
+fn accepts(accepted: &BTreeSet<String>, sent: &str) -> bool {
+    accepted.contains(sent) || (sent == "integer" && accepted.contains("number"))
 }
 
 fn required(schema: &Value) -> BTreeSet<&str> {

@@ -201,11 +201,19 @@ mod tests {
             "Node".to_owned(),
             json!({"properties": {"next": {"$ref": "#/components/schemas/Node"}}}),
         )]);
-        let err = inline_refs("e.v1", &json!({"$ref": "#/components/schemas/Node"}), &named)
-            .unwrap_err();
+        let err = inline_refs(
+            "e.v1",
+            &json!({"$ref": "#/components/schemas/Node"}),
+            &named,
+        )
+        .unwrap_err();
         assert!(matches!(err, SchemaError::Recursive { ref schema, .. } if schema == "Node"));
-        let err = inline_refs("e.v1", &json!({"$ref": "#/components/schemas/Gone"}), &named)
-            .unwrap_err();
+        let err = inline_refs(
+            "e.v1",
+            &json!({"$ref": "#/components/schemas/Gone"}),
+            &named,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("e.v1"), "{err}");
     }
 }

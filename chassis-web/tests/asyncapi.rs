@@ -22,7 +22,10 @@ async fn the_document_is_served_without_credentials() {
         .messages(|catalog| {
             catalog
                 .publishes(MessageSchema::new("order.completed.v1", schema.clone()))
-                .subscribes(MessageSchema::new("shipping.sent.v1", json!({"type": "object"})))
+                .subscribes(MessageSchema::new(
+                    "shipping.sent.v1",
+                    json!({"type": "object"}),
+                ))
         })
         .start()
         .await
@@ -70,7 +73,10 @@ async fn a_recursive_payload_stops_start_up_naming_the_event_type() {
     let dir = TempDir::new();
     let host = isolated("asyncapi-test", &dir).publishes::<Node>();
     let error = host.asyncapi_document().unwrap_err().to_string();
-    assert!(error.contains("`tree.node.v1`") && error.contains("`Node`"), "{error}");
+    assert!(
+        error.contains("`tree.node.v1`") && error.contains("`Node`"),
+        "{error}"
+    );
     let error = host.start().await.err().unwrap().to_string();
     assert!(error.contains("`tree.node.v1`"), "{error}");
 }

@@ -209,7 +209,9 @@ impl Server {
         let first = url.split(',').next().unwrap_or_default().trim();
         let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         if host.is_empty() {
             return None;
         }
@@ -315,8 +317,16 @@ const ATTRIBUTES: [(&str, bool, &str); 12] = [
     (attribute::ID, true, "Unique id of the message (a UUID)"),
     (attribute::SOURCE, true, "The publishing service's name"),
     (attribute::TYPE, true, "The event type"),
-    (attribute::TIME, true, "When the message was created, RFC 3339"),
-    (attribute::DATACONTENTTYPE, false, "The payload's media type"),
+    (
+        attribute::TIME,
+        true,
+        "When the message was created, RFC 3339",
+    ),
+    (
+        attribute::DATACONTENTTYPE,
+        false,
+        "The payload's media type",
+    ),
     (
         attribute::CORRELATIONID,
         false,
@@ -429,7 +439,11 @@ impl Builder<'_> {
     fn channel(&mut self, message: &MessageSchema, reply: bool) -> String {
         let id = component_id(&message.event_type);
         self.message(&id, message);
-        let channel_id = if reply { format!("{id}_reply") } else { id.clone() };
+        let channel_id = if reply {
+            format!("{id}_reply")
+        } else {
+            id.clone()
+        };
         if !self.channels.contains_key(&channel_id) {
             let mut channel = json!({
                 "title": message.event_type,
@@ -490,7 +504,10 @@ impl Builder<'_> {
             "summary": format!("{verb} `{}`", message.event_type),
         });
         if receives {
-            if let Some(bindings) = self.binding.receive_bindings(self.group, &message.event_type) {
+            if let Some(bindings) = self
+                .binding
+                .receive_bindings(self.group, &message.event_type)
+            {
                 operation["bindings"] = bindings;
             }
             if let Some(from) = self
@@ -548,9 +565,8 @@ impl Builder<'_> {
             }
             properties.insert(header, schema);
         }
-        (!properties.is_empty()).then(|| {
-            json!({"type": "object", "required": required, "properties": properties})
-        })
+        (!properties.is_empty())
+            .then(|| json!({"type": "object", "required": required, "properties": properties}))
     }
 }
 

@@ -209,7 +209,8 @@ mod inmemory {
         BusDriver {
             settings: |source| section(source, InMemoryConfig::SECTION, InMemoryConfig::validate),
             binding: |source| {
-                let settings = source.read_valid(InMemoryConfig::SECTION, InMemoryConfig::validate)?;
+                let settings =
+                    source.read_valid(InMemoryConfig::SECTION, InMemoryConfig::validate)?;
                 Ok(Box::new(settings))
             },
             build: |config, source, _| Box::pin(async move { build(config, source) }),
@@ -235,7 +236,8 @@ mod rabbitmq {
         BusDriver {
             settings: |source| section(source, RabbitMqConfig::SECTION, RabbitMqConfig::validate),
             binding: |source| {
-                let settings = source.read_valid(RabbitMqConfig::SECTION, RabbitMqConfig::validate)?;
+                let settings =
+                    source.read_valid(RabbitMqConfig::SECTION, RabbitMqConfig::validate)?;
                 Ok(Box::new(settings))
             },
             build: |config, source, service| Box::pin(build(config, source, service)),

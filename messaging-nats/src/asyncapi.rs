@@ -53,8 +53,10 @@ mod tests {
             subject_prefix: "shop".into(),
             ..NatsConfig::default()
         };
-        let catalog = Catalog::new()
-            .subscribes(MessageSchema::new("order.completed.v1", json!({"type": "object"})));
+        let catalog = Catalog::new().subscribes(MessageSchema::new(
+            "order.completed.v1",
+            json!({"type": "object"}),
+        ));
         let doc = asyncapi::document(&Info::new("shipping", "1"), &catalog, &config);
         assert!(!doc.to_string().contains("secret"));
         assert_eq!(doc["servers"]["nats"]["host"], "nats:4222");

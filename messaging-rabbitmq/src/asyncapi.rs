@@ -84,8 +84,10 @@ mod tests {
             exchange: "shop.events".into(),
             ..RabbitMqConfig::default()
         };
-        let catalog = Catalog::new()
-            .subscribes(MessageSchema::new("order.completed.v1", json!({"type": "object"})));
+        let catalog = Catalog::new().subscribes(MessageSchema::new(
+            "order.completed.v1",
+            json!({"type": "object"}),
+        ));
         let doc = asyncapi::document(&Info::new("shipping", "1"), &catalog, &config);
         let text = doc.to_string();
         assert!(!text.contains("secret"), "no credentials: {text}");

@@ -410,7 +410,10 @@ impl ServiceHostBuilder {
         self.asyncapi_document_for(&self.load_config()?)
     }
 
-    fn asyncapi_document_for(&self, config: &Configuration) -> Result<serde_json::Value, StartupError> {
+    fn asyncapi_document_for(
+        &self,
+        config: &Configuration,
+    ) -> Result<serde_json::Value, StartupError> {
         if let Some(error) = self.catalog_errors.first() {
             return Err(StartupError::AsyncApi(error.clone()));
         }

@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use super::running::Concerns;
 use super::{
-    MIGRATE_ONLY_FLAG, PRINT_ASYNCAPI_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder,
-    StartupError,
+    MIGRATE_ONLY_FLAG, PRINT_ASYNCAPI_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext,
+    ServiceHostBuilder, StartupError,
 };
 use crate::config::ChassisConfig;
 use crate::middleware::{ConnectPeers, standard_stack};

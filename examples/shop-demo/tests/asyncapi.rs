@@ -113,7 +113,10 @@ fn the_documents_follow_the_configured_provider() {
                 "{provider}"
             );
             let headers = &doc["components"]["messages"]["order_completed_v1"]["headers"];
-            assert!(headers["properties"][header].is_object(), "{provider}: {headers}");
+            assert!(
+                headers["properties"][header].is_object(),
+                "{provider}: {headers}"
+            );
         }
     }
 }

@@ -152,11 +152,17 @@ where
 {
     let mut nested = Vec::new();
     E::schemas(&mut nested);
-    let named = nested
+    let schema = to_json(&E::schema());
+    let mut named: std::collections::BTreeMap<_, _> = nested
         .into_iter()
         .map(|(name, schema)| (name, to_json(&schema)))
         .collect();
-    let payload = inline_refs(E::EVENT_TYPE, &to_json(&E::schema()), &named)?;
+    // A type that refers to itself (utoipa's `no_recursion`) is not among
+    // its own nested schemas.
+    named
+        .entry(E::name().into_owned())
+        .or_insert_with(|| schema.clone());
+    let payload = inline_refs(E::EVENT_TYPE, &schema, &named)?;
     Ok(
         messaging_abstractions::asyncapi::MessageSchema::new(E::EVENT_TYPE, payload)
             .with_title(E::name()),

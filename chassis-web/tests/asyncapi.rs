@@ -64,6 +64,10 @@ async fn the_document_is_served_without_credentials() {
 async fn a_recursive_payload_stops_start_up_naming_the_event_type() {
     #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
     struct Node {
+        // utoipa itself needs this on a recursive field (its schema
+        // collection would recurse forever); the `$ref` it leaves is what
+        // cannot be inlined.
+        #[schema(no_recursion)]
         children: Vec<Node>,
     }
     impl messaging_abstractions::IntegrationEvent for Node {

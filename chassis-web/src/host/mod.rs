@@ -414,16 +414,25 @@ impl ServiceHostBuilder {
         &self,
         config: &Configuration,
     ) -> Result<serde_json::Value, StartupError> {
+        let chassis = config.chassis();
+        let binding = messaging_init::broker_binding(&chassis.messaging, config)?;
+        self.asyncapi_document_on(config, binding.as_ref())
+    }
+
+    fn asyncapi_document_on(
+        &self,
+        config: &Configuration,
+        binding: &dyn asyncapi::BrokerBinding,
+    ) -> Result<serde_json::Value, StartupError> {
         if let Some(error) = self.catalog_errors.first() {
             return Err(StartupError::AsyncApi(error.clone()));
         }
-        let chassis = config.chassis();
-        let binding = messaging_init::broker_binding(&chassis.messaging, config)?;
-        let version = Some(chassis.service.version.clone())
+        let service = &config.chassis().service;
+        let version = Some(service.version.clone())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "0.0.0".to_owned());
-        let info = asyncapi::Info::new(chassis.service.name.clone(), version);
-        Ok(asyncapi::document(&info, &self.catalog, binding.as_ref()))
+        let info = asyncapi::Info::new(service.name.clone(), version);
+        Ok(asyncapi::document(&info, &self.catalog, binding))
     }
 
     fn loader(&self) -> ConfigLoader {

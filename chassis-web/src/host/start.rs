@@ -114,7 +114,6 @@ impl ServiceHostBuilder {
     pub async fn start(self) -> Result<RunningService, StartupError> {
         let config = Arc::new(self.load_config()?);
         let chassis = config.chassis().clone();
-        let asyncapi = self.asyncapi_document_for(&config)?;
         // Every provider section of the concerns the host builds, before it
         // connects to anything: a misspelled key fails here, naming its layer.
         if self.store.is_none() {
@@ -123,6 +122,15 @@ impl ServiceHostBuilder {
         if self.bus.is_none() {
             messaging_init::check(&chassis.messaging, config.as_ref())?;
         }
+        let asyncapi = match self.asyncapi_document_for(&config) {
+            Ok(document) => document,
+            // An injected bus needs no configured provider: the document
+            // then describes messages without a broker.
+            Err(StartupError::Messaging(_)) if self.bus.is_some() => {
+                self.asyncapi_document_on(&config, &messaging_abstractions::asyncapi::NoBroker)?
+            }
+            Err(error) => return Err(error),
+        };
         let service = chassis.service.name.clone();
         let version = Some(chassis.service.version.clone()).filter(|v| !v.is_empty());
         let traces = traces_init::build(

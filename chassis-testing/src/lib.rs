@@ -46,6 +46,7 @@
 //! # });
 //! ```
 
+pub mod asyncapi;
 pub mod contracts;
 pub mod nats;
 mod openapi;

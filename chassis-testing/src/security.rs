@@ -25,13 +25,26 @@ async fn start_secured(service: ServiceHostBuilder) -> RunningService {
 /// The `/openapi.json` of `service` started with authentication on, as
 /// production runs it (what [`crate::assert_edge_documented`] checks).
 pub async fn openapi_document(service: ServiceHostBuilder) -> serde_json::Value {
+    served_document(service, "/openapi.json").await
+}
+
+/// The JSON `service`, started with authentication on (and the in-memory
+/// bus), serves at `path` to a client without credentials; panics unless
+/// it answers 200.
+pub(crate) async fn served_document(service: ServiceHostBuilder, path: &str) -> serde_json::Value {
     let service = start_secured(service).await;
-    let doc = reqwest::get(format!("{}/openapi.json", service.base_url()))
+    let response = reqwest::get(format!("{}{path}", service.base_url()))
         .await
-        .expect("GET /openapi.json")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(
+        response.status(),
+        200,
+        "{path} must be served without credentials"
+    );
+    let doc = response
         .json()
         .await
-        .expect("/openapi.json is JSON");
+        .unwrap_or_else(|e| panic!("{path} is not JSON: {e}"));
     service.shutdown().await.expect("clean shutdown");
     doc
 }

@@ -38,6 +38,7 @@
 //!   injected bus/store, and [`RunningService::shutdown`].
 
 mod access_log;
+pub mod asyncapi;
 pub mod config;
 mod correlation;
 mod extract;
@@ -62,8 +63,8 @@ pub use correlation::{
 pub use extract::{Json, decode};
 pub use host::probe::{self, HEALTHCHECK_FLAG};
 pub use host::{
-    BoxError, MIGRATE_ONLY_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHost,
-    ServiceHostBuilder, ShutdownIncomplete, StartupError,
+    BoxError, MIGRATE_ONLY_FLAG, PRINT_ASYNCAPI_FLAG, PRINT_CONFIG_FLAG, RunningService,
+    ServiceContext, ServiceHost, ServiceHostBuilder, ShutdownIncomplete, StartupError,
 };
 pub use problem::{
     ApiError, ApiResult, DOMAIN_PROBLEM_BASE, FieldError, PROBLEM_JSON, Problem, ProblemDetails,

@@ -26,8 +26,14 @@ use crate::security::{AllowList, declare_in_openapi, openapi_operations as opera
 /// Name of the RFC 9457 problem schema in `components.schemas`.
 pub const PROBLEM_SCHEMA: &str = "Problem";
 
+/// What [`document`] appends to `info.description`: a link to the service's
+/// AsyncAPI document, which the docs UI (`/docs`) shows on its page.
+pub const ASYNCAPI_LINK: &str =
+    "Messages the service publishes and receives: its [AsyncAPI document](/asyncapi.json).";
+
 /// Declares the credentials the edge accepts ([`declare_in_openapi`]), the
-/// [`PROBLEM_SCHEMA`] schema, and on every operation each status the edge
+/// [`PROBLEM_SCHEMA`] schema, the link to the AsyncAPI document
+/// ([`ASYNCAPI_LINK`], in `info.description`), and on every operation each status the edge
 /// may answer for it (see the module docs), leaving the responses the
 /// service declared itself as they are (a problem schema added where they
 /// have none).
@@ -48,6 +54,7 @@ pub const PROBLEM_SCHEMA: &str = "Problem";
 /// chassis_web::openapi::document(&mut api, &chassis);
 /// let doc = serde_json::to_value(&api).unwrap();
 /// let responses = &doc["paths"]["/orders"]["post"]["responses"];
+/// assert!(doc["info"]["description"].as_str().unwrap().contains("(/asyncapi.json)"));
 /// for status in ["400", "401", "413", "415", "422", "429", "500", "503"] {
 ///     assert_eq!(
 ///         responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
@@ -58,6 +65,13 @@ pub const PROBLEM_SCHEMA: &str = "Problem";
 /// ```
 pub fn document(api: &mut OpenApi, chassis: &ChassisConfig) {
     let security = &chassis.security;
+    let description = api.info.description.get_or_insert_with(String::new);
+    if !description.contains(ASYNCAPI_LINK) {
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(ASYNCAPI_LINK);
+    }
     declare_in_openapi(api, &security.auth);
     api.components
         .get_or_insert_with(Default::default)

@@ -19,6 +19,10 @@
 //! [`RequestClient`] sends a typed [`Request`] and awaits its typed response
 //! within a timeout, [`Responders`] answer them (see [`request`]).
 //!
+//! [`asyncapi`] describes what a service sends and receives as an AsyncAPI
+//! 3.0 document; providers add their broker's side through
+//! [`asyncapi::BrokerBinding`].
+//!
 //! ```
 //! use std::sync::Arc;
 //! use messaging_abstractions::{
@@ -50,6 +54,7 @@
 //! }
 //! ```
 
+pub mod asyncapi;
 mod bus;
 pub mod cloudevents;
 mod config;

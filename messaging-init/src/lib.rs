@@ -49,6 +49,7 @@ use std::sync::Arc;
 
 use chassis_core::config::{ConfigSource, InvalidValue};
 use chassis_core::provider::{ProviderError, ProviderTable, Section};
+use messaging_abstractions::asyncapi::BrokerBinding;
 use messaging_abstractions::{EventBus, MessagingConfig};
 use thiserror::Error;
 
@@ -72,6 +73,10 @@ pub fn providers<S: ConfigSource + Sync>() -> ProviderTable<BusDriver<S>> {
 pub struct BusDriver<S> {
     /// Reads and checks the provider's section: `(key, effective value)`.
     pub settings: fn(&S) -> Result<Section, InvalidValue>,
+    /// Reads and checks the provider's section and returns what it adds to
+    /// the service's AsyncAPI document (its settings, which implement
+    /// [`BrokerBinding`]), without connecting to anything.
+    pub binding: fn(&S) -> Result<Box<dyn BrokerBinding>, InvalidValue>,
     /// Builds the bus for the service named by the `&str`.
     pub build: for<'a> fn(&'a MessagingConfig, &'a S, &'a str) -> BoxFuture<'a, Built>,
 }
@@ -139,6 +144,19 @@ pub async fn build<S: ConfigSource + Sync>(
     (provider.driver.build)(config, source, service_name).await
 }
 
+/// What the configured provider adds to the service's AsyncAPI document
+/// (broker, addresses, bindings, headers), after the same checks as
+/// [`check`]; connects to nothing, so `--print-asyncapi` works offline.
+pub fn broker_binding<S: ConfigSource + Sync>(
+    config: &MessagingConfig,
+    source: &S,
+) -> Result<Box<dyn BrokerBinding>, MessagingInitError> {
+    check(config, source)?;
+    let table = providers::<S>();
+    let provider = table.resolve(&config.provider)?;
+    Ok((provider.driver.binding)(source)?)
+}
+
 /// The effective settings of every compiled-in provider, as
 /// `(section key, value)`, secrets redacted: what `--print-config` shows.
 pub fn provider_sections(
@@ -190,6 +208,11 @@ mod inmemory {
     pub(super) fn driver<S: ConfigSource + Sync>() -> BusDriver<S> {
         BusDriver {
             settings: |source| section(source, InMemoryConfig::SECTION, InMemoryConfig::validate),
+            binding: |source| {
+                let settings =
+                    source.read_valid(InMemoryConfig::SECTION, InMemoryConfig::validate)?;
+                Ok(Box::new(settings))
+            },
             build: |config, source, _| Box::pin(async move { build(config, source) }),
         }
     }
@@ -212,6 +235,11 @@ mod rabbitmq {
     pub(super) fn driver<S: ConfigSource + Sync>() -> BusDriver<S> {
         BusDriver {
             settings: |source| section(source, RabbitMqConfig::SECTION, RabbitMqConfig::validate),
+            binding: |source| {
+                let settings =
+                    source.read_valid(RabbitMqConfig::SECTION, RabbitMqConfig::validate)?;
+                Ok(Box::new(settings))
+            },
             build: |config, source, service| Box::pin(build(config, source, service)),
         }
     }
@@ -239,6 +267,10 @@ mod nats {
     pub(super) fn driver<S: ConfigSource + Sync>() -> BusDriver<S> {
         BusDriver {
             settings: |source| section(source, NatsConfig::SECTION, NatsConfig::validate),
+            binding: |source| {
+                let settings = source.read_valid(NatsConfig::SECTION, NatsConfig::validate)?;
+                Ok(Box::new(settings))
+            },
             build: |config, source, service| Box::pin(build(config, source, service)),
         }
     }

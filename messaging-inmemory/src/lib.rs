@@ -116,6 +116,7 @@
 //! [`EventBus::reply`]: messaging_abstractions::EventBus::reply
 //! [`PublishError::Unavailable`]: messaging_abstractions::PublishError::Unavailable
 
+mod asyncapi;
 mod broker;
 mod bus;
 mod config;

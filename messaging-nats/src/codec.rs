@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The prefix of attribute headers.
-const CE_PREFIX: &str = "ce-";
+pub(crate) const CE_PREFIX: &str = "ce-";
 /// The previous format's one header, read for one release.
 const H_ENVELOPE: &str = "Chassis-Envelope";
 /// Besides controls and non-ASCII (always encoded), what the binding encodes.

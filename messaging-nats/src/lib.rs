@@ -130,6 +130,7 @@
 //! unless that ran already, then refuses publishes, fails waiting requests,
 //! and drains and closes the connection. Both are idempotent.
 
+mod asyncapi;
 mod codec;
 mod config;
 mod consumer;

@@ -34,7 +34,7 @@ use crate::topology::MAX_NAME_LEN;
 
 /// The prefix of attribute headers the chassis writes (the binding's
 /// preferred separator, which JMS selectors accept too).
-const CE_PREFIX: &str = "cloudEvents_";
+pub(crate) const CE_PREFIX: &str = "cloudEvents_";
 /// The binding's other separator, read as well.
 const CE_PREFIX_COLON: &str = "cloudEvents:";
 /// Knative eventing's RabbitMQ binding, read as well.

@@ -163,6 +163,7 @@
 //! closes the channels and the connection. Prefetched messages that no
 //! handler started go back to the queue. Both are idempotent.
 
+mod asyncapi;
 mod codec;
 mod config;
 mod consumer;

@@ -7,7 +7,8 @@
 //      DOCS_SCREENSHOT  where to save the page (PNG)
 //
 // Checks: /docs loads with every request outside the service refused (no
-// network); it lists every operation of /openapi.json; the Authorize dialog
+// network); it lists every operation of /openapi.json; it links
+// /asyncapi.json, served without credentials; the Authorize dialog
 // offers the declared schemes (API key, bearer JWT); "Try it out" on
 // POST /orders is answered 401 before authorizing and 201 after entering
 // the API key.
@@ -97,6 +98,14 @@ async function main() {
     listed.sort();
     check(JSON.stringify(listed) === JSON.stringify(expected),
       `the UI lists every operation of /openapi.json (${expected.length}: ${expected.join(', ')}; listed: ${listed.join(', ')})`);
+
+    // The page links the service's AsyncAPI document, served without credentials.
+    const links = await page.$$eval('.info a', (as) => as.map((a) => a.getAttribute('href')));
+    check(links.includes('/asyncapi.json'), `the page links /asyncapi.json (links: ${links.join(', ') || 'none'})`);
+    const asyncapi = await fetch(`${base}/asyncapi.json`);
+    const asyncapiVersion = asyncapi.status === 200 ? (await asyncapi.json()).asyncapi : undefined;
+    check(asyncapiVersion === '3.0.0',
+      `/asyncapi.json answers an AsyncAPI 3.0.0 document without credentials (status ${asyncapi.status}, version ${asyncapiVersion})`);
 
     const schemes = Object.keys((doc.components || {}).securitySchemes || {});
     check(schemes.includes('api_key') && schemes.includes('bearer'),

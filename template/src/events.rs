@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An item was created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `ToSchema` gives its payload schema in the AsyncAPI document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemCreated {
     /// The new item.
     pub item_id: Uuid,

@@ -36,6 +36,10 @@ pub fn host() -> ServiceHostBuilder {
     ServiceHost::builder(SERVICE_NAME)
         .version(env!("CARGO_PKG_VERSION"))
         .migrations(tables::MIGRATIONS)
+        // The AsyncAPI document (`/asyncapi.json`, `--print-asyncapi`): what
+        // the outbox publishes and what `start` subscribes.
+        .publishes::<ItemCreated>()
+        .subscribes::<ItemCreated>()
         .on_start(start)
         .routes(|ctx| api::router(app::Items::new(ctx.persistence()), ctx.chassis()))
 }

@@ -122,3 +122,18 @@ async fn the_openapi_document_tells_what_the_service_answers() {
     assert_eq!(name["maxLength"], {{crate_name}}::domain::MAX_NAME_CHARS);
     assert_eq!(name["pattern"], chassis_domain::text::NOT_BLANK_PATTERN);
 }
+
+/// `/asyncapi.json` (served without credentials) lists the event the
+/// service publishes and receives, with its payload schema;
+/// `chassis_testing::asyncapi::check_contracts` checks it against the
+/// documents of the services it talks to.
+#[tokio::test]
+async fn the_asyncapi_document_lists_the_events() {
+    let doc = chassis_testing::asyncapi::asyncapi_document({{crate_name}}::host()).await;
+    let id = ItemCreated::EVENT_TYPE.replace('.', "_");
+    assert_eq!(doc["operations"][format!("send_{id}")]["action"], "send");
+    assert_eq!(doc["operations"][format!("receive_{id}")]["action"], "receive");
+    let payload = &doc["components"]["messages"][&id]["payload"]["schema"];
+    assert_eq!(payload["properties"]["item_id"]["format"], "uuid");
+    chassis_testing::asyncapi::check_contracts(&[&doc]);
+}

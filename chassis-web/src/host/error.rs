@@ -38,6 +38,9 @@ pub enum StartupError {
     /// Metrics could not be set up (`[metrics]`).
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// A declared message's payload schema cannot be made self-contained.
+    #[error(transparent)]
+    AsyncApi(#[from] crate::asyncapi::SchemaError),
     /// A start-up hook of the service failed.
     #[error("start-up hook failed: {0}")]
     Hook(#[source] BoxError),

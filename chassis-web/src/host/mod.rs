@@ -20,6 +20,7 @@ use axum::Router;
 use chassis_core::HealthCheck;
 use logging_init::BoxedLayer;
 use messaging_abstractions::EventBus;
+use messaging_abstractions::asyncapi::{self, Catalog};
 use storage_abstractions::{Migration, Store};
 use tokio::task::JoinHandle;
 
@@ -39,6 +40,11 @@ type TaskList = Vec<(String, JoinHandle<Result<(), BoxError>>)>;
 
 /// The command-line flag that prints the effective configuration and exits.
 pub const PRINT_CONFIG_FLAG: &str = "--print-config";
+
+/// The command-line flag that prints the service's AsyncAPI document (what
+/// [`asyncapi::ASYNCAPI_PATH`](crate::asyncapi::ASYNCAPI_PATH) serves) and
+/// exits; it connects to nothing.
+pub const PRINT_ASYNCAPI_FLAG: &str = "--print-asyncapi";
 
 /// The command-line flag that applies the service's migrations
 /// ([`ServiceHostBuilder::migrations`]) and exits: for a Kubernetes init
@@ -65,6 +71,8 @@ impl ServiceHost {
             checks: Vec::new(),
             log_layers: Vec::new(),
             install_logging: true,
+            catalog: Catalog::new(),
+            catalog_errors: Vec::new(),
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct ServiceHostBuilder {
     checks: Vec<Arc<dyn HealthCheck>>,
     log_layers: Vec<BoxedLayer>,
     install_logging: bool,
+    catalog: Catalog,
+    catalog_errors: Vec<crate::asyncapi::SchemaError>,
 }
 
 impl std::fmt::Debug for ServiceHostBuilder {
@@ -284,7 +294,8 @@ impl ServiceHostBuilder {
     }
 
     /// Command-line arguments (without the program name) instead of the
-    /// process'; only [`PRINT_CONFIG_FLAG`] and `--healthcheck` are interpreted.
+    /// process'; only [`PRINT_CONFIG_FLAG`], [`PRINT_ASYNCAPI_FLAG`], [`MIGRATE_ONLY_FLAG`] and
+    /// `--healthcheck` are interpreted.
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -310,6 +321,119 @@ impl ServiceHostBuilder {
     pub fn install_logging(mut self, install: bool) -> Self {
         self.install_logging = install;
         self
+    }
+
+    /// Declares that the service publishes `E` (directly or through its
+    /// outbox): a `send` operation of its AsyncAPI document, with the
+    /// payload schema of `E`'s `utoipa::ToSchema`.
+    #[cfg(feature = "openapi")]
+    pub fn publishes<E>(self) -> Self
+    where
+        E: messaging_abstractions::IntegrationEvent + utoipa::ToSchema,
+    {
+        self.declare(|catalog| Ok(catalog.publishes(crate::asyncapi::message_schema::<E>()?)))
+    }
+
+    /// Declares that the service's consumer group receives `E` (the
+    /// handlers it subscribes): a `receive` operation.
+    #[cfg(feature = "openapi")]
+    pub fn subscribes<E>(self) -> Self
+    where
+        E: messaging_abstractions::IntegrationEvent + utoipa::ToSchema,
+    {
+        self.declare(|catalog| Ok(catalog.subscribes(crate::asyncapi::message_schema::<E>()?)))
+    }
+
+    /// Declares that the service asks `R` (a `RequestClient<R>`) and awaits
+    /// `R::Response`: a `send` operation with its `reply`.
+    #[cfg(feature = "openapi")]
+    pub fn requests<R>(self) -> Self
+    where
+        R: messaging_abstractions::Request + utoipa::ToSchema,
+        R::Response: utoipa::ToSchema,
+    {
+        self.declare(|catalog| {
+            Ok(catalog.requests(
+                crate::asyncapi::message_schema::<R>()?,
+                crate::asyncapi::message_schema::<R::Response>()?,
+            ))
+        })
+    }
+
+    /// Declares that the service answers `R` (its `Responders`) with
+    /// `R::Response`: a `receive` operation with its `reply`.
+    #[cfg(feature = "openapi")]
+    pub fn answers<R>(self) -> Self
+    where
+        R: messaging_abstractions::Request + utoipa::ToSchema,
+        R::Response: utoipa::ToSchema,
+    {
+        self.declare(|catalog| {
+            Ok(catalog.answers(
+                crate::asyncapi::message_schema::<R>()?,
+                crate::asyncapi::message_schema::<R::Response>()?,
+            ))
+        })
+    }
+
+    /// Adds to the catalog; a schema error is kept for `asyncapi_document`
+    /// and `start` to report (the builder itself cannot fail).
+    #[cfg(feature = "openapi")]
+    fn declare(
+        mut self,
+        add: impl FnOnce(Catalog) -> Result<Catalog, crate::asyncapi::SchemaError>,
+    ) -> Self {
+        let before = self.catalog.clone();
+        match add(std::mem::take(&mut self.catalog)) {
+            Ok(catalog) => self.catalog = catalog,
+            Err(error) => {
+                self.catalog = before;
+                self.catalog_errors.push(error);
+            }
+        }
+        self
+    }
+
+    /// Declares messages of the service's AsyncAPI document by hand
+    /// (messages whose types have no `utoipa::ToSchema`, or a service
+    /// without the `openapi` feature): `declare` gets the catalog declared
+    /// so far and returns it with more.
+    pub fn messages(mut self, declare: impl FnOnce(Catalog) -> Catalog) -> Self {
+        self.catalog = declare(std::mem::take(&mut self.catalog));
+        self
+    }
+
+    /// The service's AsyncAPI 3.0 document, as [`PRINT_ASYNCAPI_FLAG`]
+    /// prints and [`ASYNCAPI_PATH`](crate::asyncapi::ASYNCAPI_PATH) serves:
+    /// the declared messages on the configured provider's broker. Connects
+    /// to nothing.
+    pub fn asyncapi_document(&self) -> Result<serde_json::Value, StartupError> {
+        self.asyncapi_document_for(&self.load_config()?)
+    }
+
+    fn asyncapi_document_for(
+        &self,
+        config: &Configuration,
+    ) -> Result<serde_json::Value, StartupError> {
+        let chassis = config.chassis();
+        let binding = messaging_init::broker_binding(&chassis.messaging, config)?;
+        self.asyncapi_document_on(config, binding.as_ref())
+    }
+
+    fn asyncapi_document_on(
+        &self,
+        config: &Configuration,
+        binding: &dyn asyncapi::BrokerBinding,
+    ) -> Result<serde_json::Value, StartupError> {
+        if let Some(error) = self.catalog_errors.first() {
+            return Err(StartupError::AsyncApi(error.clone()));
+        }
+        let service = &config.chassis().service;
+        let version = Some(service.version.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "0.0.0".to_owned());
+        let info = asyncapi::Info::new(service.name.clone(), version);
+        Ok(asyncapi::document(&info, &self.catalog, binding))
     }
 
     fn loader(&self) -> ConfigLoader {

@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use super::running::Concerns;
 use super::{
-    MIGRATE_ONLY_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext, ServiceHostBuilder,
-    StartupError,
+    MIGRATE_ONLY_FLAG, PRINT_ASYNCAPI_FLAG, PRINT_CONFIG_FLAG, RunningService, ServiceContext,
+    ServiceHostBuilder, StartupError,
 };
 use crate::config::ChassisConfig;
 use crate::middleware::{ConnectPeers, standard_stack};
@@ -24,7 +24,8 @@ impl ServiceHostBuilder {
     /// Runs the service until SIGINT/SIGTERM, then shuts down gracefully.
     ///
     /// With `--print-config` it prints the effective configuration instead
-    /// and exits; with `--healthcheck` it probes `/health/ready` of the
+    /// and exits; with `--print-asyncapi` it prints the AsyncAPI document
+    /// (see [`ServiceHostBuilder::asyncapi_document`]) and exits; with `--healthcheck` it probes `/health/ready` of the
     /// service this configuration describes (for container HEALTHCHECKs in
     /// images without curl) and exits 0 when it answers 200. A start-up error prints one line to stderr and returns a
     /// failure exit code.
@@ -55,6 +56,15 @@ impl ServiceHostBuilder {
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(&StartupError::Config(error)),
+            };
+        }
+        if args.iter().any(|a| a == PRINT_ASYNCAPI_FLAG) {
+            return match self.asyncapi_document() {
+                Ok(document) => {
+                    println!("{document:#}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
             };
         }
         // Caught from here on: a signal during start-up shuts the service
@@ -112,6 +122,15 @@ impl ServiceHostBuilder {
         if self.bus.is_none() {
             messaging_init::check(&chassis.messaging, config.as_ref())?;
         }
+        let asyncapi = match self.asyncapi_document_for(&config) {
+            Ok(document) => document,
+            // An injected bus needs no configured provider: the document
+            // then describes messages without a broker.
+            Err(StartupError::Messaging(_)) if self.bus.is_some() => {
+                self.asyncapi_document_on(&config, &messaging_abstractions::asyncapi::NoBroker)?
+            }
+            Err(error) => return Err(error),
+        };
         let service = chassis.service.name.clone();
         let version = Some(chassis.service.version.clone()).filter(|v| !v.is_empty());
         let traces = traces_init::build(
@@ -195,7 +214,11 @@ impl ServiceHostBuilder {
             for routes in self.routes {
                 router = router.merge(routes(&context));
             }
-            let router = telemetry.router(router.merge(health.routes()));
+            let router = telemetry.router(
+                router
+                    .merge(health.routes())
+                    .merge(crate::asyncapi::routes(asyncapi)),
+            );
             let router = standard_stack(router, &chassis.http)
                 .propagate_trace_context(traces.is_enabled())
                 .security(security)

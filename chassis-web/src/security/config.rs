@@ -57,6 +57,7 @@ impl Default for AuthConfig {
                 "/health/ready",
                 "/metrics",
                 "/openapi.json",
+                "/asyncapi.json",
                 "/docs/*",
             ]
             .map(String::from)

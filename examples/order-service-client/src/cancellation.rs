@@ -14,6 +14,7 @@ use uuid::Uuid;
 /// The customer cancelled the order: shipping should take its units out of
 /// the packages not yet sent, or refuse when some were sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderCancellationRequested {
     /// The order.
     pub order_id: Uuid,
@@ -21,6 +22,7 @@ pub struct OrderCancellationRequested {
     pub attempt: u32,
     /// When the customer asked (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub requested_at: OffsetDateTime,
 }
 
@@ -37,6 +39,7 @@ impl IntegrationEvent for OrderCancellationRequested {
 /// (`cancellation_refused`), so shipping must put back whatever it released
 /// for it, and refuse a cancellation request of this order arriving late.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderCancellationWithdrawn {
     /// The order.
     pub order_id: Uuid,

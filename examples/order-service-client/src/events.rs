@@ -11,6 +11,7 @@ use uuid::Uuid;
 /// An order is complete (paid): what shipping needs to pack it. Carries no
 /// prices — shipping has no business with them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderCompleted {
     /// The completed order.
     pub order_id: Uuid,
@@ -20,6 +21,7 @@ pub struct OrderCompleted {
     pub items: Vec<ItemToShip>,
     /// When the order was completed (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub completed_at: OffsetDateTime,
 }
 
@@ -29,6 +31,7 @@ pub struct OrderCompleted {
 /// producer that adds a field sends no consumer's messages to the
 /// dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Destination {
     /// Recipient's name.
     pub name: String,
@@ -45,6 +48,7 @@ pub struct Destination {
 /// One line of a completed order, as shipping sees it. Weight and
 /// dimensions are per unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemToShip {
     /// Stock keeping unit, unique within the order.
     pub sku: String,

@@ -60,6 +60,14 @@ pub fn host() -> ServiceHostBuilder {
         .version(env!("CARGO_PKG_VERSION"))
         .declare_section::<cancellation::CancellationConfig>("cancellation")
         .declare_section::<quote::QuoteConfig>("order")
+        // The AsyncAPI document (`/asyncapi.json`, `--print-asyncapi`): what
+        // the outbox publishes, what the saga receives, what quotes ask.
+        .publishes::<order_service_client::OrderCompleted>()
+        .publishes::<order_service_client::cancellation::OrderCancellationRequested>()
+        .publishes::<order_service_client::cancellation::OrderCancellationWithdrawn>()
+        .subscribes::<shipping_service_client::cancellation::ShipmentCancelled>()
+        .subscribes::<shipping_service_client::cancellation::ShipmentCancellationRefused>()
+        .requests::<shipping_service_client::quote::QuoteRequest>()
         .on_start(|ctx| async move {
             // Publishes what orders and the cancellation saga write to the outbox.
             ctx.start_outbox_relay();

@@ -9,6 +9,7 @@ use uuid::Uuid;
 /// The order's units were taken out of its packages (none had been sent);
 /// packages left empty were discarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShipmentCancelled {
     /// The order.
     pub order_id: Uuid,
@@ -30,6 +31,7 @@ impl IntegrationEvent for ShipmentCancelled {
 /// The order cannot be cancelled any more: some of its packages were sent
 /// (or the cancellation had been withdrawn). Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShipmentCancellationRefused {
     /// The order.
     pub order_id: Uuid,

@@ -41,6 +41,7 @@ use crate::dto::UnshippableItem;
 
 /// Ask shipping how it would ship these items to this destination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuoteRequest {
     /// Where the items would go.
     pub destination: Destination,
@@ -53,6 +54,7 @@ pub struct QuoteRequest {
 /// fields, while a message is read tolerantly (unknown fields ignored), so a
 /// requester that adds a field is still answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Destination {
     /// Recipient's name.
     pub name: String,
@@ -80,6 +82,7 @@ impl From<Destination> for crate::dto::Destination {
 
 /// One line to quote. Weight and dimensions are per unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuoteItem {
     /// Stock keeping unit.
     pub sku: String,

@@ -67,6 +67,14 @@ pub fn host() -> ServiceHostBuilder {
         .version(env!("CARGO_PKG_VERSION"))
         .migrations(tables::MIGRATIONS)
         .declare_section::<ShippingConfig>("shipping")
+        // The AsyncAPI document (`/asyncapi.json`, `--print-asyncapi`): what
+        // `subscribe` and `quote::serve` register, what the outbox publishes.
+        .subscribes::<OrderCompleted>()
+        .subscribes::<order_service_client::cancellation::OrderCancellationRequested>()
+        .subscribes::<order_service_client::cancellation::OrderCancellationWithdrawn>()
+        .answers::<shipping_service_client::quote::QuoteRequest>()
+        .publishes::<shipping_service_client::cancellation::ShipmentCancelled>()
+        .publishes::<shipping_service_client::cancellation::ShipmentCancellationRefused>()
         .on_start(subscribe)
         .on_start(quote::serve)
         .on_start(|ctx| async move {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use chassis_web::{MIGRATE_ONLY_FLAG, StartupError};
+use chassis_web::StartupError;
 use common::{TempDir, isolated};
 use storage_abstractions::Migration;
 
@@ -82,7 +82,7 @@ mod sqlite {
         let db = dir.path().join("service.db");
         let code = on_file(&dir, &db)
             .migrations(NOTES)
-            .args([MIGRATE_ONLY_FLAG])
+            .args([chassis_web::MIGRATE_ONLY_FLAG])
             .run()
             .await;
         assert_eq!(code, std::process::ExitCode::SUCCESS);

@@ -105,10 +105,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker and waits until it is prepared.
+    /// Starts the worker and waits until it is prepared. With
+    /// `BENCH_WORKER_WRAPPER` set (say `valgrind --tool=callgrind
+    /// --callgrind-out-file=/tmp/w.%p`), the worker runs under that command
+    /// (split at spaces): to profile the measured side alone.
     pub fn start(args: &[&str]) -> Self {
         let me = std::env::current_exe().expect("current exe");
-        let mut child = Command::new(me)
+        let wrapper = std::env::var("BENCH_WORKER_WRAPPER").unwrap_or_default();
+        let mut command = match wrapper.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(me);
+                command
+            }
+            None => Command::new(me),
+        };
+        let mut child = command
             .arg(ROLE)
             .args(args)
             .stdin(Stdio::piped())

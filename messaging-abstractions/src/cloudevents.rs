@@ -221,7 +221,21 @@ pub fn from_attributes<N: AsRef<str>>(
     let mut source = None;
     let mut event_type = None;
     let mut time = None;
-    let mut envelope = Envelope::new("", "", payload.to_vec());
+    // Not `Envelope::new`: its fresh id and clock reading would be
+    // overwritten below (and a v7 id costs a getrandom call per message).
+    let mut envelope = Envelope {
+        message_id: Uuid::nil(),
+        event_type: String::new(),
+        correlation_id: None,
+        causation_id: None,
+        traceparent: None,
+        tracestate: None,
+        timestamp: SystemTime::UNIX_EPOCH,
+        content_type: String::new(),
+        partition_key: None,
+        headers: BTreeMap::new(),
+        payload: payload.to_vec(),
+    };
     for (name, value) in attributes {
         let name = name.as_ref();
         let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {

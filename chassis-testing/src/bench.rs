@@ -197,7 +197,11 @@ pub fn run(args: &[&str]) {
         .stdin(Stdio::null())
         .status()
         .expect("worker process starts");
-    assert!(status.success(), "worker `{}` failed: {status}", args.join(" "));
+    assert!(
+        status.success(),
+        "worker `{}` failed: {status}",
+        args.join(" ")
+    );
 }
 
 /// utime + stime of process `pid` (all its threads), from `/proc/<pid>/stat`.
@@ -330,7 +334,7 @@ impl Rounds {
     /// The order of the sides in `round`: reversed every other round, so no
     /// side always follows the same one.
     pub fn order(&self, round: usize) -> Vec<usize> {
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             (0..self.sides.len()).collect()
         } else {
             (0..self.sides.len()).rev().collect()
@@ -370,7 +374,14 @@ impl Rounds {
     }
 
     /// Records and prints one measurement of `operation` by side `side`.
-    pub fn record(&mut self, round: usize, operation: &str, side: usize, sample: Sample, quiet: &Quiet) {
+    pub fn record(
+        &mut self,
+        round: usize,
+        operation: &str,
+        side: usize,
+        sample: Sample,
+        quiet: &Quiet,
+    ) {
         println!(
             "round {round} {operation:<8} {:<8} {:>9.0} msg/s {:>7.2} µs CPU/msg   {quiet}",
             self.sides[side], sample.rate, sample.cpu_us

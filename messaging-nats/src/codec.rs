@@ -117,7 +117,10 @@ static CE_HEADERS: [(&str, HeaderName); 12] = {
             a::DATACONTENTTYPE,
             HeaderName::from_static("ce-datacontenttype"),
         ),
-        (a::CORRELATIONID, HeaderName::from_static("ce-correlationid")),
+        (
+            a::CORRELATIONID,
+            HeaderName::from_static("ce-correlationid"),
+        ),
         (a::CAUSATIONID, HeaderName::from_static("ce-causationid")),
         (a::TRACEPARENT, HeaderName::from_static("ce-traceparent")),
         (a::TRACESTATE, HeaderName::from_static("ce-tracestate")),

@@ -3,8 +3,8 @@
 
 use std::future::Future as _;
 use std::panic::AssertUnwindSafe;
-use std::task::Poll;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;

@@ -184,6 +184,21 @@ async fn declare_group(url: &str, name: &str, counter: Arc<Counter>) {
     setup.shutdown().await.expect("shutdown");
 }
 
+/// One bare persistent message (delivery mode, content type); its confirm.
+async fn raw_publish(channel: &Channel, key: &str, body: Vec<u8>) -> lapin::PublisherConfirm {
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(JSON_CONTENT_TYPE.into());
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        immediate: false,
+    };
+    channel
+        .basic_publish(RAW_EXCHANGE.into(), key.into(), mandatory, &body, props)
+        .await
+        .expect("publish")
+}
+
 async fn publish(side: &str, url: &str, name: &str, messages: usize) {
     let queue = match side {
         "raw" => {
@@ -230,32 +245,14 @@ async fn publish(side: &str, url: &str, name: &str, messages: usize) {
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
                 .expect("confirms");
-            let props = || {
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type(JSON_CONTENT_TYPE.into())
-            };
-            let send = |body: Vec<u8>| {
-                let channel = channel.clone();
-                let key = key.clone();
-                async move {
-                    channel
-                        .basic_publish(
-                            RAW_EXCHANGE.into(),
-                            key.as_str().into(),
-                            BasicPublishOptions {
-                                mandatory: true,
-                                immediate: false,
-                            },
-                            &body,
-                            props(),
-                        )
-                        .await
-                        .expect("publish")
-                }
-            };
             // Warm-up: the connection and the queue's first write.
-            assert!(send(payload(0)).await.await.expect("confirm").is_ack());
+            assert!(
+                raw_publish(&channel, &key, payload(0))
+                    .await
+                    .await
+                    .expect("confirm")
+                    .is_ack()
+            );
             let bodies: Vec<Vec<u8>> = (0..messages).map(payload).collect();
             bench::ready();
             let started = Instant::now();
@@ -265,7 +262,7 @@ async fn publish(side: &str, url: &str, name: &str, messages: usize) {
                     let confirm: lapin::PublisherConfirm = window.pop_front().unwrap();
                     assert!(confirm.await.expect("confirm").is_ack());
                 }
-                window.push_back(send(body).await);
+                window.push_back(raw_publish(&channel, &key, body).await);
             }
             for confirm in window {
                 assert!(confirm.await.expect("confirm").is_ack());
@@ -355,7 +352,11 @@ async fn consume(side: &str, url: &str, name: &str, messages: usize) {
                 .await
                 .expect("consume");
             for _ in 0..messages {
-                let delivery = consumer.next().await.expect("a delivery").expect("delivery");
+                let delivery = consumer
+                    .next()
+                    .await
+                    .expect("a delivery")
+                    .expect("delivery");
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     delivery.ack(BasicAckOptions::default()).await.expect("ack");

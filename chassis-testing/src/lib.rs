@@ -19,6 +19,8 @@
 //!   local RabbitMQ, the lock that keeps broker-restart tests alone, and a
 //!   guard that always starts a stopped broker again; [`nats`] runs a
 //!   `nats-server` of a test's own that it can stop and start.
+//! - Benches (feature `bench`): the module `bench` runs the measured sides of a
+//!   bench as processes of their own and reports medians and min–max.
 //!
 //! ```
 //! use chassis_testing::TestBus;
@@ -47,6 +49,8 @@
 //! ```
 
 pub mod asyncapi;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod contracts;
 pub mod nats;
 mod openapi;

@@ -221,7 +221,21 @@ pub fn from_attributes<N: AsRef<str>>(
     let mut source = None;
     let mut event_type = None;
     let mut time = None;
-    let mut envelope = Envelope::new("", "", payload.to_vec());
+    // Not `Envelope::new`: its fresh id and clock reading would be
+    // overwritten below (and a v7 id costs a getrandom call per message).
+    let mut envelope = Envelope {
+        message_id: Uuid::nil(),
+        event_type: String::new(),
+        correlation_id: None,
+        causation_id: None,
+        traceparent: None,
+        tracestate: None,
+        timestamp: SystemTime::UNIX_EPOCH,
+        content_type: String::new(),
+        partition_key: None,
+        headers: BTreeMap::new(),
+        payload: payload.to_vec(),
+    };
     for (name, value) in attributes {
         let name = name.as_ref();
         let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -372,12 +386,36 @@ pub fn format_time(t: SystemTime) -> String {
     };
     let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     let of_day = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            of_day / 3600,
+            of_day % 3600 / 60,
+            of_day % 60
+        );
+    }
+    // By hand: `format!` of eight padded numbers costs more than the rest
+    // of a message's headers (this runs once per published message).
+    let mut out = [0u8; 30];
+    let mut at = 0;
+    let mut put = |value: u64, width: u32, then: Option<u8>| {
+        for power in (0..width).rev() {
+            out[at] = b'0' + (value / 10u64.pow(power) % 10) as u8;
+            at += 1;
+        }
+        if let Some(separator) = then {
+            out[at] = separator;
+            at += 1;
+        }
+    };
+    put(year as u64, 4, Some(b'-'));
+    put(month as u64, 2, Some(b'-'));
+    put(day as u64, 2, Some(b'T'));
+    put((of_day / 3600) as u64, 2, Some(b':'));
+    put((of_day % 3600 / 60) as u64, 2, Some(b':'));
+    put((of_day % 60) as u64, 2, Some(b'.'));
+    put(u64::from(nanos), 9, Some(b'Z'));
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Parses an RFC 3339 timestamp (`T` or space, any fraction, `Z` or an offset).

@@ -1,25 +1,32 @@
-//! Publish-with-stream-acks and consume-with-acks throughput through the
-//! chassis provider, next to raw async-nats doing the same work in the same
-//! run (the server is another process: the local nats-server).
+//! Publish with stream acks and consume with acks through the chassis
+//! provider, next to raw async-nats doing the same work in the same run,
+//! each measured **from outside**: the measured side is a process of its
+//! own (this binary run as `throughput --role …`, see
+//! `chassis_testing::bench`), the server is the local nats-server.
+//!
+//! - **publish**: the worker publishes N messages (200-byte JSON payload)
+//!   to a file-storage stream with 256 PubAcks in flight and waits for the
+//!   last; raw: `jetstream::Context::publish` of the bare payload; chassis:
+//!   `publish_all` of N envelopes (CloudEvents headers on the wire).
+//! - **consume**: a separate process pre-fills the stream with N chassis
+//!   envelopes; then the worker consumes and acks them all (pull batches of
+//!   500); raw: `messages()` and `ack()` per message, the same bytes;
+//!   chassis: a subscription with prefetch 500 and concurrency 64, timed
+//!   from `subscribe` until every handler returned and `stop_consuming`
+//!   drained them (their acks sent). After the timing the worker checks the
+//!   server has nothing pending or unacked.
+//!
+//! Each round measures raw and chassis alternately (reversed every other
+//! round), each on fresh streams; per side the median and min–max of msg/s
+//! and of the worker's CPU µs per message (utime + stime from /proc), and
+//! the load average before each measurement.
 //!
 //! ```text
-//! cargo bench -p messaging-nats --bench throughput                  # 20000 messages, 5 rounds
-//! BENCH_SMOKE=1 cargo bench -p messaging-nats --bench throughput    # 500 messages, 1 round
-//! cargo test -p messaging-nats --benches                            # the same smoke run
-//! BENCH_MESSAGES=50000 BENCH_ROUNDS=7 cargo bench -p messaging-nats --bench throughput
+//! cargo bench -p messaging-nats --bench throughput
+//! BENCH_MESSAGES=50000 BENCH_ROUNDS=7 BENCH_QUIET_WAIT=5 cargo bench -p messaging-nats --bench throughput
+//! cargo test -p messaging-nats --benches     # smoke: 300 messages, 1 round, nothing timed
 //! ```
-//!
-//! Work: 200-byte messages into a file-storage stream, 256 PubAcks in
-//! flight (`publish_all` for the chassis, the same window for raw), then one
-//! durable pull consumer acking each message (batches of 500; the chassis
-//! with prefetch 500 and concurrency 64; rate from the first delivery to the
-//! last). Sides alternate their order each round; each round uses fresh
-//! streams. Medians, min–max and per-round ratios are printed.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,16 +34,20 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use chassis_testing::bench::{self, Rounds, Worker};
+use chassis_testing::nats::{LOCAL_URL, StreamPrefix};
+use futures::{StreamExt, TryStreamExt};
 use messaging_abstractions::{
     Delivery, Envelope, EventBus, EventBusExt, HandlerError, Handlers, JSON_CONTENT_TYPE,
-    MessageHandler, Subscription,
+    MessageHandler, MessagingConfig, Subscription,
 };
-use messaging_nats::NatsBus;
+use messaging_nats::{NatsBus, NatsConfig};
 use tokio::sync::Notify;
 
 const WINDOW: usize = 256;
 const BATCH: usize = 500;
+const EVENT_TYPE: &str = "bench.message.v1";
+const SIDES: [&str; 2] = ["raw", "chassis"];
 
 fn payload(n: usize) -> Vec<u8> {
     let mut body = format!("{{\"seq\":{n},\"pad\":\"").into_bytes();
@@ -45,223 +56,298 @@ fn payload(n: usize) -> Vec<u8> {
     body
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+fn messaging() -> MessagingConfig {
+    MessagingConfig {
+        provider: "nats".into(),
+        prefetch: BATCH as u16,
+        concurrency: 64,
+        ..MessagingConfig::default()
+    }
 }
 
-async fn raw_round(prefix: &str, messages: usize) -> (f64, f64) {
-    let client = async_nats::connect(common::URL).await.unwrap();
-    let js = jetstream::new(client);
-    let name = format!("{prefix}_raw");
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{prefix}.raw.>")],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let consumer = stream
-        .get_or_create_consumer(
-            "raw",
-            pull::Config {
-                durable_name: Some("raw".into()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let subject = format!("{prefix}.raw.bench.v1");
-    let started = Instant::now();
-    let mut window = VecDeque::new();
-    for n in 0..messages {
-        window.push_back(
-            js.publish(subject.clone(), Bytes::from(payload(n)))
-                .await
-                .unwrap(),
-        );
-        if window.len() >= WINDOW {
-            window.pop_front().unwrap().await.unwrap();
+fn nats(prefix: &str) -> NatsConfig {
+    NatsConfig {
+        url: LOCAL_URL.into(),
+        subject_prefix: prefix.to_owned(),
+        ..NatsConfig::default()
+    }
+}
+
+/// The stream the chassis makes for namespace `bench` of `prefix`, made
+/// the same way by the raw side.
+fn stream_config(prefix: &str) -> stream::Config {
+    stream::Config {
+        name: format!("{prefix}_events_bench"),
+        subjects: vec![format!("{prefix}.bench.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    }
+}
+
+fn subject(prefix: &str) -> String {
+    format!("{prefix}.{EVENT_TYPE}")
+}
+
+fn envelopes(messages: usize) -> Vec<Envelope> {
+    (0..messages)
+        .map(|n| Envelope::new(EVENT_TYPE, JSON_CONTENT_TYPE, payload(n)))
+        .collect()
+}
+
+fn main() {
+    if let Some(args) = bench::role_args() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(worker(&args));
+        return;
+    }
+    let benching = bench::benching();
+    let messages = bench::env_or("BENCH_MESSAGES", if benching { 50_000 } else { 300 });
+    let mut rounds = Rounds::from_env(&SIDES);
+    println!(
+        "# messaging-nats: {messages} messages of 200 bytes per measurement; {}",
+        rounds.describe()
+    );
+    let n = messages.to_string();
+    for round in 0..rounds.count() {
+        for operation in ["publish", "consume"] {
+            for side in rounds.order(round) {
+                let quiet = rounds.wait_for_quiet();
+                let prefix = StreamPrefix::on("bench", LOCAL_URL);
+                let mut worker = Worker::start(&[operation, SIDES[side], &prefix.name, &n]);
+                if operation == "consume" {
+                    bench::run(&["fill", &prefix.name, &n]);
+                }
+                let sample = worker.go();
+                worker.finish();
+                rounds.record(round, operation, side, sample, &quiet);
+            }
         }
     }
-    for ack in window {
-        ack.await.unwrap();
-    }
-    let publish = messages as f64 / started.elapsed().as_secs_f64();
-    let mut pulled = consumer
-        .stream()
-        .max_messages_per_batch(BATCH)
-        .messages()
-        .await
-        .unwrap();
-    let mut first = None;
-    for _ in 0..messages {
-        let message = pulled.next().await.unwrap().unwrap();
-        first.get_or_insert_with(Instant::now);
-        message.ack().await.unwrap();
-    }
-    let consume = messages as f64 / first.unwrap().elapsed().as_secs_f64();
-    js.delete_stream(&name).await.unwrap();
-    (publish, consume)
+    rounds.report();
 }
 
+async fn worker(args: &[String]) {
+    let [role, rest @ ..] = args else {
+        panic!("--role <publish|consume|fill> …");
+    };
+    match (role.as_str(), rest) {
+        ("publish", [side, prefix, n]) => publish(side, prefix, n.parse().expect("count")).await,
+        ("consume", [side, prefix, n]) => consume(side, prefix, n.parse().expect("count")).await,
+        ("fill", [prefix, n]) => {
+            let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-fill")
+                .await
+                .expect("connect");
+            bus.publish_all(envelopes(n.parse().expect("count")))
+                .await
+                .expect("fill");
+            bus.shutdown().await.expect("shutdown");
+        }
+        _ => panic!("unknown role {args:?}"),
+    }
+}
+
+/// Blocks (off the runtime's workers) until the parent closes stdin.
+async fn parent_done() {
+    tokio::task::spawn_blocking(bench::wait_for_parent)
+        .await
+        .expect("stdin reader");
+}
+
+async fn publish(side: &str, prefix: &str, messages: usize) {
+    let client = async_nats::connect(LOCAL_URL).await.expect("connect");
+    let js = jetstream::new(client);
+    let took = match side {
+        "raw" => {
+            js.get_or_create_stream(stream_config(prefix))
+                .await
+                .expect("stream");
+            let subject = subject(prefix);
+            // Warm-up: the connection and the stream's first write.
+            js.publish(subject.clone(), Bytes::from(payload(0)))
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+            let bodies: Vec<Bytes> = (0..messages).map(|n| Bytes::from(payload(n))).collect();
+            bench::ready();
+            let started = Instant::now();
+            let mut window = std::collections::VecDeque::with_capacity(WINDOW);
+            for body in bodies {
+                if window.len() == WINDOW {
+                    let ack: jetstream::context::PublishAckFuture = window.pop_front().unwrap();
+                    ack.await.expect("PubAck");
+                }
+                window.push_back(js.publish(subject.clone(), body).await.expect("publish"));
+            }
+            for ack in window {
+                ack.await.expect("PubAck");
+            }
+            started.elapsed()
+        }
+        "chassis" => {
+            let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-publish")
+                .await
+                .expect("connect");
+            // Warm-up: the stream made and known, the connection used.
+            bus.publish(Envelope::new(
+                "bench.warmup.v1",
+                JSON_CONTENT_TYPE,
+                payload(0),
+            ))
+            .await
+            .expect("publish");
+            let batch = envelopes(messages);
+            bench::ready();
+            let started = Instant::now();
+            bus.publish_all(batch).await.expect("publish_all");
+            let took = started.elapsed();
+            bench::done(messages as u64, took);
+            parent_done().await;
+            bus.shutdown().await.expect("shutdown");
+            check_stored(&js, prefix, messages + 1).await;
+            return;
+        }
+        other => panic!("unknown side {other}"),
+    };
+    bench::done(messages as u64, took);
+    parent_done().await;
+    check_stored(&js, prefix, messages + 1).await;
+}
+
+/// The stream holds what was published.
+async fn check_stored(js: &jetstream::Context, prefix: &str, expected: usize) {
+    let mut stream = js
+        .get_stream(format!("{prefix}_events_bench"))
+        .await
+        .expect("stream");
+    let stored = stream.info().await.expect("stream info").state.messages;
+    assert_eq!(stored, expected as u64, "messages stored");
+}
+
+/// Counts handled messages.
 struct Counter {
     expected: usize,
     handled: AtomicUsize,
-    first: std::sync::Mutex<Option<Instant>>,
-    done: Notify,
+    all: Notify,
 }
 
 #[async_trait]
 impl MessageHandler for Counter {
     async fn handle(&self, _delivery: &Delivery) -> Result<(), HandlerError> {
-        self.first.lock().unwrap().get_or_insert_with(Instant::now);
         if self.handled.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
-            self.done.notify_one();
+            self.all.notify_one();
         }
         Ok(())
     }
 }
 
-async fn chassis_round(prefix: &common::Prefix, messages: usize) -> (f64, f64) {
-    let mut messaging = prefix.messaging();
-    messaging.prefetch = BATCH as u16;
-    messaging.concurrency = 64;
-    let nats = prefix.nats();
-    let publisher = NatsBus::connect(&messaging, &nats, "bench-publisher")
-        .await
-        .unwrap();
-    let consumer = NatsBus::connect(&messaging, &nats, "bench-consumer")
-        .await
-        .unwrap();
-    let counter = Arc::new(Counter {
-        expected: messages,
-        handled: AtomicUsize::new(0),
-        first: std::sync::Mutex::new(None),
-        done: Notify::new(),
-    });
-    let envelopes: Vec<Envelope> = (0..messages)
-        .map(|n| Envelope::new("bench.message.v1", JSON_CONTENT_TYPE, payload(n)))
-        .collect();
-    // The group's consumer is made before the publish (like the raw side's:
-    // a new group starts with what comes after it), then its bus stops so
-    // publishing and consuming are measured apart, as on the raw side.
-    consumer
-        .subscribe(Subscription::new(
-            "bench",
-            Handlers::new().on_raw("bench.message.v1", counter.clone()),
-        ))
-        .await
-        .unwrap();
-    consumer.shutdown().await.unwrap();
-    let started = Instant::now();
-    publisher.publish_all(envelopes).await.unwrap();
-    let publish = messages as f64 / started.elapsed().as_secs_f64();
-    let consumer = NatsBus::connect(&messaging, &nats, "bench-consumer")
-        .await
-        .unwrap();
-    let done = counter.done.notified();
-    consumer
-        .subscribe(Subscription::new(
-            "bench",
-            Handlers::new().on_raw("bench.message.v1", counter.clone()),
-        ))
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(120), done)
-        .await
-        .unwrap();
-    let first = counter.first.lock().unwrap().unwrap();
-    let consume = messages as f64 / first.elapsed().as_secs_f64();
-    consumer.shutdown().await.unwrap();
-    publisher.shutdown().await.unwrap();
-    prefix.delete_streams().await;
-    (publish, consume)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn describe(what: &str, values: &[f64]) {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
-    println!(
-        "{what:32} median {:>9.0}  min–max {min:.0}–{max:.0}",
-        median(values.to_vec())
-    );
-}
-
-fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` does not and
-    // only wants to know the bench builds and runs end to end.
-    let benching = std::env::args().any(|a| a == "--bench");
-    let smoke = !benching || std::env::var("BENCH_SMOKE").is_ok();
-    let messages = env_usize("BENCH_MESSAGES", if smoke { 500 } else { 20_000 });
-    let rounds = env_usize("BENCH_ROUNDS", if smoke { 1 } else { 5 });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "{messages} messages x {rounds} rounds; load before: {}",
-        loadavg.trim()
-    );
-    let (mut raw, mut chassis) = (Vec::new(), Vec::new());
-    runtime.block_on(async {
-        for round in 0..rounds {
-            let prefix = common::Prefix::new("bench");
-            let (r, c) = if round % 2 == 0 {
-                let r = raw_round(&prefix.name, messages).await;
-                (r, chassis_round(&prefix, messages).await)
-            } else {
-                let c = chassis_round(&prefix, messages).await;
-                (raw_round(&prefix.name, messages).await, c)
-            };
-            println!(
-                "round {round}: raw {:.0}/{:.0} msg/s, chassis {:.0}/{:.0} msg/s (publish/consume)",
-                r.0, r.1, c.0, c.1
-            );
-            raw.push(r);
-            chassis.push(c);
+async fn consume(side: &str, prefix: &str, messages: usize) {
+    let client = async_nats::connect(LOCAL_URL).await.expect("connect");
+    let js = jetstream::new(client);
+    let took = match side {
+        "raw" => {
+            let stream = js
+                .get_or_create_stream(stream_config(prefix))
+                .await
+                .expect("stream");
+            let consumer: jetstream::consumer::PullConsumer = stream
+                .get_or_create_consumer(
+                    "raw",
+                    pull::Config {
+                        durable_name: Some("raw".into()),
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        filter_subject: subject(prefix),
+                        max_ack_pending: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("consumer");
+            bench::ready();
+            let started = Instant::now();
+            let mut pulled = consumer
+                .stream()
+                .max_messages_per_batch(BATCH)
+                .messages()
+                .await
+                .expect("pull");
+            for _ in 0..messages {
+                let message = pulled.next().await.expect("a message").expect("pulled");
+                message.ack().await.expect("ack");
+            }
+            started.elapsed()
         }
-    });
-    let pick = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).collect::<Vec<_>>();
-    describe("raw publish (msg/s)", &pick(&raw, |r| r.0));
-    describe("chassis publish (msg/s)", &pick(&chassis, |r| r.0));
-    describe("raw consume (msg/s)", &pick(&raw, |r| r.1));
-    describe("chassis consume (msg/s)", &pick(&chassis, |r| r.1));
-    let ratios = |f: fn(&(f64, f64)) -> f64| {
-        raw.iter()
-            .zip(&chassis)
-            .map(|(r, c)| f(c) / f(r))
-            .collect::<Vec<_>>()
+        "chassis" => {
+            let counter = Arc::new(Counter {
+                expected: messages,
+                handled: AtomicUsize::new(0),
+                all: Notify::new(),
+            });
+            let subscription =
+                || Subscription::new("bench", Handlers::new().on_raw(EVENT_TYPE, counter.clone()));
+            // The group's consumer exists before the fill (a new group
+            // starts with what comes after it); this bus then stops.
+            let setup = NatsBus::connect(&messaging(), &nats(prefix), "bench-consume")
+                .await
+                .expect("connect");
+            setup.subscribe(subscription()).await.expect("subscribe");
+            setup.shutdown().await.expect("shutdown");
+            let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-consume")
+                .await
+                .expect("connect");
+            bench::ready();
+            let started = Instant::now();
+            let all = counter.all.notified();
+            bus.subscribe(subscription()).await.expect("subscribe");
+            tokio::time::timeout(Duration::from_secs(300), all)
+                .await
+                .expect("every message handled");
+            bus.stop_consuming(Duration::from_secs(30))
+                .await
+                .expect("drained");
+            let took = started.elapsed();
+            bench::done(messages as u64, took);
+            parent_done().await;
+            bus.shutdown().await.expect("shutdown");
+            check_settled(&js, prefix).await;
+            return;
+        }
+        other => panic!("unknown side {other}"),
     };
-    describe(
-        "publish ratio chassis/raw (x1000)",
-        &ratios(|r| r.0)
+    bench::done(messages as u64, took);
+    parent_done().await;
+    check_settled(&js, prefix).await;
+}
+
+/// Every consumer of the stream has delivered and had acked everything.
+async fn check_settled(js: &jetstream::Context, prefix: &str) {
+    let stream = js
+        .get_stream(format!("{prefix}_events_bench"))
+        .await
+        .expect("stream");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let infos: Vec<_> = stream
+            .consumers()
+            .try_collect()
+            .await
+            .expect("consumer infos");
+        let open: Vec<_> = infos
             .iter()
-            .map(|x| x * 1000.0)
-            .collect::<Vec<_>>(),
-    );
-    describe(
-        "consume ratio chassis/raw (x1000)",
-        &ratios(|r| r.1)
-            .iter()
-            .map(|x| x * 1000.0)
-            .collect::<Vec<_>>(),
-    );
-    println!(
-        "load after: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-    );
+            .filter(|c| c.num_pending > 0 || c.num_ack_pending > 0)
+            .map(|c| (c.name.clone(), c.num_pending, c.num_ack_pending))
+            .collect();
+        if !infos.is_empty() && open.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumers with messages pending or unacked: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

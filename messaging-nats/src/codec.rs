@@ -17,10 +17,12 @@
 //! attempts, when, its id, the group); a replayed one carries
 //! `Chassis-Replay-Group`, the one group that handles it again.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use messaging_abstractions::cloudevents;
 use messaging_abstractions::{EncodeError, Envelope, FailureKind, epoch_text};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
@@ -100,6 +102,36 @@ impl Failure {
     }
 }
 
+/// The `ce-` header of each standard attribute, made once: building a
+/// header name from text validates it and looks it up among the standard
+/// names, per header of every message.
+static CE_HEADERS: [(&str, HeaderName); 12] = {
+    use cloudevents::attribute as a;
+    [
+        (a::SPECVERSION, HeaderName::from_static("ce-specversion")),
+        (a::ID, HeaderName::from_static("ce-id")),
+        (a::SOURCE, HeaderName::from_static("ce-source")),
+        (a::TYPE, HeaderName::from_static("ce-type")),
+        (a::TIME, HeaderName::from_static("ce-time")),
+        (
+            a::DATACONTENTTYPE,
+            HeaderName::from_static("ce-datacontenttype"),
+        ),
+        (
+            a::CORRELATIONID,
+            HeaderName::from_static("ce-correlationid"),
+        ),
+        (a::CAUSATIONID, HeaderName::from_static("ce-causationid")),
+        (a::TRACEPARENT, HeaderName::from_static("ce-traceparent")),
+        (a::TRACESTATE, HeaderName::from_static("ce-tracestate")),
+        (a::PARTITIONKEY, HeaderName::from_static("ce-partitionkey")),
+        (
+            a::CHASSISHEADERS,
+            HeaderName::from_static("ce-chassisheaders"),
+        ),
+    ]
+};
+
 /// The headers carrying `envelope` published by `source` (its payload is
 /// the body).
 pub(crate) fn encode(envelope: &Envelope, source: &str) -> Result<HeaderMap, EncodeError> {
@@ -107,10 +139,18 @@ pub(crate) fn encode(envelope: &Envelope, source: &str) -> Result<HeaderMap, Enc
     for (name, value) in cloudevents::attributes(envelope, source) {
         // Attribute names are lower-case letters and digits and the value is
         // percent-encoded to printable ASCII: both are valid NATS headers.
-        headers.insert(
-            format!("{CE_PREFIX}{name}").as_str(),
-            utf8_percent_encode(&value, ENCODED).to_string().as_str(),
-        );
+        let header = match CE_HEADERS.iter().find(|(n, _)| *n == name) {
+            Some((_, header)) => header.clone(),
+            None => HeaderName::from_str(&format!("{CE_PREFIX}{name}"))
+                .expect("attribute names are letters and digits"),
+        };
+        // Most values need no escape: then the text itself, not a copy
+        // written through the formatter.
+        let encoded = match Cow::from(utf8_percent_encode(&value, ENCODED)) {
+            Cow::Owned(encoded) => Some(encoded),
+            Cow::Borrowed(_) => None,
+        };
+        headers.insert(header, encoded.unwrap_or_else(|| value.into_owned()));
     }
     Ok(headers)
 }

@@ -1,8 +1,10 @@
 //! One subscription: a durable pull consumer per event type it handles, and
 //! what happens to each delivery (ack, delayed redelivery, dead letter).
 
+use std::future::Future as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
@@ -14,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use messaging_abstractions::{
     Delivery, Envelope, FailureKind, HandlerError, Handlers, KeyOrder, SubscribeError,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tracing::{debug, error, warn};
 use uuid::Uuid;
 
@@ -198,18 +200,31 @@ impl GroupConsumer {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Option<String> {
         loop {
-            let permit = tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => break,
-                permit = self.permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
+            // The fast paths (a free slot, a message already pulled) skip
+            // the selects: each would register and drop a waiter on the
+            // stop signal per message.
+            if *stop.borrow() {
+                break;
+            }
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => break,
+                Err(TryAcquireError::NoPermits) => tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    permit = self.permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
                 },
             };
-            let next = tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => break,
-                next = messages.next() => next,
+            let next = match messages.next().now_or_never() {
+                Some(next) => next,
+                None => tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    next = messages.next() => next,
+                },
             };
             match next {
                 Some(Ok(message)) => self.spawn_handler(message, permit),
@@ -254,8 +269,7 @@ impl GroupConsumer {
             .shared
             .names
             .event_type(message.subject.as_str())
-            .unwrap_or(message.subject.as_str())
-            .to_owned();
+            .unwrap_or(message.subject.as_str());
         if let Some(target) = codec::replay_group(message.headers.as_ref())
             && target != self.group
         {
@@ -271,7 +285,7 @@ impl GroupConsumer {
             );
             let failure = Failure::new(
                 &self.group,
-                &event_type,
+                event_type,
                 FailureKind::Retryable,
                 &reason,
                 attempt,
@@ -283,7 +297,7 @@ impl GroupConsumer {
             Err(reason) => {
                 let failure = Failure::new(
                     &self.group,
-                    &event_type,
+                    event_type,
                     FailureKind::Undecodable,
                     &reason,
                     attempt,
@@ -312,7 +326,7 @@ impl GroupConsumer {
                     }
                     None => {
                         let failure =
-                            Failure::new(&self.group, &event_type, e.kind, &e.reason, attempt);
+                            Failure::new(&self.group, event_type, e.kind, &e.reason, attempt);
                         self.dead_letter(&message, &failure).await;
                     }
                 }
@@ -326,13 +340,23 @@ impl GroupConsumer {
     async fn dispatch(&self, message: &Message, delivery: &Delivery) -> Result<(), HandlerError> {
         let handling = AssertUnwindSafe(self.handlers.dispatch(delivery)).catch_unwind();
         let mut handling = std::pin::pin!(handling);
-        let mut progress = tokio::time::interval(self.shared.nats.ack_wait / 3);
-        progress.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut handling => break outcome,
-                _ = progress.tick() => {
-                    let _ = message.ack_with(AckKind::Progress).await;
+        // Most handlers finish in their first poll: no progress timer for
+        // them (a timer per message is a timer-wheel entry and an
+        // allocation).
+        let first = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await;
+        let outcome = match first {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => {
+                let period = self.shared.nats.ack_wait / 3;
+                let mut progress =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    tokio::select! {
+                        outcome = &mut handling => break outcome,
+                        _ = progress.tick() => {
+                            let _ = message.ack_with(AckKind::Progress).await;
+                        }
+                    }
                 }
             }
         };

@@ -251,20 +251,25 @@ impl NatsBus {
         &self.inner.shared
     }
 
-    /// The subject of `envelope` and its headers; makes its stream exist.
+    /// The subject of `envelope` and its headers; makes its stream exist
+    /// unless `stream_known` (a batch's earlier envelope of the same
+    /// namespace made sure of it).
     async fn prepare(
         &self,
         envelope: &Envelope,
+        stream_known: bool,
     ) -> Result<(String, async_nats::HeaderMap), PublishError> {
         if self.shared().is_closed() {
             return Err(PublishError::ShutDown);
         }
         Names::check_event_type(&envelope.event_type).map_err(|e| encode_error(envelope, e))?;
         let headers = codec::encode(envelope, &self.shared().service)?;
-        self.shared()
-            .ensure_events_stream(Names::namespace(&envelope.event_type))
-            .await
-            .map_err(PublishError::Unavailable)?;
+        if !stream_known {
+            self.shared()
+                .ensure_events_stream(Names::namespace(&envelope.event_type))
+                .await
+                .map_err(PublishError::Unavailable)?;
+        }
         Ok((self.shared().names.subject(&envelope.event_type), headers))
     }
 
@@ -273,7 +278,7 @@ impl NatsBus {
     async fn publish_one(&self, envelope: &Envelope, payload: Bytes) -> Result<(), PublishError> {
         let mut again = true;
         loop {
-            let (subject, headers) = self.prepare(envelope).await?;
+            let (subject, headers) = self.prepare(envelope, false).await?;
             match self
                 .shared()
                 .send_acked(subject, headers, payload.clone())
@@ -298,10 +303,14 @@ impl NatsBus {
     async fn publish_pipelined(&self, envelopes: &[Envelope]) -> Result<(), PublishError> {
         let mut window = VecDeque::with_capacity(PUBLISH_WINDOW.min(envelopes.len()));
         let mut next = 0;
+        // The namespace whose stream this batch made sure of last.
+        let mut known: Option<&str> = None;
         while next < envelopes.len() || !window.is_empty() {
             if next < envelopes.len() && window.len() < PUBLISH_WINDOW {
                 let envelope = &envelopes[next];
-                let (subject, headers) = self.prepare(envelope).await?;
+                let namespace = Names::namespace(&envelope.event_type);
+                let (subject, headers) = self.prepare(envelope, known == Some(namespace)).await?;
+                known = Some(namespace);
                 let payload = Bytes::copy_from_slice(&envelope.payload);
                 let ack = self
                     .shared()

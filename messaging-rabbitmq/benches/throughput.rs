@@ -1,23 +1,35 @@
-//! Publish-with-confirms and consume throughput through the chassis provider,
-//! next to raw lapin doing the same work in the same run.
+//! Publish with confirms and consume with manual acks through the chassis
+//! provider, next to raw lapin doing the same work in the same run, each
+//! measured **from outside**: the measured side is a process of its own
+//! (this binary run as `throughput --role …`, see `chassis_testing::bench`),
+//! the broker is the local RabbitMQ.
+//!
+//! - **publish**: the worker publishes N persistent messages (200-byte JSON
+//!   payload) through a durable topic exchange into one durable quorum
+//!   queue (the chassis default) with publisher confirms, 1000 in flight,
+//!   and waits for the last confirm; raw: `basic_publish` of the bare
+//!   payload (delivery mode, content type); chassis: `publish_all` of N
+//!   envelopes (CloudEvents headers on the wire).
+//! - **consume**: the group's queue (declared by the chassis) is pre-filled
+//!   by a separate process with N chassis envelopes; then the worker
+//!   consumes and acks them all with prefetch 500; raw: `basic_consume`,
+//!   each ack sent from a task of its own (not holding up the next
+//!   delivery, as the chassis does), timed until the last ack is done;
+//!   chassis: a subscription with concurrency 64, timed from `subscribe`
+//!   until every handler returned and `stop_consuming` drained them. After
+//!   the timing the worker checks the queue is empty.
+//!
+//! Each round measures raw and chassis alternately (reversed every other
+//! round), on fresh queues; per side the median and min–max of msg/s and of
+//! the worker's CPU µs per message (utime + stime from /proc), and the load
+//! average before each measurement. Runs in a vhost of its own (deleted at
+//! the end) and takes the crate's broker lock shared, like the tests.
 //!
 //! ```text
 //! cargo bench -p messaging-rabbitmq --bench throughput
-//! BENCH_MESSAGES=50000 BENCH_ROUNDS=5 cargo bench -p messaging-rabbitmq --bench throughput
+//! BENCH_MESSAGES=50000 BENCH_ROUNDS=7 BENCH_QUIET_WAIT=5 cargo bench -p messaging-rabbitmq --bench throughput
+//! cargo test -p messaging-rabbitmq --benches     # smoke: 300 messages, 1 round, nothing timed
 //! ```
-//!
-//! Work: ~200-byte persistent messages through a durable topic exchange into
-//! one durable quorum queue (the chassis default), publisher confirms with
-//! 1000 in flight, consumption with manual acks and prefetch 500 (rate from
-//! the first delivery to the last message handled). Four sides per round,
-//! each on fresh queues, in rotating order: raw lapin with a bare message,
-//! raw lapin sending the same properties and headers the chassis envelope
-//! puts on the wire ("same bytes": the CloudEvents attributes), raw lapin
-//! sending the previous release's envelope (`chassis-*` headers), and the
-//! chassis provider. Medians of the rates and of the per-round ratios are
-//! printed. Runs in a vhost of its own
-//! (deleted at the end) and takes the crate's broker lock shared, like the
-//! tests.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -26,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Vhost;
+use chassis_testing::bench::{self, Rounds, Worker};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -36,37 +48,118 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use messaging_abstractions::{
     Delivery, Envelope, EventBus, EventBusExt, HandlerError, Handlers, JSON_CONTENT_TYPE,
-    MessageHandler, Subscription,
+    MessageHandler, MessagingConfig, Subscription,
 };
-use messaging_rabbitmq::QueueType;
+use messaging_rabbitmq::{QueueType, RabbitMqConfig};
 use tokio::sync::Notify;
 
 const WINDOW: usize = 1000;
 const PREFETCH: u16 = 500;
 const RAW_EXCHANGE: &str = "raw.bench";
+const SIDES: [&str; 2] = ["raw", "chassis"];
 
 fn payload(n: usize) -> Vec<u8> {
-    // {"seq":…,"pad":"xxx…"} padded to 200 bytes.
-    let head = format!("{{\"seq\":{n},\"pad\":\"");
-    let mut body = head.into_bytes();
+    let mut body = format!("{{\"seq\":{n},\"pad\":\"").into_bytes();
     body.resize(198, b'x');
     body.extend_from_slice(b"\"}");
     body
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The chassis settings of the bench on the vhost at `url`.
+fn config(url: &str) -> common::TestConfig {
+    common::TestConfig {
+        shared: MessagingConfig {
+            provider: "rabbitmq".into(),
+            prefetch: PREFETCH,
+            concurrency: 64,
+            ..MessagingConfig::default()
+        },
+        rabbitmq: RabbitMqConfig {
+            url: url.into(),
+            exchange: "bench.events".into(),
+            queue_type: QueueType::Quorum,
+            ..RabbitMqConfig::default()
+        },
+    }
 }
 
-/// Rates of one round: publish and consume, per side.
-struct Round {
-    bare: (f64, f64),
-    same_bytes: (f64, f64),
-    previous_bytes: (f64, f64),
-    chassis: (f64, f64),
+/// The event type of one measurement (`name`: letters and digits), so no
+/// other measurement's queue takes a copy.
+fn event_type(name: &str) -> String {
+    format!("bench.{name}.v1")
+}
+
+fn envelopes(name: &str, messages: usize) -> Vec<Envelope> {
+    (0..messages)
+        .map(|n| Envelope::new(event_type(name), JSON_CONTENT_TYPE, payload(n)))
+        .collect()
+}
+
+fn main() {
+    if let Some(args) = bench::role_args() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(worker(&args));
+        return;
+    }
+    let benching = bench::benching();
+    let messages = bench::env_or("BENCH_MESSAGES", if benching { 50_000 } else { 300 });
+    let vhost = common::Vhost::new();
+    let url = vhost.url();
+    let mut rounds = Rounds::from_env(&SIDES);
+    println!(
+        "# messaging-rabbitmq: {messages} persistent messages of 200 bytes per measurement, quorum queue; {}",
+        rounds.describe()
+    );
+    let n = messages.to_string();
+    for round in 0..rounds.count() {
+        for operation in ["publish", "consume"] {
+            for side in rounds.order(round) {
+                let quiet = rounds.wait_for_quiet();
+                let name = format!("r{round}{operation}{}", SIDES[side]);
+                let mut worker = Worker::start(&[operation, SIDES[side], &url, &name, &n]);
+                if operation == "consume" {
+                    bench::run(&["fill", &url, &name, &n]);
+                }
+                let sample = worker.go();
+                worker.finish();
+                rounds.record(round, operation, side, sample, &quiet);
+            }
+        }
+    }
+    rounds.report();
+}
+
+async fn worker(args: &[String]) {
+    let [role, rest @ ..] = args else {
+        panic!("--role <publish|consume|fill> …");
+    };
+    match (role.as_str(), rest) {
+        ("publish", [side, url, name, n]) => {
+            publish(side, url, name, n.parse().expect("count")).await;
+        }
+        ("consume", [side, url, name, n]) => {
+            consume(side, url, name, n.parse().expect("count")).await;
+        }
+        ("fill", [url, name, n]) => {
+            let bus = config(url).connect("bench-fill").await.expect("connect");
+            bus.publish_all(envelopes(name, n.parse().expect("count")))
+                .await
+                .expect("fill");
+            bus.shutdown().await.expect("shutdown");
+        }
+        _ => panic!("unknown role {args:?}"),
+    }
+}
+
+/// Blocks (off the runtime's workers) until the parent closes stdin.
+async fn parent_done() {
+    tokio::task::spawn_blocking(bench::wait_for_parent)
+        .await
+        .expect("stdin reader");
 }
 
 async fn raw_channel(url: &str) -> (Connection, Channel) {
@@ -77,181 +170,138 @@ async fn raw_channel(url: &str) -> (Connection, Channel) {
     (conn, channel)
 }
 
-/// What a bare raw client sends: persistent, JSON.
-fn bare_props() -> BasicProperties {
-    BasicProperties::default()
+/// Declares and binds a group's queue by subscribing a chassis bus, which
+/// then stops (the queue keeps what is published meanwhile).
+async fn declare_group(url: &str, name: &str, counter: Arc<Counter>) {
+    let setup = config(url).connect("bench").await.expect("connect");
+    setup
+        .subscribe(Subscription::new(
+            name,
+            Handlers::new().on_raw(event_type(name).as_str(), counter),
+        ))
+        .await
+        .expect("subscribe");
+    setup.shutdown().await.expect("shutdown");
+}
+
+/// One bare persistent message (delivery mode, content type); its confirm.
+async fn raw_publish(channel: &Channel, key: &str, body: Vec<u8>) -> lapin::PublisherConfirm {
+    let props = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type(JSON_CONTENT_TYPE.into())
-}
-
-fn long(s: String) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-/// What the chassis puts on the wire for an envelope with no optional field
-/// set, built by hand: the CloudEvents attribute headers, the content type
-/// and the secondary properties.
-fn envelope_props() -> BasicProperties {
-    let now = std::time::SystemTime::now();
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut headers = FieldTable::default();
-    for (name, value) in [
-        ("cloudEvents_specversion", "1.0".to_owned()),
-        ("cloudEvents_id", id.clone()),
-        ("cloudEvents_source", "bench".to_owned()),
-        ("cloudEvents_type", "bench.raw.v1".to_owned()),
-        (
-            "cloudEvents_time",
-            messaging_abstractions::cloudevents::format_time(now),
-        ),
-    ] {
-        headers.insert(name.into(), long(value));
-    }
-    let secs = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    bare_props()
-        .with_message_id(id.into())
-        .with_type("bench.raw.v1".into())
-        .with_timestamp(secs)
-        .with_headers(headers)
-}
-
-/// What the previous release put on the wire for the same envelope: the
-/// properties and the exact-timestamp header.
-fn previous_props() -> BasicProperties {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "chassis-timestamp".into(),
-        long(format!("{}.{:09}", now.as_secs(), now.subsec_nanos())),
-    );
-    bare_props()
-        .with_message_id(uuid::Uuid::now_v7().to_string().into())
-        .with_type("bench.raw.v1".into())
-        .with_timestamp(now.as_secs())
-        .with_headers(headers)
-}
-
-async fn raw_round(
-    url: &str,
-    queue: &str,
-    messages: usize,
-    props: fn() -> BasicProperties,
-) -> (f64, f64) {
-    let (conn, channel) = raw_channel(url).await;
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
+        .with_content_type(JSON_CONTENT_TYPE.into());
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        immediate: false,
     };
     channel
-        .exchange_declare(
-            RAW_EXCHANGE.into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
+        .basic_publish(RAW_EXCHANGE.into(), key.into(), mandatory, &body, props)
         .await
-        .unwrap();
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    let queue_options = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(queue.into(), queue_options, args)
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.into(),
-            RAW_EXCHANGE.into(),
-            "bench.raw.v1".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let bodies: Vec<Vec<u8>> = (0..messages).map(payload).collect();
+        .expect("publish")
+}
 
-    let started = Instant::now();
-    let mut window = std::collections::VecDeque::with_capacity(WINDOW);
-    for body in &bodies {
-        if window.len() == WINDOW {
-            let confirm: lapin::PublisherConfirm = window.pop_front().unwrap();
-            assert!(confirm.await.unwrap().is_ack());
+async fn publish(side: &str, url: &str, name: &str, messages: usize) {
+    let queue = match side {
+        "raw" => {
+            let (conn, channel) = raw_channel(url).await;
+            let durable = ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    RAW_EXCHANGE.into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await
+                .expect("exchange");
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+            let queue_options = QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            };
+            let queue = format!("raw.{name}");
+            channel
+                .queue_declare(queue.as_str().into(), queue_options, args)
+                .await
+                .expect("queue");
+            let key = event_type(name);
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    RAW_EXCHANGE.into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind");
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .expect("confirms");
+            // Warm-up: the connection and the queue's first write.
+            assert!(
+                raw_publish(&channel, &key, payload(0))
+                    .await
+                    .await
+                    .expect("confirm")
+                    .is_ack()
+            );
+            let bodies: Vec<Vec<u8>> = (0..messages).map(payload).collect();
+            bench::ready();
+            let started = Instant::now();
+            let mut window = std::collections::VecDeque::with_capacity(WINDOW);
+            for body in bodies {
+                if window.len() == WINDOW {
+                    let confirm: lapin::PublisherConfirm = window.pop_front().unwrap();
+                    assert!(confirm.await.expect("confirm").is_ack());
+                }
+                window.push_back(raw_publish(&channel, &key, body).await);
+            }
+            for confirm in window {
+                assert!(confirm.await.expect("confirm").is_ack());
+            }
+            bench::done(messages as u64, started.elapsed());
+            let _ = conn.close(200, "bench done".into()).await;
+            queue
         }
-        let confirm = channel
-            .basic_publish(
-                RAW_EXCHANGE.into(),
-                "bench.raw.v1".into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                body,
-                props(),
-            )
+        "chassis" => {
+            declare_group(url, name, Counter::new(0)).await;
+            let bus = config(url).connect("bench").await.expect("connect");
+            // Warm-up: the exchange known, the channel used.
+            bus.publish(Envelope::new(
+                event_type(name),
+                JSON_CONTENT_TYPE,
+                payload(0),
+            ))
             .await
-            .unwrap();
-        window.push_back(confirm);
-    }
-    for confirm in window {
-        assert!(confirm.await.unwrap().is_ack());
-    }
-    let publish = messages as f64 / started.elapsed().as_secs_f64();
-
-    let consumer_channel = conn.create_channel().await.unwrap();
-    consumer_channel
-        .basic_qos(PREFETCH, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = consumer_channel
-        .basic_consume(
-            queue.into(),
-            "raw-bench".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    // Acks are sent without holding up the next delivery (as the chassis
-    // does): awaiting each ack in the consume loop would cost one round trip
-    // to the I/O loop per message.
-    let counter = Counter::new(messages);
-    for _ in 0..messages {
-        let delivery = consumer.next().await.unwrap().unwrap();
-        counter.started();
-        let counter = counter.clone();
-        tokio::spawn(async move {
-            delivery.ack(BasicAckOptions::default()).await.unwrap();
-            counter.done();
-        });
-    }
-    let consume = counter.rate().await;
-    channel
-        .queue_delete(queue.into(), Default::default())
-        .await
-        .unwrap();
-    conn.close(200, "bench done".into()).await.unwrap();
-    (publish, consume)
+            .expect("publish");
+            let batch = envelopes(name, messages);
+            bench::ready();
+            let started = Instant::now();
+            bus.publish_all(batch).await.expect("publish_all");
+            bench::done(messages as u64, started.elapsed());
+            bus.shutdown().await.expect("shutdown");
+            format!("{}.{name}", config(url).rabbitmq.exchange)
+        }
+        other => panic!("unknown side {other}"),
+    };
+    parent_done().await;
+    check_queue(url, &queue, messages as u32 + 1).await;
+    delete_queues(url, &queue, name).await;
 }
 
-/// Counts handled messages; remembers when the first and the last were seen.
+/// Counts handled (or acked) messages.
 struct Counter {
     expected: usize,
     handled: AtomicUsize,
-    first: std::sync::OnceLock<Instant>,
-    last: std::sync::OnceLock<Instant>,
-    all_done: Notify,
+    all: Notify,
 }
 
 impl Counter {
@@ -259,227 +309,162 @@ impl Counter {
         Arc::new(Self {
             expected,
             handled: AtomicUsize::new(0),
-            first: std::sync::OnceLock::new(),
-            last: std::sync::OnceLock::new(),
-            all_done: Notify::new(),
+            all: Notify::new(),
         })
     }
 
-    fn started(&self) {
-        self.first.get_or_init(Instant::now);
-    }
-
-    fn done(&self) {
-        if self.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.expected {
-            self.last.get_or_init(Instant::now);
-            self.all_done.notify_one();
+    fn one(&self) {
+        if self.handled.fetch_add(1, Ordering::AcqRel) + 1 == self.expected {
+            self.all.notify_one();
         }
-    }
-
-    /// Messages per second from the first delivery to the last one handled.
-    async fn rate(&self) -> f64 {
-        tokio::time::timeout(Duration::from_secs(120), self.all_done.notified())
-            .await
-            .expect("every message consumed");
-        let took = *self.last.get().unwrap() - *self.first.get().unwrap();
-        self.expected as f64 / took.as_secs_f64()
     }
 }
 
 #[async_trait::async_trait]
 impl MessageHandler for Counter {
     async fn handle(&self, _delivery: &Delivery) -> Result<(), HandlerError> {
-        self.started();
-        self.done();
+        self.one();
         Ok(())
     }
 }
 
-async fn chassis_round(config: &common::TestConfig, group: &str, messages: usize) -> (f64, f64) {
-    // One event type per round: earlier rounds' queues must not get copies.
-    let event_type = format!("bench.{group}.v1");
+async fn consume(side: &str, url: &str, name: &str, messages: usize) {
     let counter = Counter::new(messages);
-    let handlers = Handlers::new().on_raw(event_type.as_str(), counter.clone());
-    // Declare the group's queue and bindings, then stop consuming so the
-    // publish phase fills the queue.
-    let setup = config.connect("bench").await.unwrap();
-    setup
-        .subscribe(Subscription::new(group, handlers.clone()))
-        .await
-        .unwrap();
-    setup.shutdown().await.unwrap();
-
-    let publisher = config.connect("bench").await.unwrap();
-    let envelopes: Vec<Envelope> = (0..messages)
-        .map(|n| Envelope::new(event_type.as_str(), JSON_CONTENT_TYPE, payload(n)))
-        .collect();
-    let started = Instant::now();
-    publisher.publish_all(envelopes).await.unwrap();
-    let publish = messages as f64 / started.elapsed().as_secs_f64();
-
-    let consumer = config.connect("bench").await.unwrap();
-    consumer
-        .subscribe(Subscription::new(group, handlers))
-        .await
-        .unwrap();
-    let consume = counter.rate().await;
-    consumer.shutdown().await.unwrap();
-    publisher.shutdown().await.unwrap();
-    delete_group_queues(config, group).await;
-    (publish, consume)
+    declare_group(url, name, counter.clone()).await;
+    let queue = format!("{}.{name}", config(url).rabbitmq.exchange);
+    let all = counter.all.notified();
+    match side {
+        "raw" => {
+            let (conn, channel) = raw_channel(url).await;
+            channel
+                .basic_qos(PREFETCH, BasicQosOptions::default())
+                .await
+                .expect("qos");
+            bench::ready();
+            let started = Instant::now();
+            let mut consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "raw-bench".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("consume");
+            for _ in 0..messages {
+                let delivery = consumer
+                    .next()
+                    .await
+                    .expect("a delivery")
+                    .expect("delivery");
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    delivery.ack(BasicAckOptions::default()).await.expect("ack");
+                    counter.one();
+                });
+            }
+            tokio::time::timeout(Duration::from_secs(300), all)
+                .await
+                .expect("every message acked");
+            bench::done(messages as u64, started.elapsed());
+            // The channel's close-ok comes after the broker took every
+            // ack sent before it (a connection closed at once loses some).
+            channel
+                .close(200, "bench done".into())
+                .await
+                .expect("channel close");
+            let _ = conn.close(200, "bench done".into()).await;
+        }
+        "chassis" => {
+            let bus = config(url).connect("bench").await.expect("connect");
+            bench::ready();
+            let started = Instant::now();
+            bus.subscribe(Subscription::new(
+                name,
+                Handlers::new().on_raw(event_type(name).as_str(), counter.clone()),
+            ))
+            .await
+            .expect("subscribe");
+            tokio::time::timeout(Duration::from_secs(300), all)
+                .await
+                .expect("every message handled");
+            bus.stop_consuming(Duration::from_secs(30))
+                .await
+                .expect("drained");
+            bench::done(messages as u64, started.elapsed());
+            bus.shutdown().await.expect("shutdown");
+        }
+        other => panic!("unknown side {other}"),
+    }
+    parent_done().await;
+    // Not asserted: under heavy load the queue has held more than the N
+    // messages filled (seen: 61 and 93 left after N acks, runs of
+    // 2026-12-06) — not yet explained; reported so it is not hidden.
+    let left = queue_count(url, &queue).await;
+    if left > 0 {
+        eprintln!(
+            "# warning: queue `{queue}` still holds {left} messages after {messages} were acked"
+        );
+    }
+    delete_queues(url, &queue, name).await;
 }
 
-async fn delete_group_queues(config: &common::TestConfig, group: &str) {
-    let (conn, channel) = raw_channel(config.rabbitmq.url.expose()).await;
-    let queues = common::group_queues(config, group);
+/// Ready messages in `queue`, once the broker's count settles (2 s).
+async fn queue_count(url: &str, queue: &str) -> u32 {
+    let (conn, channel) = raw_channel(url).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let count = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .expect("queue exists")
+        .message_count();
+    let _ = conn.close(200, "bench done".into()).await;
+    count
+}
+
+/// The queue holds `expected` messages (ready ones; polled: the broker's
+/// count lags a little behind).
+async fn check_queue(url: &str, queue: &str, expected: u32) {
+    let (conn, channel) = raw_channel(url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let count = channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .expect("queue exists")
+            .message_count();
+        if count == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queue `{queue}` holds {count} messages, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = conn.close(200, "bench done".into()).await;
+}
+
+/// Deletes the measurement's queue, and the group's other queues if a
+/// chassis bus declared them.
+async fn delete_queues(url: &str, queue: &str, group: &str) {
+    let (conn, channel) = raw_channel(url).await;
+    let mut queues = common::group_queues(&config(url), group);
+    queues.push(queue.to_owned());
+    queues.dedup();
     for queue in queues {
         channel
             .queue_delete(queue.as_str().into(), Default::default())
             .await
-            .unwrap();
+            .expect("delete queue");
     }
-    conn.close(200, "bench done".into()).await.unwrap();
-}
-
-/// Concurrent single `publish` calls sharing the bus's channel.
-async fn chassis_concurrent_publish(
-    config: &common::TestConfig,
-    group: &str,
-    messages: usize,
-) -> f64 {
-    let event_type = "bench.concurrent.v1";
-    let setup = config.connect("bench").await.unwrap();
-    setup
-        .subscribe(Subscription::new(
-            group,
-            Handlers::new().on_raw(
-                event_type,
-                Arc::new(common::FnHandler(|_| async { Ok(()) })),
-            ),
-        ))
-        .await
-        .unwrap();
-    setup.shutdown().await.unwrap();
-    let bus = config.connect("bench").await.unwrap();
-    let tasks = 256;
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let bus = bus.clone();
-        handles.push(tokio::spawn(async move {
-            for n in (t..messages).step_by(tasks) {
-                bus.publish(Envelope::new(event_type, JSON_CONTENT_TYPE, payload(n)))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    let rate = messages as f64 / started.elapsed().as_secs_f64();
-    bus.shutdown().await.unwrap();
-    delete_group_queues(config, group).await;
-    rate
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn main() {
-    // Without `--bench` (`cargo test --benches`, CI): a smoke run of seconds.
-    let smoke = !std::env::args().any(|a| a == "--bench");
-    let messages = env_usize("BENCH_MESSAGES", if smoke { 200 } else { 20_000 });
-    let rounds = env_usize("BENCH_ROUNDS", if smoke { 1 } else { 5 });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let vhost = Vhost::new();
-    let mut config = vhost.config(QueueType::Quorum);
-    config.prefetch = PREFETCH;
-    config.concurrency = 64;
-    let results: Vec<Round> = runtime.block_on(async {
-        let mut results = Vec::new();
-        for round in 0..rounds {
-            let url = vhost.url();
-            let bare_queue = format!("raw-bare-{round}");
-            let same_queue = format!("raw-same-{round}");
-            let previous_queue = format!("raw-previous-{round}");
-            let group = format!("chassis-{round}");
-            // Rotate who goes first so drift in the machine's load hits all.
-            let mut r = Round {
-                bare: (0.0, 0.0),
-                same_bytes: (0.0, 0.0),
-                previous_bytes: (0.0, 0.0),
-                chassis: (0.0, 0.0),
-            };
-            for step in 0..4 {
-                match (round + step) % 4 {
-                    0 => r.bare = raw_round(&url, &bare_queue, messages, bare_props).await,
-                    1 => {
-                        r.same_bytes = raw_round(&url, &same_queue, messages, envelope_props).await
-                    }
-                    2 => {
-                        r.previous_bytes =
-                            raw_round(&url, &previous_queue, messages, previous_props).await
-                    }
-                    _ => r.chassis = chassis_round(&config, &group, messages).await,
-                }
-            }
-            println!(
-                "round {round}: publish raw {:.0}/s, raw same bytes {:.0}/s, raw previous bytes \
-                 {:.0}/s, chassis {:.0}/s; consume raw {:.0}/s, raw same bytes {:.0}/s, raw \
-                 previous bytes {:.0}/s, chassis {:.0}/s",
-                r.bare.0,
-                r.same_bytes.0,
-                r.previous_bytes.0,
-                r.chassis.0,
-                r.bare.1,
-                r.same_bytes.1,
-                r.previous_bytes.1,
-                r.chassis.1
-            );
-            results.push(r);
-        }
-        results
-    });
-    let concurrent = runtime.block_on(chassis_concurrent_publish(&config, "concurrent", messages));
-    let pick = |f: &dyn Fn(&Round) -> f64| median(results.iter().map(f).collect());
-    println!();
-    println!(
-        "{messages} messages of 200 bytes, persistent, quorum queue, median of {rounds} rounds; \
-         ratio = median of the per-round ratios chassis / raw"
-    );
-    println!(
-        "raw = bare lapin message (delivery mode, content type); raw same bytes = lapin sending the chassis envelope's properties and headers (CloudEvents); previous bytes = the previous release's (chassis-* headers)"
-    );
-    for (what, get) in [
-        (
-            "publish with confirms (1000 in flight)",
-            &(|p: (f64, f64)| p.0) as &dyn Fn((f64, f64)) -> f64,
-        ),
-        ("consume (manual ack, prefetch 500)    ", &|p: (
-            f64,
-            f64,
-        )| p.1),
-    ] {
-        println!(
-            "{what}: raw {:>6.0}/s | raw same bytes {:>6.0}/s | raw previous bytes {:>6.0}/s | chassis {:>6.0}/s | ratio vs raw {:.2} | vs raw same bytes {:.2} | same bytes vs previous bytes {:.2}",
-            pick(&|r| get(r.bare)),
-            pick(&|r| get(r.same_bytes)),
-            pick(&|r| get(r.previous_bytes)),
-            pick(&|r| get(r.chassis)),
-            pick(&|r| get(r.chassis) / get(r.bare)),
-            pick(&|r| get(r.chassis) / get(r.same_bytes)),
-            pick(&|r| get(r.same_bytes) / get(r.previous_bytes)),
-        );
-    }
-    println!(
-        "chassis publish from 256 concurrent tasks (one shared channel): {concurrent:.0} msg/s"
-    );
-    drop(runtime);
+    let _ = conn.close(200, "bench done".into()).await;
 }

@@ -15,8 +15,13 @@
 //! reference so a payload schema stands alone, and what is left keeps to
 //! JSON Schema draft 07, the `schemaFormat` the document names.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
 use axum::Router;
 use axum::routing::get;
+use messaging_abstractions::asyncapi::{Catalog, MessageSchema};
+use messaging_abstractions::{SubscribeError, Subscription};
 use serde_json::Value;
 
 /// Where the host serves the document (unauthenticated by default, like
@@ -60,6 +65,84 @@ pub(crate) fn routes(document: Value) -> Router {
             async move { axum::Json(document.as_ref().clone()) }
         }),
     )
+}
+
+/// The message types a service declared, as the host's bus decorator
+/// checks what the service really subscribes and publishes: a handler for
+/// an undeclared type fails its subscription, an undeclared published type
+/// is logged at WARN once. Built once at start-up; a publish costs one
+/// lookup in a small set.
+#[derive(Debug)]
+pub(crate) struct Declared {
+    /// Events subscribed, requests answered, replies to requests sent.
+    received: HashSet<String>,
+    /// Events published, requests sent, replies to requests answered.
+    sent: HashSet<String>,
+    /// Undeclared types published already (each is logged once).
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Declared {
+    /// What `catalog` declares; `None` when it declares nothing: a service
+    /// that does not describe its messages has nothing to check against
+    /// (tests and tools building a host around a handler, a service not yet
+    /// documenting its messages), while one that describes any is held to
+    /// its whole description.
+    pub(crate) fn from_catalog(catalog: &Catalog) -> Option<Self> {
+        if catalog.is_empty() {
+            return None;
+        }
+        let types = |list: &[MessageSchema]| {
+            list.iter()
+                .map(|m| m.event_type.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut received: HashSet<String> = types(catalog.subscribed()).into_iter().collect();
+        let mut sent: HashSet<String> = types(catalog.published()).into_iter().collect();
+        for exchange in catalog.answered_requests() {
+            received.insert(exchange.request.event_type.clone());
+            sent.insert(exchange.response.event_type.clone());
+        }
+        for exchange in catalog.sent_requests() {
+            sent.insert(exchange.request.event_type.clone());
+            received.insert(exchange.response.event_type.clone());
+        }
+        Some(Self {
+            received,
+            sent,
+            warned: Mutex::default(),
+        })
+    }
+
+    /// Refuses `subscription` when it handles a type not declared received.
+    pub(crate) fn check_subscription(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<(), SubscribeError> {
+        let undeclared: Vec<String> = subscription
+            .handlers
+            .event_types()
+            .filter(|t| !self.received.contains(*t))
+            .map(str::to_owned)
+            .collect();
+        if undeclared.is_empty() {
+            return Ok(());
+        }
+        Err(SubscribeError::Undeclared {
+            group: subscription.group.clone(),
+            event_types: undeclared,
+        })
+    }
+
+    /// Whether publishing `event_type` is the first undeclared publish of
+    /// that type (the caller then warns).
+    pub(crate) fn first_undeclared_send(&self, event_type: &str) -> bool {
+        if self.sent.contains(event_type) {
+            return false;
+        }
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        warned.insert(event_type.to_owned())
+    }
 }
 
 /// Replaces every `{"$ref": "#/components/schemas/Name"}` in `schema` by the
@@ -221,5 +304,75 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("e.v1"), "{err}");
+    }
+
+    fn message(event_type: &str) -> MessageSchema {
+        MessageSchema::new(event_type, json!({"type": "object"}))
+    }
+
+    struct Ignore;
+
+    #[async_trait::async_trait]
+    impl messaging_abstractions::MessageHandler for Ignore {
+        async fn handle(
+            &self,
+            _: &messaging_abstractions::Delivery,
+        ) -> Result<(), messaging_abstractions::HandlerError> {
+            Ok(())
+        }
+    }
+
+    fn handling(types: &[&str]) -> Subscription {
+        let handlers = types
+            .iter()
+            .fold(messaging_abstractions::Handlers::new(), |h, t| {
+                h.on_raw(*t, std::sync::Arc::new(Ignore))
+            });
+        Subscription::new("svc", handlers)
+    }
+
+    #[test]
+    fn nothing_declared_checks_nothing() {
+        assert!(Declared::from_catalog(&Catalog::new()).is_none());
+    }
+
+    #[test]
+    fn subscriptions_may_handle_only_what_is_received() {
+        let catalog = Catalog::new()
+            .subscribes(message("a.v1"))
+            .answers(message("ask.v1"), message("answer.v1"))
+            .requests(message("quote.v1"), message("price.v1"));
+        let declared = Declared::from_catalog(&catalog).unwrap();
+        declared
+            .check_subscription(&handling(&["a.v1", "ask.v1", "price.v1"]))
+            .unwrap();
+        let error = declared
+            .check_subscription(&handling(&["a.v1", "b.v1", "answer.v1"]))
+            .unwrap_err();
+        assert!(
+            matches!(&error, SubscribeError::Undeclared { group, event_types }
+                if group == "svc" && *event_types == ["answer.v1", "b.v1"]),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("`answer.v1`, `b.v1`") && text.contains(".subscribes::<E>()"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_send_is_reported_once() {
+        let catalog = Catalog::new()
+            .publishes(message("a.v1"))
+            .answers(message("ask.v1"), message("answer.v1"))
+            .requests(message("quote.v1"), message("price.v1"));
+        let declared = Declared::from_catalog(&catalog).unwrap();
+        for sent in ["a.v1", "answer.v1", "quote.v1"] {
+            assert!(!declared.first_undeclared_send(sent), "{sent}");
+        }
+        assert!(declared.first_undeclared_send("b.v1"));
+        assert!(!declared.first_undeclared_send("b.v1"));
+        assert!(declared.first_undeclared_send("price.v1"));
     }
 }

@@ -92,6 +92,29 @@ pub enum SubscribeError {
     /// The bus is shutting down.
     #[error("event bus is shut down")]
     ShutDown,
+    /// The subscription handles event types the service does not declare
+    /// (its AsyncAPI document would not list them): a host refuses it.
+    #[error(
+        "group `{group}` has a handler for {}, which the service does not declare: add \
+         `.subscribes::<E>()` for each such event (`.answers::<R>()` for a request it \
+         answers, `.requests::<R>()` for a reply it awaits) to the host builder",
+        quoted(.event_types)
+    )]
+    Undeclared {
+        /// The consumer group.
+        group: String,
+        /// The undeclared event types.
+        event_types: Vec<String>,
+    },
+}
+
+/// `` `a`, `b` `` for an error message.
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|item| format!("`{item}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Shutdown did not complete cleanly.

@@ -326,6 +326,12 @@ impl ServiceHostBuilder {
     /// Declares that the service publishes `E` (directly or through its
     /// outbox): a `send` operation of its AsyncAPI document, with the
     /// payload schema of `E`'s `utoipa::ToSchema`.
+    ///
+    /// Once a service declares any message, the host holds it to its
+    /// declarations: subscribing a handler for an event type not declared
+    /// received (`subscribes`, `answers`, the reply of `requests`) fails,
+    /// naming the type and the call to add; publishing an undeclared type is
+    /// logged at WARN, once per type.
     #[cfg(feature = "openapi")]
     pub fn publishes<E>(self) -> Self
     where

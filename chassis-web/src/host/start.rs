@@ -190,7 +190,10 @@ impl ServiceHostBuilder {
                     }
                 },
             };
-            let bus = telemetry.wrap_bus(bus);
+            // Every subscription and publish of the service passes this
+            // decorator: it holds them to the declared messages.
+            let declared = crate::asyncapi::Declared::from_catalog(&self.catalog);
+            let bus = telemetry.wrap_bus(bus, declared);
             let store = telemetry.wrap_store(store);
             let health = Health::new(chassis.http.readiness_check_timeout);
             for check in bus

@@ -17,6 +17,7 @@ use tracing::field::Empty;
 
 use super::dispatch::{in_dispatch, scoped};
 use super::metrics::names;
+use crate::asyncapi::Declared;
 use crate::correlation::with_message_context;
 
 /// Wraps an [`EventBus`]: every publish is counted and (with a tracing
@@ -35,12 +36,21 @@ use crate::correlation::with_message_context;
 /// Retried / dead-lettered counts follow the bus' documented policy: a
 /// retryable failure is retried while `attempt < max_attempts`, every other
 /// failure is dead-lettered.
+///
+/// The host also checks here what the service really does against what it
+/// declared for its AsyncAPI document (when it declared anything): every
+/// subscription and publish of a hosted service, its outbox relay's and its
+/// requests and replies included, passes this decorator. A subscription
+/// with a handler for an undeclared type fails; an undeclared type
+/// published, requested or replied is logged at WARN, once per type (a
+/// publish never fails for it: the outbox must not get stuck).
 pub struct InstrumentedBus {
     inner: Arc<dyn EventBus>,
     service: Arc<str>,
     max_attempts: u32,
     trace: bool,
     dispatch: Option<tracing::Dispatch>,
+    declared: Option<Arc<Declared>>,
 }
 
 impl std::fmt::Debug for InstrumentedBus {
@@ -64,6 +74,30 @@ impl InstrumentedBus {
             max_attempts,
             trace,
             dispatch: None,
+            declared: None,
+        }
+    }
+
+    /// Checks subscriptions and publishes against `declared`.
+    pub(crate) fn checking(mut self, declared: Option<Arc<Declared>>) -> Self {
+        self.declared = declared;
+        self
+    }
+
+    /// Warns, once per type, when `event_type` goes out undeclared (`call`:
+    /// the builder call that declares it).
+    fn check_sent(&self, event_type: &str, call: &'static str) {
+        let Some(declared) = &self.declared else {
+            return;
+        };
+        if declared.first_undeclared_send(event_type) {
+            scoped(self.dispatch.as_ref(), || {
+                tracing::warn!(
+                    event_type,
+                    "the service sends `{event_type}` without declaring it: its AsyncAPI \
+                     document does not list it; add {call} to the host builder"
+                );
+            });
         }
     }
 
@@ -128,6 +162,7 @@ impl EventBus for InstrumentedBus {
     }
 
     async fn publish(&self, mut envelope: Envelope) -> Result<(), PublishError> {
+        self.check_sent(&envelope.event_type, PUBLISHES);
         let event_type = envelope.event_type.clone();
         let result = if self.trace {
             let span = scoped(self.dispatch.as_ref(), || self.producer_span(&envelope));
@@ -145,6 +180,9 @@ impl EventBus for InstrumentedBus {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+        if let Some(declared) = &self.declared {
+            declared.check_subscription(&subscription)?;
+        }
         let handlers = subscription.handlers.map(|inner| {
             Arc::new(InstrumentedHandler {
                 inner,
@@ -164,6 +202,7 @@ impl EventBus for InstrumentedBus {
         mut request: Envelope,
         timeout: Duration,
     ) -> Result<Envelope, RequestError> {
+        self.check_sent(&request.event_type, "`.requests::<R>()`");
         let request_type = request.event_type.clone();
         let start = Instant::now();
         let (result, outcome) = if self.trace {
@@ -196,6 +235,11 @@ impl EventBus for InstrumentedBus {
     }
 
     async fn reply(&self, request: &Envelope, reply: Envelope) -> Result<(), PublishError> {
+        // The reply's type is the answered request's response.
+        self.check_sent(
+            &reply.event_type,
+            "`.answers::<R>()` (for the request it answers)",
+        );
         self.inner.reply(request, reply).await
     }
 
@@ -230,6 +274,7 @@ impl EventBusHooks for InstrumentedBus {
             // The envelope must carry the producer span's context: a copy.
             return self.publish(envelope.clone()).await;
         }
+        self.check_sent(&envelope.event_type, PUBLISHES);
         let result = self.inner.publish_ref(envelope).await;
         self.count_publish(&envelope.event_type, &result);
         result
@@ -243,6 +288,9 @@ impl EventBusHooks for InstrumentedBus {
             return Ok(());
         }
         let types: Vec<String> = envelopes.iter().map(|e| e.event_type.clone()).collect();
+        for event_type in &types {
+            self.check_sent(event_type, PUBLISHES);
+        }
         let result = self.inner.publish_all(envelopes).await;
         // On error an unknown prefix went out: count the batch as failed.
         for event_type in &types {
@@ -255,6 +303,9 @@ impl EventBusHooks for InstrumentedBus {
         Some(self.inner.clone())
     }
 }
+
+/// The builder call declaring a published event.
+const PUBLISHES: &str = "`.publishes::<E>()`";
 
 struct InstrumentedHandler {
     inner: Arc<dyn MessageHandler>,

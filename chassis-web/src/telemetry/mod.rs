@@ -82,17 +82,23 @@ impl HostTelemetry {
     }
 
     /// `bus` decorated with [`InstrumentedBus`] (unless neither metrics nor
-    /// tracing is on). A bus another host decorated already (shared in one
+    /// tracing is on and the service declared no messages to check its
+    /// subscriptions and publishes against: `declared`). A bus another host decorated already (shared in one
     /// process) is unwrapped first, so each message is counted and traced
     /// once, under this service.
-    pub(crate) fn wrap_bus(&self, bus: Arc<dyn EventBus>) -> Arc<dyn EventBus> {
+    pub(crate) fn wrap_bus(
+        &self,
+        bus: Arc<dyn EventBus>,
+        declared: Option<crate::asyncapi::Declared>,
+    ) -> Arc<dyn EventBus> {
         let bus = bus.decorated().unwrap_or(bus);
-        if self.metrics.is_none() && !self.trace {
+        if self.metrics.is_none() && !self.trace && declared.is_none() {
             return bus;
         }
         Arc::new(
             InstrumentedBus::new(bus, &self.service, self.max_attempts, self.trace)
-                .in_dispatch(self.dispatch.clone()),
+                .in_dispatch(self.dispatch.clone())
+                .checking(declared.map(Arc::new)),
         )
     }
 

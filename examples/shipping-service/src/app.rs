@@ -23,8 +23,6 @@ use crate::domain::{
 use crate::integration::order_to_pack;
 use crate::tables::{Packages, Shipments};
 
-/// Most open packages to one place considered when packing.
-const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
 
 /// Packs the items of a completed order. Runs in the inbox's unit of work:
 /// the packages, the shipment record and the inbox mark commit together.
@@ -109,11 +107,7 @@ impl InboxHandler<OrderCompleted> for PackOrder {
         let (shipments, packages) = (Shipments, Packages);
         let existing = shipments.get(uow, order.order_id).await?;
         let open = packages
-            .open_to_place(
-                uow,
-                &order.destination.place_key(),
-                MAX_OPEN_PACKAGES_PER_PLACE,
-            )
+            .open_for(uow, &order)
             .await?;
         let packed = match pack(
             &order,

@@ -30,9 +30,6 @@ use crate::domain::cancellation::{ShipmentCancellation, cancel, to_restore};
 use crate::domain::{Packing, Shipment, TransportProviders, pack};
 use crate::tables::{Packages, Shipments};
 
-/// Most open packages to one place considered when packing released units
-/// again.
-const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
 
 /// Adds the cancellation handlers (through `inbox`) to `handlers`.
 pub fn handlers(inbox: &Inbox, providers: Arc<TransportProviders>, handlers: Handlers) -> Handlers {
@@ -165,11 +162,7 @@ impl InboxHandler<OrderCancellationWithdrawn> for WithdrawCancellation {
         let mut restored_units = 0;
         if let Some(order) = to_restore(&shipment) {
             let open = packages
-                .open_to_place(
-                    uow,
-                    &order.destination.place_key(),
-                    MAX_OPEN_PACKAGES_PER_PLACE,
-                )
+                .open_for(uow, &order)
                 .await?;
             // Packed as a new order (no shipment yet), into the place's
             // open packages first.

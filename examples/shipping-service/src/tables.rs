@@ -5,8 +5,8 @@
 //! answers visible together (`docs/storage.md`, "A repository over tables").
 //!
 //! The questions packing and cancelling ask are SQL queries over indexes:
-//! [`Packages::open_to_place`] ("open packages to the same place, oldest
-//! first"), [`Packages::of_order`] ("packages of an order") and
+//! [`Packages::open_for`] ("open packages to the same place with room for
+//! the order's lightest unit, oldest first"), [`Packages::of_order`] ("packages of an order") and
 //! [`Shipments::get`] ("an order's shipment"). Writes check the row's
 //! `version` (optimistic concurrency: 0 rows changed is a
 //! [`DomainError::Concurrency`], retried by the bus) and then enqueue the
@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::domain::cancellation::ShipmentCancellation;
 use crate::domain::{
-    Address, Dimensions, Package, PackageStatus, PackedItem, Shipment, TrackingEvent,
+    Address, Dimensions, OrderToPack, Package, PackageStatus, PackedItem, Shipment, TrackingEvent,
     TrackingStatus, TransportProvider, UnshippableItem,
 };
 
@@ -39,6 +39,11 @@ pub static MIGRATIONS: &[Migration] = &[
         2,
         "shipments",
         include_str!("../migrations/0002_shipments.sql"),
+    ),
+    Migration::new(
+        3,
+        "free_weight",
+        include_str!("../migrations/0003_free_weight.sql"),
     ),
 ];
 
@@ -86,12 +91,15 @@ struct Selection {
     events: &'static str,
 }
 
-/// Open packages to one place (`$1`), oldest first, at most `$2`
-/// (index `packages_open_by_place`).
-const OPEN_TO_PLACE: Selection = selection!(
-    "SELECT id FROM packages WHERE status = 'open' AND place = $1 \
-     ORDER BY opened_at, id LIMIT $2"
+/// Open packages to one place (`$1`) with at least `$2` grams free, oldest
+/// first, at most `$3` (index `packages_open_with_room`).
+const OPEN_WITH_ROOM: Selection = selection!(
+    "SELECT id FROM packages WHERE status = 'open' AND place = $1 AND free_grams >= $2 \
+     ORDER BY opened_at, id LIMIT $3"
 );
+
+/// Most open packages to one place that packing considers at once.
+const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
 /// Packages holding units of order `$1` (index `package_lines_by_order`).
 const OF_ORDER: Selection = selection!("SELECT package_id FROM package_lines WHERE order_id = $1");
 /// One package (`$1`).
@@ -235,15 +243,24 @@ fn conflict<A: AggregateRoot>(id: Uuid, expected: u64, actual: u64) -> DomainErr
 pub struct Packages;
 
 impl Packages {
-    /// The open packages to `place` (an [`Address::place_key`]), oldest
-    /// first, at most `limit`.
-    pub async fn open_to_place(
+    /// The open packages that can take some of `order`: to its place, with
+    /// room for at least one unit of its lightest item, oldest first. Full
+    /// packages waiting to be sent are not read at all, however many there
+    /// are.
+    pub async fn open_for(
         &self,
         uow: &mut dyn UnitOfWork,
-        place: &str,
-        limit: u32,
+        order: &OrderToPack,
     ) -> Result<Vec<Package>, DomainError> {
-        load(uow, &OPEN_TO_PLACE, &[place.into(), limit.into()]).await
+        let Some(lightest) = order.lightest_unit_grams() else {
+            return Ok(Vec::new());
+        };
+        let params = [
+            order.destination.place_key().into(),
+            i64::from(lightest).into(),
+            MAX_OPEN_PACKAGES_PER_PLACE.into(),
+        ];
+        load(uow, &OPEN_WITH_ROOM, &params).await
     }
 
     /// The packages holding units of `order_id`, oldest first.
@@ -295,7 +312,8 @@ impl Packages {
         let mut insert = sql.query(concat!(
             "INSERT INTO packages (",
             package_columns!(),
-            ", place) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ", place, free_grams) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ));
         insert = insert.bind(id);
         for value in address_values(package.destination()) {
@@ -312,6 +330,7 @@ impl Packages {
             .bind(package.opened_at())
             .bind(1_i64)
             .bind(package.destination().place_key())
+            .bind(signed(package.free_weight_grams())?)
             .execute()
             .await?;
         write_children(uow, package).await?;
@@ -332,8 +351,8 @@ impl Packages {
         let mut sql = Sql::of(uow.transaction())?;
         let mut update = sql.query(
             "UPDATE packages SET recipient = $2, street = $3, city = $4, postal_code = $5, \
-             country = $6, place = $7, status = $8, tracking_id = $9, version = $10 \
-             WHERE id = $1 AND version = $11",
+             country = $6, place = $7, status = $8, tracking_id = $9, version = $10, \
+             free_grams = $12 WHERE id = $1 AND version = $11",
         );
         update = update.bind(id);
         for value in address_values(package.destination()) {
@@ -345,6 +364,7 @@ impl Packages {
             .bind(package.tracking_id())
             .bind(signed(next)?)
             .bind(signed(expected)?)
+            .bind(signed(package.free_weight_grams())?)
             .execute()
             .await?;
         if changed == 0 {

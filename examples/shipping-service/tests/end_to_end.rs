@@ -101,6 +101,40 @@ async fn orders_to_one_place_share_packages_up_to_the_maximum_weight() {
 }
 
 #[tokio::test]
+async fn a_light_item_fills_the_oldest_package_with_room_past_full_ones() {
+    let bus = TestBus::in_memory();
+    let (service, shipping) = start(&bus).await;
+    let place = "12 St James's Square";
+
+    // parcel-post takes 31 500 g. First: 30 kg (1 500 g free). Second:
+    // 10 kg does not fit there and opens a package (21 500 g free).
+    let mut orders = vec![
+        order(place, vec![item("A", 3, 10_000)]),
+        order(place, vec![item("B", 1, 10_000)]),
+    ];
+    // Third: 2 kg skips the first package (too little room) for the second;
+    // fourth: 1 kg still finds the first.
+    orders.push(order(place, vec![item("C", 1, 2_000)]));
+    orders.push(order(place, vec![item("D", 1, 1_000)]));
+    for o in &orders {
+        let sent = bus.publish_event(o).await;
+        assert_eq!(bus.wait_handled(GROUP, sent.message_id).await, Ok(()));
+    }
+    let first = shipping.packages_for_order(orders[0].order_id).await.unwrap();
+    let second = shipping.packages_for_order(orders[1].order_id).await.unwrap();
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_ne!(first[0].id, second[0].id);
+    let of = |i: usize| shipping.packages_for_order(orders[i].order_id);
+    assert_eq!(of(2).await.unwrap()[0].id, second[0].id, "2 kg into the second");
+    assert_eq!(of(3).await.unwrap()[0].id, first[0].id, "1 kg into the first");
+    let first = shipping.get_package(first[0].id).await.unwrap().unwrap();
+    assert_eq!(first.total_weight_grams, 31_000);
+
+    service.shutdown().await.unwrap();
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_same_order_completed_delivered_twice_is_packed_once() {
     let bus = TestBus::in_memory();
     let (service, shipping) = start(&bus).await;

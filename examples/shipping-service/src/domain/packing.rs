@@ -53,6 +53,19 @@ pub struct OrderToPack {
     pub items: Vec<ItemToPack>,
 }
 
+impl OrderToPack {
+    /// The weight of one unit of its lightest packable item: an open package
+    /// with less room than this can take nothing of the order. `None` when
+    /// no item can be packed at all.
+    pub fn lightest_unit_grams(&self) -> Option<u32> {
+        self.items
+            .iter()
+            .filter(|item| invalid(item).is_none())
+            .map(|item| item.weight_grams)
+            .min()
+    }
+}
+
 /// The outcome of packing one order.
 #[derive(Debug, Clone)]
 pub enum Packing {
@@ -205,6 +218,16 @@ fn invalid(item: &ItemToPack) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lightest_unit_ignores_items_that_cannot_be_packed() {
+        let mut o = order("1 Main St", vec![item("A", 2, 900), item("B", 1, 300)]);
+        assert_eq!(o.lightest_unit_grams(), Some(300));
+        o.items[1].quantity = 0;
+        assert_eq!(o.lightest_unit_grams(), Some(900));
+        o.items[0].weight_grams = 0;
+        assert_eq!(o.lightest_unit_grams(), None);
+    }
     use crate::domain::package::tests::{address, now, providers};
     use crate::domain::transport::{ShippingConfig, TransportProviderConfig};
 

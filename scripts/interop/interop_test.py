@@ -306,6 +306,10 @@ async def run_nats(order_bin, shipping_bin):
 
         # Consumer: a core subscription to the subject, then an order.
         subscription = await client.subscribe(subject)
+        # The server must have the subscription before the order is placed:
+        # place_order blocks this loop, so an unflushed SUB would reach the
+        # server after the event it is waiting for.
+        await client.flush()
         order_id = place_order(order, 2)
         message = await subscription.next_msg(timeout=WAIT)
         event = ce_http.from_binary(

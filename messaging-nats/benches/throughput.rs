@@ -4,14 +4,22 @@
 //! own (this binary run as `throughput --role …`, see
 //! `chassis_testing::bench`), the server is the local nats-server.
 //!
+//! Three sides: `raw` (async-nats with a bare 200-byte payload, what the
+//! goal is judged against), `raw+ce` (async-nats with the very bytes the
+//! chassis puts on the wire: the payload and its CloudEvents `ce-` headers)
+//! and `chassis` (the provider). `raw` → `raw+ce` is the cost of the wire
+//! format; `raw+ce` → `chassis` the provider's own code.
+//!
 //! - **publish**: the worker publishes N messages (200-byte JSON payload)
 //!   to a file-storage stream with 256 PubAcks in flight and waits for the
-//!   last; raw: `jetstream::Context::publish` of the bare payload; chassis:
-//!   `publish_all` of N envelopes (CloudEvents headers on the wire).
-//! - **consume**: a separate process pre-fills the stream with N chassis
-//!   envelopes; then the worker consumes and acks them all (pull batches of
-//!   500); raw: `messages()` and `ack()` per message, the same bytes;
-//!   chassis: a subscription with prefetch 500 and concurrency 64, timed
+//!   last; raw: `jetstream::Context::publish` of the bare payload; raw+ce:
+//!   `publish_with_headers` of a copy of a chassis message's headers with a
+//!   fresh `ce-id` each; chassis: `publish_all` of N envelopes.
+//! - **consume**: a separate process pre-fills the stream with N messages
+//!   (bare payloads for raw, chassis envelopes for raw+ce and chassis);
+//!   then the worker consumes and acks them all (pull batches of 500); raw
+//!   and raw+ce: `messages()` and `ack()` per message; chassis: a
+//!   subscription with prefetch 500 and concurrency 64, timed
 //!   from `subscribe` until every handler returned and `stop_consuming`
 //!   drained them (their acks sent). After the timing the worker checks the
 //!   server has nothing pending or unacked.
@@ -47,7 +55,7 @@ use tokio::sync::Notify;
 const WINDOW: usize = 256;
 const BATCH: usize = 500;
 const EVENT_TYPE: &str = "bench.message.v1";
-const SIDES: [&str; 2] = ["raw", "chassis"];
+const SIDES: [&str; 3] = ["raw", "raw+ce", "chassis"];
 
 fn payload(n: usize) -> Vec<u8> {
     let mut body = format!("{{\"seq\":{n},\"pad\":\"").into_bytes();
@@ -119,7 +127,12 @@ fn main() {
                 let prefix = StreamPrefix::on("bench", LOCAL_URL);
                 let mut worker = Worker::start(&[operation, SIDES[side], &prefix.name, &n]);
                 if operation == "consume" {
-                    bench::run(&["fill", &prefix.name, &n]);
+                    let kind = if SIDES[side] == "raw" {
+                        "bare"
+                    } else {
+                        "chassis"
+                    };
+                    bench::run(&["fill", kind, &prefix.name, &n]);
                 }
                 let sample = worker.go();
                 worker.finish();
@@ -137,13 +150,21 @@ async fn worker(args: &[String]) {
     match (role.as_str(), rest) {
         ("publish", [side, prefix, n]) => publish(side, prefix, n.parse().expect("count")).await,
         ("consume", [side, prefix, n]) => consume(side, prefix, n.parse().expect("count")).await,
-        ("fill", [prefix, n]) => {
+        ("fill", [kind, prefix, n]) => {
+            let messages = n.parse().expect("count");
+            if kind == "bare" {
+                let js = jetstream::new(async_nats::connect(LOCAL_URL).await.expect("connect"));
+                js.get_or_create_stream(stream_config(prefix))
+                    .await
+                    .expect("stream");
+                let bodies = (0..messages).map(|n| Bytes::from(payload(n))).collect();
+                publish_raw(&js, prefix, bodies, None).await;
+                return;
+            }
             let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-fill")
                 .await
                 .expect("connect");
-            bus.publish_all(envelopes(n.parse().expect("count")))
-                .await
-                .expect("fill");
+            bus.publish_all(envelopes(messages)).await.expect("fill");
             bus.shutdown().await.expect("shutdown");
         }
         _ => panic!("unknown role {args:?}"),
@@ -161,31 +182,27 @@ async fn publish(side: &str, prefix: &str, messages: usize) {
     let client = async_nats::connect(LOCAL_URL).await.expect("connect");
     let js = jetstream::new(client);
     let took = match side {
-        "raw" => {
+        "raw" | "raw+ce" => {
             js.get_or_create_stream(stream_config(prefix))
                 .await
                 .expect("stream");
             let subject = subject(prefix);
-            // Warm-up: the connection and the stream's first write.
-            js.publish(subject.clone(), Bytes::from(payload(0)))
-                .await
-                .expect("publish")
-                .await
-                .expect("ack");
-            let bodies: Vec<Bytes> = (0..messages).map(|n| Bytes::from(payload(n))).collect();
+            // Warm-up: the connection and the stream's first write; for
+            // raw+ce, also the headers of a message the chassis published.
+            let headers = if side == "raw+ce" {
+                Some(chassis_headers(prefix).await)
+            } else {
+                js.publish(subject.clone(), Bytes::from(payload(0)))
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("ack");
+                None
+            };
+            let bodies = (0..messages).map(|n| Bytes::from(payload(n))).collect();
             bench::ready();
             let started = Instant::now();
-            let mut window = std::collections::VecDeque::with_capacity(WINDOW);
-            for body in bodies {
-                if window.len() == WINDOW {
-                    let ack: jetstream::context::PublishAckFuture = window.pop_front().unwrap();
-                    ack.await.expect("PubAck");
-                }
-                window.push_back(js.publish(subject.clone(), body).await.expect("publish"));
-            }
-            for ack in window {
-                ack.await.expect("PubAck");
-            }
+            publish_raw(&js, prefix, bodies, headers.as_ref()).await;
             started.elapsed()
         }
         "chassis" => {
@@ -216,6 +233,59 @@ async fn publish(side: &str, prefix: &str, messages: usize) {
     bench::done(messages as u64, took);
     parent_done().await;
     check_stored(&js, prefix, messages + 1).await;
+}
+
+/// Publishes `bodies` with raw async-nats, `WINDOW` PubAcks in
+/// flight, until the last is acked; with `headers`, each message carries a
+/// copy of them with a fresh `ce-id` (what any producer of events does per
+/// message).
+async fn publish_raw(
+    js: &jetstream::Context,
+    prefix: &str,
+    bodies: Vec<Bytes>,
+    headers: Option<&async_nats::HeaderMap>,
+) {
+    let subject = subject(prefix);
+    let mut window = std::collections::VecDeque::with_capacity(WINDOW);
+    for body in bodies {
+        if window.len() == WINDOW {
+            let ack: jetstream::context::PublishAckFuture = window.pop_front().unwrap();
+            ack.await.expect("PubAck");
+        }
+        let ack = match headers {
+            None => js.publish(subject.clone(), body).await,
+            Some(headers) => {
+                let mut headers = headers.clone();
+                headers.insert("ce-id", uuid::Uuid::now_v7().to_string().as_str());
+                js.publish_with_headers(subject.clone(), headers, body)
+                    .await
+            }
+        };
+        window.push_back(ack.expect("publish"));
+    }
+    for ack in window {
+        ack.await.expect("PubAck");
+    }
+}
+
+/// The headers of one message published by the chassis (it goes to the
+/// stream, as the raw warm-up message does), read off a core subscription.
+async fn chassis_headers(prefix: &str) -> async_nats::HeaderMap {
+    let client = async_nats::connect(LOCAL_URL).await.expect("connect");
+    let mut seen = client.subscribe(subject(prefix)).await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-publish")
+        .await
+        .expect("connect");
+    bus.publish(Envelope::new(EVENT_TYPE, JSON_CONTENT_TYPE, payload(0)))
+        .await
+        .expect("publish");
+    bus.shutdown().await.expect("shutdown");
+    let message = tokio::time::timeout(Duration::from_secs(10), seen.next())
+        .await
+        .expect("the chassis message arrives")
+        .expect("subscription open");
+    message.headers.expect("a chassis message has headers")
 }
 
 /// The stream holds what was published.
@@ -249,7 +319,7 @@ async fn consume(side: &str, prefix: &str, messages: usize) {
     let client = async_nats::connect(LOCAL_URL).await.expect("connect");
     let js = jetstream::new(client);
     let took = match side {
-        "raw" => {
+        "raw" | "raw+ce" => {
             let stream = js
                 .get_or_create_stream(stream_config(prefix))
                 .await

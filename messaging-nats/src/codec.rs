@@ -162,11 +162,13 @@ fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
 /// The value of a `ce-` header: unquoted if it is a quoted string (older
 /// producers), then percent-decoded; invalid UTF-8 is refused.
 fn attribute_value(name: &str, raw: &str) -> Result<String, String> {
-    let unquoted = match raw
-        .trim()
-        .strip_prefix('"')
-        .and_then(|r| r.strip_suffix('"'))
-    {
+    let raw = raw.trim();
+    // Most values are neither quoted nor escaped: then one copy (NATS
+    // header values are text already).
+    if !raw.starts_with('"') && !raw.contains('%') {
+        return Ok(raw.to_owned());
+    }
+    let unquoted = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
         Some(inner) => {
             let mut out = String::with_capacity(inner.len());
             let mut chars = inner.chars();
@@ -179,7 +181,7 @@ fn attribute_value(name: &str, raw: &str) -> Result<String, String> {
             }
             out
         }
-        None => raw.trim().to_owned(),
+        None => raw.to_owned(),
     };
     percent_decode_str(&unquoted)
         .decode_utf8()

@@ -4,15 +4,23 @@
 //! (this binary run as `throughput --role …`, see `chassis_testing::bench`),
 //! the broker is the local RabbitMQ.
 //!
+//! Three sides: `raw` (lapin with a bare 200-byte payload, what the goal is
+//! judged against), `raw+ce` (lapin with the very properties and
+//! `cloudEvents_` headers the chassis puts on the wire) and `chassis` (the
+//! provider). `raw` → `raw+ce` is the cost of the wire format; `raw+ce` →
+//! `chassis` the provider's own code.
+//!
 //! - **publish**: the worker publishes N persistent messages (200-byte JSON
 //!   payload) through a durable topic exchange into one durable quorum
 //!   queue (the chassis default) with publisher confirms, 1000 in flight,
 //!   and waits for the last confirm; raw: `basic_publish` of the bare
-//!   payload (delivery mode, content type); chassis: `publish_all` of N
-//!   envelopes (CloudEvents headers on the wire).
+//!   payload (delivery mode, content type); raw+ce: `basic_publish` with a
+//!   copy of a chassis message's properties and a fresh id each; chassis:
+//!   `publish_all` of N envelopes.
 //! - **consume**: the group's queue (declared by the chassis) is pre-filled
-//!   by a separate process with N chassis envelopes; then the worker
-//!   consumes and acks them all with prefetch 500; raw: `basic_consume`,
+//!   by a separate process with N messages (bare payloads for raw, chassis
+//!   envelopes for raw+ce and chassis); then the worker consumes and acks
+//!   them all with prefetch 500; raw and raw+ce: `basic_consume`,
 //!   each ack sent from a task of its own (not holding up the next
 //!   delivery, as the chassis does), timed until the last ack is done;
 //!   chassis: a subscription with concurrency 64, timed from `subscribe`
@@ -41,7 +49,7 @@ use std::time::{Duration, Instant};
 use chassis_testing::bench::{self, Rounds, Worker};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -56,7 +64,7 @@ use tokio::sync::Notify;
 const WINDOW: usize = 1000;
 const PREFETCH: u16 = 500;
 const RAW_EXCHANGE: &str = "raw.bench";
-const SIDES: [&str; 2] = ["raw", "chassis"];
+const SIDES: [&str; 3] = ["raw", "raw+ce", "chassis"];
 
 fn payload(n: usize) -> Vec<u8> {
     let mut body = format!("{{\"seq\":{n},\"pad\":\"").into_bytes();
@@ -119,10 +127,15 @@ fn main() {
         for operation in ["publish", "consume"] {
             for side in rounds.order(round) {
                 let quiet = rounds.wait_for_quiet();
-                let name = format!("r{round}{operation}{}", SIDES[side]);
+                let name = format!("r{round}{operation}{side}");
                 let mut worker = Worker::start(&[operation, SIDES[side], &url, &name, &n]);
                 if operation == "consume" {
-                    bench::run(&["fill", &url, &name, &n]);
+                    let kind = if SIDES[side] == "raw" {
+                        "bare"
+                    } else {
+                        "chassis"
+                    };
+                    bench::run(&["fill", kind, &url, &name, &n]);
                 }
                 let sample = worker.go();
                 worker.finish();
@@ -144,9 +157,22 @@ async fn worker(args: &[String]) {
         ("consume", [side, url, name, n]) => {
             consume(side, url, name, n.parse().expect("count")).await;
         }
-        ("fill", [url, name, n]) => {
+        ("fill", [kind, url, name, n]) => {
+            let messages = n.parse().expect("count");
+            if kind == "bare" {
+                let (conn, channel) = raw_channel(url).await;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .expect("confirms");
+                let exchange = config(url).rabbitmq.exchange;
+                let bodies = (0..messages).map(payload).collect();
+                publish_raw(&channel, &exchange, &event_type(name), bodies, None).await;
+                let _ = conn.close(200, "bench done".into()).await;
+                return;
+            }
             let bus = config(url).connect("bench-fill").await.expect("connect");
-            bus.publish_all(envelopes(name, n.parse().expect("count")))
+            bus.publish_all(envelopes(name, messages))
                 .await
                 .expect("fill");
             bus.shutdown().await.expect("shutdown");
@@ -184,25 +210,109 @@ async fn declare_group(url: &str, name: &str, counter: Arc<Counter>) {
     setup.shutdown().await.expect("shutdown");
 }
 
-/// One bare persistent message (delivery mode, content type); its confirm.
-async fn raw_publish(channel: &Channel, key: &str, body: Vec<u8>) -> lapin::PublisherConfirm {
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(JSON_CONTENT_TYPE.into());
+/// One persistent message to `exchange`; its confirm. Without `like`, a
+/// bare one (delivery mode, content type); with it, a copy of those
+/// properties (a chassis message's) with a fresh id in the message id and
+/// the `cloudEvents_id` header — what any producer of events does per
+/// message.
+async fn raw_publish(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    body: Vec<u8>,
+    like: Option<&BasicProperties>,
+) -> lapin::PublisherConfirm {
+    let props = match like {
+        None => BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(JSON_CONTENT_TYPE.into()),
+        Some(like) => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let mut headers = like.headers().clone().unwrap_or_default();
+            headers.insert(
+                "cloudEvents_id".into(),
+                AMQPValue::LongString(id.as_str().into()),
+            );
+            like.clone()
+                .with_message_id(id.as_str().into())
+                .with_headers(headers)
+        }
+    };
     let mandatory = BasicPublishOptions {
         mandatory: true,
         immediate: false,
     };
     channel
-        .basic_publish(RAW_EXCHANGE.into(), key.into(), mandatory, &body, props)
+        .basic_publish(exchange.into(), key.into(), mandatory, &body, props)
         .await
         .expect("publish")
 }
 
+/// Publishes `bodies` with raw lapin (confirms selected on `channel`),
+/// `WINDOW` confirms in flight, until the last is acked.
+async fn publish_raw(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    bodies: Vec<Vec<u8>>,
+    like: Option<&BasicProperties>,
+) {
+    let mut window = std::collections::VecDeque::with_capacity(WINDOW);
+    for body in bodies {
+        if window.len() == WINDOW {
+            let confirm: lapin::PublisherConfirm = window.pop_front().unwrap();
+            assert!(confirm.await.expect("confirm").is_ack());
+        }
+        window.push_back(raw_publish(channel, exchange, key, body, like).await);
+    }
+    for confirm in window {
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+}
+
+/// The properties of one message the chassis published: the group's queue
+/// is declared, one envelope published to it, taken back and the queue
+/// deleted.
+async fn chassis_properties(url: &str, name: &str, channel: &Channel) -> BasicProperties {
+    let group = format!("{name}props");
+    declare_group(url, &group, Counter::new(0)).await;
+    let bus = config(url).connect("bench").await.expect("connect");
+    bus.publish(Envelope::new(
+        event_type(&group),
+        JSON_CONTENT_TYPE,
+        payload(0),
+    ))
+    .await
+    .expect("publish");
+    bus.shutdown().await.expect("shutdown");
+    let queue = format!("{}.{group}", config(url).rabbitmq.exchange);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        if let Some(message) = got {
+            break message;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chassis message never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    delete_queues(url, &queue, &group).await;
+    message.delivery.properties.clone()
+}
+
 async fn publish(side: &str, url: &str, name: &str, messages: usize) {
     let queue = match side {
-        "raw" => {
+        "raw" | "raw+ce" => {
             let (conn, channel) = raw_channel(url).await;
+            let like = match side {
+                "raw+ce" => Some(chassis_properties(url, name, &channel).await),
+                _ => None,
+            };
             let durable = ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()
@@ -247,7 +357,7 @@ async fn publish(side: &str, url: &str, name: &str, messages: usize) {
                 .expect("confirms");
             // Warm-up: the connection and the queue's first write.
             assert!(
-                raw_publish(&channel, &key, payload(0))
+                raw_publish(&channel, RAW_EXCHANGE, &key, payload(0), like.as_ref())
                     .await
                     .await
                     .expect("confirm")
@@ -256,17 +366,7 @@ async fn publish(side: &str, url: &str, name: &str, messages: usize) {
             let bodies: Vec<Vec<u8>> = (0..messages).map(payload).collect();
             bench::ready();
             let started = Instant::now();
-            let mut window = std::collections::VecDeque::with_capacity(WINDOW);
-            for body in bodies {
-                if window.len() == WINDOW {
-                    let confirm: lapin::PublisherConfirm = window.pop_front().unwrap();
-                    assert!(confirm.await.expect("confirm").is_ack());
-                }
-                window.push_back(raw_publish(&channel, &key, body).await);
-            }
-            for confirm in window {
-                assert!(confirm.await.expect("confirm").is_ack());
-            }
+            publish_raw(&channel, RAW_EXCHANGE, &key, bodies, like.as_ref()).await;
             bench::done(messages as u64, started.elapsed());
             let _ = conn.close(200, "bench done".into()).await;
             queue
@@ -334,7 +434,7 @@ async fn consume(side: &str, url: &str, name: &str, messages: usize) {
     let queue = format!("{}.{name}", config(url).rabbitmq.exchange);
     let all = counter.all.notified();
     match side {
-        "raw" => {
+        "raw" | "raw+ce" => {
             let (conn, channel) = raw_channel(url).await;
             channel
                 .basic_qos(PREFETCH, BasicQosOptions::default())

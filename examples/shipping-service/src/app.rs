@@ -23,7 +23,6 @@ use crate::domain::{
 use crate::integration::order_to_pack;
 use crate::tables::{Packages, Shipments};
 
-
 /// Packs the items of a completed order. Runs in the inbox's unit of work:
 /// the packages, the shipment record and the inbox mark commit together.
 #[derive(Debug, Clone)]
@@ -106,9 +105,7 @@ impl InboxHandler<OrderCompleted> for PackOrder {
         let order = order_to_pack(&event)?;
         let (shipments, packages) = (Shipments, Packages);
         let existing = shipments.get(uow, order.order_id).await?;
-        let open = packages
-            .open_for(uow, &order)
-            .await?;
+        let open = packages.open_for(uow, &order).await?;
         let packed = match pack(
             &order,
             existing.as_ref(),

@@ -30,7 +30,6 @@ use crate::domain::cancellation::{ShipmentCancellation, cancel, to_restore};
 use crate::domain::{Packing, Shipment, TransportProviders, pack};
 use crate::tables::{Packages, Shipments};
 
-
 /// Adds the cancellation handlers (through `inbox`) to `handlers`.
 pub fn handlers(inbox: &Inbox, providers: Arc<TransportProviders>, handlers: Handlers) -> Handlers {
     handlers
@@ -161,9 +160,7 @@ impl InboxHandler<OrderCancellationWithdrawn> for WithdrawCancellation {
         let mut added = Vec::new();
         let mut restored_units = 0;
         if let Some(order) = to_restore(&shipment) {
-            let open = packages
-                .open_for(uow, &order)
-                .await?;
+            let open = packages.open_for(uow, &order).await?;
             // Packed as a new order (no shipment yet), into the place's
             // open packages first.
             if let Packing::Packed(packed) = pack(&order, None, open, &self.providers, now) {

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::domain::cancellation::ShipmentCancellation;
 use crate::domain::{
-    Address, Dimensions, OrderToPack, Package, PackageStatus, PackedItem, Shipment, TrackingEvent,
-    TrackingStatus, TransportProvider, UnshippableItem,
+    Address, Dimensions, OrderToPack, Package, PackageEvent, PackageStatus, PackedItem, Shipment,
+    TrackingEvent, TrackingStatus, TransportProvider, UnshippableItem,
 };
 
 /// The service's schema, applied by the host at start-up
@@ -333,7 +333,7 @@ impl Packages {
             .bind(signed(package.free_weight_grams())?)
             .execute()
             .await?;
-        write_children(uow, package).await?;
+        write_children(uow, package, 0).await?;
         publish_changes(uow, package, 1).await?;
         Ok(())
     }
@@ -372,12 +372,18 @@ impl Packages {
                 stored_version(uow, "SELECT version FROM packages WHERE id = $1", id).await?;
             return Err(conflict::<Package>(id, expected, actual));
         }
-        Sql::of(uow.transaction())?
-            .query("DELETE FROM package_lines WHERE package_id = $1")
-            .bind(id)
-            .execute()
-            .await?;
-        write_children(uow, package).await?;
+        let first_new = match appended_lines(package) {
+            Some(first_new) => first_new,
+            None => {
+                Sql::of(uow.transaction())?
+                    .query("DELETE FROM package_lines WHERE package_id = $1")
+                    .bind(id)
+                    .execute()
+                    .await?;
+                0
+            }
+        };
+        write_children(uow, package, first_new).await?;
         publish_changes(uow, package, next).await?;
         Ok(())
     }
@@ -414,15 +420,50 @@ impl Packages {
     }
 }
 
-/// Writes a package's lines (after its old ones were deleted) and the
-/// tracking events not stored yet (they are only ever appended).
-async fn write_children(uow: &mut dyn UnitOfWork, package: &Package) -> Result<(), DomainError> {
+/// Where the lines added since the package was loaded start, when that is
+/// all that changed about its lines: every change is a `Filled` (units of
+/// an order that was not in the package), and those orders' lines are the
+/// last ones. Then only they are written — packing an order into a package
+/// of many orders writes its own lines, not the package's all over again
+/// (a line that was stored after all is overwritten: the insert upserts).
+/// `None` (anything else, e.g. an order released) rewrites every line.
+fn appended_lines(package: &Package) -> Option<usize> {
+    let mut filled = Vec::new();
+    for event in package.changes().domain_events() {
+        match event {
+            PackageEvent::Filled { order_id, .. } => filled.push(*order_id),
+            _ => return None,
+        }
+    }
+    let items = package.items();
+    let first_new = items
+        .iter()
+        .position(|item| filled.contains(&item.order_id))
+        .unwrap_or(items.len());
+    items[first_new..]
+        .iter()
+        .all(|item| filled.contains(&item.order_id))
+        .then_some(first_new)
+}
+
+/// Writes a package's lines from `first_line` on (the ones before are
+/// stored and unchanged) and the tracking events not stored yet (they are
+/// only ever appended).
+async fn write_children(
+    uow: &mut dyn UnitOfWork,
+    package: &Package,
+    first_line: usize,
+) -> Result<(), DomainError> {
     let id = *package.id();
     let mut sql = Sql::of(uow.transaction())?;
-    for (line, item) in package.items().iter().enumerate() {
+    for (line, item) in package.items().iter().enumerate().skip(first_line) {
         sql.query(
             "INSERT INTO package_lines (package_id, line, order_id, sku, quantity, weight_grams, \
-             length_mm, width_mm, height_mm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             length_mm, width_mm, height_mm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (package_id, line) DO UPDATE SET order_id = excluded.order_id, \
+             sku = excluded.sku, quantity = excluded.quantity, \
+             weight_grams = excluded.weight_grams, length_mm = excluded.length_mm, \
+             width_mm = excluded.width_mm, height_mm = excluded.height_mm",
         )
         .bind(id)
         .bind(signed(line)?)
@@ -677,4 +718,59 @@ fn shipment_json(shipment: &Shipment) -> Result<[Value; 3], DomainError> {
             .transpose()?
             .into(),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::package::tests::{address, now, providers, units};
+
+    /// A package as loaded: two lines of two orders, no changes pending.
+    fn stored(a: Uuid, b: Uuid) -> Package {
+        let p = providers(31_500);
+        let provider = p.iter().next().unwrap().clone();
+        let items = vec![units(a, "A", 1, 1_000), units(b, "B", 2, 1_000)];
+        let (destination, opened) = (address("1 Main St"), now());
+        Package::restore(
+            Uuid::now_v7(),
+            destination,
+            provider,
+            PackageStatus::Open,
+            items,
+            None,
+            vec![],
+            opened,
+            3,
+        )
+    }
+
+    #[test]
+    fn only_the_lines_of_orders_filled_since_loading_are_written() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut package = stored(a, b);
+        assert_eq!(
+            appended_lines(&package),
+            Some(2),
+            "nothing changed: nothing to write"
+        );
+        package.add(units(c, "C", 1, 1_000)).unwrap();
+        package.add(units(c, "D", 1, 1_000)).unwrap();
+        package.add(units(c, "C", 1, 1_000)).unwrap();
+        assert_eq!(package.items().len(), 4);
+        assert_eq!(appended_lines(&package), Some(2));
+    }
+
+    #[test]
+    fn a_released_order_or_a_stored_line_filled_again_rewrites_every_line() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut released = stored(a, b);
+        released.release_order(a).unwrap();
+        released.add(units(c, "C", 1, 1_000)).unwrap();
+        assert_eq!(appended_lines(&released), None);
+
+        // Units of an order already in the package, in front of another's.
+        let mut again = stored(a, b);
+        again.add(units(a, "A", 1, 1_000)).unwrap();
+        assert_eq!(appended_lines(&again), None);
+    }
 }

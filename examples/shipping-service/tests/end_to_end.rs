@@ -120,13 +120,27 @@ async fn a_light_item_fills_the_oldest_package_with_room_past_full_ones() {
         let sent = bus.publish_event(o).await;
         assert_eq!(bus.wait_handled(GROUP, sent.message_id).await, Ok(()));
     }
-    let first = shipping.packages_for_order(orders[0].order_id).await.unwrap();
-    let second = shipping.packages_for_order(orders[1].order_id).await.unwrap();
+    let first = shipping
+        .packages_for_order(orders[0].order_id)
+        .await
+        .unwrap();
+    let second = shipping
+        .packages_for_order(orders[1].order_id)
+        .await
+        .unwrap();
     assert_eq!((first.len(), second.len()), (1, 1));
     assert_ne!(first[0].id, second[0].id);
     let of = |i: usize| shipping.packages_for_order(orders[i].order_id);
-    assert_eq!(of(2).await.unwrap()[0].id, second[0].id, "2 kg into the second");
-    assert_eq!(of(3).await.unwrap()[0].id, first[0].id, "1 kg into the first");
+    assert_eq!(
+        of(2).await.unwrap()[0].id,
+        second[0].id,
+        "2 kg into the second"
+    );
+    assert_eq!(
+        of(3).await.unwrap()[0].id,
+        first[0].id,
+        "1 kg into the first"
+    );
     let first = shipping.get_package(first[0].id).await.unwrap().unwrap();
     assert_eq!(first.total_weight_grams, 31_000);
 

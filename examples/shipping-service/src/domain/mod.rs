@@ -4,14 +4,14 @@
 
 mod address;
 pub mod cancellation;
-mod package;
+pub(crate) mod package;
 pub mod packing;
 mod shipment;
 mod transport;
 
 pub use address::{Address, InvalidAddress};
 pub use package::{
-    Package, PackageError, PackageStatus, PackedItem, TrackingEvent, TrackingStatus,
+    Package, PackageError, PackageEvent, PackageStatus, PackedItem, TrackingEvent, TrackingStatus,
     new_tracking_id,
 };
 pub use packing::{ItemToPack, OrderToPack, Packed, Packing, pack};

@@ -6,11 +6,11 @@
 //!
 //! The questions packing and cancelling ask are SQL queries over indexes:
 //! [`Packages::open_for`] ("open packages to the same place with room for
-//! the order's lightest unit, oldest first"), [`Packages::of_order`] ("packages of an order") and
-//! [`Shipments::get`] ("an order's shipment"). Writes check the row's
-//! `version` (optimistic concurrency: 0 rows changed is a
-//! [`DomainError::Concurrency`], retried by the bus) and then enqueue the
-//! aggregate's integration events with [`publish_changes`].
+//! the order's lightest unit, oldest first"), [`Packages::of_order`]
+//! ("packages of an order") and [`Shipments::get`] ("an order's
+//! shipment"). Writes check the row's `version` (optimistic concurrency: 0
+//! rows changed is a [`DomainError::Concurrency`], retried by the bus) and
+//! then enqueue the aggregate's integration events with [`publish_changes`].
 
 use std::collections::HashMap;
 
@@ -100,6 +100,7 @@ const OPEN_WITH_ROOM: Selection = selection!(
 
 /// Most open packages to one place that packing considers at once.
 const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
+
 /// Packages holding units of order `$1` (index `package_lines_by_order`).
 const OF_ORDER: Selection = selection!("SELECT package_id FROM package_lines WHERE order_id = $1");
 /// One package (`$1`).

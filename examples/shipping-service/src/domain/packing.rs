@@ -219,15 +219,6 @@ fn invalid(item: &ItemToPack) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn lightest_unit_ignores_items_that_cannot_be_packed() {
-        let mut o = order("1 Main St", vec![item("A", 2, 900), item("B", 1, 300)]);
-        assert_eq!(o.lightest_unit_grams(), Some(300));
-        o.items[1].quantity = 0;
-        assert_eq!(o.lightest_unit_grams(), Some(900));
-        o.items[0].weight_grams = 0;
-        assert_eq!(o.lightest_unit_grams(), None);
-    }
     use crate::domain::package::tests::{address, now, providers};
     use crate::domain::transport::{ShippingConfig, TransportProviderConfig};
 
@@ -246,6 +237,16 @@ mod tests {
             destination: address(street),
             items,
         }
+    }
+
+    #[test]
+    fn lightest_unit_ignores_items_that_cannot_be_packed() {
+        let mut o = order("1 Main St", vec![item("A", 2, 900), item("B", 1, 300)]);
+        assert_eq!(o.lightest_unit_grams(), Some(300));
+        o.items[1].quantity = 0;
+        assert_eq!(o.lightest_unit_grams(), Some(900));
+        o.items[0].weight_grams = 0;
+        assert_eq!(o.lightest_unit_grams(), None);
     }
 
     fn packed(outcome: Packing) -> Packed {

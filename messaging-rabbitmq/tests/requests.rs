@@ -52,8 +52,9 @@ struct Gate {
     open: Notify,
     /// Requests that reached the responder function.
     started: AtomicUsize,
-    /// Reply addresses of the requests seen.
-    reply_to: Mutex<Vec<String>>,
+    /// Request number and reply address of each request seen, in arrival
+    /// order (a redelivered request may arrive after a newer one).
+    reply_to: Mutex<Vec<(u32, String)>>,
 }
 
 impl Gate {
@@ -79,7 +80,7 @@ async fn serve(bus: &Arc<dyn EventBus>, gate: &Arc<Gate>) {
                 open.as_mut().enable();
                 gate.started.fetch_add(1, Ordering::AcqRel);
                 if let Some(to) = d.envelope.headers.get(REPLY_TO_HEADER) {
-                    gate.reply_to.lock().push(to.clone());
+                    gate.reply_to.lock().push((quote.n, to.clone()));
                 }
                 if gate.held.load(Ordering::Acquire) {
                     open.await;
@@ -168,10 +169,16 @@ async fn a_lost_connection_fails_the_waiting_request_at_once_and_the_next_one_wo
     let answer = quotes.send(&Quote { n: 8 }).await.unwrap();
     assert_eq!(answer, Quoted { n: 8, packages: 3 });
     let addresses = gate.reply_to.lock().clone();
-    let first = &addresses[0];
-    let last = addresses.last().unwrap();
+    let of = |n: u32| {
+        addresses
+            .iter()
+            .find(|(seen, _)| *seen == n)
+            .map(|(_, to)| to.clone())
+            .unwrap_or_else(|| panic!("request {n} never reached the responder: {addresses:?}"))
+    };
     assert_ne!(
-        first, last,
+        of(7),
+        of(8),
         "the reply queue is re-declared on the new connection"
     );
     // The interrupted request, redelivered after the cut, was answered into
@@ -261,7 +268,7 @@ async fn a_reply_to_a_requester_that_is_gone_is_unroutable_and_the_request_still
         waiting.await.unwrap(),
         Err(RequestError::ShutDown)
     ));
-    let address = gate.reply_to.lock()[0].clone();
+    let address = gate.reply_to.lock()[0].1.clone();
     let request = Envelope::for_event(&Quote { n: 5 })
         .unwrap()
         .with_header(REPLY_TO_HEADER, address);

@@ -165,7 +165,10 @@ impl Broker {
         handlers: &Handlers,
         item: Queued,
     ) {
+        // In flight before it stops counting as waiting: never neither, so
+        // `wait_idle` cannot see a taken message as gone.
         group.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+        group.queue.started();
         self.changed();
         let attempt = item.attempt;
         let envelope = match wire::decode(&item.frame) {
@@ -344,7 +347,7 @@ impl Broker {
             .groups
             .read()
             .values()
-            .map(|g| (g.name.clone(), g.counters.snapshot(g.queue.len())))
+            .map(|g| (g.name.clone(), g.counters.snapshot(g.queue.waiting())))
             .collect();
         BrokerStats {
             groups,

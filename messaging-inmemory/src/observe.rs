@@ -69,7 +69,8 @@ pub struct DeliveryOutcome {
 /// `consumers` are gauges; the others only grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupStats {
-    /// Messages waiting in the group's queue.
+    /// Messages waiting in the group's queue or taken by a consumer and not
+    /// started yet.
     pub queued: usize,
     /// Messages a handler is working on right now.
     pub in_flight: u64,

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,6 +53,10 @@ pub(crate) struct BoundedQueue {
     space: Notify,
     /// The lines of the partition keys of messages taken and not done.
     order: KeyOrder,
+    /// Messages taken by a worker and not yet started (waiting for their
+    /// turn or behind others of the worker's batch). Changed under the
+    /// `items` lock when taken, so a message is always counted somewhere.
+    taken: AtomicUsize,
 }
 
 impl BoundedQueue {
@@ -63,6 +68,7 @@ impl BoundedQueue {
             ready: Notify::new(),
             space: Notify::new(),
             order: KeyOrder::default(),
+            taken: AtomicUsize::new(0),
         }
     }
 
@@ -70,8 +76,16 @@ impl BoundedQueue {
         self.capacity
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.items.lock().len()
+    /// Messages not started yet: in the queue, or taken by a worker that
+    /// has not started them.
+    pub(crate) fn waiting(&self) -> usize {
+        let items = self.items.lock();
+        items.len() + self.taken.load(Ordering::Acquire)
+    }
+
+    /// A taken message is starting; the caller counted it as in flight first.
+    pub(crate) fn started(&self) {
+        self.taken.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn try_push(&self, item: Queued) -> Result<(), Queued> {
@@ -132,6 +146,7 @@ impl BoundedQueue {
             let mut items = self.items.lock();
             for taken in returned.rev() {
                 items.push_front(taken.item);
+                self.taken.fetch_sub(1, Ordering::AcqRel);
             }
         }
         self.ready.notify_one();
@@ -145,6 +160,7 @@ impl BoundedQueue {
         let (taken, left) = {
             let mut items = self.items.lock();
             let taken = max.min((items.len() / share).max(1)).min(items.len());
+            self.taken.fetch_add(taken, Ordering::AcqRel);
             out.extend(items.drain(..taken).map(|item| Taken {
                 turn: self.order.enter(item.key.as_deref()),
                 item,
@@ -182,6 +198,7 @@ impl BoundedQueue {
     pub(crate) async fn pop(&self) -> Queued {
         let mut out = Vec::with_capacity(1);
         self.take(1, 1, &mut out).await;
+        self.started();
         out.remove(0).item
     }
 }
@@ -199,6 +216,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_taken_message_waits_until_started() {
+        let q = BoundedQueue::new(4);
+        for n in 1..=3 {
+            q.push(item(n), Duration::ZERO).await.unwrap();
+        }
+        let mut out = Vec::new();
+        q.take(2, 1, &mut out).await;
+        assert_eq!((out.len(), q.waiting()), (2, 3));
+        q.started();
+        let mut rest = out.drain(1..);
+        q.requeue_front(&mut rest);
+        drop(rest);
+        assert_eq!(q.waiting(), 2);
+        assert_eq!(q.pop().await.frame[0], 2);
+        assert_eq!(q.waiting(), 1);
+    }
+
+    #[tokio::test]
     async fn fifo_and_backpressure() {
         let q = BoundedQueue::new(2);
         q.push(item(1), Duration::ZERO).await.unwrap();
@@ -208,7 +243,7 @@ mod tests {
         assert_eq!(q.pop().await.frame[0], 1);
         q.push(item(3), Duration::ZERO).await.unwrap();
         q.push_overflow(item(4));
-        assert_eq!(q.len(), 3);
+        assert_eq!(q.waiting(), 3);
         let mut batch = Vec::new();
         q.take(2, 1, &mut batch).await;
         assert_eq!(

@@ -383,7 +383,7 @@ impl Rounds {
         quiet: &Quiet,
     ) {
         println!(
-            "round {round} {operation:<8} {:<8} {:>9.0} msg/s {:>7.2} µs CPU/msg   {quiet}",
+            "round {round} {operation:<8} {:<18} {:>9.0} msg/s {:>7.2} µs CPU/msg   {quiet}",
             self.sides[side], sample.rate, sample.cpu_us
         );
         let _ = std::io::stdout().flush();

@@ -39,7 +39,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::cloudevents::attribute;
+use crate::cloudevents::{ContentMode, STRUCTURED_JSON, attribute};
 use crate::envelope::JSON_CONTENT_TYPE;
 use crate::request::REPLY_TO_HEADER;
 
@@ -298,6 +298,13 @@ pub trait BrokerBinding: fmt::Debug + Send + Sync {
     fn attribute_header(&self, _attribute: &str) -> Option<String> {
         None
     }
+
+    /// How the provider writes messages. In the structured content mode a
+    /// message's payload is the whole CloudEvent (`application/cloudevents+json`,
+    /// the event's own schema as its `data`) and no attribute is a header.
+    fn content_mode(&self) -> ContentMode {
+        ContentMode::Binary
+    }
 }
 
 /// The binding of a bus that never leaves the process: no server, event
@@ -474,17 +481,30 @@ impl Builder<'_> {
             "channel": { "$ref": format!("#/channels/{channel}") },
             "messages": [{ "$ref": format!("#/channels/{channel}/messages/{id}") }],
         });
-        if let Some(header) = self.binding.attribute_header(attribute::CHASSISHEADERS) {
+        if let Some(location) = self.attribute_location(attribute::CHASSISHEADERS) {
             reply["address"] = json!({
                 "description": format!(
-                    "The `{REPLY_TO_HEADER}` member of the JSON object in this header: the \
+                    "The `{REPLY_TO_HEADER}` member of the JSON object in this attribute: the \
                      requester's reply address. The answer names the request's `id` in \
                      `chassis-in-reply-to`."
                 ),
-                "location": format!("$message.header#/{header}"),
+                "location": location,
             });
         }
         reply
+    }
+
+    /// Where a message carries the CloudEvents attribute `name`: a header in
+    /// binary mode (if the binding has one for it), a member of the payload in
+    /// structured mode.
+    fn attribute_location(&self, name: &str) -> Option<String> {
+        match self.binding.content_mode() {
+            ContentMode::Binary => self
+                .binding
+                .attribute_header(name)
+                .map(|header| format!("$message.header#/{header}")),
+            ContentMode::Structured => Some(format!("$message.payload#/{name}")),
+        }
     }
 
     fn operation(
@@ -527,19 +547,43 @@ impl Builder<'_> {
         if self.messages.contains_key(id) {
             return;
         }
-        let mut out = json!({
-            "name": message.event_type,
-            "title": message.title.clone().unwrap_or_else(|| message.event_type.clone()),
-            "contentType": JSON_CONTENT_TYPE,
-            "payload": { "schemaFormat": JSON_SCHEMA_FORMAT, "schema": message.payload },
-        });
-        if let Some(headers) = self.headers(&message.event_type) {
-            out["headers"] = headers;
-        }
-        if let Some(header) = self.binding.attribute_header(attribute::CORRELATIONID) {
+        let title = message
+            .title
+            .clone()
+            .unwrap_or_else(|| message.event_type.clone());
+        let mut out = match self.binding.content_mode() {
+            ContentMode::Binary => {
+                let mut out = json!({
+                    "name": message.event_type,
+                    "title": title,
+                    "contentType": JSON_CONTENT_TYPE,
+                    "payload": { "schemaFormat": JSON_SCHEMA_FORMAT, "schema": message.payload },
+                });
+                if let Some(headers) = self.headers(&message.event_type) {
+                    out["headers"] = headers;
+                }
+                out
+            }
+            ContentMode::Structured => {
+                let mut event =
+                    attribute_schemas(&message.event_type, |name| Some(name.to_owned()));
+                event["properties"]["data"] = message.payload.clone();
+                event["required"]
+                    .as_array_mut()
+                    .expect("a list")
+                    .push(json!("data"));
+                json!({
+                    "name": message.event_type,
+                    "title": title,
+                    "contentType": STRUCTURED_JSON,
+                    "payload": { "schemaFormat": JSON_SCHEMA_FORMAT, "schema": event },
+                })
+            }
+        };
+        if let Some(location) = self.attribute_location(attribute::CORRELATIONID) {
             out["correlationId"] = json!({
                 "description": "Shared by every message one request sets off.",
-                "location": format!("$message.header#/{header}"),
+                "location": location,
             });
         }
         self.messages.insert(id.to_owned(), out);
@@ -547,27 +591,33 @@ impl Builder<'_> {
 
     /// The schema of the CloudEvents attribute headers of `event_type`.
     fn headers(&self, event_type: &str) -> Option<Value> {
-        let mut properties = Map::new();
-        let mut required = Vec::new();
-        for (name, always, description) in ATTRIBUTES {
-            let Some(header) = self.binding.attribute_header(name) else {
-                continue;
-            };
-            let mut schema = json!({"type": "string", "description": description});
-            match name {
-                attribute::SPECVERSION => schema["const"] = json!(crate::cloudevents::SPEC_VERSION),
-                attribute::TYPE => schema["const"] = json!(event_type),
-                attribute::TIME => schema["format"] = json!("date-time"),
-                _ => {}
-            }
-            if always {
-                required.push(Value::String(header.clone()));
-            }
-            properties.insert(header, schema);
-        }
-        (!properties.is_empty())
-            .then(|| json!({"type": "object", "required": required, "properties": properties}))
+        let schema = attribute_schemas(event_type, |name| self.binding.attribute_header(name));
+        (!schema["properties"].as_object().is_some_and(Map::is_empty)).then_some(schema)
     }
+}
+
+/// An object schema of the CloudEvents attributes of `event_type`, each
+/// under the name `named` gives it (attributes it names `None` are left out).
+fn attribute_schemas(event_type: &str, named: impl Fn(&str) -> Option<String>) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for (name, always, description) in ATTRIBUTES {
+        let Some(key) = named(name) else {
+            continue;
+        };
+        let mut schema = json!({"type": "string", "description": description});
+        match name {
+            attribute::SPECVERSION => schema["const"] = json!(crate::cloudevents::SPEC_VERSION),
+            attribute::TYPE => schema["const"] = json!(event_type),
+            attribute::TIME => schema["format"] = json!("date-time"),
+            _ => {}
+        }
+        if always {
+            required.push(Value::String(key.clone()));
+        }
+        properties.insert(key, schema);
+    }
+    json!({"type": "object", "required": required, "properties": properties})
 }
 
 #[cfg(test)]
@@ -649,6 +699,51 @@ mod tests {
         assert_eq!(
             message["correlationId"]["location"],
             "$message.header#/x-correlationid"
+        );
+    }
+
+    /// [`Wire`] writing the structured content mode.
+    #[derive(Debug)]
+    struct Structured;
+
+    impl BrokerBinding for Structured {
+        fn provider(&self) -> &'static str {
+            "wire"
+        }
+        fn attribute_header(&self, attribute: &str) -> Option<String> {
+            Wire.attribute_header(attribute)
+        }
+        fn content_mode(&self) -> ContentMode {
+            ContentMode::Structured
+        }
+    }
+
+    #[test]
+    fn in_structured_mode_the_payload_is_the_whole_event() {
+        let catalog = Catalog::new()
+            .subscribes(MessageSchema::new("b.done.v1", schema("b")))
+            .requests(
+                MessageSchema::new("c.ask.v1", schema("q")),
+                MessageSchema::new("c.answer.v1", schema("r")),
+            );
+        let doc = document(&Info::new("svc", "1"), &catalog, &Structured);
+        let message = &doc["components"]["messages"]["b_done_v1"];
+        assert_eq!(message["contentType"], STRUCTURED_JSON);
+        assert!(message.get("headers").is_none());
+        let event = &message["payload"]["schema"];
+        assert_eq!(event["properties"]["data"], schema("b"));
+        assert_eq!(event["properties"]["type"]["const"], "b.done.v1");
+        assert_eq!(
+            event["required"],
+            json!(["specversion", "id", "source", "type", "time", "data"])
+        );
+        assert_eq!(
+            message["correlationId"]["location"],
+            "$message.payload#/correlationid"
+        );
+        assert_eq!(
+            doc["operations"]["request_c_ask_v1"]["reply"]["address"]["location"],
+            "$message.payload#/chassisheaders"
         );
     }
 

@@ -51,7 +51,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -139,6 +141,22 @@ pub enum CloudEventError {
     Structured(String),
 }
 
+/// How a provider puts an event on the wire: the two content modes every
+/// CloudEvents protocol binding defines. Readers accept both, whatever a
+/// provider writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentMode {
+    /// Every attribute in a header of its own, the payload as the body:
+    /// routers and tools see the attributes without reading the body.
+    #[default]
+    Binary,
+    /// The whole event in the body, in the JSON event format
+    /// ([`STRUCTURED_JSON`]; see [`to_structured`]): one header instead of
+    /// a dozen, what a protocol with costly or limited headers prefers.
+    Structured,
+}
+
 /// Whether `content_type` marks the structured content mode
 /// (`application/cloudevents`, any format, case-insensitive).
 pub fn is_structured(content_type: &str) -> bool {
@@ -216,6 +234,14 @@ pub fn from_attributes<N: AsRef<str>>(
     attributes: impl IntoIterator<Item = (N, String)>,
     payload: &[u8],
 ) -> Result<Envelope, CloudEventError> {
+    envelope_of(attributes, payload.to_vec())
+}
+
+/// [`from_attributes`] with the payload already owned.
+fn envelope_of<N: AsRef<str>>(
+    attributes: impl IntoIterator<Item = (N, String)>,
+    payload: Vec<u8>,
+) -> Result<Envelope, CloudEventError> {
     let mut spec_version = None;
     let mut id = None;
     let mut source = None;
@@ -234,7 +260,7 @@ pub fn from_attributes<N: AsRef<str>>(
         content_type: String::new(),
         partition_key: None,
         headers: BTreeMap::new(),
-        payload: payload.to_vec(),
+        payload,
     };
     for (name, value) in attributes {
         let name = name.as_ref();
@@ -296,35 +322,101 @@ pub fn from_attributes<N: AsRef<str>>(
     Ok(envelope)
 }
 
+/// The event as text of the JSON event format, for the structured content
+/// mode: every attribute of [`attributes`] as a string member; a payload
+/// whose content type is JSON as `data`, byte for byte; any other non-empty
+/// payload (or one that claims JSON but is not) as `data_base64`.
+/// [`from_structured`] reads it back to the same envelope.
+///
+/// ```
+/// use messaging_abstractions::{Envelope, cloudevents};
+///
+/// let envelope = Envelope::new("order.completed.v1", "application/json", br#"{"n":1}"#.to_vec());
+/// let body = cloudevents::to_structured(&envelope, "order-service");
+/// let text = String::from_utf8(body.clone()).unwrap();
+/// assert!(text.starts_with(r#"{"specversion":"1.0","id":""#));
+/// assert!(text.ends_with(r#","data":{"n":1}}"#));
+/// assert_eq!(cloudevents::from_structured(&body).unwrap(), envelope);
+/// ```
+pub fn to_structured(envelope: &Envelope, source: &str) -> Vec<u8> {
+    let payload = &envelope.payload;
+    let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 400);
+    out.push(b'{');
+    for (i, (name, value)) in attributes(envelope, source).iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_string(&mut out, name);
+        out.push(b':');
+        write_json_string(&mut out, value);
+    }
+    if is_json(&envelope.content_type) && is_exact_json(payload) {
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(payload);
+    } else if !payload.is_empty() {
+        use base64::Engine as _;
+        out.extend_from_slice(b",\"data_base64\":\"");
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(payload)
+                .as_bytes(),
+        );
+        out.push(b'"');
+    }
+    out.push(b'}');
+    out
+}
+
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("a string always serializes into memory");
+}
+
+/// Whether `payload` is one JSON value with nothing around it, so that as
+/// `data` it reads back byte for byte.
+fn is_exact_json(payload: &[u8]) -> bool {
+    match (payload.first(), payload.last()) {
+        (Some(first), Some(last))
+            if !first.is_ascii_whitespace() && !last.is_ascii_whitespace() =>
+        {
+            serde_json::from_slice::<de::IgnoredAny>(payload).is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// Reads an event in the JSON structured content mode (the whole event is
-/// the body). `data` becomes the payload: JSON data as JSON text (content
-/// type `application/json` unless the event names another), a string of a
-/// non-JSON content type as its text, `data_base64` as its bytes.
+/// the body). `data` becomes the payload: JSON data as its JSON text, byte
+/// for byte (content type `application/json` unless the event names
+/// another), a string of a non-JSON content type as its text, `data_base64`
+/// as its bytes. Members are read in place, never into a JSON tree.
 pub fn from_structured(body: &[u8]) -> Result<Envelope, CloudEventError> {
     let structured = CloudEventError::Structured;
-    let Value::Object(object) =
-        serde_json::from_slice::<Value>(body).map_err(|e| structured(e.to_string()))?
-    else {
-        return Err(structured("the body is not a JSON object".into()));
-    };
-    let mut attributes = Vec::with_capacity(object.len());
+    // Checked as UTF-8 once here: read from a `&str`, serde_json does not
+    // check each raw member again.
+    let text = std::str::from_utf8(body).map_err(|e| structured(e.to_string()))?;
+    let Members(members) = serde_json::from_str(text).map_err(|e| structured(e.to_string()))?;
+    let mut attributes: Vec<(Cow<'_, str>, String)> = Vec::with_capacity(members.len());
     let mut data = None;
     let mut data_base64 = None;
-    for (name, value) in object {
-        match name.as_str() {
+    for (name, value) in members {
+        match name.as_ref() {
             "data" => data = Some(value),
             "data_base64" => data_base64 = Some(value),
-            _ => match value {
-                Value::Null => {}
-                Value::String(s) => attributes.push((name, s)),
-                Value::Number(n) => attributes.push((name, n.to_string())),
-                Value::Bool(b) => attributes.push((name, b.to_string())),
-                other => {
-                    return Err(structured(format!(
-                        "attribute `{name}` is {other}, not a string, number or boolean"
-                    )));
+            _ => {
+                let text = value.get();
+                match text.as_bytes().first() {
+                    Some(b'n') => {}
+                    Some(b'"') => attributes.push((name, json_string(value)?)),
+                    Some(b't' | b'f' | b'-' | b'0'..=b'9') => {
+                        attributes.push((name, text.to_owned()));
+                    }
+                    _ => {
+                        return Err(structured(format!(
+                            "attribute `{name}` is {text}, not a string, number or boolean"
+                        )));
+                    }
                 }
-            },
+            }
         }
     }
     let content_type = attributes
@@ -335,39 +427,108 @@ pub fn from_structured(body: &[u8]) -> Result<Envelope, CloudEventError> {
         (Some(_), Some(_)) => {
             return Err(structured("both `data` and `data_base64` are set".into()));
         }
-        (None, Some(Value::String(encoded))) => {
+        (None, Some(encoded)) if encoded.get().starts_with('"') => {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
-                .decode(encoded.as_bytes())
+                .decode(json_string(encoded)?.as_bytes())
                 .map_err(|e| structured(format!("`data_base64` is not base64: {e}")))?
         }
         (None, Some(_)) => return Err(structured("`data_base64` is not a string".into())),
-        (None, None) | (Some(Value::Null), None) => Vec::new(),
-        (Some(data), None) => match (&content_type, data) {
-            (Some(ct), Value::String(text)) if !is_json(ct) => text.into_bytes(),
-            (_, data) => {
+        (None, None) => Vec::new(),
+        (Some(data), None) if data.get() == "null" => Vec::new(),
+        (Some(data), None) => match &content_type {
+            Some(ct) if !is_json(ct) && data.get().starts_with('"') => {
+                json_string(data)?.into_bytes()
+            }
+            _ => {
                 if content_type.is_none() {
                     attributes.push((
-                        attribute::DATACONTENTTYPE.to_owned(),
+                        Cow::Borrowed(attribute::DATACONTENTTYPE),
                         JSON_CONTENT_TYPE.to_owned(),
                     ));
                 }
-                serde_json::to_vec(&data).map_err(|e| structured(e.to_string()))?
+                data.get().as_bytes().to_vec()
             }
         },
     };
-    from_attributes(attributes, &payload)
+    envelope_of(attributes, payload)
+}
+
+/// The members of a JSON object in order, names unescaped (borrowed when
+/// they need no unescaping), values as their raw JSON text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Members<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object (a CloudEvent)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(Name(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// The text of a JSON string value (the caller checked it is one); copied
+/// as is when it has no escapes.
+fn json_string(raw: &RawValue) -> Result<String, CloudEventError> {
+    let text = raw.get();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Ok(inner.to_owned()),
+        _ => serde_json::from_str(text).map_err(|e| CloudEventError::Structured(e.to_string())),
+    }
 }
 
 /// `application/json`, `text/json` and any `+json` type, parameters aside.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == JSON_CONTENT_TYPE || essence == "text/json" || essence.ends_with("+json")
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let suffix = essence
+        .len()
+        .checked_sub(5)
+        .and_then(|at| essence.get(at..));
+    essence.eq_ignore_ascii_case(JSON_CONTENT_TYPE)
+        || essence.eq_ignore_ascii_case("text/json")
+        || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"))
 }
 
 /// `t` as an RFC 3339 UTC timestamp with nanoseconds
@@ -649,6 +810,101 @@ mod tests {
             from_structured(br#"{"specversion":"1.0","id":"1","source":"/py"}"#).unwrap_err(),
             CloudEventError::Missing("type")
         );
+    }
+
+    #[test]
+    fn every_field_round_trips_in_structured_mode() {
+        let with = |content_type: &str, payload: &[u8]| Envelope {
+            content_type: content_type.into(),
+            payload: payload.to_vec(),
+            ..full()
+        };
+        for env in [
+            full(),
+            Envelope::new("t.v1", "", Vec::new()),
+            with("", b"{}"),
+            with("application/json", b""),
+            with("application/json", b"\"just a string\""),
+            with("application/json", b" {\"padded\": true}\n"),
+            with("application/json", b"{not json"),
+            with("application/problem+json", b"[1, 2.50, null]"),
+            with("text/plain", "größe \"quoted\" \\ ✓".as_bytes()),
+            with("application/octet-stream", &[0, 1, 2, 255]),
+        ] {
+            let body = to_structured(&env, "order-service");
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(parsed["source"], "order-service");
+            assert_eq!(from_structured(&body).unwrap(), env, "{parsed}");
+        }
+    }
+
+    #[test]
+    fn structured_data_is_the_json_payload_or_base64() {
+        let data = |content_type: &str, payload: &[u8]| {
+            let env = Envelope::new("t.v1", content_type, payload.to_vec());
+            let body: serde_json::Value =
+                serde_json::from_slice(&to_structured(&env, "s")).unwrap();
+            (body.get("data").cloned(), body.get("data_base64").cloned())
+        };
+        assert_eq!(
+            data("application/json", br#"{"n":1}"#),
+            (Some(serde_json::json!({"n": 1})), None)
+        );
+        assert_eq!(
+            data("text/plain", b"hi"),
+            (None, Some(serde_json::json!("aGk=")))
+        );
+        assert_eq!(data("application/json", b""), (None, None));
+    }
+
+    #[test]
+    fn json_content_types_are_told_apart() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "text/json",
+            "application/problem+json",
+            " application/cloudevents+JSON ;x=y",
+        ] {
+            assert!(is_json(json), "{json}");
+        }
+        for other in [
+            "",
+            "json",
+            "text/plain",
+            "application/jsonx",
+            "application/json-seq",
+        ] {
+            assert!(!is_json(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn structured_members_may_be_escaped_and_in_any_order() {
+        let body = br#"{"data":[1],"ty\u0070e":"t.v1","source":"\/py","id":"e\"1",
+            "specversion":"1.0","subject":null}"#;
+        let env = from_structured(body).unwrap();
+        assert_eq!(env.event_type, "t.v1");
+        assert_eq!(env.payload, b"[1]");
+        assert_eq!(env.content_type, "application/json");
+        assert!(!env.headers.contains_key("subject"));
+        assert_eq!(
+            env.message_id,
+            Uuid::new_v5(&FOREIGN_ID_NAMESPACE, b"/py\ne\"1")
+        );
+        for (bad, why) in [
+            (
+                &br#"{"specversion":"1.0","data":1,"data_base64":"AA=="}"#[..],
+                "both",
+            ),
+            (br#"{"specversion":"1.0","data_base64":1}"#, "not a string"),
+            (br#"{"specversion":"1.0","data_base64":"!"}"#, "not base64"),
+            (br#"{"specversion":"1.0","a":[]}"#, "attribute `a`"),
+            (br#""1.0""#, "a JSON object"),
+        ] {
+            let err = from_structured(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

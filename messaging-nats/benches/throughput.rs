@@ -4,11 +4,15 @@
 //! own (this binary run as `throughput --role …`, see
 //! `chassis_testing::bench`), the server is the local nats-server.
 //!
-//! Three sides: `raw` (async-nats with a bare 200-byte payload, what the
+//! Five sides: `raw` (async-nats with a bare 200-byte payload, what the
 //! goal is judged against), `raw+ce` (async-nats with the very bytes the
-//! chassis puts on the wire: the payload and its CloudEvents `ce-` headers)
-//! and `chassis` (the provider). `raw` → `raw+ce` is the cost of the wire
-//! format; `raw+ce` → `chassis` the provider's own code.
+//! chassis puts on the wire in the binary content mode: the payload and its
+//! CloudEvents `ce-` headers), `chassis` (the provider, binary mode), and
+//! the same two in the structured content mode: `raw+ce/structured`
+//! (async-nats sending chassis events as JSON bodies with their one
+//! `Content-Type` header, the bodies made before the clock starts) and
+//! `chassis/structured`. `raw` → `raw+ce…` is the cost of the wire format;
+//! `raw+ce…` → `chassis…` the provider's own code.
 //!
 //! - **publish**: the worker publishes N messages (200-byte JSON payload)
 //!   to a file-storage stream with 256 PubAcks in flight and waits for the
@@ -16,7 +20,8 @@
 //!   `publish_with_headers` of a copy of a chassis message's headers with a
 //!   fresh `ce-id` each; chassis: `publish_all` of N envelopes.
 //! - **consume**: a separate process pre-fills the stream with N messages
-//!   (bare payloads for raw, chassis envelopes for raw+ce and chassis);
+//!   (bare payloads for raw, chassis events in the side's content mode for
+//!   the others);
 //!   then the worker consumes and acks them all (pull batches of 500); raw
 //!   and raw+ce: `messages()` and `ack()` per message; chassis: a
 //!   subscription with prefetch 500 and concurrency 64, timed
@@ -24,7 +29,7 @@
 //!   drained them (their acks sent). After the timing the worker checks the
 //!   server has nothing pending or unacked.
 //!
-//! Each round measures raw and chassis alternately (reversed every other
+//! Each round measures every side in turn (the order reversed every other
 //! round), each on fresh streams; per side the median and min–max of msg/s
 //! and of the worker's CPU µs per message (utime + stime from /proc), and
 //! the load average before each measurement.
@@ -45,6 +50,7 @@ use bytes::Bytes;
 use chassis_testing::bench::{self, Rounds, Worker};
 use chassis_testing::nats::{LOCAL_URL, StreamPrefix};
 use futures::{StreamExt, TryStreamExt};
+use messaging_abstractions::cloudevents::{self, ContentMode};
 use messaging_abstractions::{
     Delivery, Envelope, EventBus, EventBusExt, HandlerError, Handlers, JSON_CONTENT_TYPE,
     MessageHandler, MessagingConfig, Subscription,
@@ -55,7 +61,22 @@ use tokio::sync::Notify;
 const WINDOW: usize = 256;
 const BATCH: usize = 500;
 const EVENT_TYPE: &str = "bench.message.v1";
-const SIDES: [&str; 3] = ["raw", "raw+ce", "chassis"];
+const SIDES: [&str; 5] = [
+    "raw",
+    "raw+ce",
+    "chassis",
+    "raw+ce/structured",
+    "chassis/structured",
+];
+
+/// The content mode a side writes (and a fill kind fills with).
+fn mode(side: &str) -> ContentMode {
+    if side.ends_with("/structured") {
+        ContentMode::Structured
+    } else {
+        ContentMode::Binary
+    }
+}
 
 fn payload(n: usize) -> Vec<u8> {
     let mut body = format!("{{\"seq\":{n},\"pad\":\"").into_bytes();
@@ -73,10 +94,11 @@ fn messaging() -> MessagingConfig {
     }
 }
 
-fn nats(prefix: &str) -> NatsConfig {
+fn nats(prefix: &str, content_mode: ContentMode) -> NatsConfig {
     NatsConfig {
         url: LOCAL_URL.into(),
         subject_prefix: prefix.to_owned(),
+        content_mode,
         ..NatsConfig::default()
     }
 }
@@ -127,10 +149,10 @@ fn main() {
                 let prefix = StreamPrefix::on("bench", LOCAL_URL);
                 let mut worker = Worker::start(&[operation, SIDES[side], &prefix.name, &n]);
                 if operation == "consume" {
-                    let kind = if SIDES[side] == "raw" {
-                        "bare"
-                    } else {
-                        "chassis"
+                    let kind = match mode(SIDES[side]) {
+                        _ if SIDES[side] == "raw" => "bare",
+                        ContentMode::Binary => "chassis",
+                        ContentMode::Structured => "chassis/structured",
                     };
                     bench::run(&["fill", kind, &prefix.name, &n]);
                 }
@@ -158,10 +180,10 @@ async fn worker(args: &[String]) {
                     .await
                     .expect("stream");
                 let bodies = (0..messages).map(|n| Bytes::from(payload(n))).collect();
-                publish_raw(&js, prefix, bodies, None).await;
+                publish_raw(&js, prefix, bodies, &Headers::None).await;
                 return;
             }
-            let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-fill")
+            let bus = NatsBus::connect(&messaging(), &nats(prefix, mode(kind)), "bench-fill")
                 .await
                 .expect("connect");
             bus.publish_all(envelopes(messages)).await.expect("fill");
@@ -182,31 +204,44 @@ async fn publish(side: &str, prefix: &str, messages: usize) {
     let client = async_nats::connect(LOCAL_URL).await.expect("connect");
     let js = jetstream::new(client);
     let took = match side {
-        "raw" | "raw+ce" => {
+        "raw" | "raw+ce" | "raw+ce/structured" => {
             js.get_or_create_stream(stream_config(prefix))
                 .await
                 .expect("stream");
             let subject = subject(prefix);
             // Warm-up: the connection and the stream's first write; for
-            // raw+ce, also the headers of a message the chassis published.
-            let headers = if side == "raw+ce" {
-                Some(chassis_headers(prefix).await)
-            } else {
-                js.publish(subject.clone(), Bytes::from(payload(0)))
-                    .await
-                    .expect("publish")
-                    .await
-                    .expect("ack");
-                None
+            // raw+ce…, also the headers of a message the chassis published.
+            let (headers, bodies): (_, Vec<Bytes>) = match side {
+                "raw" => {
+                    js.publish(subject.clone(), Bytes::from(payload(0)))
+                        .await
+                        .expect("publish")
+                        .await
+                        .expect("ack");
+                    let bodies = (0..messages).map(|n| Bytes::from(payload(n))).collect();
+                    (Headers::None, bodies)
+                }
+                "raw+ce" => {
+                    let headers = chassis_headers(prefix, ContentMode::Binary).await;
+                    let bodies = (0..messages).map(|n| Bytes::from(payload(n))).collect();
+                    (Headers::FreshId(headers), bodies)
+                }
+                _ => {
+                    let headers = chassis_headers(prefix, ContentMode::Structured).await;
+                    let bodies = envelopes(messages)
+                        .iter()
+                        .map(|e| Bytes::from(cloudevents::to_structured(e, "bench-publish")))
+                        .collect();
+                    (Headers::Same(headers), bodies)
+                }
             };
-            let bodies = (0..messages).map(|n| Bytes::from(payload(n))).collect();
             bench::ready();
             let started = Instant::now();
-            publish_raw(&js, prefix, bodies, headers.as_ref()).await;
+            publish_raw(&js, prefix, bodies, &headers).await;
             started.elapsed()
         }
-        "chassis" => {
-            let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-publish")
+        "chassis" | "chassis/structured" => {
+            let bus = NatsBus::connect(&messaging(), &nats(prefix, mode(side)), "bench-publish")
                 .await
                 .expect("connect");
             // Warm-up: the stream made and known, the connection used.
@@ -235,16 +270,20 @@ async fn publish(side: &str, prefix: &str, messages: usize) {
     check_stored(&js, prefix, messages + 1).await;
 }
 
+/// The headers the raw side sends with each message.
+enum Headers {
+    /// None: a bare payload.
+    None,
+    /// A copy of these with a fresh `ce-id` each (what any producer of
+    /// binary-mode events does per message).
+    FreshId(async_nats::HeaderMap),
+    /// A copy of these (structured mode: the id is in the body).
+    Same(async_nats::HeaderMap),
+}
+
 /// Publishes `bodies` with raw async-nats, `WINDOW` PubAcks in
-/// flight, until the last is acked; with `headers`, each message carries a
-/// copy of them with a fresh `ce-id` (what any producer of events does per
-/// message).
-async fn publish_raw(
-    js: &jetstream::Context,
-    prefix: &str,
-    bodies: Vec<Bytes>,
-    headers: Option<&async_nats::HeaderMap>,
-) {
+/// flight, until the last is acked.
+async fn publish_raw(js: &jetstream::Context, prefix: &str, bodies: Vec<Bytes>, headers: &Headers) {
     let subject = subject(prefix);
     let mut window = std::collections::VecDeque::with_capacity(WINDOW);
     for body in bodies {
@@ -253,11 +292,15 @@ async fn publish_raw(
             ack.await.expect("PubAck");
         }
         let ack = match headers {
-            None => js.publish(subject.clone(), body).await,
-            Some(headers) => {
+            Headers::None => js.publish(subject.clone(), body).await,
+            Headers::FreshId(headers) => {
                 let mut headers = headers.clone();
                 headers.insert("ce-id", uuid::Uuid::now_v7().to_string().as_str());
                 js.publish_with_headers(subject.clone(), headers, body)
+                    .await
+            }
+            Headers::Same(headers) => {
+                js.publish_with_headers(subject.clone(), headers.clone(), body)
                     .await
             }
         };
@@ -268,13 +311,14 @@ async fn publish_raw(
     }
 }
 
-/// The headers of one message published by the chassis (it goes to the
-/// stream, as the raw warm-up message does), read off a core subscription.
-async fn chassis_headers(prefix: &str) -> async_nats::HeaderMap {
+/// The headers of one message published by the chassis in `mode` (it goes
+/// to the stream, as the raw warm-up message does), read off a core
+/// subscription.
+async fn chassis_headers(prefix: &str, mode: ContentMode) -> async_nats::HeaderMap {
     let client = async_nats::connect(LOCAL_URL).await.expect("connect");
     let mut seen = client.subscribe(subject(prefix)).await.expect("subscribe");
     client.flush().await.expect("flush");
-    let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-publish")
+    let bus = NatsBus::connect(&messaging(), &nats(prefix, mode), "bench-publish")
         .await
         .expect("connect");
     bus.publish(Envelope::new(EVENT_TYPE, JSON_CONTENT_TYPE, payload(0)))
@@ -319,7 +363,7 @@ async fn consume(side: &str, prefix: &str, messages: usize) {
     let client = async_nats::connect(LOCAL_URL).await.expect("connect");
     let js = jetstream::new(client);
     let took = match side {
-        "raw" | "raw+ce" => {
+        "raw" | "raw+ce" | "raw+ce/structured" => {
             let stream = js
                 .get_or_create_stream(stream_config(prefix))
                 .await
@@ -351,7 +395,7 @@ async fn consume(side: &str, prefix: &str, messages: usize) {
             }
             started.elapsed()
         }
-        "chassis" => {
+        "chassis" | "chassis/structured" => {
             let counter = Arc::new(Counter {
                 expected: messages,
                 handled: AtomicUsize::new(0),
@@ -361,12 +405,12 @@ async fn consume(side: &str, prefix: &str, messages: usize) {
                 || Subscription::new("bench", Handlers::new().on_raw(EVENT_TYPE, counter.clone()));
             // The group's consumer exists before the fill (a new group
             // starts with what comes after it); this bus then stops.
-            let setup = NatsBus::connect(&messaging(), &nats(prefix), "bench-consume")
+            let setup = NatsBus::connect(&messaging(), &nats(prefix, mode(side)), "bench-consume")
                 .await
                 .expect("connect");
             setup.subscribe(subscription()).await.expect("subscribe");
             setup.shutdown().await.expect("shutdown");
-            let bus = NatsBus::connect(&messaging(), &nats(prefix), "bench-consume")
+            let bus = NatsBus::connect(&messaging(), &nats(prefix, mode(side)), "bench-consume")
                 .await
                 .expect("connect");
             bench::ready();

@@ -3,6 +3,7 @@
 //! consumer, and the `ce-` headers.
 
 use messaging_abstractions::asyncapi::{BrokerBinding, Server};
+use messaging_abstractions::cloudevents::ContentMode;
 
 use crate::NatsConfig;
 use crate::codec::CE_PREFIX;
@@ -37,6 +38,10 @@ impl BrokerBinding for NatsConfig {
     fn attribute_header(&self, name: &str) -> Option<String> {
         Some(format!("{CE_PREFIX}{name}"))
     }
+
+    fn content_mode(&self) -> ContentMode {
+        self.content_mode
+    }
 }
 
 #[cfg(test)]
@@ -70,5 +75,13 @@ mod tests {
         assert!(receive.contains("`shop_events_order`"), "{receive}");
         let headers = &doc["components"]["messages"]["order_completed_v1"]["headers"];
         assert!(headers["properties"]["ce-datacontenttype"].is_object());
+        let structured = NatsConfig {
+            content_mode: ContentMode::Structured,
+            ..config
+        };
+        let doc = asyncapi::document(&Info::new("shipping", "1"), &catalog, &structured);
+        let message = &doc["components"]["messages"]["order_completed_v1"];
+        assert_eq!(message["contentType"], "application/cloudevents+json");
+        assert!(message.get("headers").is_none());
     }
 }

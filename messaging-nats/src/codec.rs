@@ -1,11 +1,15 @@
-//! The envelope on the wire: a CloudEvent in binary content mode, after the
-//! CloudEvents NATS protocol binding.
+//! The envelope on the wire: a CloudEvent after the CloudEvents NATS
+//! protocol binding, in the content mode of `messaging.nats.content_mode`.
 //!
-//! Every attribute of [`messaging_abstractions::cloudevents`] is a header
-//! named `ce-` + its name (`datacontenttype` included), its value
-//! percent-encoded as the binding prescribes (space, `"`, `%`, control and
-//! non-ASCII characters as `%XY` of their UTF-8 bytes), so any value survives
-//! NATS's header rules exactly. The payload is the message body.
+//! Binary mode (the default): every attribute of
+//! [`messaging_abstractions::cloudevents`] is a header named `ce-` + its name
+//! (`datacontenttype` included), its value percent-encoded as the binding
+//! prescribes (space, `"`, `%`, control and non-ASCII characters as `%XY` of
+//! their UTF-8 bytes), so any value survives NATS's header rules exactly. The
+//! payload is the message body.
+//!
+//! Structured mode: one header, `Content-Type: application/cloudevents+json`,
+//! and the whole event as the body ([`cloudevents::to_structured`]).
 //!
 //! Read side: a `Content-Type` header starting with `application/cloudevents`
 //! is the structured content mode (the JSON event format in the body); `ce-`
@@ -23,7 +27,8 @@ use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::{HeaderMap, HeaderName};
-use messaging_abstractions::cloudevents;
+use bytes::Bytes;
+use messaging_abstractions::cloudevents::{self, ContentMode};
 use messaging_abstractions::{EncodeError, Envelope, FailureKind, epoch_text};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
@@ -132,9 +137,33 @@ static CE_HEADERS: [(&str, HeaderName); 12] = {
     ]
 };
 
-/// The headers carrying `envelope` published by `source` (its payload is
-/// the body).
-pub(crate) fn encode(envelope: &Envelope, source: &str) -> Result<HeaderMap, EncodeError> {
+/// The header that marks the structured content mode.
+static CONTENT_TYPE: HeaderName = HeaderName::from_static("Content-Type");
+
+/// The headers and body carrying `envelope` published by `source`.
+pub(crate) fn encode(
+    envelope: &Envelope,
+    source: &str,
+    mode: ContentMode,
+) -> Result<(HeaderMap, Bytes), EncodeError> {
+    match mode {
+        ContentMode::Binary => Ok((
+            binary_headers(envelope, source),
+            Bytes::copy_from_slice(&envelope.payload),
+        )),
+        ContentMode::Structured => {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE.clone(), cloudevents::STRUCTURED_JSON);
+            Ok((
+                headers,
+                Bytes::from(cloudevents::to_structured(envelope, source)),
+            ))
+        }
+    }
+}
+
+/// The `ce-` headers of `envelope` in binary mode.
+fn binary_headers(envelope: &Envelope, source: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in cloudevents::attributes(envelope, source) {
         // Attribute names are lower-case letters and digits and the value is
@@ -152,7 +181,7 @@ pub(crate) fn encode(envelope: &Envelope, source: &str) -> Result<HeaderMap, Enc
         };
         headers.insert(header, encoded.unwrap_or_else(|| value.into_owned()));
     }
-    Ok(headers)
+    headers
 }
 
 fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
@@ -341,15 +370,33 @@ mod tests {
                 ..full_envelope()
             },
         ] {
-            let headers = encode(&env, "order-service").unwrap();
-            assert_eq!(decode(Some(&headers), &env.payload).unwrap(), env);
+            for mode in [ContentMode::Binary, ContentMode::Structured] {
+                let (headers, body) = encode(&env, "order-service", mode).unwrap();
+                assert_eq!(decode(Some(&headers), &body).unwrap(), env, "{mode:?}");
+            }
         }
+    }
+
+    #[test]
+    fn structured_mode_is_one_header_and_the_event_as_body() {
+        let env = full_envelope();
+        let (headers, body) = encode(&env, "order-service", ContentMode::Structured).unwrap();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(
+            header(Some(&headers), "Content-Type"),
+            Some("application/cloudevents+json")
+        );
+        let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["type"], "order.completed.v1");
+        assert_eq!(event["correlationid"], "corr-1\r\nwith a line break");
+        assert_eq!(event["data"], serde_json::json!({"n": 1}));
     }
 
     #[test]
     fn the_wire_follows_the_nats_binding() {
         let env = full_envelope();
-        let headers = encode(&env, "order-service").unwrap();
+        let (headers, body) = encode(&env, "order-service", ContentMode::Binary).unwrap();
+        assert_eq!(body, env.payload);
         let get = |name: &str| header(Some(&headers), name);
         assert_eq!(get("ce-specversion"), Some("1.0"));
         assert_eq!(get("ce-source"), Some("order-service"));
@@ -425,7 +472,7 @@ mod tests {
     #[test]
     fn dead_letters_carry_the_failure_and_replays_drop_it() {
         let env = full_envelope();
-        let headers = encode(&env, "order-service").unwrap();
+        let (headers, _) = encode(&env, "order-service", ContentMode::Binary).unwrap();
         let failure = Failure::new(
             "shipping",
             "order.completed.v1",

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chassis_core::Secret;
 use chassis_core::config::InvalidValue;
+use messaging_abstractions::cloudevents::ContentMode;
 use serde::{Deserialize, Serialize};
 
 use crate::topology;
@@ -30,6 +31,7 @@ pub enum StreamStorage {
 /// storage = "file"
 /// replicas = 1
 /// max_age = "168h"
+/// content_mode = "binary"            # or "structured"
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -78,6 +80,11 @@ pub struct NatsConfig {
     /// How long `shutdown` waits for in-flight handlers.
     #[serde(with = "chassis_core::duration")]
     pub drain_timeout: Duration,
+    /// How events are written (both are always read): `binary`, the
+    /// attributes as `ce-` headers, or `structured`, the whole event as a
+    /// JSON body with one `Content-Type` header (cheaper for client and
+    /// server; see `docs/messaging-nats.md`).
+    pub content_mode: ContentMode,
 }
 
 impl Default for NatsConfig {
@@ -97,6 +104,7 @@ impl Default for NatsConfig {
             publish_wait: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            content_mode: ContentMode::Binary,
         }
     }
 }
@@ -169,10 +177,11 @@ mod tests {
         assert_eq!(parsed, NatsConfig::default());
         let parsed: NatsConfig = serde_json::from_str(
             r#"{"url": "nats://a:4222,nats://b:4222", "storage": "memory", "max_age": "1h",
-                "user": "u", "password": "p"}"#,
+                "user": "u", "password": "p", "content_mode": "structured"}"#,
         )
         .unwrap();
         assert_eq!(parsed.storage, StreamStorage::Memory);
+        assert_eq!(parsed.content_mode, ContentMode::Structured);
         assert_eq!(parsed.max_age, Duration::from_secs(3600));
         parsed.validate().unwrap();
     }

@@ -249,12 +249,14 @@ impl GroupConsumer {
             .and_then(|e| e.partition_key.as_deref());
         let mut turn = self.order.enter(key);
         let this = self.clone();
-        tokio::spawn(async move {
+        // Boxed: the task then holds a pointer, not the whole state machine,
+        // which tokio would copy when spawning and again when it completes.
+        tokio::spawn(Box::pin(async move {
             turn.wait().await;
             this.process(message, decoded).await;
             drop(turn);
             drop(permit);
-        });
+        }));
     }
 
     /// Handles one delivery and settles it.
@@ -290,7 +292,7 @@ impl GroupConsumer {
                 &reason,
                 attempt,
             );
-            return self.dead_letter(&message, &failure).await;
+            return self.dead_letter_boxed(&message, &failure).await;
         }
         let envelope = match decoded {
             Ok(envelope) => envelope,
@@ -302,7 +304,7 @@ impl GroupConsumer {
                     &reason,
                     attempt,
                 );
-                return self.dead_letter(&message, &failure).await;
+                return self.dead_letter_boxed(&message, &failure).await;
             }
         };
         let message_id = envelope.message_id;
@@ -327,7 +329,7 @@ impl GroupConsumer {
                     None => {
                         let failure =
                             Failure::new(&self.group, event_type, e.kind, &e.reason, attempt);
-                        self.dead_letter(&message, &failure).await;
+                        self.dead_letter_boxed(&message, &failure).await;
                     }
                 }
             }
@@ -346,18 +348,23 @@ impl GroupConsumer {
         let first = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await;
         let outcome = match first {
             Poll::Ready(outcome) => outcome,
+            // Boxed: the timer and the progress ack would otherwise make
+            // every message's task larger, and it is copied when spawned.
             Poll::Pending => {
-                let period = self.shared.nats.ack_wait / 3;
-                let mut progress =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                loop {
-                    tokio::select! {
-                        outcome = &mut handling => break outcome,
-                        _ = progress.tick() => {
-                            let _ = message.ack_with(AckKind::Progress).await;
+                Box::pin(async {
+                    let period = self.shared.nats.ack_wait / 3;
+                    let mut progress =
+                        tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    loop {
+                        tokio::select! {
+                            outcome = &mut handling => break outcome,
+                            _ = progress.tick() => {
+                                let _ = message.ack_with(AckKind::Progress).await;
+                            }
                         }
                     }
-                }
+                })
+                .await
             }
         };
         outcome.unwrap_or_else(|panic| {
@@ -368,6 +375,12 @@ impl GroupConsumer {
                 .unwrap_or_else(|| "unknown panic".into());
             Err(HandlerError::retryable(format!("handler panicked: {what}")))
         })
+    }
+
+    /// [`Self::dead_letter`] on the heap: the rare path's large future
+    /// stays out of every message's task (copied when spawned).
+    async fn dead_letter_boxed(&self, message: &Message, failure: &Failure) {
+        Box::pin(self.dead_letter(message, failure)).await;
     }
 
     /// Copies the message to the dead-letter stream with the failure, then

@@ -251,39 +251,44 @@ impl NatsBus {
         &self.inner.shared
     }
 
-    /// The subject of `envelope` and its headers; makes its stream exist
-    /// unless `stream_known` (a batch's earlier envelope of the same
+    /// The subject of `envelope`, its headers and body; makes its stream
+    /// exist unless `stream_known` (a batch's earlier envelope of the same
     /// namespace made sure of it).
     async fn prepare(
         &self,
         envelope: &Envelope,
         stream_known: bool,
-    ) -> Result<(String, async_nats::HeaderMap), PublishError> {
+    ) -> Result<(String, async_nats::HeaderMap, Bytes), PublishError> {
         if self.shared().is_closed() {
             return Err(PublishError::ShutDown);
         }
         Names::check_event_type(&envelope.event_type).map_err(|e| encode_error(envelope, e))?;
-        let headers = codec::encode(envelope, &self.shared().service)?;
+        let (headers, body) = self.encode(envelope)?;
         if !stream_known {
             self.shared()
                 .ensure_events_stream(Names::namespace(&envelope.event_type))
                 .await
                 .map_err(PublishError::Unavailable)?;
         }
-        Ok((self.shared().names.subject(&envelope.event_type), headers))
+        Ok((
+            self.shared().names.subject(&envelope.event_type),
+            headers,
+            body,
+        ))
+    }
+
+    fn encode(&self, envelope: &Envelope) -> Result<(async_nats::HeaderMap, Bytes), EncodeError> {
+        let shared = self.shared();
+        codec::encode(envelope, &shared.service, shared.nats.content_mode)
     }
 
     /// Publishes one message and waits for its PubAck; a stream gone from
     /// the server is made again once.
-    async fn publish_one(&self, envelope: &Envelope, payload: Bytes) -> Result<(), PublishError> {
+    async fn publish_one(&self, envelope: &Envelope) -> Result<(), PublishError> {
         let mut again = true;
         loop {
-            let (subject, headers) = self.prepare(envelope, false).await?;
-            match self
-                .shared()
-                .send_acked(subject, headers, payload.clone())
-                .await
-            {
+            let (subject, headers, body) = self.prepare(envelope, false).await?;
+            match self.shared().send_acked(subject, headers, body).await {
                 Ok(()) => return Ok(()),
                 Err(e) if again && e.kind() == PublishErrorKind::StreamNotFound => {
                     again = false;
@@ -309,12 +314,12 @@ impl NatsBus {
             if next < envelopes.len() && window.len() < PUBLISH_WINDOW {
                 let envelope = &envelopes[next];
                 let namespace = Names::namespace(&envelope.event_type);
-                let (subject, headers) = self.prepare(envelope, known == Some(namespace)).await?;
+                let (subject, headers, body) =
+                    self.prepare(envelope, known == Some(namespace)).await?;
                 known = Some(namespace);
-                let payload = Bytes::copy_from_slice(&envelope.payload);
                 let ack = self
                     .shared()
-                    .send(subject, headers, payload)
+                    .send(subject, headers, body)
                     .await
                     .map_err(|e| self.shared().publish_error(e, envelope.message_id))?;
                 window.push_back((next, ack));
@@ -331,8 +336,7 @@ impl NatsBus {
                     // Rare (a stream deleted under us): the rest one by one.
                     drop(window);
                     for envelope in &envelopes[index..] {
-                        let payload = Bytes::copy_from_slice(&envelope.payload);
-                        self.publish_one(envelope, payload).await?;
+                        self.publish_one(envelope).await?;
                     }
                     return Ok(());
                 }
@@ -373,8 +377,7 @@ impl NatsBus {
             .headers
             .insert(REPLY_TO_HEADER.to_owned(), inbox.address.clone());
         set_deadline(&mut request, timeout);
-        let payload = Bytes::from(std::mem::take(&mut request.payload));
-        self.publish_one(&request, payload)
+        self.publish_one(&request)
             .await
             .map_err(|e| RequestError::from_publish(&request_type, e))?;
         match answer.await {
@@ -395,8 +398,7 @@ impl NatsBus {
 #[async_trait]
 impl EventBusHooks for NatsBus {
     async fn publish_ref(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        self.publish_one(envelope, Bytes::copy_from_slice(&envelope.payload))
-            .await
+        self.publish_one(envelope).await
     }
 
     /// Pipelined: up to 256 PubAcks in flight. An envelope that cannot be
@@ -417,9 +419,8 @@ impl EventBus for NatsBus {
         Some(self)
     }
 
-    async fn publish(&self, mut envelope: Envelope) -> Result<(), PublishError> {
-        let payload = Bytes::from(std::mem::take(&mut envelope.payload));
-        self.publish_one(&envelope, payload).await
+    async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
+        self.publish_one(&envelope).await
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
@@ -477,12 +478,12 @@ impl EventBus for NatsBus {
             .headers
             .entry(IN_REPLY_TO_HEADER.to_owned())
             .or_insert_with(|| request.message_id.to_string());
-        let headers = codec::encode(&reply, &self.shared().service)?;
+        let (headers, body) = self.encode(&reply)?;
         let client = &self.shared().client;
         let wait = self.shared().nats.publish_wait;
         let sent = tokio::time::timeout(wait, async {
             client
-                .publish_with_headers(address, headers, Bytes::from(reply.payload))
+                .publish_with_headers(address, headers, body)
                 .await
                 .map_err(|e| e.to_string())?;
             client.flush().await.map_err(|e| e.to_string())

@@ -1,5 +1,6 @@
 //! The shared event-bus conformance suite against the real NATS server
-//! (127.0.0.1:4222, JetStream), with file and with memory storage.
+//! (127.0.0.1:4222, JetStream), with file and with memory storage, and in
+//! the structured content mode.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::Prefix;
+use messaging_abstractions::cloudevents::ContentMode;
 use messaging_abstractions::{EventBus, MessagingConfig};
 use messaging_conformance::{BusFactory, ConnectError};
 use messaging_nats::{NatsBus, NatsConfig, StreamStorage};
@@ -29,10 +31,11 @@ impl BusFactory for Factory {
     }
 }
 
-async fn run(storage: StreamStorage) {
+async fn run(storage: StreamStorage, content_mode: ContentMode) {
     let prefix = Prefix::new("conf");
     let mut nats = prefix.nats();
     nats.storage = storage;
+    nats.content_mode = content_mode;
     let report = messaging_conformance::run(Factory {
         messaging: prefix.messaging(),
         nats,
@@ -45,10 +48,15 @@ async fn run(storage: StreamStorage) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_with_file_storage() {
-    run(StreamStorage::File).await;
+    run(StreamStorage::File, ContentMode::Binary).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_with_memory_storage() {
-    run(StreamStorage::Memory).await;
+    run(StreamStorage::Memory, ContentMode::Binary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_structured_mode() {
+    run(StreamStorage::File, ContentMode::Structured).await;
 }

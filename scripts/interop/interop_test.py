@@ -15,7 +15,10 @@ Isolation: a vhost of its own on RabbitMQ (rabbitmqctl), a subject prefix of
 its own on NATS (its streams deleted at the end), in-memory stores.
 Exit status 0 only when every check passed.
 
-Usage: python interop_test.py ORDER_SERVICE_BIN SHIPPING_SERVICE_BIN [rabbitmq|nats ...]
+On NATS it runs twice: with the services writing the binary content mode
+(the default), then the structured one (`messaging.nats.content_mode`).
+
+Usage: python interop_test.py ORDER_SERVICE_BIN SHIPPING_SERVICE_BIN [rabbitmq|nats|nats-structured ...]
 """
 
 import asyncio
@@ -287,12 +290,13 @@ def rabbitmq_form(message):
     return message.content_type, message.headers, message.body
 
 
-async def run_nats(order_bin, shipping_bin):
+async def run_nats(order_bin, shipping_bin, content_mode):
     prefix = f"interop_{uuid.uuid4().hex[:12]}"
     broker_env = {
         "CHASSIS__MESSAGING__PROVIDER": "nats",
         "CHASSIS__MESSAGING__NATS__URL": NATS,
         "CHASSIS__MESSAGING__NATS__SUBJECT_PREFIX": prefix,
+        "CHASSIS__MESSAGING__NATS__CONTENT_MODE": content_mode,
     }
     client = await nats.connect(NATS)
     js = client.jetstream()
@@ -312,13 +316,20 @@ async def run_nats(order_bin, shipping_bin):
         await client.flush()
         order_id = place_order(order, 2)
         message = await subscription.next_msg(timeout=WAIT)
-        event = ce_http.from_binary(
-            ce_http.HTTPMessage(headers=dict(message.headers or {}), body=message.data),
-            JSONFormat(),
-        )
+        headers = dict(message.headers or {})
+        received = ce_http.HTTPMessage(headers=headers, body=message.data)
+        if content_mode == "structured":
+            assert headers == {"Content-Type": "application/cloudevents+json"}, headers
+            event = ce_http.from_structured(received, JSONFormat())
+        else:
+            assert "ce-id" in headers, headers
+            event = ce_http.from_binary(received, JSONFormat())
         check_order_completed(event, order_id)
         await subscription.unsubscribe()
-        log(f"python read the order service's {EVENT_TYPE} of order {order_id} as a CloudEvent (NATS binding)")
+        log(
+            f"python read the order service's {EVENT_TYPE} of order {order_id} as a CloudEvent "
+            f"(NATS binding, {content_mode} mode)"
+        )
 
         # Producer: binary (ce- headers, percent-encoded) and structured.
         forms = [
@@ -345,15 +356,17 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     order_bin, shipping_bin = sys.argv[1:3]
-    brokers = sys.argv[3:] or ["rabbitmq", "nats"]
+    brokers = sys.argv[3:] or ["rabbitmq", "nats", "nats-structured"]
     for broker in brokers:
         log(f"on {broker}")
         if broker == "rabbitmq":
             run_rabbitmq(order_bin, shipping_bin)
         elif broker == "nats":
-            asyncio.run(run_nats(order_bin, shipping_bin))
+            asyncio.run(run_nats(order_bin, shipping_bin, "binary"))
+        elif broker == "nats-structured":
+            asyncio.run(run_nats(order_bin, shipping_bin, "structured"))
         else:
-            sys.exit(f"unknown broker {broker!r} (rabbitmq or nats)")
+            sys.exit(f"unknown broker {broker!r} (rabbitmq, nats or nats-structured)")
     log("every check passed")
 
 

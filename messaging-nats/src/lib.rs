@@ -69,11 +69,14 @@
 //! published while a restarted server has restored the stream but not yet
 //! its consumers (seen in the restart test).
 //!
-//! The envelope travels as a CloudEvent in the NATS binding's binary
-//! content mode: every attribute of [`messaging_abstractions::cloudevents`]
-//! a `ce-` header (percent-encoded), the payload as body; every field
-//! round-trips exactly. Consumers read binary and structured CloudEvents from
-//! any producer and, for one release, the previous `Chassis-Envelope` format.
+//! The envelope travels as a CloudEvent after the NATS binding, in the
+//! content mode of `messaging.nats.content_mode`: binary (the default: every
+//! attribute of [`messaging_abstractions::cloudevents`] a `ce-` header,
+//! percent-encoded, the payload as body) or structured (the whole event as a
+//! JSON body with one `Content-Type: application/cloudevents+json` header;
+//! cheaper for client and server). Every field round-trips exactly in both.
+//! Consumers read binary and structured CloudEvents from any producer and,
+//! for one release, the previous `Chassis-Envelope` format.
 //!
 //! # Consuming
 //!

@@ -21,6 +21,7 @@
 //! assert_eq!(s.expose(), "hunter2");
 //! ```
 
+pub mod calendar;
 pub mod config;
 pub mod duration;
 pub mod health;

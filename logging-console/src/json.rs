@@ -13,6 +13,7 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chassis_core::calendar::civil_from_days;
 use logging_abstractions::LogContext;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -280,28 +281,13 @@ fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
         }
     };
     put(0, 4, year.clamp(0, 9999) as u64);
-    put(5, 2, u64::from(month));
-    put(8, 2, u64::from(day));
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
     put(11, 2, of_day / 3600);
     put(14, 2, of_day % 3600 / 60);
     put(17, 2, of_day % 60);
     put(20, 6, u64::from(since.subsec_micros()));
     out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! CloudEvents 1.0 on the wire: the attributes of an [`Envelope`], once for
 //! every broker provider.
 //!
-//! A provider publishes in the *binary content mode* of its protocol binding:
-//! the payload is the message body and every attribute travels as its own
-//! header, named by the binding (`cloudEvents_` on AMQP, `ce-` on NATS). This
-//! module maps an envelope to `(name, value)` attribute pairs and back; the
-//! provider only applies its binding's naming and value rules. It also reads
-//! the JSON *structured content mode* (`application/cloudevents+json`), which
-//! foreign producers may use.
+//! A provider publishes in the *binary content mode* of its protocol binding
+//! by default: the payload is the message body and every attribute travels
+//! as its own header, named by the binding (`cloudEvents_` on AMQP, `ce-` on
+//! NATS). This module maps an envelope to `(name, value)` attribute pairs and
+//! back; the provider only applies its binding's naming and value rules. It
+//! also writes and reads the JSON *structured content mode*
+//! (`application/cloudevents+json`, the whole event as the body:
+//! [`to_structured`], [`from_structured`]), which a provider may offer as its
+//! [`ContentMode`] and foreign producers may use.
 //!
 //! | envelope field   | attribute         | CloudEvents                                |
 //! |------------------|-------------------|--------------------------------------------|
@@ -51,6 +53,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chassis_core::calendar::{civil_from_days, days_from_civil};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -634,32 +637,6 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
         UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))?
     };
     whole.checked_add(Duration::from_nanos(u64::from(nanos)))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

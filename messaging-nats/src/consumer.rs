@@ -349,7 +349,8 @@ impl GroupConsumer {
         let outcome = match first {
             Poll::Ready(outcome) => outcome,
             // Boxed: the timer and the progress ack would otherwise make
-            // every message's task larger, and it is copied when spawned.
+            // every message's task larger (memory per message in flight,
+            // and the copy into its box).
             Poll::Pending => {
                 Box::pin(async {
                     let period = self.shared.nats.ack_wait / 3;
@@ -378,7 +379,7 @@ impl GroupConsumer {
     }
 
     /// [`Self::dead_letter`] on the heap: the rare path's large future
-    /// stays out of every message's task (copied when spawned).
+    /// stays out of every message's task (see the progress timer).
     async fn dead_letter_boxed(&self, message: &Message, failure: &Failure) {
         Box::pin(self.dead_letter(message, failure)).await;
     }

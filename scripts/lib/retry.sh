@@ -4,15 +4,15 @@
 # minute or two (seen: npm, E502, in a clean-root run); the clients' own
 # retries give up within that. Callers define log().
 
-# retry WHAT COMMAND...: runs COMMAND up to 3 times, 30 s and then 90 s apart;
-# fails with the last exit status.
+# retry WHAT COMMAND...: runs COMMAND up to RETRY_ATTEMPTS times (default 3),
+# 30 s and then 90 s apart; fails with the last exit status.
 retry() {
-  local what=$1 attempt=1 status
+  local what=$1 attempt=1 status max=${RETRY_ATTEMPTS:-3}
   shift
   while true; do
     "$@" && return 0
     status=$?
-    if [ "$attempt" -ge 3 ]; then
+    if [ "$attempt" -ge "$max" ]; then
       log "$what failed $attempt times (exit $status); giving up"
       return "$status"
     fi

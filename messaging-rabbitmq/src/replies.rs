@@ -208,6 +208,9 @@ async fn consume(
             }
         }
     };
+    // Shutdown marks the link closed before it closes the connection, so a
+    // consumer that ended in between was ended by the shutdown.
+    let ended = ended.filter(|_| !matches!(*state.borrow(), LinkState::Closed));
     match ended {
         // The requester fills in its request type.
         Some(reason) => queue.close(|| RequestError::Interrupted {

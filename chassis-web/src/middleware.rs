@@ -62,7 +62,7 @@ use messaging_abstractions::MessageContext;
 use tower::Service;
 use tracing::Instrument;
 
-use crate::access_log::{AccessLog, RouteLayer};
+use crate::access_log::{AccessLog, Captured, RouteLayer};
 use crate::config::HttpConfig;
 use crate::correlation::CorrelationId;
 use crate::problem::{PROBLEM_JSON, Problem};
@@ -312,6 +312,7 @@ where
             let method = req.method().clone();
             let uri = req.uri().clone();
             let mut admitted = None;
+            let mut route = None;
             let mut response = match limit_body(req, limit) {
                 Err(too_large) => too_large.into_response(),
                 Ok(mut req) => match match security {
@@ -335,7 +336,15 @@ where
                         }
                         let call =
                             AssertUnwindSafe(async move { inner.call(req).await }).catch_unwind();
-                        match tokio::time::timeout(timeout, call).await {
+                        let call = tokio::time::timeout(timeout, call);
+                        let outcome = if logged {
+                            let (outcome, matched) = Captured::new(call).await;
+                            route = matched;
+                            outcome
+                        } else {
+                            call.await
+                        };
+                        match outcome {
                             Ok(Ok(Ok(response))) => response,
                             Ok(Ok(Err(never))) => match never {},
                             Ok(Err(panic)) => panic_response(panic),
@@ -364,7 +373,7 @@ where
                 tracing::error!(%method, path = uri.path(), status = status.as_u16(), "request failed");
             }
             if let Some(log) = &access_log {
-                log.write(&method, &response, started, peer);
+                log.write(&method, &response, started, peer, route.as_ref());
             }
             tracing::debug!(
                 %method,
@@ -377,11 +386,7 @@ where
         };
         // The request's future is boxed before it is wrapped: the wrappers
         // around it then move a pointer, not the whole state machine.
-        let future: BoxFuture<Result<Response, Infallible>> = if logged {
-            Box::pin(AccessLog::scope(future))
-        } else {
-            Box::pin(future)
-        };
+        let future: BoxFuture<Result<Response, Infallible>> = Box::pin(future);
         crate::correlation::scope(context, future.instrument(span))
     }
 }

@@ -5,8 +5,10 @@
 mod common;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::routing::get;
 use common::{Capture, TempDir, client, isolated};
 use serde_json::Value;
@@ -49,10 +51,21 @@ async fn serve(
     capture();
     let dir = TempDir::new();
     let mut builder = isolated(name, &dir).routes(|_| {
-        Router::new().route(
-            "/orders/{id}",
-            get(|| async { axum::Json(serde_json::json!({ "id": 7 })) }),
-        )
+        Router::new()
+            .route(
+                "/orders/{id}",
+                get(|| async { axum::Json(serde_json::json!({ "id": 7 })) }),
+            )
+            .route(
+                "/slow/{ms}",
+                get(|Path(ms): Path<u64>| async move {
+                    // Wakes up on whichever worker thread is free.
+                    for _ in 0..ms {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    "done"
+                }),
+            )
     });
     for (key, value) in settings {
         builder = builder.config(key, value.clone());
@@ -139,6 +152,31 @@ async fn probes_are_logged_when_asked_and_routes_can_be_excluded() {
     .await;
     let routes: Vec<&str> = lines.iter().map(|l| l["route"].as_str().unwrap()).collect();
     assert_eq!(routes, ["unmatched"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_waits_or_times_out_keeps_its_route() {
+    let lines = serve(
+        "access-slow",
+        &[
+            ("http.access_log.enabled", true.into()),
+            ("http.request_timeout", "300ms".into()),
+        ],
+        &["/slow/20", "/slow/2000", "/orders/3"],
+    )
+    .await;
+    let seen: Vec<(&str, u64)> = lines
+        .iter()
+        .map(|l| (l["route"].as_str().unwrap(), l["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/slow/{ms}", 200),
+            ("/slow/{ms}", 503),
+            ("/orders/{id}", 200)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! log line, which made a line per request cost more than the whole HTTP
 //! request it described (see `docs/bench-http.md`).
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,9 +27,81 @@ pub(crate) struct JsonLine {
     context: Arc<dyn LogContext>,
 }
 
+/// A line buffer larger than this is not kept for the next line.
+const KEPT_LINE_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The line being assembled. A line is built here with inlined pushes
+    /// and handed to the layer's writer in one call: each of the layer's
+    /// `Writer` calls is a dynamic call, and a line made of some forty of
+    /// them cost more than its formatting.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
 impl JsonLine {
     pub(crate) fn new(context: Arc<dyn LogContext>) -> Self {
         Self { context }
+    }
+
+    fn line<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        line: &mut String,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
+        let meta = event.metadata();
+        line.push_str("{\"timestamp\":\"");
+        push_timestamp(line, SystemTime::now());
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push('"');
+        self.context
+            .visit(&mut |name, value| push_entry(line, name, value));
+        let mut fields = Fields {
+            line,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        line.push_str(",\"target\":");
+        push_string(line, meta.target());
+        let scope = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = scope {
+            line.push_str(",\"spans\":[");
+            for (i, span) in span.scope().from_root().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push('{');
+                let extensions = span.extensions();
+                // The span's fields as the layer's `JsonFields` wrote them:
+                // one JSON object, spliced in without its braces.
+                let inner = extensions
+                    .get::<FormattedFields<N>>()
+                    .map(|f| f.fields.trim())
+                    .and_then(|f| f.strip_prefix('{'))
+                    .and_then(|f| f.strip_suffix('}'))
+                    .map(str::trim)
+                    .unwrap_or_default();
+                if !inner.is_empty() {
+                    line.push_str(inner);
+                    line.push(',');
+                }
+                line.push_str("\"name\":");
+                push_string(line, span.metadata().name());
+                line.push('}');
+            }
+            line.push(']');
+        }
+        line.push_str("}\n");
+        Ok(())
     }
 }
 
@@ -43,137 +116,77 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
-        writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer, SystemTime::now())?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(meta.level().as_str())?;
-        writer.write_char('"')?;
-        let mut result = Ok(());
-        self.context.visit(&mut |name, value| {
-            if result.is_ok() {
-                result = write_entry(&mut writer, name, value);
-            }
-        });
-        result?;
-        let mut fields = Fields {
-            writer: &mut writer,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_str(",\"target\":")?;
-        write_string(&mut writer, meta.target())?;
-        let scope = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
-        if let Some(span) = scope {
-            writer.write_str(",\"spans\":[")?;
-            for (i, span) in span.scope().from_root().enumerate() {
-                if i > 0 {
-                    writer.write_char(',')?;
+        LINE.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                let written = self
+                    .line(ctx, &mut line, event)
+                    .and_then(|()| writer.write_str(&line));
+                if line.capacity() > KEPT_LINE_BYTES {
+                    *line = String::new();
                 }
-                writer.write_char('{')?;
-                let extensions = span.extensions();
-                // The span's fields as the layer's `JsonFields` wrote them:
-                // one JSON object, spliced in without its braces.
-                let inner = extensions
-                    .get::<FormattedFields<N>>()
-                    .map(|f| f.fields.trim())
-                    .and_then(|f| f.strip_prefix('{'))
-                    .and_then(|f| f.strip_suffix('}'))
-                    .map(str::trim)
-                    .unwrap_or_default();
-                if !inner.is_empty() {
-                    writer.write_str(inner)?;
-                    writer.write_char(',')?;
-                }
-                writer.write_str("\"name\":")?;
-                write_string(&mut writer, span.metadata().name())?;
-                writer.write_char('}')?;
+                written
             }
-            writer.write_char(']')?;
-        }
-        writer.write_str("}\n")
+            // A field's `Debug` that logs while its line is being written.
+            Err(_) => {
+                let mut line = String::new();
+                self.line(ctx, &mut line, event)?;
+                writer.write_str(&line)
+            }
+        })
     }
 }
 
 /// Writes the event's fields as `,"name":value` entries.
-struct Fields<'a, 'w> {
-    writer: &'a mut Writer<'w>,
+struct Fields<'a> {
+    line: &'a mut String,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
+impl Fields<'_> {
+    /// `,"name":` and `value` formatted as it is (numbers, booleans).
     fn raw(&mut self, field: &Field, value: fmt::Arguments<'_>) {
         if self.result.is_ok() {
-            self.result = (|| {
-                self.writer.write_char(',')?;
-                write_string(self.writer, field.name())?;
-                self.writer.write_char(':')?;
-                self.writer.write_fmt(value)
-            })();
+            push_name(self.line, field.name());
+            self.result = self.line.write_fmt(value);
         }
     }
-}
 
-impl Fields<'_, '_> {
-    /// `,"name":` and `prefix` and `value` as they are (numbers).
-    fn raw_str(&mut self, field: &Field, prefix: &str, value: &str) {
+    /// `,"name":"value"` with `value` formatted by `fmt` and escaped.
+    fn quoted(&mut self, field: &Field, value: fmt::Arguments<'_>) {
         if self.result.is_ok() {
-            self.result = (|| {
-                self.writer.write_char(',')?;
-                write_string(self.writer, field.name())?;
-                self.writer.write_char(':')?;
-                self.writer.write_str(prefix)?;
-                self.writer.write_str(value)
-            })();
+            push_name(self.line, field.name());
+            self.line.push('"');
+            self.result = Escape(self.line).write_fmt(value);
+            self.line.push('"');
         }
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_ok() {
-            self.result = write_entry(self.writer, field.name(), value);
-        }
+        push_entry(self.line, field.name(), value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_ok() {
-            self.result = (|| {
-                self.writer.write_char(',')?;
-                write_string(self.writer, field.name())?;
-                self.writer.write_str(":\"")?;
-                write!(Escape(self.writer), "{value:?}")?;
-                self.writer.write_char('"')
-            })();
-        }
+        self.quoted(field, format_args!("{value:?}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.result.is_ok() {
-            self.result = (|| {
-                self.writer.write_char(',')?;
-                write_string(self.writer, field.name())?;
-                self.writer.write_str(":\"")?;
-                write!(Escape(self.writer), "{value}")?;
-                self.writer.write_char('"')
-            })();
-        }
+        self.quoted(field, format_args!("{value}"));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let mut digits = [0u8; 20];
-        self.raw_str(field, "", decimal(value, &mut digits));
+        push_name(self.line, field.name());
+        push_decimal(self.line, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        let mut digits = [0u8; 20];
-        let sign = if value < 0 { "-" } else { "" };
-        let magnitude = decimal(value.unsigned_abs(), &mut digits);
-        self.raw_str(field, sign, magnitude);
+        push_name(self.line, field.name());
+        if value < 0 {
+            self.line.push('-');
+        }
+        push_decimal(self.line, value.unsigned_abs());
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
@@ -185,7 +198,8 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.raw(field, format_args!("{value}"));
+        push_name(self.line, field.name());
+        self.line.push_str(if value { "true" } else { "false" });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -198,10 +212,10 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
-/// `value` in decimal, written into `digits` (integers are most fields of
-/// an access log line; this skips the formatting machinery's padding and
-/// flag handling).
-fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &str {
+/// `value` in decimal (integers are most fields of an access log line;
+/// this skips the formatting machinery's padding and flag handling).
+fn push_decimal(line: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -212,61 +226,104 @@ fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &str {
         }
     }
     // Only ASCII digits were written.
-    std::str::from_utf8(&digits[at..]).unwrap_or("0")
+    line.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
+/// `,"name":`.
+fn push_name(line: &mut String, name: &str) {
+    line.push(',');
+    push_string(line, name);
+    line.push(':');
 }
 
 /// `,"name":"value"`.
-fn write_entry(writer: &mut Writer<'_>, name: &str, value: &str) -> fmt::Result {
-    writer.write_char(',')?;
-    write_string(writer, name)?;
-    writer.write_char(':')?;
-    write_string(writer, value)
+fn push_entry(line: &mut String, name: &str, value: &str) {
+    push_name(line, name);
+    push_string(line, value);
 }
 
 /// `value` as a JSON string literal.
-pub(crate) fn write_string(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
-    out.write_char('"')?;
-    Escape(out).write_str(value)?;
-    out.write_char('"')
+pub(crate) fn push_string(line: &mut String, value: &str) {
+    line.push('"');
+    push_escaped(line, value);
+    line.push('"');
 }
 
-/// Escapes what it is given for the inside of a JSON string.
-struct Escape<'a, W: ?Sized>(&'a mut W);
+/// Whether any of the 8 bytes in `word` must be escaped in a JSON string:
+/// a control character (below 0x20), `"` or `\`. Exact, word at a time
+/// (the "has a zero byte" and "has a byte less than n" tests).
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
+    below_space
+        || has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
+}
 
-impl<W: fmt::Write + ?Sized> fmt::Write for Escape<'_, W> {
+/// Whether `bytes` hold nothing a JSON string must escape.
+fn is_plain(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for word in words.by_ref() {
+        let word: [u8; 8] = word.try_into().unwrap_or_default();
+        if word_needs_escape(u64::from_ne_bytes(word)) {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
+/// `value` escaped for the inside of a JSON string.
+fn push_escaped(line: &mut String, value: &str) {
+    let bytes = value.as_bytes();
+    if is_plain(bytes) {
+        line.push_str(value);
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Slicing at ASCII bytes keeps UTF-8 boundaries.
+        line.push_str(&value[start..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            line.push_str("\\u00");
+            line.push(char::from(HEX[usize::from(b >> 4)]));
+            line.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            line.push_str(escaped);
+        }
+        start = i + 1;
+    }
+    line.push_str(&value[start..]);
+}
+
+/// Escapes what it is given for the inside of a JSON string (for values
+/// that are formatted, such as `Debug` fields).
+struct Escape<'a>(&'a mut String);
+
+impl fmt::Write for Escape<'_> {
     fn write_str(&mut self, value: &str) -> fmt::Result {
-        let bytes = value.as_bytes();
-        let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
-        if bytes.iter().all(plain) {
-            return self.0.write_str(value);
-        }
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let escaped = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            // Slicing at ASCII bytes keeps UTF-8 boundaries.
-            self.0.write_str(&value[start..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escaped)?;
-            }
-            start = i + 1;
-        }
-        self.0.write_str(&value[start..])
+        push_escaped(self.0, value);
+        Ok(())
     }
 }
 
 /// RFC 3339 in UTC with microseconds, as `tracing-subscriber` writes it:
 /// `2026-11-22T03:00:01.123456Z`.
-fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+fn push_timestamp(line: &mut String, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, of_day) = (secs / 86_400, secs % 86_400);
@@ -287,7 +344,8 @@ fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     put(14, 2, of_day % 3600 / 60);
     put(17, 2, of_day % 60);
     put(20, 6, u64::from(since.subsec_micros()));
-    out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    // Only ASCII digits and separators were written.
+    line.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -300,19 +358,45 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_microseconds() {
         let mut out = String::new();
         let at = UNIX_EPOCH + Duration::from_micros(1_795_316_401_123_456);
-        write_timestamp(&mut out, at).unwrap();
+        push_timestamp(&mut out, at);
         assert_eq!(out, "2026-11-22T03:00:01.123456Z");
         out.clear();
-        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_secs(951_782_400)).unwrap();
+        push_timestamp(&mut out, UNIX_EPOCH + Duration::from_secs(951_782_400));
         assert_eq!(out, "2000-02-29T00:00:00.000000Z");
     }
 
     #[test]
     fn strings_are_escaped() {
         let mut out = String::new();
-        write_string(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        push_string(&mut out, "a\"b\\c\nd\u{1}é");
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
         let parsed: String = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn every_byte_needing_an_escape_is_found_at_every_position_of_a_word() {
+        for byte in 0u8..0x80 {
+            for at in 0..17 {
+                let mut text = vec![b'a'; 17];
+                text[at] = byte;
+                let text = String::from_utf8(text).unwrap();
+                let mut out = String::new();
+                push_string(&mut out, &text);
+                let parsed: String = serde_json::from_str(&out)
+                    .unwrap_or_else(|e| panic!("byte {byte:#04x} at {at}: {out:?}: {e}"));
+                assert_eq!(parsed, text);
+                let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
+                assert_eq!(
+                    out.len() > text.len() + 2,
+                    escaped,
+                    "byte {byte:#04x} at {at}"
+                );
+            }
+        }
+        // Multi-byte characters are never escaped.
+        let mut out = String::new();
+        push_string(&mut out, "zürich → 東京 ÿ");
+        assert_eq!(out, "\"zürich → 東京 ÿ\"");
     }
 }

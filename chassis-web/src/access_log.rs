@@ -180,8 +180,8 @@ pin_project_lite::pin_project! {
 /// The report goes through a thread-local slot, emptied before and read
 /// after every poll: the route layer runs inside one of these polls, on the
 /// polling thread. A task-local scope around the request did the same at
-/// six times the cost (it swaps its value in and out on every poll of every
-/// future inside it).
+/// about three times the cost (it swaps its value in and out on every poll
+/// of every future inside it).
 pub(crate) struct Captured<F> {
         #[pin]
         inner: F,

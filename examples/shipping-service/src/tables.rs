@@ -56,29 +56,46 @@ macro_rules! package_columns {
     };
 }
 
-/// The three statements that load the packages whose ids `$ids` (a
-/// subquery) selects: the packages oldest first, their lines, their
-/// tracking events. The same parameters bind to all three.
+/// The statements that load the packages whose ids `$ids` (a subquery)
+/// selects. On PostgreSQL one statement returns each package with its lines
+/// and tracking events aggregated as JSON (`whole`): one round trip and one
+/// run of `$ids` instead of three, where `$ids` was the costliest part
+/// (docs/bench-pipeline.md, 2026-12-07). SQLite, in process, runs the three
+/// others: the packages oldest first, their lines, their tracking events.
+/// The same parameters bind to all of them.
 macro_rules! selection {
-    ($ids:literal) => {
+    ($($ids:tt)+) => {
         Selection {
+            whole: concat!(
+                "SELECT ",
+                package_columns!(),
+                ", COALESCE((SELECT json_agg(json_build_array(l.order_id, l.sku, l.quantity, \
+                 l.weight_grams, l.length_mm, l.width_mm, l.height_mm) ORDER BY l.line) \
+                 FROM package_lines l WHERE l.package_id = packages.id), '[]') AS lines, \
+                 COALESCE((SELECT json_agg(json_build_array(e.status, e.description, \
+                 (extract(epoch FROM e.at) * 1000000)::bigint) ORDER BY e.seq) \
+                 FROM tracking_events e WHERE e.package_id = packages.id), '[]') AS events \
+                 FROM packages WHERE id IN (",
+                $($ids)+,
+                ") ORDER BY opened_at, id"
+            ),
             packages: concat!(
                 "SELECT ",
                 package_columns!(),
                 " FROM packages WHERE id IN (",
-                $ids,
+                $($ids)+,
                 ") ORDER BY opened_at, id"
             ),
             lines: concat!(
                 "SELECT package_id, order_id, sku, quantity, weight_grams, length_mm, width_mm, \
                  height_mm FROM package_lines WHERE package_id IN (",
-                $ids,
+                $($ids)+,
                 ") ORDER BY package_id, line"
             ),
             events: concat!(
                 "SELECT package_id, status, description, at FROM tracking_events \
                  WHERE package_id IN (",
-                $ids,
+                $($ids)+,
                 ") ORDER BY package_id, seq"
             ),
         }
@@ -86,20 +103,35 @@ macro_rules! selection {
 }
 
 struct Selection {
+    whole: &'static str,
     packages: &'static str,
     lines: &'static str,
     events: &'static str,
 }
 
-/// Open packages to one place (`$1`) with at least `$2` grams free, oldest
-/// first, at most `$3` (index `packages_open_with_room`).
-const OPEN_WITH_ROOM: Selection = selection!(
-    "SELECT id FROM packages WHERE status = 'open' AND place = $1 AND free_grams >= $2 \
-     ORDER BY opened_at, id LIMIT $3"
-);
-
 /// Most open packages to one place that packing considers at once.
-const MAX_OPEN_PACKAGES_PER_PLACE: u32 = 1000;
+macro_rules! max_open_packages_per_place {
+    () => {
+        "1000"
+    };
+}
+
+/// Open packages to one place (`$1`) with at least `$2` grams free, oldest
+/// first, at most `max_open_packages_per_place!()`. The filter runs in a
+/// materialized CTE so that it can only be answered by its best index
+/// (`packages_open_with_room`) and the few rows it finds are sorted after.
+/// Written as one query with `ORDER BY … LIMIT`, the plan PostgreSQL picks
+/// on the empty tables a service starts with — and keeps, as the generic
+/// plan of the prepared statement, until an `ANALYZE` invalidates it — walks
+/// every open package in `packages_by_status` order to save that sort:
+/// ≈ 340 index entries and heap fetches per load in the bench
+/// (docs/bench-pipeline.md, 2026-12-07).
+const OPEN_WITH_ROOM: Selection = selection!(concat!(
+    "WITH open AS MATERIALIZED (SELECT id, opened_at FROM packages \
+     WHERE status = 'open' AND place = $1 AND free_grams >= $2) \
+     SELECT id FROM open ORDER BY opened_at, id LIMIT ",
+    max_open_packages_per_place!()
+));
 
 /// Packages holding units of order `$1` (index `package_lines_by_order`).
 const OF_ORDER: Selection = selection!("SELECT package_id FROM package_lines WHERE order_id = $1");
@@ -154,6 +186,16 @@ struct PackageRow {
     tracking_id: Option<String>,
     opened_at: OffsetDateTime,
     version: i64,
+}
+
+/// A row of [`Selection::whole`]: a package with its lines and tracking
+/// events as JSON arrays.
+#[derive(sqlx::FromRow)]
+struct WholePackageRow {
+    #[sqlx(flatten)]
+    package: PackageRow,
+    lines: serde_json::Value,
+    events: serde_json::Value,
 }
 
 #[derive(sqlx::FromRow)]
@@ -259,7 +301,6 @@ impl Packages {
         let params = [
             order.destination.place_key().into(),
             i64::from(lightest).into(),
-            MAX_OPEN_PACKAGES_PER_PLACE.into(),
         ];
         load(uow, &OPEN_WITH_ROOM, &params).await
     }
@@ -507,6 +548,19 @@ async fn load(
         }
         statement
     }
+    if sql.provider() == "postgres" {
+        let rows: Vec<WholePackageRow> =
+            bind(sql.query(selection.whole), params).fetch_all().await?;
+        return rows
+            .into_iter()
+            .map(|row| {
+                let id = row.package.id;
+                let lines = whole_lines(id, row.lines)?;
+                let events = whole_events(id, row.events)?;
+                restore(row.package, lines, events)
+            })
+            .collect();
+    }
     let rows: Vec<PackageRow> = bind(sql.query(selection.packages), params)
         .fetch_all()
         .await?;
@@ -519,66 +573,140 @@ async fn load(
         .await?
     {
         let id = row.package_id;
-        let dim = |v| unsigned::<u32>(v, "package", id);
-        lines.entry(id).or_default().push(PackedItem {
-            order_id: row.order_id,
-            sku: row.sku,
-            quantity: dim(row.quantity)?,
-            weight_grams: dim(row.weight_grams)?,
-            dimensions: Dimensions::new(
-                dim(row.length_mm)?,
-                dim(row.width_mm)?,
-                dim(row.height_mm)?,
-            ),
-        });
+        lines.entry(id).or_default().push(packed_item(
+            id,
+            row.order_id,
+            row.sku,
+            [
+                row.quantity,
+                row.weight_grams,
+                row.length_mm,
+                row.width_mm,
+                row.height_mm,
+            ],
+        )?);
     }
     let mut events: HashMap<Uuid, Vec<TrackingEvent>> = HashMap::new();
     for row in bind(sql.query(selection.events), params)
         .fetch_all::<EventRow>()
         .await?
     {
-        let status = TrackingStatus::parse(&row.status)
-            .ok_or_else(|| corrupt("package", row.package_id, format!("status {}", row.status)))?;
         events
             .entry(row.package_id)
             .or_default()
-            .push(TrackingEvent {
-                status,
-                description: row.description,
-                at: row.at,
-            });
+            .push(tracking_event(
+                row.package_id,
+                &row.status,
+                row.description,
+                row.at,
+            )?);
     }
     rows.into_iter()
         .map(|row| {
             let id = row.id;
-            let dim = |v| unsigned::<u32>(v, "package", id);
-            let limits = match (
-                row.provider_max_length_mm,
-                row.provider_max_width_mm,
-                row.provider_max_height_mm,
-            ) {
-                (Some(l), Some(w), Some(h)) => Some(Dimensions::new(dim(l)?, dim(w)?, dim(h)?)),
-                _ => None,
-            };
-            let status = PackageStatus::parse(&row.status)
-                .ok_or_else(|| corrupt("package", id, format!("status {}", row.status)))?;
-            Ok(Package::restore(
-                id,
-                row.address.into_address(id)?,
-                TransportProvider::restore(
-                    row.provider,
-                    unsigned(row.provider_max_weight_grams, "package", id)?,
-                    limits,
-                ),
-                status,
+            restore(
+                row,
                 lines.remove(&id).unwrap_or_default(),
-                row.tracking_id,
                 events.remove(&id).unwrap_or_default(),
-                row.opened_at,
-                unsigned(row.version, "package", id)?,
-            ))
+            )
         })
         .collect()
+}
+
+/// A line of package `id`: quantity, weight and the three dimensions.
+fn packed_item(
+    id: Uuid,
+    order_id: Uuid,
+    sku: String,
+    [quantity, weight_grams, length_mm, width_mm, height_mm]: [i64; 5],
+) -> Result<PackedItem, DomainError> {
+    let dim = |v| unsigned::<u32>(v, "package", id);
+    Ok(PackedItem {
+        order_id,
+        sku,
+        quantity: dim(quantity)?,
+        weight_grams: dim(weight_grams)?,
+        dimensions: Dimensions::new(dim(length_mm)?, dim(width_mm)?, dim(height_mm)?),
+    })
+}
+
+fn tracking_event(
+    id: Uuid,
+    status: &str,
+    description: String,
+    at: OffsetDateTime,
+) -> Result<TrackingEvent, DomainError> {
+    let status = TrackingStatus::parse(status)
+        .ok_or_else(|| corrupt("package", id, format!("status {status}")))?;
+    Ok(TrackingEvent {
+        status,
+        description,
+        at,
+    })
+}
+
+/// The lines of package `id` from [`Selection::whole`]'s JSON array of
+/// `[order_id, sku, quantity, weight, length, width, height]`, in line order.
+fn whole_lines(id: Uuid, json: serde_json::Value) -> Result<Vec<PackedItem>, DomainError> {
+    type Line = (Uuid, String, i64, i64, i64, i64, i64);
+    let lines: Vec<Line> =
+        serde_json::from_value(json).map_err(|e| corrupt("package", id, format!("lines: {e}")))?;
+    lines
+        .into_iter()
+        .map(|(order_id, sku, q, w, l, wd, h)| packed_item(id, order_id, sku, [q, w, l, wd, h]))
+        .collect()
+}
+
+/// The tracking events of package `id` from [`Selection::whole`]'s JSON
+/// array of `[status, description, microseconds since the epoch]`, in order
+/// (a number, not JSON's text of a timestamp, so nothing depends on the
+/// session's time zone or date style).
+fn whole_events(id: Uuid, json: serde_json::Value) -> Result<Vec<TrackingEvent>, DomainError> {
+    let events: Vec<(String, String, i64)> = serde_json::from_value(json)
+        .map_err(|e| corrupt("package", id, format!("tracking events: {e}")))?;
+    events
+        .into_iter()
+        .map(|(status, description, micros)| {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+                .map_err(|e| corrupt("package", id, format!("tracking time {micros}: {e}")))?;
+            tracking_event(id, &status, description, at)
+        })
+        .collect()
+}
+
+/// A package from its row, lines and tracking events.
+fn restore(
+    row: PackageRow,
+    lines: Vec<PackedItem>,
+    events: Vec<TrackingEvent>,
+) -> Result<Package, DomainError> {
+    let id = row.id;
+    let dim = |v| unsigned::<u32>(v, "package", id);
+    let limits = match (
+        row.provider_max_length_mm,
+        row.provider_max_width_mm,
+        row.provider_max_height_mm,
+    ) {
+        (Some(l), Some(w), Some(h)) => Some(Dimensions::new(dim(l)?, dim(w)?, dim(h)?)),
+        _ => None,
+    };
+    let status = PackageStatus::parse(&row.status)
+        .ok_or_else(|| corrupt("package", id, format!("status {}", row.status)))?;
+    Ok(Package::restore(
+        id,
+        row.address.into_address(id)?,
+        TransportProvider::restore(
+            row.provider,
+            unsigned(row.provider_max_weight_grams, "package", id)?,
+            limits,
+        ),
+        status,
+        lines,
+        row.tracking_id,
+        events,
+        row.opened_at,
+        unsigned(row.version, "package", id)?,
+    ))
 }
 
 /// The shipment repository over `shipments`.

@@ -22,6 +22,7 @@ use order_service_client::dto::OrderView;
 use order_service_client::events::{Destination, ItemToShip, OrderCompleted};
 use order_service_client::{ClientConfig, OrderServiceClient};
 use shipping_service_client::ShippingServiceClient;
+use shipping_service_client::dto::{RecordTrackingRequest, TrackingStatus};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -166,6 +167,37 @@ async fn pack_every_unit_exactly_once(broker: Broker) {
         twice_units.get(&(twice.order_id, "BOX".to_owned())),
         Some(&3)
     );
+
+    // 4. A package read back whole: its lines and tracking events, in
+    // order, with their times (on PostgreSQL one statement loads a package
+    // with both, as JSON).
+    let package = shipping.packages_for_order(twice.order_id).await.unwrap()[0].clone();
+    shipping.send_package(package.id).await.unwrap();
+    let in_transit = RecordTrackingRequest {
+        status: TrackingStatus::InTransit,
+        description: "hub \"Kassel\" — ünïcode".into(),
+    };
+    let recorded = shipping
+        .record_tracking(package.id, &in_transit)
+        .await
+        .unwrap();
+    let read = shipping.tracking(package.id).await.unwrap();
+    assert_eq!(
+        read.events.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [TrackingStatus::HandedOver, TrackingStatus::InTransit]
+    );
+    assert_eq!(read.events[1].description, in_transit.description);
+    for (read, recorded) in read.events.iter().zip(&recorded.events) {
+        // The database keeps microseconds; the answer to the POST had the
+        // new event's time before it was stored.
+        let apart = (read.at - recorded.at).abs();
+        assert!(
+            apart < time::Duration::microseconds(1),
+            "{read:?} {recorded:?}"
+        );
+    }
+    let again = shipping.get_package(package.id).await.unwrap().unwrap();
+    assert_eq!(again.items, package.items, "lines read back in order");
 
     bus.shutdown().await.unwrap();
     drop(shipping_svc);

@@ -153,8 +153,11 @@ impl std::fmt::Debug for OutboxRelay {
 enum Round {
     /// Nothing pending.
     Empty,
-    /// At least one message sent or quarantined.
+    /// At least one message sent or quarantined; more may be pending.
     Progress,
+    /// Every message the batch fetched was sent, and the batch was not
+    /// full: nothing else was pending when it was fetched.
+    Sent,
     /// Messages pending but none could be sent (all refused or waiting).
     Stalled,
     /// The bus is unavailable.
@@ -236,7 +239,15 @@ impl OutboxRelay {
                 }
             }
             let wait = match round {
-                Ok(Round::Progress) => {
+                // Fetching again at once would find nothing (one empty fetch
+                // per batch): what was committed since then woke the store,
+                // so the wait below returns at once for it. A drain looks
+                // again until it finds the outbox empty.
+                Ok(Round::Sent) if draining.is_none() => {
+                    backoff = self.config.initial_backoff;
+                    None
+                }
+                Ok(Round::Progress | Round::Sent) => {
                     backoff = self.config.initial_backoff;
                     continue;
                 }
@@ -296,10 +307,15 @@ impl OutboxRelay {
     /// One batch: decode, publish (pipelined; one by one after a refusal, to
     /// know which message failed), mark sent.
     async fn round(&self, counters: &Counters) -> Result<Round, StorageError> {
+        // A wake-up left by a commit that this fetch sees anyway (a store
+        // wakes the relay after the commit) would end the next wait at once
+        // for nothing: take it now.
+        self.outbox.wait_for_new(Duration::ZERO).await;
         let batch = self.outbox.fetch_pending(self.config.batch_size).await?;
         if batch.is_empty() {
             return Ok(Round::Empty);
         }
+        let whole = batch.len() < self.config.batch_size;
         let mut quarantined_any = false;
         let mut ready: Vec<(OutboxRecord, Envelope)> = Vec::with_capacity(batch.len());
         for record in batch {
@@ -330,7 +346,11 @@ impl OutboxRelay {
                 let sequences: Vec<i64> = ready.iter().map(|(r, _)| r.sequence).collect();
                 self.outbox.mark_sent(&sequences).await?;
                 Counters::add(&counters.published, sequences.len() as u64);
-                Ok(Round::Progress)
+                Ok(if whole && !quarantined_any {
+                    Round::Sent
+                } else {
+                    Round::Progress
+                })
             }
             Err(error) if is_bus_down(&error) => {
                 Counters::add(&counters.bus_unavailable, 1);

@@ -78,5 +78,11 @@ pub trait OutboxStore: Send + Sync {
     async fn backlog(&self) -> Result<OutboxBacklog, StorageError>;
     /// Resolves when new messages may have been committed, or after `timeout`
     /// (polling fallback). Spurious wake-ups are allowed.
+    ///
+    /// A commit made while nobody waits is kept as one wake-up: the next
+    /// call resolves at once (the relay does not fetch again after a batch
+    /// that emptied the outbox, so a commit during that batch must end its
+    /// next wait). With a zero `timeout` a kept wake-up is taken without
+    /// waiting.
     async fn wait_for_new(&self, timeout: Duration);
 }

@@ -31,6 +31,7 @@ pub(crate) fn all() -> Vec<Case> {
         case!(outbox_failure_quarantine_release_purge),
         case!(outbox_backlog_figures),
         case!(outbox_wait_for_new_wakes_on_commit),
+        case!(outbox_keeps_a_wake_up_for_a_commit_while_nobody_waits),
         case!(inbox_deduplicates),
         case!(inbox_concurrent_race_one_wins),
         case!(health_checks_healthy),
@@ -880,6 +881,25 @@ async fn outbox_wait_for_new_wakes_on_commit(store: Arc<dyn Store>) {
         .expect("a commit must wake the waiter well before its 30 s timeout")
         .unwrap();
     assert!(waited < Duration::from_secs(10), "woken after {waited:?}");
+}
+
+async fn outbox_keeps_a_wake_up_for_a_commit_while_nobody_waits(store: Arc<dyn Store>) {
+    let outbox = store.outbox();
+    // Takes a wake-up kept from before, if any, without waiting.
+    let started = Instant::now();
+    outbox.wait_for_new(Duration::ZERO).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The relay does not fetch again after a batch that emptied the outbox:
+    // a commit made meanwhile must end its next wait at once.
+    append(&store, vec![message("a", 1)]).await;
+    let started = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        outbox.wait_for_new(Duration::from_secs(30)),
+    )
+    .await
+    .expect("a commit made while nobody waited must end the next wait at once");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 async fn inbox_deduplicates(store: Arc<dyn Store>) {

@@ -15,10 +15,25 @@ use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, PgConnection};
 use tokio::sync::Notify;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Wakeup {
     local: Notify,
     remote: Notify,
+    /// The payload of this store's NOTIFYs. The listener hears its own
+    /// store's NOTIFYs too: those are ignored, the commit already woke the
+    /// local waiters (waking them again cost the relay one empty fetch per
+    /// batch).
+    origin: String,
+}
+
+impl Default for Wakeup {
+    fn default() -> Self {
+        Self {
+            local: Notify::new(),
+            remote: Notify::new(),
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
 }
 
 impl Wakeup {
@@ -49,7 +64,7 @@ impl Wakeup {
         loop {
             self.remote.notified().await;
             for attempt in 1..=3u32 {
-                match notify_once(&mut conn, &options, &channel).await {
+                match notify_once(&mut conn, &options, &channel, &self.origin).await {
                     Ok(()) => break,
                     Err(error) => {
                         tracing::warn!(%error, attempt, "cannot send the outbox NOTIFY; reconnecting");
@@ -67,9 +82,11 @@ impl Wakeup {
         let mut pause = Duration::from_millis(100);
         loop {
             match listener.try_recv().await {
-                Ok(Some(_)) => {
+                Ok(Some(notification)) => {
                     pause = Duration::from_millis(100);
-                    self.wake_local();
+                    if notification.payload() != self.origin {
+                        self.wake_local();
+                    }
                 }
                 Ok(None) => {
                     tracing::warn!("outbox listener lost its connection; reconnecting");
@@ -91,13 +108,15 @@ async fn notify_once(
     conn: &mut Option<PgConnection>,
     options: &PgConnectOptions,
     channel: &str,
+    origin: &str,
 ) -> Result<(), sqlx::Error> {
     if conn.is_none() {
         *conn = Some(options.connect().await?);
     }
     let conn = conn.as_mut().expect("connected above");
-    sqlx::query("SELECT pg_notify($1, '')")
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
+        .bind(origin)
         .execute(conn)
         .await?;
     Ok(())

@@ -14,7 +14,11 @@
 //!   JSON logs (what the production configurations run): one line per
 //!   request on the server's stdout, read by this process;
 //! - `edge only`: the foundation `Edge` (`middleware::standard_stack`)
-//!   around the route, without a host (no security, no metrics).
+//!   around the route, without a host (no security, no metrics);
+//! - `tower-http reference` (`+ access log`): the `defaults` features built
+//!   by hand from the ecosystem's layers, as a team without the chassis
+//!   would (see [`reference`]): the floor of what those features cost
+//!   elsewhere, measured in the same run.
 //!
 //! `cargo bench -p chassis-web --bench http` loads each server with `wrk`
 //! (2 threads, 64 connections; Debian package `wrk`), rounds alternating
@@ -78,12 +82,20 @@ const BENCH_API_KEY: &str = "bench-api-key-0123456789";
 /// Printed on stderr by a server once it listens.
 const READY: &str = "BENCH_READY ";
 
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 6] = [
     "bare axum",
     "defaults",
     "defaults + access log",
     "edge only",
+    "tower-http reference",
+    "tower-http reference + access log",
 ];
+
+/// Whether a line a server wrote is an access log line (the chassis' own,
+/// or tower-http's `TraceLayer` response event).
+fn is_access_line(line: &str) -> bool {
+    line.contains("chassis_web::access_log") || line.contains("tower_http::trace::on_response")
+}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -159,6 +171,13 @@ fn serve(variant: &str) {
                 std::mem::forget(service);
                 addr
             }
+            "tower-http reference" | "tower-http reference + access log" => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let app = reference(route(), variant.ends_with("access log"));
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                addr
+            }
             other => panic!("unknown variant `{other}`; expected one of {VARIANTS:?}"),
         };
         eprintln!("{READY}{addr}");
@@ -172,6 +191,111 @@ fn serve(variant: &str) {
     // Exits without dropping the runtime: the profile of a callgrind run
     // is written at exit; the queued log lines do not matter here.
     std::process::exit(0);
+}
+
+/// The `defaults` features built by hand from tower-http, tower and
+/// `metrics`, the way their documentation and axum's examples show: a
+/// correlation id (a generated UUID, echoed in the response), a request
+/// timeout, a concurrency limit, the API key check, the three hardening
+/// headers, a request counter and latency histogram by method, route and
+/// status (Prometheus recorder); with `access_log`, `TraceLayer` with a span
+/// per request and one JSON line per response on stdout through
+/// `tracing-subscriber`. It does less than the chassis (no rate limit, no
+/// problem+json answers, no panic catching, no client address or
+/// correlation id in the line), so it is a floor for what these features cost
+/// outside the chassis, not a copy of it.
+fn reference(route: Router, access_log: bool) -> Router {
+    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse as _;
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::set_header::SetResponseHeaderLayer;
+
+    // Buckets for the latency histogram, as axum's Prometheus example sets
+    // them (without, the exporter keeps a summary, which costs more).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("http_request_duration_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .expect("buckets")
+        .install_recorder()
+        .expect("the reference server's metrics recorder");
+    // The handle renders the scrape; kept for the life of the process.
+    std::mem::forget(recorder);
+    let correlation = HeaderName::from_static("x-correlation-id");
+    let stack = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(correlation.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(correlation))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
+        .layer(
+            tower_http::validate_request::ValidateRequestHeaderLayer::custom(
+                |req: &mut axum::extract::Request| {
+                    let given = req.headers().get("x-api-key").map(|v| v.as_bytes());
+                    if given == Some(BENCH_API_KEY.as_bytes()) {
+                        Ok(())
+                    } else {
+                        Err(StatusCode::UNAUTHORIZED.into_response())
+                    }
+                },
+            ),
+        );
+    let app = route.layer(axum::middleware::from_fn(record_metrics));
+    if access_log {
+        use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .init();
+        app.layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(stack)
+    } else {
+        app.layer(stack)
+    }
+}
+
+/// Request metrics as axum's Prometheus example records them.
+async fn record_metrics(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// A server process of the bench.
@@ -214,7 +338,7 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 l.fetch_add(1, Ordering::Relaxed);
-                if line.contains("chassis_web::access_log") {
+                if is_access_line(&line) {
                     a.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -322,7 +446,7 @@ fn smoke() {
     for variant in VARIANTS {
         let server = Server::start(variant, &[]);
         requests(server.addr, 4, 40);
-        if variant == "defaults + access log" {
+        if variant.ends_with("access log") {
             let deadline = Instant::now() + Duration::from_secs(10);
             while server.access_lines.load(Ordering::Relaxed) < 40 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -470,7 +594,7 @@ fn wall_clock() {
             let (busy, load, quiet) = wait_for_quiet(max_busy, max_load, max_wait);
             let r = wrk(&servers[i], seconds, connections);
             println!(
-                "round {round} {:<22} {:>9.0} req/s {:>6.2} µs CPU/req   others busy {:>3.0} %, load {load:.2}{}",
+                "round {round} {:<34} {:>9.0} req/s {:>6.2} µs CPU/req   others busy {:>3.0} %, load {load:.2}{}",
                 servers[i].variant,
                 r.rps,
                 r.cpu_per_request.as_secs_f64() * 1e6,
@@ -568,7 +692,7 @@ fn callgrind() {
         let per_request = (totals[1] - totals[0]) as f64 / (large - small) as f64;
         let base = *bare.get_or_insert(per_request);
         println!(
-            "{variant:<22} {per_request:>8.0} instructions/request   {:+8.0} vs bare ({:.3}×)",
+            "{variant:<34} {per_request:>8.0} instructions/request   {:+8.0} vs bare ({:.3}×)",
             per_request - base,
             per_request / base
         );

@@ -206,7 +206,6 @@ fn serve(variant: &str) {
 /// outside the chassis, not a copy of it.
 fn reference(route: Router, access_log: bool) -> Router {
     use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-    use axum::response::IntoResponse as _;
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -245,18 +244,7 @@ fn reference(route: Router, access_log: bool) -> Router {
             Duration::from_secs(30),
         ))
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
-        .layer(
-            tower_http::validate_request::ValidateRequestHeaderLayer::custom(
-                |req: &mut axum::extract::Request| {
-                    let given = req.headers().get("x-api-key").map(|v| v.as_bytes());
-                    if given == Some(BENCH_API_KEY.as_bytes()) {
-                        Ok(())
-                    } else {
-                        Err(StatusCode::UNAUTHORIZED.into_response())
-                    }
-                },
-            ),
-        );
+        .layer(tower_http::validate_request::ValidateRequestHeaderLayer::custom(reference_api_key));
     let app = route.layer(axum::middleware::from_fn(record_metrics));
     if access_log {
         use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -272,6 +260,17 @@ fn reference(route: Router, access_log: bool) -> Router {
         .layer(stack)
     } else {
         app.layer(stack)
+    }
+}
+
+/// The reference's API key check.
+#[allow(clippy::result_large_err)] // the signature tower-http's `ValidateRequest` asks for
+fn reference_api_key(req: &mut axum::extract::Request) -> Result<(), axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    if req.headers().get("x-api-key").map(|v| v.as_bytes()) == Some(BENCH_API_KEY.as_bytes()) {
+        Ok(())
+    } else {
+        Err(axum::http::StatusCode::UNAUTHORIZED.into_response())
     }
 }
 

@@ -17,8 +17,8 @@
 //!   around the route, without a host (no security, no metrics);
 //! - `tower-http reference` (`+ access log`): the `defaults` features built
 //!   by hand from the ecosystem's layers, as a team without the chassis
-//!   would (see [`reference`]): the floor of what those features cost
-//!   elsewhere, measured in the same run.
+//!   would (see [`reference`]): what those features cost built the usual
+//!   way, measured in the same run.
 //!
 //! `cargo bench -p chassis-web --bench http` loads each server with `wrk`
 //! (2 threads, 64 connections; Debian package `wrk`), rounds alternating
@@ -202,8 +202,8 @@ fn serve(variant: &str) {
 /// per request and one JSON line per response on stdout through
 /// `tracing-subscriber`. It does less than the chassis (no rate limit, no
 /// problem+json answers, no panic catching, no client address or
-/// correlation id in the line), so it is a floor for what these features cost
-/// outside the chassis, not a copy of it.
+/// correlation id in the line): a reference point for what these features
+/// cost built the usual way, not a copy of the chassis.
 fn reference(route: Router, access_log: bool) -> Router {
     use axum::http::{HeaderName, HeaderValue, StatusCode, header};
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};

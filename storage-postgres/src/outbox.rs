@@ -8,6 +8,10 @@
 //! keeps per-`ordering_key` order across replicas. If the holder's connection
 //! is lost mid-batch, the rows it had not yet marked sent are fetched again
 //! by the next holder (at-least-once, as the bus promises anyway).
+//!
+//! While this instance holds the lock its commits send no `NOTIFY` (its own
+//! relay is woken in process; see `wakeup`): a replica taking over later
+//! finds the rows at its next poll.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -101,6 +105,7 @@ impl PostgresOutbox {
     pub(crate) async fn resign(&self) {
         let mut leadership = self.leadership.lock().await;
         leadership.held = false;
+        self.wakeup.set_leading(false);
         if let Some(mut conn) = leadership.conn.take() {
             // Unlock explicitly: the server frees a closed session's locks
             // only when its backend has exited, a moment later.
@@ -171,7 +176,7 @@ impl OutboxStore for PostgresOutbox {
         let mut attempt = 1;
         let rows = loop {
             match self.fetch_as_leader(&mut leadership, limit).await {
-                Ok(rows) => break rows,
+                Ok(rows) => break Ok(rows),
                 Err(error) => {
                     // The lock lived on that connection: it is gone with it.
                     if let Some(conn) = leadership.conn.take() {
@@ -179,14 +184,16 @@ impl OutboxStore for PostgresOutbox {
                     }
                     leadership.held = false;
                     if attempt >= self.retry.attempts || !crate::error::is_retryable(&error) {
-                        return Err(map(error));
+                        break Err(map(error));
                     }
                     tokio::time::sleep(self.retry.first_delay * attempt).await;
                     attempt += 1;
                 }
             }
         };
-        match rows {
+        // Commits skip the NOTIFY while we hold the lock (see `wakeup`).
+        self.wakeup.set_leading(leadership.held);
+        match rows? {
             None => Ok(Vec::new()),
             Some(rows) => rows.iter().map(outbox_record).collect(),
         }

@@ -8,7 +8,17 @@
 //! the writing transaction would hold a database-wide lock through every
 //! commit and halve throughput under concurrency.) Wake-ups are hints: a
 //! lost one costs at most the relay's poll interval.
+//!
+//! **No NOTIFY while this store's own relay holds the relay lock.** Then the
+//! relay that publishes the rows is woken directly; other replicas' relays
+//! would only fetch an empty batch. A replica that takes the lock over later
+//! (this process stopped or lost its lock connection) finds the rows on its
+//! first fetch, at the latest after its poll interval — as it finds rows
+//! committed before it started. While it does not hold the lock (a standby,
+//! or before its relay's first fetch) a store NOTIFYs after each commit
+//! burst as before.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener};
@@ -24,6 +34,9 @@ pub(crate) struct Wakeup {
     /// local waiters (waking them again cost the relay one empty fetch per
     /// batch).
     origin: String,
+    /// Whether this store's relay holds the relay lock (see the module
+    /// docs); kept by the outbox whenever its lock state changes.
+    leading: AtomicBool,
 }
 
 impl Default for Wakeup {
@@ -32,6 +45,7 @@ impl Default for Wakeup {
             local: Notify::new(),
             remote: Notify::new(),
             origin: uuid::Uuid::new_v4().simple().to_string(),
+            leading: AtomicBool::new(false),
         }
     }
 }
@@ -40,7 +54,15 @@ impl Wakeup {
     /// Outbox rows were committed (or released) by this process.
     pub(crate) fn committed(&self) {
         self.wake_local();
-        self.remote.notify_one();
+        // The relay of these rows is ours while we hold the lock: woken above.
+        if !self.leading.load(Ordering::Acquire) {
+            self.remote.notify_one();
+        }
+    }
+
+    /// Records whether this store's relay holds the relay lock now.
+    pub(crate) fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
     }
 
     /// Wakes every waiter now and leaves a permit for one arriving between

@@ -182,6 +182,59 @@ async fn a_commit_in_another_instance_wakes_the_relay() {
     writer.shutdown().await;
 }
 
+/// Whether a NOTIFY arrives on `listener` within `wait`.
+async fn notified(listener: &mut sqlx::postgres::PgListener, wait: Duration) -> bool {
+    tokio::time::timeout(wait, listener.recv())
+        .await
+        .is_ok_and(|n| n.is_ok())
+}
+
+#[tokio::test]
+async fn the_store_holding_the_relay_lock_sends_no_notify() {
+    let schema = common::TestSchema::new();
+    let store = common::connect(&schema).await;
+    let mut listener = sqlx::postgres::PgListener::connect(common::URL)
+        .await
+        .unwrap();
+    listener
+        .listen(&storage_postgres::notify_channel(&schema))
+        .await
+        .unwrap();
+    // Not the active relay (nothing fetched yet): its commits NOTIFY.
+    append(&store, vec![message("a")]).await;
+    assert!(
+        notified(&mut listener, Duration::from_secs(10)).await,
+        "a store without the relay lock NOTIFYs"
+    );
+    // Its relay takes the lock: its own relay is woken in process, no NOTIFY.
+    assert_eq!(store.outbox().fetch_pending(10).await.unwrap().len(), 1);
+    assert!(store.postgres_outbox().is_active_relay().await);
+    let outbox = store.outbox();
+    outbox.wait_for_new(Duration::ZERO).await; // a permit left, if any
+    append(&store, vec![message("b")]).await;
+    let started = Instant::now();
+    outbox.wait_for_new(Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the commit wakes the local relay"
+    );
+    assert!(
+        !notified(&mut listener, Duration::from_millis(500)).await,
+        "no NOTIFY while holding the relay lock"
+    );
+    // Another instance (a standby) still NOTIFYs after its commits.
+    let standby = common::connect(&schema).await;
+    assert!(standby.outbox().fetch_pending(10).await.unwrap().is_empty());
+    assert!(!standby.postgres_outbox().is_active_relay().await);
+    append(&standby, vec![message("c")]).await;
+    assert!(
+        notified(&mut listener, Duration::from_secs(10)).await,
+        "a standby NOTIFYs"
+    );
+    store.shutdown().await;
+    standby.shutdown().await;
+}
+
 #[tokio::test]
 async fn health_turns_unhealthy_after_shutdown() {
     let schema = common::TestSchema::new();

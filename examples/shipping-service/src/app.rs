@@ -104,25 +104,29 @@ impl InboxHandler<OrderCompleted> for PackOrder {
     ) -> Result<(), DomainError> {
         let order = order_to_pack(&event)?;
         let (shipments, packages) = (Shipments, Packages);
-        let existing = shipments.get(uow, order.order_id).await?;
         let open = packages.open_for(uow, &order).await?;
+        let already_packed = || {
+            tracing::info!(order_id = %order.order_id, "order already packed; nothing to do");
+            Ok(())
+        };
+        // Whether the order was packed already is asked by the shipment's
+        // insert below (one statement instead of a read before it).
         let packed = match pack(
             &order,
-            existing.as_ref(),
+            None,
             open,
             &self.providers,
             OffsetDateTime::now_utc(),
         ) {
-            Packing::AlreadyPacked => {
-                tracing::info!(order_id = %order.order_id, "order already packed; nothing to do");
-                return Ok(());
-            }
+            Packing::AlreadyPacked => return already_packed(),
             Packing::Packed(packed) => *packed,
         };
         let mut shipment = packed.shipment;
-        // The shipment's id is the order's: a concurrent second packing of
-        // the same order fails here and, retried, finds it packed.
-        shipments.add(uow, &mut shipment).await?;
+        // The shipment's id is the order's: an order packed already (or
+        // concurrently, once that commits) has one, and nothing is written.
+        if !shipments.add_unless_packed(uow, &mut shipment).await? {
+            return already_packed();
+        }
         for mut package in packed.opened {
             packages.add(uow, &mut package).await?;
         }

@@ -56,6 +56,67 @@ macro_rules! package_columns {
     };
 }
 
+/// What writing a line that is stored already does: overwrite it.
+macro_rules! line_upsert {
+    () => {
+        "ON CONFLICT (package_id, line) DO UPDATE SET order_id = excluded.order_id, \
+         sku = excluded.sku, quantity = excluded.quantity, \
+         weight_grams = excluded.weight_grams, length_mm = excluded.length_mm, \
+         width_mm = excluded.width_mm, height_mm = excluded.height_mm"
+    };
+}
+
+/// PostgreSQL: inserts (upserts) the lines given as a JSON array
+/// ([`lines_json`]) in parameter `$param` for the package the CTE `package`
+/// returned — so a package's row and its new lines are written by one
+/// statement, one round trip.
+macro_rules! lines_of_package {
+    ($param:literal) => {
+        concat!(
+            "INSERT INTO package_lines (package_id, line, order_id, sku, quantity, weight_grams, \
+             length_mm, width_mm, height_mm) SELECT package.id, l.line, l.order_id, l.sku, \
+             l.quantity, l.weight_grams, l.length_mm, l.width_mm, l.height_mm FROM package, \
+             jsonb_to_recordset(",
+            $param,
+            ") AS l(line bigint, order_id uuid, sku text, quantity bigint, weight_grams bigint, \
+             length_mm bigint, width_mm bigint, height_mm bigint) ",
+            line_upsert!()
+        )
+    };
+}
+
+/// The columns a new package is inserted with and their parameters.
+macro_rules! insert_package {
+    () => {
+        concat!(
+            "INSERT INTO packages (",
+            package_columns!(),
+            ", place, free_grams) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        )
+    };
+}
+
+/// The update of a package's row: `$1` id, `$2`–`$6` address, `$7` place,
+/// `$8` status, `$9` tracking id, `$10` new version, `$11` expected version,
+/// `$12` free weight.
+macro_rules! update_package {
+    () => {
+        "UPDATE packages SET recipient = $2, street = $3, city = $4, postal_code = $5, \
+         country = $6, place = $7, status = $8, tracking_id = $9, version = $10, \
+         free_grams = $12 WHERE id = $1 AND version = $11"
+    };
+}
+
+/// The insert of a shipment's row (version 1).
+macro_rules! insert_shipment_row {
+    () => {
+        "INSERT INTO shipments (order_id, recipient, street, city, postal_code, country, \
+         packages, unshippable, packed_at, cancellation, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)"
+    };
+}
+
 /// The statements that load the packages whose ids `$ids` (a subquery)
 /// selects. On PostgreSQL one statement returns each package with its lines
 /// and tracking events aggregated as JSON (`whole`): one round trip and one
@@ -351,17 +412,23 @@ impl Packages {
         let provider = package.transport_provider();
         let limits = provider.max_dimensions();
         let mut sql = Sql::of(uow.transaction())?;
-        let mut insert = sql.query(concat!(
-            "INSERT INTO packages (",
-            package_columns!(),
-            ", place, free_grams) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ));
+        // PostgreSQL: the row and its lines in one statement.
+        let together = sql.provider() == "postgres";
+        let mut insert = if together {
+            sql.query(concat!(
+                "WITH package AS (",
+                insert_package!(),
+                " RETURNING id) ",
+                lines_of_package!("$18")
+            ))
+        } else {
+            sql.query(insert_package!())
+        };
         insert = insert.bind(id);
         for value in address_values(package.destination()) {
             insert = insert.bind(value);
         }
-        insert
+        insert = insert
             .bind(provider.name())
             .bind(signed(provider.max_weight_grams())?)
             .bind(limits.map(|d| d.length_mm))
@@ -372,10 +439,14 @@ impl Packages {
             .bind(package.opened_at())
             .bind(1_i64)
             .bind(package.destination().place_key())
-            .bind(signed(package.free_weight_grams())?)
-            .execute()
-            .await?;
-        write_children(uow, package, 0).await?;
+            .bind(signed(package.free_weight_grams())?);
+        if together {
+            insert.bind(lines_json(package, 0)?).execute().await?;
+            write_tracking(uow, package).await?;
+        } else {
+            insert.execute().await?;
+            write_children(uow, package, 0).await?;
+        }
         publish_changes(uow, package, 1).await?;
         Ok(())
     }
@@ -390,31 +461,54 @@ impl Packages {
         let id = *package.id();
         let expected = package.version();
         let next = expected + 1;
+        let appended = appended_lines(package);
         let mut sql = Sql::of(uow.transaction())?;
-        let mut update = sql.query(
-            "UPDATE packages SET recipient = $2, street = $3, city = $4, postal_code = $5, \
-             country = $6, place = $7, status = $8, tracking_id = $9, version = $10, \
-             free_grams = $12 WHERE id = $1 AND version = $11",
-        );
+        // PostgreSQL, when only lines were added: the row and the new lines
+        // in one statement (a rewrite of every line keeps its own DELETE).
+        let together = sql.provider() == "postgres" && appended.is_some();
+        let mut update = if together {
+            sql.query(concat!(
+                "WITH package AS (",
+                update_package!(),
+                " RETURNING id), lines AS (",
+                lines_of_package!("$13"),
+                ") SELECT count(*) FROM package"
+            ))
+        } else {
+            sql.query(update_package!())
+        };
         update = update.bind(id);
         for value in address_values(package.destination()) {
             update = update.bind(value);
         }
-        let changed = update
+        update = update
             .bind(package.destination().place_key())
             .bind(package.status().as_str())
             .bind(package.tracking_id())
             .bind(signed(next)?)
             .bind(signed(expected)?)
-            .bind(signed(package.free_weight_grams())?)
-            .execute()
-            .await?;
+            .bind(signed(package.free_weight_grams())?);
+        let changed = match appended {
+            Some(first_new) if together => {
+                let changed: i64 = update
+                    .bind(lines_json(package, first_new)?)
+                    .fetch_scalar()
+                    .await?;
+                u64::try_from(changed).unwrap_or(0)
+            }
+            _ => update.execute().await?,
+        };
         if changed == 0 {
             let actual =
                 stored_version(uow, "SELECT version FROM packages WHERE id = $1", id).await?;
             return Err(conflict::<Package>(id, expected, actual));
         }
-        let first_new = match appended_lines(package) {
+        if together {
+            write_tracking(uow, package).await?;
+            publish_changes(uow, package, next).await?;
+            return Ok(());
+        }
+        let first_new = match appended {
             Some(first_new) => first_new,
             None => {
                 Sql::of(uow.transaction())?
@@ -499,14 +593,11 @@ async fn write_children(
     let id = *package.id();
     let mut sql = Sql::of(uow.transaction())?;
     for (line, item) in package.items().iter().enumerate().skip(first_line) {
-        sql.query(
+        sql.query(concat!(
             "INSERT INTO package_lines (package_id, line, order_id, sku, quantity, weight_grams, \
-             length_mm, width_mm, height_mm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (package_id, line) DO UPDATE SET order_id = excluded.order_id, \
-             sku = excluded.sku, quantity = excluded.quantity, \
-             weight_grams = excluded.weight_grams, length_mm = excluded.length_mm, \
-             width_mm = excluded.width_mm, height_mm = excluded.height_mm",
-        )
+             length_mm, width_mm, height_mm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
+            line_upsert!()
+        ))
         .bind(id)
         .bind(signed(line)?)
         .bind(item.order_id)
@@ -519,6 +610,17 @@ async fn write_children(
         .execute()
         .await?;
     }
+    write_tracking(uow, package).await
+}
+
+/// Writes the tracking events of `package` not stored yet (they are only
+/// ever appended): nothing for a package without any.
+async fn write_tracking(uow: &mut dyn UnitOfWork, package: &Package) -> Result<(), DomainError> {
+    if package.tracking().is_empty() {
+        return Ok(());
+    }
+    let id = *package.id();
+    let mut sql = Sql::of(uow.transaction())?;
     for (seq, event) in package.tracking().iter().enumerate() {
         sql.query(
             "INSERT INTO tracking_events (package_id, seq, status, description, at) \
@@ -533,6 +635,30 @@ async fn write_children(
         .await?;
     }
     Ok(())
+}
+
+/// The lines of `package` from `first_line` on as the JSON array
+/// `lines_of_package!` reads (one object per line, keyed by column).
+fn lines_json(package: &Package, first_line: usize) -> Result<Value, DomainError> {
+    let lines = package
+        .items()
+        .iter()
+        .enumerate()
+        .skip(first_line)
+        .map(|(line, item)| {
+            Ok(serde_json::json!({
+                "line": signed(line)?,
+                "order_id": item.order_id,
+                "sku": item.sku,
+                "quantity": item.quantity,
+                "weight_grams": item.weight_grams,
+                "length_mm": item.dimensions.length_mm,
+                "width_mm": item.dimensions.width_mm,
+                "height_mm": item.dimensions.height_mm,
+            }))
+        })
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    Ok(serde_json::Value::Array(lines).into())
 }
 
 /// Runs a [`Selection`] and puts the packages together.
@@ -777,26 +903,27 @@ impl Shipments {
         uow: &mut dyn UnitOfWork,
         shipment: &mut Shipment,
     ) -> Result<(), DomainError> {
-        let [packages, unshippable, cancellation] = shipment_json(shipment)?;
-        let mut sql = Sql::of(uow.transaction())?;
-        let mut insert = sql.query(
-            "INSERT INTO shipments (order_id, recipient, street, city, postal_code, country, \
-             packages, unshippable, packed_at, cancellation, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1)",
-        );
-        insert = insert.bind(shipment.order_id());
-        for value in address_values(shipment.destination()) {
-            insert = insert.bind(value);
-        }
-        insert
-            .bind(packages)
-            .bind(unshippable)
-            .bind(shipment.packed_at())
-            .bind(cancellation)
-            .execute()
-            .await?;
+        insert_shipment(uow, shipment, insert_shipment_row!()).await?;
         publish_changes(uow, shipment, 1).await?;
         Ok(())
+    }
+
+    /// Inserts the shipment of a newly packed order unless its order has one
+    /// already: `false` then, and nothing is written. Asking and writing in
+    /// one statement saves packing a read before the write; a concurrent
+    /// packing of the same order waits for the first one's commit and then
+    /// finds its row (or, if that rolled back, inserts).
+    pub async fn add_unless_packed(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        shipment: &mut Shipment,
+    ) -> Result<bool, DomainError> {
+        let statement = concat!(insert_shipment_row!(), " ON CONFLICT (order_id) DO NOTHING");
+        if insert_shipment(uow, shipment, statement).await? == 0 {
+            return Ok(false);
+        }
+        publish_changes(uow, shipment, 1).await?;
+        Ok(true)
     }
 
     /// Stores a changed shipment (its packages and cancellation) if nobody
@@ -831,6 +958,29 @@ impl Shipments {
         publish_changes(uow, shipment, expected + 1).await?;
         Ok(())
     }
+}
+
+/// Runs `statement` (an `insert_shipment_row!`, maybe with an `ON CONFLICT`
+/// clause) for `shipment`; the number of rows inserted.
+async fn insert_shipment(
+    uow: &mut dyn UnitOfWork,
+    shipment: &Shipment,
+    statement: &'static str,
+) -> Result<u64, DomainError> {
+    let [packages, unshippable, cancellation] = shipment_json(shipment)?;
+    let mut sql = Sql::of(uow.transaction())?;
+    let mut insert = sql.query(statement);
+    insert = insert.bind(shipment.order_id());
+    for value in address_values(shipment.destination()) {
+        insert = insert.bind(value);
+    }
+    Ok(insert
+        .bind(packages)
+        .bind(unshippable)
+        .bind(shipment.packed_at())
+        .bind(cancellation)
+        .execute()
+        .await?)
 }
 
 /// A shipment's JSON columns: packages, unshippable items, cancellation.

@@ -481,9 +481,7 @@ impl GroupConsumer {
                     multiple: false,
                     requeue: true,
                 };
-                if let Err(e) = delivery.nack(requeue).await {
-                    warn!(group = %self.group, error = %e, "nack failed");
-                }
+                nack(delivery, requeue, &self.group).await;
             }
         }
     }
@@ -514,9 +512,68 @@ impl GroupConsumer {
     }
 }
 
+/// How long settling a delivery (ack, nack) may take. lapin drops the
+/// settlement of a delivery whose channel is closing without ever answering
+/// it, so an unbounded wait would hold the handler's permit, and with it
+/// shutdown's drain, forever; what is not settled the broker redelivers.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn ack(delivery: &AmqpDelivery, group: &str) {
-    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+    let acked = delivery.ack(BasicAckOptions::default());
+    if let Err(e) = settle_within(SETTLE_TIMEOUT, acked).await {
         // The channel is gone: the broker redelivers the message.
         warn!(%group, error = %e, "ack failed; the message will be redelivered");
+    }
+}
+
+async fn nack(delivery: &AmqpDelivery, options: BasicNackOptions, group: &str) {
+    let nacked = delivery.nack(options);
+    if let Err(e) = settle_within(SETTLE_TIMEOUT, nacked).await {
+        warn!(%group, error = %e, "nack failed; the message will be redelivered");
+    }
+}
+
+/// Why a settlement did not reach the broker.
+#[derive(Debug, thiserror::Error)]
+enum SettleError {
+    #[error(transparent)]
+    Channel(#[from] lapin::Error),
+    #[error("no answer within {0:?} (the channel is closing)")]
+    Timeout(Duration),
+}
+
+/// Waits for a settlement, at most `limit`.
+async fn settle_within<T>(
+    limit: Duration,
+    settlement: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, SettleError> {
+    match tokio::time::timeout(limit, settlement).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(SettleError::Timeout(limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_settlement_that_never_answers_ends_at_the_limit() {
+        // What lapin does with an ack on a closing channel: no answer, ever.
+        let never = std::future::pending::<Result<bool, lapin::Error>>();
+        let limit = Duration::from_millis(20);
+        let result = settle_within(limit, never).await;
+        assert!(matches!(result, Err(SettleError::Timeout(t)) if t == limit));
+    }
+
+    #[tokio::test]
+    async fn an_answered_settlement_passes_its_result_through() {
+        let acked = settle_within(SETTLE_TIMEOUT, async { Ok::<_, lapin::Error>(true) }).await;
+        assert!(matches!(acked, Ok(true)));
+        let failed = settle_within(SETTLE_TIMEOUT, async {
+            Err::<bool, _>(lapin::Error::from(lapin::ErrorKind::InvalidChannel(7)))
+        })
+        .await;
+        assert!(matches!(failed, Err(SettleError::Channel(_))), "{failed:?}");
     }
 }

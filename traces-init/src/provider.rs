@@ -1,7 +1,6 @@
 //! The built provider: layer, flush, shutdown, optional globals.
 
 use std::fmt;
-use std::str::FromStr;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
@@ -37,8 +36,9 @@ const EXPORT_STACK: &[&str] = &[
 ];
 
 /// Reads `tracing.span_level` (already validated); `info` if unreadable.
+#[cfg(any(feature = "stdout", feature = "otlp"))]
 pub(crate) fn span_level(text: &str) -> LevelFilter {
-    LevelFilter::from_str(text.trim()).unwrap_or(LevelFilter::INFO)
+    <LevelFilter as std::str::FromStr>::from_str(text.trim()).unwrap_or(LevelFilter::INFO)
 }
 
 fn exported(level: LevelFilter, meta: &tracing::Metadata<'_>) -> bool {
@@ -305,6 +305,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "stdout", feature = "otlp"))]
     fn span_levels_parse() {
         assert_eq!(span_level("debug"), LevelFilter::DEBUG);
         assert_eq!(span_level(" WARN "), LevelFilter::WARN);

@@ -1,6 +1,5 @@
-//! Credential checks: API keys (constant-time) and JWT bearer tokens.
-
-use std::collections::HashMap;
+//! Credential checks: API keys (constant-time) and, with the `jwt` feature,
+//! bearer tokens (`super::jwt`).
 
 use axum::extract::FromRequestParts;
 use chassis_core::Secret;
@@ -8,12 +7,16 @@ use chassis_core::config::InvalidValue;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 use http::request::Parts;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use subtle::ConstantTimeEq;
 
-use super::config::{AuthConfig, JwtConfig};
+use super::config::AuthConfig;
+#[cfg(feature = "jwt")]
+use super::jwt::{Jwt, build_jwt};
 use crate::problem::Problem;
+
+/// Without the `jwt` feature no bearer token is ever accepted.
+#[cfg(not(feature = "jwt"))]
+enum Jwt {}
 
 /// The authenticated caller of a request, for handlers:
 ///
@@ -57,30 +60,8 @@ pub(crate) enum Refusal {
     /// 401: no or invalid credentials; the detail says which.
     Unauthenticated(&'static str),
     /// 403: valid token without the required scope.
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     Forbidden,
-}
-
-#[derive(serde::Deserialize)]
-struct Claims {
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
-enum Keys {
-    One(DecodingKey),
-    /// Keys of a JWKS file by `kid`.
-    ByKid(HashMap<String, DecodingKey>),
-    /// Keys of the issuer's JWKS, fetched over HTTP.
-    #[cfg(feature = "jwks")]
-    Remote(std::sync::Arc<super::jwks::RemoteKeys>),
-}
-
-struct Jwt {
-    keys: Keys,
-    validation: Validation,
-    required_scope: Option<String>,
 }
 
 /// Checks the credentials of a request against the configuration.
@@ -112,7 +93,7 @@ impl Authenticator {
         let jwt = if config.jwt.algorithm.is_empty() {
             None
         } else {
-            Some(build_jwt(&config.jwt, env)?)
+            Some(jwt(config, env)?)
         };
         if api_keys.is_empty() && jwt.is_none() {
             return Err(InvalidValue::new(
@@ -151,10 +132,13 @@ impl Authenticator {
         let Some(bearer) = bearer_token(headers) else {
             return Err(Refusal::Unauthenticated("credentials are required"));
         };
-        let Some(jwt) = &self.jwt else {
-            return Err(Refusal::Unauthenticated("bearer tokens are not accepted"));
-        };
-        Ok((jwt.check(bearer)?, None))
+        #[cfg(feature = "jwt")]
+        if let Some(jwt) = &self.jwt {
+            return Ok((jwt.check(bearer)?, None));
+        }
+        #[cfg(not(feature = "jwt"))]
+        let _ = bearer;
+        Err(Refusal::Unauthenticated("bearer tokens are not accepted"))
     }
 
     fn api_key(&self, given: &[u8]) -> Result<usize, Refusal> {
@@ -177,7 +161,7 @@ impl Authenticator {
     #[cfg(feature = "jwks")]
     pub(crate) fn remote_keys(&self) -> Option<&std::sync::Arc<super::jwks::RemoteKeys>> {
         match &self.jwt.as_ref()?.keys {
-            Keys::Remote(remote) => Some(remote),
+            super::jwt::Keys::Remote(remote) => Some(remote),
             _ => None,
         }
     }
@@ -195,7 +179,7 @@ impl Authenticator {
             return None;
         }
         let token = bearer_token(headers)?;
-        let kid = jsonwebtoken::decode_header(token).ok()?.kid;
+        let kid = super::jwt::token_kid(token);
         remote
             .wants_refresh(kid.as_deref(), std::time::Instant::now())
             .then_some(remote)
@@ -219,194 +203,36 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn build_jwt(config: &JwtConfig, env: super::EnvVars<'_>) -> Result<Jwt, InvalidValue> {
-    let algorithm = match config.algorithm.to_ascii_uppercase().as_str() {
-        "HS256" => Algorithm::HS256,
-        "RS256" => Algorithm::RS256,
-        "ES256" => Algorithm::ES256,
-        _ => {
-            return Err(jwt_key("algorithm", "HS256, RS256 or ES256")
-                .found(format!("`{}`", config.algorithm)));
-        }
-    };
-    let keys = match algorithm {
-        Algorithm::HS256 => {
-            if config.secret.expose().len() < 32 {
-                return Err(jwt_key(
-                    "secret",
-                    "an HS256 secret of at least 32 bytes (security.auth.jwt.secret or \
-                     CHASSIS__SECURITY__AUTH__JWT__SECRET_FILE)",
-                )
-                .found(format!("{} bytes", config.secret.expose().len())));
-            }
-            Keys::One(DecodingKey::from_secret(config.secret.expose().as_bytes()))
-        }
-        _ => public_keys(config, algorithm, env)?,
-    };
-    let mut validation = Validation::new(algorithm);
-    validation.leeway = config.leeway.as_secs();
-    validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp"]);
-    if !config.issuer.is_empty() {
-        validation.set_issuer(&[&config.issuer]);
-    }
-    if config.audience.is_empty() {
-        validation.validate_aud = false;
-    } else {
-        validation.set_audience(&[&config.audience]);
-    }
-    Ok(Jwt {
-        keys,
-        validation,
-        required_scope: Some(config.required_scope.clone()).filter(|s| !s.is_empty()),
-    })
+#[cfg(feature = "jwt")]
+fn jwt(config: &AuthConfig, env: super::EnvVars<'_>) -> Result<Jwt, InvalidValue> {
+    build_jwt(&config.jwt, env)
 }
 
-/// An error of `security.auth.jwt.<key>` (the host adds the layer).
-fn jwt_key(key: &str, expected: &str) -> InvalidValue {
-    InvalidValue::new(format!("security.auth.jwt.{key}"), expected)
+/// A service built without the `jwt` feature refuses a JWT configuration at
+/// start-up rather than ignoring it.
+#[cfg(not(feature = "jwt"))]
+fn jwt(config: &AuthConfig, _: super::EnvVars<'_>) -> Result<Jwt, InvalidValue> {
+    Err(InvalidValue::new(
+        "security.auth.jwt.algorithm",
+        "empty: bearer tokens (JWT) are not compiled into this service; enable the `jwt` \
+         feature of chassis-web (a generated service: its own `jwt` feature)",
+    )
+    .found(format!("`{}`", config.jwt.algorithm)))
 }
 
-fn public_keys(
-    config: &JwtConfig,
-    algorithm: Algorithm,
-    env: super::EnvVars<'_>,
-) -> Result<Keys, InvalidValue> {
-    let remote_key = if config.discovery {
-        Some("discovery")
-    } else {
-        Some("jwks_url").filter(|_| !config.jwks_url.trim().is_empty())
-    };
-    if let Some(remote_key) = remote_key
-        && (config.jwks_file.is_some() || !config.public_key_pem.trim().is_empty())
-    {
-        return Err(jwt_key(
-            remote_key,
-            "one source of keys: jwks_url, discovery, jwks_file or public_key_pem",
-        )
-        .found(format!(
-            "{remote_key} and {}",
-            if config.jwks_file.is_some() {
-                "jwks_file"
-            } else {
-                "public_key_pem"
-            }
-        )));
-    }
-    #[cfg(feature = "jwks")]
-    if let Some(remote) = super::jwks::RemoteKeys::new(config, env)? {
-        return Ok(Keys::Remote(std::sync::Arc::new(remote)));
-    }
-    #[cfg(not(feature = "jwks"))]
-    let _ = env;
-    #[cfg(not(feature = "jwks"))]
-    if let Some(remote_key) = remote_key {
-        return Err(jwt_key(
-            remote_key,
-            "keys from a file or PEM: fetching them from the issuer (jwks_url, discovery) is \
-             not compiled in; enable the `jwks` feature of chassis-web, or use jwks_file",
-        ));
-    }
-    if let Some(path) = &config.jwks_file {
-        let expected = "a readable JWKS document (JSON)";
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            jwt_key("jwks_file", expected).found(format!("`{}` ({e})", path.display()))
-        })?;
-        let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
-            jwt_key("jwks_file", expected).found(format!("`{}` ({e})", path.display()))
-        })?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) else {
-                continue;
-            };
-            keys.insert(kid.clone(), key);
-        }
-        if keys.is_empty() {
-            return Err(
-                jwt_key("jwks_file", "a JWKS with a usable key that has a `kid`")
-                    .found(format!("`{}` (no such key)", path.display())),
-            );
-        }
-        return Ok(Keys::ByKid(keys));
-    }
-    if config.public_key_pem.trim().is_empty() {
-        return Err(jwt_key(
-            "algorithm",
-            "an algorithm with its keys: public_key_pem, jwks_file, jwks_url or discovery",
-        )
-        .found(format!("{algorithm:?} and no key")));
-    }
-    let pem = config.public_key_pem.as_bytes();
-    let key = match algorithm {
-        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
-        _ => DecodingKey::from_ec_pem(pem),
-    }
-    .map_err(|e| {
-        jwt_key(
-            "public_key_pem",
-            &format!("a {algorithm:?} public key (PEM)"),
-        )
-        .found(format!("something else ({e})"))
-    })?;
-    Ok(Keys::One(key))
-}
+#[cfg(all(test, not(feature = "jwt")))]
+mod tests {
+    use super::*;
 
-/// The key a token names by its `kid`.
-fn key_by_kid<'k>(
-    keys: &'k HashMap<String, DecodingKey>,
-    token: &str,
-) -> Result<&'k DecodingKey, Refusal> {
-    let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-    kid.and_then(|kid| keys.get(&kid))
-        .ok_or(Refusal::Unauthenticated(
-            "the token names no known key (kid)",
-        ))
-}
-
-impl Jwt {
-    fn check(&self, token: &str) -> Result<Principal, Refusal> {
-        use jsonwebtoken::errors::ErrorKind;
-        #[cfg(feature = "jwks")]
-        let snapshot;
-        let key = match &self.keys {
-            Keys::One(key) => key,
-            Keys::ByKid(keys) => key_by_kid(keys, token)?,
-            #[cfg(feature = "jwks")]
-            Keys::Remote(remote) => {
-                snapshot = remote.keys();
-                key_by_kid(&snapshot, token)?
-            }
-        };
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
-            Refusal::Unauthenticated(match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::ImmatureSignature => "the token is not valid yet",
-                ErrorKind::InvalidAudience => "the token is for another audience",
-                ErrorKind::InvalidIssuer => "the token is from another issuer",
-                ErrorKind::InvalidSignature => "the token signature is not valid",
-                ErrorKind::InvalidAlgorithm => "the token uses another algorithm",
-                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
-                _ => "the token is not valid",
-            })
-        })?;
-        let scopes: Vec<String> = data
-            .claims
-            .scope
-            .as_deref()
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if let Some(required) = &self.required_scope
-            && !scopes.iter().any(|s| s == required)
-        {
-            return Err(Refusal::Forbidden);
-        }
-        Ok(Principal {
-            id: data.claims.sub.unwrap_or_else(|| "jwt".to_owned()),
-            scopes,
-            bearer_token: Some(Secret::new(token)),
-        })
+    #[test]
+    fn a_jwt_configuration_without_the_feature_is_refused_by_key() {
+        let mut config = AuthConfig::default();
+        config.jwt.algorithm = "RS256".into();
+        config.api_keys = vec![Secret::new("k")];
+        let err = Authenticator::build(&config, None).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("security.auth.jwt.algorithm"), "{text}");
+        assert!(text.contains("`jwt` feature"), "{text}");
+        assert!(text.contains("`RS256`"), "{text}");
     }
 }

@@ -35,6 +35,8 @@ mod config;
 mod fetch;
 #[cfg(feature = "jwks")]
 mod jwks;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod limit;
 #[cfg(feature = "openapi")]
 mod openapi;

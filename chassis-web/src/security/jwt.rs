@@ -19,7 +19,9 @@ struct Claims {
     scope: Option<String>,
 }
 
+/// Where a token's key comes from.
 pub(super) enum Keys {
+    /// The one key of `secret` or `public_key_pem`.
     One(DecodingKey),
     /// Keys of a JWKS file by `kid`.
     ByKid(HashMap<String, DecodingKey>),

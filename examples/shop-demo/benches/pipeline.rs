@@ -10,6 +10,7 @@
 //! cargo bench -p shop-demo --bench pipeline                # 100, 200, 400 orders/s; 10 s each; 3 rounds
 //! BENCH_RATES=100,200,300,400,500 BENCH_SECONDS=20 BENCH_ROUNDS=5 cargo bench -p shop-demo --bench pipeline
 //! BENCH_BROKER=nats cargo bench -p shop-demo --bench pipeline
+//! BENCH_QUEUE_TYPE=classic cargo bench -p shop-demo --bench pipeline   # RabbitMQ's queue type (default: quorum)
 //! cargo test -p shop-demo --benches                        # smoke: 20 orders/s for 1 s, every order packed
 //! ```
 //!
@@ -200,12 +201,22 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn start(broker: Broker) -> Self {
+    /// `queue_type`: RabbitMQ's `messaging.rabbitmq.queue_type` for both
+    /// services (`None`: their configuration's, quorum).
+    async fn start(broker: Broker, queue_type: Option<&str>) -> Self {
         let binaries = binaries();
         let schemas = Schemas::new("pipeline_bench");
         let [order_launch, shipping_launch] = launches(&binaries, &schemas, &broker);
-        let order = order_launch.spawn().await;
-        let mut command = shipping_launch.command();
+        let with_queue_type = |mut command: std::process::Command| {
+            if let Some(queue_type) = queue_type {
+                command.env("CHASSIS__MESSAGING__RABBITMQ__QUEUE_TYPE", queue_type);
+            }
+            command
+        };
+        let order = order_launch
+            .start(with_queue_type(order_launch.command()))
+            .await;
+        let mut command = with_queue_type(shipping_launch.command());
         command
             .env("CHASSIS__LOGGING__FORMAT", "json")
             .env("CHASSIS__LOGGING__LEVEL", "warn,shipping_service=info")
@@ -343,6 +354,13 @@ fn main() {
     };
     let rounds: usize = if smoke { 1 } else { env_or("BENCH_ROUNDS", 3) };
     let broker_name = std::env::var("BENCH_BROKER").unwrap_or_else(|_| "rabbitmq".into());
+    let queue_type = std::env::var("BENCH_QUEUE_TYPE").ok();
+    if let Some(queue_type) = &queue_type {
+        assert!(
+            broker_name == "rabbitmq" && ["quorum", "classic"].contains(&queue_type.as_str()),
+            "BENCH_QUEUE_TYPE: `quorum` or `classic`, with RabbitMQ only; not `{queue_type}`"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -354,10 +372,15 @@ fn main() {
             "nats" => Broker::Nats(StreamPrefix::on("pipeline_bench", NATS_URL)),
             other => panic!("BENCH_BROKER: `rabbitmq` or `nats`, not `{other}`"),
         };
-        let pipeline = Pipeline::start(broker).await;
+        let pipeline = Pipeline::start(broker, queue_type.as_deref()).await;
+        let queues = match (broker_name.as_str(), queue_type.as_deref()) {
+            ("rabbitmq", Some(queue_type)) => format!(" ({queue_type} queues)"),
+            ("rabbitmq", None) => " (the configuration's queue type)".to_owned(),
+            _ => String::new(),
+        };
         println!(
-            "pipeline on {broker_name} + PostgreSQL: rates {rates:?}/s, {seconds} s each, {rounds} \
-             round(s); load before: {}",
+            "pipeline on {broker_name}{queues} + PostgreSQL: rates {rates:?}/s, {seconds} s each, \
+             {rounds} round(s); load before: {}",
             loadavg()
         );
         if !smoke {

@@ -239,15 +239,40 @@ pub struct Subscription {
     pub group: String,
     /// What to do with each event type.
     pub handlers: Handlers,
+    /// Whether the group's messages must survive a restart of the broker.
+    pub durability: Durability,
+}
+
+/// Whether a group's messages must survive a restart of the broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Kept until handled, across broker restarts (events).
+    #[default]
+    Durable,
+    /// Worth nothing after a few seconds: requests, whose requester stops
+    /// waiting at its timeout ([`crate::Responders::subscribe`]). A provider
+    /// may keep them in memory only (RabbitMQ: a classic, non-durable queue
+    /// instead of a replicated one); one lost with the broker is an
+    /// interrupted request, which the requester sees as such.
+    Transient,
 }
 
 impl Subscription {
-    /// A subscription of `group` with `handlers`.
+    /// A durable subscription of `group` with `handlers`.
     pub fn new(group: impl Into<String>, handlers: Handlers) -> Self {
         Self {
             group: group.into(),
             handlers,
+            durability: Durability::Durable,
         }
+    }
+
+    /// The same subscription, its messages [`Durability::Transient`].
+    #[must_use]
+    pub fn transient(mut self) -> Self {
+        self.durability = Durability::Transient;
+        self
     }
 
     /// Checks the subscription can be set up (non-empty group name made of

@@ -70,7 +70,8 @@ pub use config::{DeadLetterConfig, MessagingConfig, RetryPolicy};
 pub use envelope::{Envelope, IntegrationEvent, JSON_CONTENT_TYPE, MessageContext};
 pub use error::{DecodeError, EncodeError, PublishError, ShutdownError, SubscribeError};
 pub use handler::{
-    Delivery, EventHandler, FailureKind, HandlerError, Handlers, MessageHandler, Subscription,
+    Delivery, Durability, EventHandler, FailureKind, HandlerError, Handlers, MessageHandler,
+    Subscription,
 };
 pub use ordering::{KeyOrder, Turn};
 pub use request::{Request, RequestClient, RequestError, Responders};

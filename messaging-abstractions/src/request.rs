@@ -524,16 +524,19 @@ impl Responders {
         handlers
     }
 
-    /// Subscribes the responders as consumer group `group` on `bus`. Use a
-    /// group of its own (e.g. `<service>-requests`) so requests never wait
-    /// behind a backlog of events.
+    /// Subscribes the responders as consumer group `group` on `bus`, its
+    /// messages [`crate::Durability::Transient`]: a request outlives its
+    /// requester's timeout by nothing. Use a group of its own (e.g.
+    /// `<service>-requests`) so requests never wait behind a backlog of
+    /// events.
     pub async fn subscribe(
         self,
         bus: &Arc<dyn EventBus>,
         group: impl Into<String>,
     ) -> Result<(), SubscribeError> {
         let handlers = self.into_handlers(bus, Handlers::new());
-        bus.subscribe(Subscription::new(group, handlers)).await
+        bus.subscribe(Subscription::new(group, handlers).transient())
+            .await
     }
 }
 

@@ -14,22 +14,27 @@ use lapin::options::{
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
 use messaging_abstractions::{
-    Delivery, FailureKind, HandlerError, Handlers, KeyOrder, SubscribeError,
+    Delivery, Durability, FailureKind, HandlerError, Handlers, KeyOrder, SubscribeError,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{error, warn};
 use uuid::Uuid;
 
-use crate::QueueType;
 use crate::codec::{self, Failure, Headers};
 use crate::link::{Link, SendError, Shared};
 use crate::topology;
+use crate::{QueueType, RabbitMqConfig};
 
 /// A subscription at run time.
 pub(crate) struct GroupConsumer {
     shared: Arc<Shared>,
     group: String,
     queue: String,
+    /// The provider's settings as this group's queues use them: a transient
+    /// group's main queue is classic whatever `queue_type` says.
+    rabbit: RabbitMqConfig,
+    /// Whether the main queue survives a broker restart.
+    durable: bool,
     handlers: Handlers,
     /// One permit per handler allowed to run at once.
     permits: Arc<Semaphore>,
@@ -54,6 +59,7 @@ impl GroupConsumer {
         shared: Arc<Shared>,
         group: String,
         handlers: Handlers,
+        durability: Durability,
     ) -> Result<Self, SubscribeError> {
         shared
             .names
@@ -69,8 +75,17 @@ impl GroupConsumer {
             )));
         }
         let concurrency = shared.config.concurrency;
+        // Requests live seconds: a replicated, disk-backed quorum queue costs
+        // them latency and broker CPU for a durability they cannot use.
+        let durable = durability != Durability::Transient;
+        let mut rabbit = shared.rabbit.clone();
+        if !durable {
+            rabbit.queue_type = QueueType::Classic;
+        }
         Ok(Self {
             queue: shared.names.group_queue(&group),
+            rabbit,
+            durable,
             shared,
             group,
             handlers,
@@ -119,7 +134,7 @@ impl GroupConsumer {
 
     async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
         let names = &self.shared.names;
-        let rabbit = &self.shared.rabbit;
+        let rabbit = &self.rabbit;
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -141,10 +156,14 @@ impl GroupConsumer {
                 FieldTable::default(),
             )
             .await?;
+        let main = QueueDeclareOptions {
+            durable: self.durable,
+            ..QueueDeclareOptions::default()
+        };
         channel
             .queue_declare(
                 self.queue.as_str().into(),
-                durable,
+                main,
                 topology::group_queue_args(names, &self.group, rabbit),
             )
             .await?;
@@ -163,7 +182,7 @@ impl GroupConsumer {
             channel
                 .queue_declare(
                     names.retry_queue(&self.group, delay_ms).as_str().into(),
-                    durable,
+                    main,
                     topology::retry_queue_args(names, &self.group, delay_ms, rabbit),
                 )
                 .await?;
@@ -319,7 +338,7 @@ impl GroupConsumer {
     async fn process(&self, link: &Link, delivery: AmqpDelivery) {
         let props = &delivery.properties;
         let headers = Headers::of(props);
-        let rabbit = &self.shared.rabbit;
+        let rabbit = &self.rabbit;
         let lost_deliveries = match rabbit.queue_type {
             QueueType::Quorum => headers.count(codec::H_DELIVERY_COUNT),
             QueueType::Classic => headers.count(codec::H_REDELIVERIES),
@@ -395,7 +414,7 @@ impl GroupConsumer {
         prior_attempts: u32,
         redeliveries: u32,
     ) {
-        let limit = self.shared.rabbit.delivery_limit;
+        let limit = self.rabbit.delivery_limit;
         // Same rule as the quorum `x-delivery-limit`: dead-letter once a
         // message came back unsettled more than `limit` times.
         if redeliveries > limit {

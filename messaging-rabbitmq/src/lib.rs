@@ -489,6 +489,7 @@ impl EventBus for RabbitMqBus {
             self.inner.shared.clone(),
             subscription.group,
             subscription.handlers,
+            subscription.durability,
         )?);
         let link = self
             .shared()

@@ -307,3 +307,68 @@ async fn a_reply_to_a_requester_that_is_gone_is_unroutable_and_the_request_still
     orders.shutdown().await.unwrap();
     shipping.shutdown().await.unwrap();
 }
+
+/// `name → (durable, type)` of every queue of `vhost`, from `rabbitmqctl`.
+fn queues(vhost: &Vhost) -> std::collections::BTreeMap<String, (String, String)> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-p",
+            &vhost.name,
+            "--quiet",
+            "--no-table-headers",
+        ])
+        .args(["name", "durable", "type"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((
+                fields.next()?.to_owned(),
+                (fields.next()?.to_owned(), fields.next()?.to_owned()),
+            ))
+        })
+        .collect()
+}
+
+/// Requests are worth nothing after their requester's timeout: a responder
+/// group's queues are classic and not durable even where events get quorum
+/// queues (no replicated, disk-backed log for them), and they still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responders_consume_from_a_classic_queue_that_is_not_durable() {
+    let vhost = Vhost::new();
+    let shipping = connect(&vhost, "shipping").await;
+    let orders = connect(&vhost, "orders").await;
+    serve(&shipping, &Arc::new(Gate::default())).await;
+    shipping
+        .subscribe(messaging_abstractions::Subscription::new(
+            "events",
+            common::on("test.placed.v1", |_| async { Ok(()) }),
+        ))
+        .await
+        .unwrap();
+
+    let answer = RequestClient::<Quote>::new(orders.clone(), WAIT)
+        .send(&Quote { n: 3 })
+        .await
+        .unwrap();
+    assert_eq!(answer, Quoted { n: 3, packages: 1 });
+
+    let queues = queues(&vhost);
+    let kind = |name: &str| {
+        queues
+            .get(name)
+            .map(|(durable, kind)| (durable.as_str(), kind.as_str()))
+            .unwrap_or_else(|| panic!("no queue {name} in {queues:?}"))
+    };
+    assert_eq!(kind("test.events.quotes"), ("false", "classic"));
+    assert_eq!(kind("test.events.events"), ("true", "quorum"));
+    // Dead letters of either kind are kept for inspection.
+    assert_eq!(kind("test.events.quotes.dlq"), ("true", "classic"));
+    assert_eq!(kind("test.events.events.dlq"), ("true", "quorum"));
+    shipping.shutdown().await.unwrap();
+    orders.shutdown().await.unwrap();
+}

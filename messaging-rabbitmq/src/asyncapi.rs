@@ -57,8 +57,9 @@ impl BrokerBinding for RabbitMqConfig {
     fn receive_description(&self, group: &str, event_type: &str) -> Option<String> {
         let names = Names::new(&self.exchange);
         Some(format!(
-            "Consumed from the durable queue `{}`, bound to the exchange `{}` with the routing \
-             key `{event_type}`; failed messages end in `{}`.",
+            "Consumed from the queue `{}` (durable; classic and not durable for a group that \
+             answers requests), bound to the exchange `{}` with the routing key `{event_type}`; \
+             failed messages end in `{}`.",
             names.group_queue(group),
             names.events_exchange(),
             names.dead_letter_queue(group),

@@ -52,7 +52,9 @@
 //!
 //! # Topology
 //!
-//! Declared by the chassis (all durable). With `E` = `messaging.rabbitmq.exchange`
+//! Declared by the chassis (all durable, but a transient group's queue and its
+//! delay queues: classic and not durable, see [`messaging_abstractions::Durability`]).
+//! With `E` = `messaging.rabbitmq.exchange`
 //! (default `chassis.events`) and `G` = a consumer group:
 //!
 //! | name | kind | role |

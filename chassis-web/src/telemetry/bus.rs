@@ -179,11 +179,12 @@ impl EventBus for InstrumentedBus {
         result
     }
 
-    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+    async fn subscribe(&self, mut subscription: Subscription) -> Result<(), SubscribeError> {
         if let Some(declared) = &self.declared {
             declared.check_subscription(&subscription)?;
         }
-        let handlers = subscription.handlers.map(|inner| {
+        // Only the handlers are wrapped: the group and its durability pass on.
+        let handlers = std::mem::take(&mut subscription.handlers).map(|inner| {
             Arc::new(InstrumentedHandler {
                 inner,
                 service: self.service.clone(),
@@ -192,9 +193,8 @@ impl EventBus for InstrumentedBus {
                 dispatch: self.dispatch.clone(),
             })
         });
-        self.inner
-            .subscribe(Subscription::new(subscription.group, handlers))
-            .await
+        subscription.handlers = handlers;
+        self.inner.subscribe(subscription).await
     }
 
     async fn request(
@@ -427,4 +427,80 @@ fn with(
     let mut labels = base.to_vec();
     labels.push((key, value.to_owned()));
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use messaging_abstractions::{Durability, Handlers, MessageHandler};
+
+    use super::*;
+
+    struct Ack;
+
+    #[async_trait]
+    impl MessageHandler for Ack {
+        async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    /// Keeps what it was asked to subscribe.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(String, Durability, Vec<String>)>>);
+
+    #[async_trait]
+    impl EventBus for Recording {
+        fn provider(&self) -> &'static str {
+            "recording"
+        }
+        async fn publish(&self, _: Envelope) -> Result<(), PublishError> {
+            Ok(())
+        }
+        async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
+            let types = subscription.handlers.event_types().map(str::to_owned);
+            self.0.lock().unwrap().push((
+                subscription.group.clone(),
+                subscription.durability,
+                types.collect(),
+            ));
+            Ok(())
+        }
+        async fn stop_consuming(&self, _: Duration) -> Result<(), ShutdownError> {
+            Ok(())
+        }
+        async fn shutdown(&self) -> Result<(), ShutdownError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_passes_on_with_its_group_and_durability() {
+        let inner = Arc::new(Recording::default());
+        let bus = InstrumentedBus::new(inner.clone(), "svc", 3, false);
+        let handlers = Handlers::new().on_raw("test.ask.v1", Arc::new(Ack));
+        bus.subscribe(Subscription::new("answers", handlers.clone()).transient())
+            .await
+            .unwrap();
+        bus.subscribe(Subscription::new("events", handlers))
+            .await
+            .unwrap();
+        let seen = inner.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "answers".to_owned(),
+                    Durability::Transient,
+                    vec!["test.ask.v1".to_owned()]
+                ),
+                (
+                    "events".to_owned(),
+                    Durability::Durable,
+                    vec!["test.ask.v1".to_owned()]
+                ),
+            ]
+        );
+    }
 }

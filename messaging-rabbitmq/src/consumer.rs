@@ -310,9 +310,12 @@ impl GroupConsumer {
                 }
             }
         }
-        let _ = channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await;
+        // Bounded like a settlement: on a connection that is dying unnoticed
+        // the cancel-ok may never come, and shutdown has a budget.
+        let cancel = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default());
+        if let Err(e) = settle_within(crate::link::CLOSE_TIMEOUT, cancel).await {
+            warn!(group = %self.group, error = %e, "cancelling the consumer failed; closing its channel");
+        }
         Stopped::Shutdown
     }
 
@@ -561,7 +564,7 @@ enum SettleError {
     Timeout(Duration),
 }
 
-/// Waits for a settlement, at most `limit`.
+/// Waits for a settlement (or another answer of the broker), at most `limit`.
 async fn settle_within<T>(
     limit: Duration,
     settlement: impl std::future::Future<Output = Result<T, lapin::Error>>,

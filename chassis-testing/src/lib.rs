@@ -380,15 +380,13 @@ impl EventBus for TestBus {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
-        let handlers = subscription.handlers.map(|handler| {
+        let subscription = subscription.map_handlers(|handler| {
             Arc::new(Recording {
                 handler,
                 log: self.log.clone(),
             })
         });
-        self.inner
-            .subscribe(Subscription::new(subscription.group, handlers))
-            .await
+        self.inner.subscribe(subscription).await
     }
 
     async fn request(

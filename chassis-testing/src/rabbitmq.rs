@@ -59,8 +59,9 @@ impl BrokerLock {
     }
 }
 
-/// Runs `rabbitmqctl` with `args`; panics with its output when it fails.
-pub fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl` with `args` and returns what it printed; panics with
+/// its output when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl")
         .args(args)
         .output()
@@ -71,6 +72,7 @@ pub fn rabbitmqctl(args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A vhost of one test, user `guest` allowed, deleted with everything in it

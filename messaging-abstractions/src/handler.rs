@@ -275,6 +275,18 @@ impl Subscription {
         self
     }
 
+    /// The same subscription with every handler wrapped by `wrap` (see
+    /// [`Handlers::map`]): what a decorating bus passes on, its group and
+    /// durability kept.
+    #[must_use]
+    pub fn map_handlers(
+        mut self,
+        wrap: impl FnMut(Arc<dyn MessageHandler>) -> Arc<dyn MessageHandler>,
+    ) -> Self {
+        self.handlers = std::mem::take(&mut self.handlers).map(wrap);
+        self
+    }
+
     /// Checks the subscription can be set up (non-empty group name made of
     /// `[A-Za-z0-9._-]`, at least one handler).
     pub fn validate(&self) -> Result<(), crate::SubscribeError> {
@@ -383,6 +395,25 @@ mod tests {
         let ping = Envelope::for_event(&Ping { n: 1 }).unwrap();
         let err = mapped.dispatch(&delivery(ping)).await.unwrap_err();
         assert_eq!(err.reason, "wrapped", "the wrapper ran around the handler");
+    }
+
+    #[test]
+    fn mapping_the_handlers_keeps_group_and_durability() {
+        let h = Handlers::new().on_fn(|_: Ping, _| async { Ok(()) });
+        let mut wrapped = 0;
+        let mapped = Subscription::new("answers", h)
+            .transient()
+            .map_handlers(|inner| {
+                wrapped += 1;
+                Arc::new(Refusing(inner))
+            });
+        assert_eq!(wrapped, 1);
+        assert_eq!(mapped.group, "answers");
+        assert_eq!(mapped.durability, Durability::Transient);
+        assert_eq!(
+            mapped.handlers.event_types().collect::<Vec<_>>(),
+            [Ping::EVENT_TYPE]
+        );
     }
 
     #[test]

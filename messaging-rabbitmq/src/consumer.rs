@@ -541,17 +541,22 @@ impl GroupConsumer {
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn ack(delivery: &AmqpDelivery, group: &str) {
-    let acked = delivery.ack(BasicAckOptions::default());
-    if let Err(e) = settle_within(SETTLE_TIMEOUT, acked).await {
-        // The channel is gone: the broker redelivers the message.
-        warn!(%group, error = %e, "ack failed; the message will be redelivered");
-    }
+    settle("ack", delivery.ack(BasicAckOptions::default()), group).await;
 }
 
 async fn nack(delivery: &AmqpDelivery, options: BasicNackOptions, group: &str) {
-    let nacked = delivery.nack(options);
-    if let Err(e) = settle_within(SETTLE_TIMEOUT, nacked).await {
-        warn!(%group, error = %e, "nack failed; the message will be redelivered");
+    settle("nack", delivery.nack(options), group).await;
+}
+
+/// Waits for `settlement` up to [`SETTLE_TIMEOUT`]; a failure only warns:
+/// the channel is gone and the broker redelivers the message.
+async fn settle(
+    what: &str,
+    settlement: impl std::future::Future<Output = Result<bool, lapin::Error>>,
+    group: &str,
+) {
+    if let Err(e) = settle_within(SETTLE_TIMEOUT, settlement).await {
+        warn!(%group, error = %e, "{what} failed; the message will be redelivered");
     }
 }
 
@@ -584,7 +589,10 @@ mod tests {
         // What lapin does with an ack on a closing channel: no answer, ever.
         let never = std::future::pending::<Result<bool, lapin::Error>>();
         let limit = Duration::from_millis(20);
-        let result = settle_within(limit, never).await;
+        // An outer bound, so a broken limit fails the test instead of hanging it.
+        let result = tokio::time::timeout(Duration::from_secs(10), settle_within(limit, never))
+            .await
+            .expect("settle_within returned at its limit");
         assert!(matches!(result, Err(SettleError::Timeout(t)) if t == limit));
     }
 

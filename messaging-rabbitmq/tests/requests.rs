@@ -310,28 +310,25 @@ async fn a_reply_to_a_requester_that_is_gone_is_unroutable_and_the_request_still
 
 /// `name → (durable, type)` of every queue of `vhost`, from `rabbitmqctl`.
 fn queues(vhost: &Vhost) -> std::collections::BTreeMap<String, (String, String)> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-p",
-            &vhost.name,
-            "--quiet",
-            "--no-table-headers",
-        ])
-        .args(["name", "durable", "type"])
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            Some((
-                fields.next()?.to_owned(),
-                (fields.next()?.to_owned(), fields.next()?.to_owned()),
-            ))
-        })
-        .collect()
+    chassis_testing::rabbitmq::rabbitmqctl(&[
+        "list_queues",
+        "-p",
+        &vhost.name,
+        "--quiet",
+        "--no-table-headers",
+        "name",
+        "durable",
+        "type",
+    ])
+    .lines()
+    .filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        Some((
+            fields.next()?.to_owned(),
+            (fields.next()?.to_owned(), fields.next()?.to_owned()),
+        ))
+    })
+    .collect()
 }
 
 /// Requests are worth nothing after their requester's timeout: a responder

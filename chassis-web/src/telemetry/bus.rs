@@ -179,12 +179,11 @@ impl EventBus for InstrumentedBus {
         result
     }
 
-    async fn subscribe(&self, mut subscription: Subscription) -> Result<(), SubscribeError> {
+    async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
         if let Some(declared) = &self.declared {
             declared.check_subscription(&subscription)?;
         }
-        // Only the handlers are wrapped: the group and its durability pass on.
-        let handlers = std::mem::take(&mut subscription.handlers).map(|inner| {
+        let subscription = subscription.map_handlers(|inner| {
             Arc::new(InstrumentedHandler {
                 inner,
                 service: self.service.clone(),
@@ -193,7 +192,6 @@ impl EventBus for InstrumentedBus {
                 dispatch: self.dispatch.clone(),
             })
         });
-        subscription.handlers = handlers;
         self.inner.subscribe(subscription).await
     }
 

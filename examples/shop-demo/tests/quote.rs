@@ -235,12 +235,8 @@ impl EventBus for Twice {
     }
 
     async fn subscribe(&self, subscription: Subscription) -> Result<(), SubscribeError> {
-        let handlers = subscription
-            .handlers
-            .map(|handler| Arc::new(HandleTwice(handler)));
-        self.inner
-            .subscribe(Subscription::new(subscription.group, handlers))
-            .await
+        let subscription = subscription.map_handlers(|handler| Arc::new(HandleTwice(handler)));
+        self.inner.subscribe(subscription).await
     }
 
     async fn request(

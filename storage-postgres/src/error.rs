@@ -86,6 +86,18 @@ pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the connection itself is gone (the server closed it,
+/// restarted or terminated its session), rather than a statement failing.
+pub(crate) fn is_connection_loss(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +119,9 @@ mod tests {
         let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(matches!(map(io()), StorageError::Unavailable(_)));
         assert!(is_retryable(&io()));
+        assert!(is_connection_loss(&io()));
+        assert!(!is_connection_loss(&sqlx::Error::PoolTimedOut));
+        assert!(!is_connection_loss(&sqlx::Error::RowNotFound));
         assert!(matches!(
             map(sqlx::Error::PoolTimedOut),
             StorageError::Unavailable(_)

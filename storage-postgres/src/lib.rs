@@ -43,6 +43,7 @@
 
 mod config;
 mod error;
+mod liveness;
 pub mod migrate;
 mod outbox;
 mod pool;
@@ -65,6 +66,7 @@ use tokio::task::JoinHandle;
 
 pub use config::PostgresConfig;
 pub use error::PostgresError;
+use liveness::Liveness;
 pub use outbox::PostgresOutbox;
 use pool::AcquireCounters;
 use retry::Retry;
@@ -164,11 +166,24 @@ impl PostgresStore {
             target: target(&options),
             source,
         };
-        let retry = Retry::new(pg.retry_attempts);
+        let liveness = Arc::new(Liveness::default());
+        let retry = Retry::new(pg.retry_attempts, liveness.clone());
         let pool_options = PgPoolOptions::new()
             .max_connections(pg.max_connections)
             .min_connections(pg.min_connections)
-            .acquire_timeout(pg.acquire_timeout);
+            .acquire_timeout(pg.acquire_timeout)
+            // A round trip before every use only where it can tell something
+            // (see `liveness`); sqlx still tests each connection on release.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let test = liveness.needs_test(meta.idle_for);
+                Box::pin(async move {
+                    if test {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         let pool = retry
             .run("connect", || {
                 pool_options.clone().connect_with(options.clone())
@@ -210,7 +225,7 @@ impl PostgresStore {
             pool.clone(),
             options.clone(),
             wakeup.clone(),
-            retry,
+            retry.clone(),
         ));
         Ok(PostgresStore {
             inner: Arc::new(Inner {

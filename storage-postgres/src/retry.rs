@@ -1,12 +1,14 @@
 //! Retrying operations that failed for a transient reason.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::is_retryable;
+use crate::error::{is_connection_loss, is_retryable};
+use crate::liveness::Liveness;
 
 /// How often and how patiently to retry (from `storage.postgres.retry_attempts`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Retry {
     /// Tries in all (at least 1).
     pub(crate) attempts: u32,
@@ -14,14 +16,17 @@ pub(crate) struct Retry {
     pub(crate) first_delay: Duration,
     /// Longest pause.
     pub(crate) max_delay: Duration,
+    /// Told of every connection loss, so the retry gets a tested connection.
+    pub(crate) liveness: Arc<Liveness>,
 }
 
 impl Retry {
-    pub(crate) fn new(attempts: u32) -> Self {
+    pub(crate) fn new(attempts: u32, liveness: Arc<Liveness>) -> Self {
         Self {
             attempts: attempts.max(1),
             first_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(2),
+            liveness,
         }
     }
 
@@ -36,21 +41,25 @@ impl Retry {
         let mut delay = self.first_delay;
         let mut attempt = 1;
         loop {
-            match op().await {
+            let error = match op().await {
                 Ok(value) => return Ok(value),
-                Err(error) if attempt < self.attempts && is_retryable(&error) => {
-                    tracing::warn!(
-                        operation = what,
-                        attempt,
-                        error = %error,
-                        "transient PostgreSQL error; retrying in {delay:?}"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.max_delay);
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
+                Err(error) => error,
+            };
+            if is_connection_loss(&error) {
+                self.liveness.lost();
             }
+            if attempt >= self.attempts || !is_retryable(&error) {
+                return Err(error);
+            }
+            tracing::warn!(
+                operation = what,
+                attempt,
+                error = %error,
+                "transient PostgreSQL error; retrying in {delay:?}"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.max_delay);
+            attempt += 1;
         }
     }
 }
@@ -68,7 +77,7 @@ mod tests {
     fn quick(attempts: u32) -> Retry {
         Retry {
             first_delay: Duration::from_millis(1),
-            ..Retry::new(attempts)
+            ..Retry::new(attempts, Arc::default())
         }
     }
 

@@ -266,6 +266,41 @@ async fn kill_sessions(admin: &PostgresStore, schema: &str) -> i64 {
     .unwrap()
 }
 
+/// Idle connections released a moment ago are handed out untested (no
+/// round trip before each unit of work); when the server has dropped them,
+/// the first failure makes the pool test every connection idle since then,
+/// so the retry of `begin` gets a live one instead of the next dead one.
+#[tokio::test]
+async fn units_of_work_succeed_right_after_the_server_drops_idle_connections() {
+    let schema = common::TestSchema::new();
+    let store = common::connect(&schema).await; // a pool of 3
+    let admin_schema = common::TestSchema::new();
+    let admin = common::connect(&admin_schema).await;
+    // Three connections, all idle and tested on release a moment ago.
+    let (a, b, c) = tokio::join!(store.begin(), store.begin(), store.begin());
+    for tx in [a, b, c] {
+        tx.unwrap().commit().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(kill_sessions(&admin, &schema).await >= 3);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    for n in 0..6 {
+        let mut tx = store.begin().await.unwrap();
+        tx.insert(Record::new(
+            "orders",
+            format!("o-{n}"),
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    for s in [&store, &admin] {
+        s.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn recovers_when_the_server_drops_every_connection() {
     let schema = common::TestSchema::new();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use messaging_abstractions::{Envelope, EventBus, EventBusExt, IntegrationEvent, MessageContext};
-use storage_abstractions::Transaction;
+use storage_abstractions::{RecordWrite, Transaction};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -51,6 +51,24 @@ pub trait UnitOfWork: Send {
         ordering_key: &str,
         envelopes: Vec<Envelope>,
     ) -> Result<(), DomainError>;
+
+    /// Writes one record and enqueues `envelopes` (as
+    /// [`enqueue`](Self::enqueue) does): what a repository saving an
+    /// aggregate with its integration events does. If the write fails,
+    /// nothing is enqueued. By default the write through
+    /// [`transaction`](Self::transaction), then `enqueue`; a unit of work over
+    /// a store that writes both in one statement hands them over together.
+    async fn write_and_enqueue(
+        &mut self,
+        write: RecordWrite,
+        ordering_key: &str,
+        envelopes: Vec<Envelope>,
+    ) -> Result<(), DomainError> {
+        self.transaction()
+            .write_with_outbox(write, Vec::new())
+            .await?;
+        self.enqueue(ordering_key, envelopes).await
+    }
 
     /// Commits everything at once.
     async fn commit(self: Box<Self>) -> Result<(), DomainError>;

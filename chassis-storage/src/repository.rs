@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use chassis_domain::{AggregateRoot, DomainError, UnitOfWork};
 use messaging_abstractions::Envelope;
-use storage_abstractions::{Page, Query, Record};
+use storage_abstractions::{Page, Query, Record, RecordWrite};
 
 /// Loads and saves aggregates of type `A` inside a [`UnitOfWork`].
 ///
@@ -193,27 +193,24 @@ impl<A: AggregateRoot> Repository<A> {
     ) -> Result<Vec<A::DomainEvent>, DomainError> {
         let id = aggregate.id().to_string();
         let current = aggregate.version();
-        let new_version = match write {
-            Write::Insert => {
-                uow.transaction()
-                    .insert(to_record(aggregate, &id, 1)?)
-                    .await?;
-                1
-            }
-            Write::Update => {
-                uow.transaction()
-                    .update(to_record(aggregate, &id, current + 1)?)
-                    .await?;
-                current + 1
-            }
-            Write::Delete => {
-                uow.transaction()
-                    .delete(A::COLLECTION, &id, current)
-                    .await?;
-                0
-            }
+        let (write, new_version) = match write {
+            Write::Insert => (RecordWrite::Insert(to_record(aggregate, &id, 1)?), 1),
+            Write::Update => (
+                RecordWrite::Update(to_record(aggregate, &id, current + 1)?),
+                current + 1,
+            ),
+            Write::Delete => (
+                RecordWrite::Delete {
+                    collection: A::COLLECTION.to_owned(),
+                    id: id.clone(),
+                    expected_version: current,
+                },
+                0,
+            ),
         };
-        publish_changes(uow, aggregate, new_version).await
+        let envelopes = integration_envelopes(aggregate, &id)?;
+        uow.write_and_enqueue(write, &id, envelopes).await?;
+        Ok(written(aggregate, new_version))
     }
 }
 
@@ -245,23 +242,38 @@ pub async fn publish_changes<A: AggregateRoot>(
     new_version: u64,
 ) -> Result<Vec<A::DomainEvent>, DomainError> {
     let id = aggregate.id().to_string();
-    let envelopes = aggregate
+    let envelopes = integration_envelopes(aggregate, &id)?;
+    uow.enqueue(&id, envelopes).await?;
+    Ok(written(aggregate, new_version))
+}
+
+/// The envelopes of `aggregate`'s pending integration events, partitioned by
+/// its `id` unless an event says otherwise.
+fn integration_envelopes<A: AggregateRoot>(
+    aggregate: &A,
+    id: &str,
+) -> Result<Vec<Envelope>, DomainError> {
+    aggregate
         .changes()
         .integration_events()
         .iter()
         .map(|event| {
             let mut envelope: Envelope = event.to_envelope()?;
             if envelope.partition_key.is_none() {
-                envelope.partition_key = Some(id.clone());
+                envelope.partition_key = Some(id.to_owned());
             }
             Ok(envelope)
         })
-        .collect::<Result<Vec<_>, DomainError>>()?;
-    uow.enqueue(&id, envelopes).await?;
+        .collect()
+}
+
+/// `aggregate` once stored at `new_version` with its events enqueued: its
+/// integration events are gone, its domain events handed back.
+fn written<A: AggregateRoot>(aggregate: &mut A, new_version: u64) -> Vec<A::DomainEvent> {
     let changes = aggregate.changes_mut();
     changes.set_version(new_version);
     changes.take_integration_events();
-    Ok(changes.take_domain_events())
+    changes.take_domain_events()
 }
 
 #[derive(Clone, Copy)]

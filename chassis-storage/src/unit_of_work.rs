@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chassis_core::HealthCheck;
 use chassis_domain::{DomainError, UnitOfWork, UnitOfWorkFactory};
 use messaging_abstractions::{Envelope, EventBus, MessageContext};
-use storage_abstractions::{OutboxMessage, StorageConfig, StorageError, Store, Transaction};
+use storage_abstractions::{
+    OutboxMessage, RecordWrite, StorageConfig, StorageError, Store, Transaction,
+};
 use uuid::Uuid;
 
 use crate::codec;
@@ -118,6 +120,21 @@ impl UnitOfWork for StoreUnitOfWork {
         let messages = outbox_messages(ordering_key, envelopes, &self.context)?;
         let count = messages.len();
         self.tx.append_outbox(messages).await?;
+        self.enqueued += count;
+        Ok(())
+    }
+
+    /// The write and the messages in one call of the transaction, so a
+    /// provider can send them to its server as one statement.
+    async fn write_and_enqueue(
+        &mut self,
+        write: RecordWrite,
+        ordering_key: &str,
+        envelopes: Vec<Envelope>,
+    ) -> Result<(), DomainError> {
+        let messages = outbox_messages(ordering_key, envelopes, &self.context)?;
+        let count = messages.len();
+        self.tx.write_with_outbox(write, messages).await?;
         self.enqueued += count;
         Ok(())
     }

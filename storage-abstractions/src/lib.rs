@@ -37,7 +37,7 @@ pub use migration::{Migration, MigrationError};
 pub use outbox::{OutboxBacklog, OutboxMessage, OutboxRecord, OutboxStore};
 pub use pool::{AcquireObserver, PoolStats};
 pub use record::{
-    Filter, IndexEntry, MAX_PAGE_LIMIT, Page, PageRequest, Query, RangeFilter, Record, sortable,
-    validate_collection,
+    Filter, IndexEntry, MAX_PAGE_LIMIT, Page, PageRequest, Query, RangeFilter, Record, RecordWrite,
+    sortable, validate_collection,
 };
 pub use store::{Store, Transaction};

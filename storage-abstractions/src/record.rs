@@ -90,6 +90,26 @@ impl Record {
     }
 }
 
+/// One write of a record, as [`crate::Transaction::write_with_outbox`] takes
+/// it: the same as the transaction's `insert`, `update` or `delete`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RecordWrite {
+    /// A new record at version 1 ([`crate::Transaction::insert`]).
+    Insert(Record),
+    /// The next version of a stored record ([`crate::Transaction::update`]).
+    Update(Record),
+    /// Deletes a record stored at `expected_version` ([`crate::Transaction::delete`]).
+    Delete {
+        /// Collection.
+        collection: String,
+        /// Id within the collection.
+        id: String,
+        /// The version the caller loaded.
+        expected_version: u64,
+    },
+}
+
 /// One index entry of a record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IndexEntry {

@@ -8,7 +8,7 @@ use crate::error::StorageError;
 use crate::migration::{Migration, MigrationError};
 use crate::outbox::{OutboxMessage, OutboxStore};
 use crate::pool::{AcquireObserver, PoolStats};
-use crate::record::{Page, Query, Record};
+use crate::record::{Page, Query, Record, RecordWrite};
 
 /// A storage provider. Object-safe: services hold an `Arc<dyn Store>`.
 #[async_trait]
@@ -76,6 +76,30 @@ pub trait Transaction: Send {
     async fn query(&mut self, query: &Query) -> Result<Page<Record>, StorageError>;
     /// Writes messages to the outbox, to be relayed after commit.
     async fn append_outbox(&mut self, messages: Vec<OutboxMessage>) -> Result<(), StorageError>;
+    /// Writes one record and appends `messages` to the outbox (a repository
+    /// saving an aggregate with its events). When the write fails (a
+    /// conflict, a missing record) nothing is appended. By default the write,
+    /// then [`append_outbox`](Self::append_outbox); a provider that can do
+    /// both in one round trip to its server does.
+    async fn write_with_outbox(
+        &mut self,
+        write: RecordWrite,
+        messages: Vec<OutboxMessage>,
+    ) -> Result<(), StorageError> {
+        match write {
+            RecordWrite::Insert(record) => self.insert(record).await?,
+            RecordWrite::Update(record) => self.update(record).await?,
+            RecordWrite::Delete {
+                collection,
+                id,
+                expected_version,
+            } => self.delete(&collection, &id, expected_version).await?,
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.append_outbox(messages).await
+    }
     /// Marks `message_id` as handled by `consumer`. `false` if it already was
     /// (then the caller skips its effects and commits nothing new).
     async fn mark_inbox(&mut self, consumer: &str, message_id: Uuid) -> Result<bool, StorageError>;

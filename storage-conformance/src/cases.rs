@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use storage_abstractions::{
-    IndexEntry, OutboxMessage, Query, Record, StorageError, Store, Transaction, sortable,
+    IndexEntry, OutboxMessage, Query, Record, RecordWrite, StorageError, Store, Transaction,
+    sortable,
 };
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -27,6 +28,7 @@ pub(crate) fn all() -> Vec<Case> {
         case!(index_entries_multi_valued),
         case!(query_range_filters),
         case!(outbox_order_and_content),
+        case!(write_with_outbox_is_both_or_neither),
         case!(outbox_out_of_order_commits_never_skipped),
         case!(outbox_failure_quarantine_release_purge),
         case!(outbox_backlog_figures),
@@ -683,6 +685,106 @@ async fn outbox_order_and_content(store: Arc<dyn Store>) {
     append(&store, vec![message("c", 1)]).await;
     let rest = outbox.fetch_pending(100).await.unwrap();
     assert!(rest.last().unwrap().sequence > pending[4].sequence);
+}
+
+/// A record write with its messages: both commit, in the order written;
+/// when the write fails (conflict, missing record) nothing is appended and
+/// the transaction stays usable.
+async fn write_with_outbox_is_both_or_neither(store: Arc<dyn Store>) {
+    let pending = async |store: &Arc<dyn Store>| {
+        let records = store.outbox().fetch_pending(100).await.unwrap();
+        records.into_iter().map(|r| r.message).collect::<Vec<_>>()
+    };
+    let record = Record::new("things", "t-1", json!({"n": 1})).with_index("kind", "a");
+    let placed = vec![message("t-1", 1), message("t-1", 2)];
+    let mut tx = begin(&store).await;
+    tx.write_with_outbox(RecordWrite::Insert(record.clone()), placed.clone())
+        .await
+        .expect("insert with messages");
+    tx.commit().await.unwrap();
+    assert_eq!(read(&store, "things", "t-1").await, Some(record.clone()));
+    assert_eq!(pending(&store).await, placed, "both messages, in order");
+
+    // Failed writes append nothing; what follows in the transaction commits.
+    let mut tx = begin(&store).await;
+    assert_conflict(
+        tx.write_with_outbox(RecordWrite::Insert(record.clone()), vec![message("x", 1)])
+            .await,
+        0,
+        1,
+        "insert of an existing id",
+    );
+    let stale = Record {
+        version: 3,
+        ..record.clone()
+    };
+    assert_conflict(
+        tx.write_with_outbox(RecordWrite::Update(stale), vec![message("x", 2)])
+            .await,
+        2,
+        1,
+        "stale update",
+    );
+    let missing = RecordWrite::Delete {
+        collection: "things".into(),
+        id: "t-404".into(),
+        expected_version: 1,
+    };
+    assert!(
+        matches!(
+            tx.write_with_outbox(missing, vec![message("x", 3)]).await,
+            Err(StorageError::NotFound { .. })
+        ),
+        "delete of a missing record"
+    );
+    let updated = Record {
+        data: json!({"n": 2}),
+        ..record.clone()
+    }
+    .next_version();
+    let changed = vec![message("t-1", 3)];
+    tx.write_with_outbox(RecordWrite::Update(updated.clone()), changed.clone())
+        .await
+        .expect("update with a message after failed writes");
+    tx.commit().await.unwrap();
+    assert_eq!(read(&store, "things", "t-1").await, Some(updated));
+    let all: Vec<_> = placed.iter().chain(&changed).cloned().collect();
+    assert_eq!(pending(&store).await, all, "nothing of the failed writes");
+
+    // A delete with its message, and a write without messages.
+    let mut tx = begin(&store).await;
+    let removed = vec![message("t-1", 4)];
+    let delete = RecordWrite::Delete {
+        collection: "things".into(),
+        id: "t-1".into(),
+        expected_version: 2,
+    };
+    tx.write_with_outbox(delete, removed.clone())
+        .await
+        .expect("delete with a message");
+    tx.write_with_outbox(
+        RecordWrite::Insert(Record::new("things", "t-2", json!({}))),
+        Vec::new(),
+    )
+    .await
+    .expect("insert without messages");
+    tx.commit().await.unwrap();
+    assert_eq!(read(&store, "things", "t-1").await, None);
+    assert!(read(&store, "things", "t-2").await.is_some());
+    let all: Vec<_> = all.into_iter().chain(removed).collect();
+    assert_eq!(pending(&store).await, all);
+
+    // Rolled back: neither.
+    let mut tx = begin(&store).await;
+    tx.write_with_outbox(
+        RecordWrite::Insert(Record::new("things", "t-3", json!({}))),
+        vec![message("t-3", 1)],
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(read(&store, "things", "t-3").await, None);
+    assert_eq!(pending(&store).await, all);
 }
 
 async fn outbox_out_of_order_commits_never_skipped(store: Arc<dyn Store>) {

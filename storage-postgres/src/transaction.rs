@@ -7,13 +7,14 @@
 //! are detected without raising a database error, so the transaction stays
 //! usable after a [`StorageError::Conflict`].
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use sqlx::types::Json;
 use sqlx::{Postgres, Row};
 use storage_abstractions::{
-    IndexEntry, OutboxMessage, Page, Query, Record, StorageError, Transaction, validate_collection,
+    IndexEntry, OutboxMessage, Page, Query, Record, RecordWrite, StorageError, Transaction,
+    validate_collection,
 };
 use uuid::Uuid;
 
@@ -33,6 +34,103 @@ impl PgTransaction {
             appended: false,
             wakeup,
         }
+    }
+
+    /// Runs `write` (and appends `messages` in the same statement, if any)
+    /// and turns a write that touched no row into its error.
+    async fn write(
+        &mut self,
+        write: RecordWrite,
+        messages: Vec<OutboxMessage>,
+    ) -> Result<(), StorageError> {
+        let with_outbox = !messages.is_empty();
+        let sql = |plain: &'static str, combined: &'static LazyLock<String>| -> &'static str {
+            if with_outbox {
+                combined.as_str()
+            } else {
+                plain
+            }
+        };
+        let query = match &write {
+            RecordWrite::Insert(record) => {
+                record.validate_for_write(true)?;
+                sqlx::query(sql(INSERT_RECORD, &INSERT_WITH_OUTBOX))
+                    .bind(&record.collection)
+                    .bind(&record.id)
+                    .bind(&record.data)
+                    .bind(Json(&record.index))
+            }
+            RecordWrite::Update(record) => {
+                record.validate_for_write(false)?;
+                sqlx::query(sql(UPDATE_RECORD, &UPDATE_WITH_OUTBOX))
+                    .bind(&record.collection)
+                    .bind(&record.id)
+                    .bind(to_db(record.version)?)
+                    .bind(&record.data)
+                    .bind(Json(&record.index))
+                    .bind(to_db(record.version - 1)?)
+            }
+            RecordWrite::Delete {
+                collection,
+                id,
+                expected_version,
+            } => {
+                validate_collection(collection)?;
+                sqlx::query(sql(DELETE_RECORD, &DELETE_WITH_OUTBOX))
+                    .bind(collection)
+                    .bind(id)
+                    .bind(to_db(*expected_version)?)
+            }
+            other => {
+                return Err(StorageError::Invalid(format!(
+                    "{other:?}: a write this provider does not know"
+                )));
+            }
+        };
+        let touched = if with_outbox {
+            let row = OutboxColumns::from(messages)
+                .bind(query)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(map)?;
+            let count: i64 = row
+                .try_get(0)
+                .map_err(|e| StorageError::Backend(format!("decoding a write's count: {e}")))?;
+            u64::try_from(count).unwrap_or(0)
+        } else {
+            query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map)?
+                .rows_affected()
+        };
+        if touched == 1 {
+            self.appended |= with_outbox;
+            return Ok(());
+        }
+        Err(match write {
+            RecordWrite::Insert(record) => {
+                match self.stored_version(&record.collection, &record.id).await {
+                    Ok(actual) => StorageError::Conflict {
+                        collection: record.collection,
+                        id: record.id,
+                        expected: 0,
+                        actual,
+                    },
+                    Err(error) => error,
+                }
+            }
+            RecordWrite::Update(record) => {
+                self.explain_miss(&record.collection, &record.id, record.version - 1)
+                    .await
+            }
+            RecordWrite::Delete {
+                collection,
+                id,
+                expected_version,
+            } => self.explain_miss(&collection, &id, expected_version).await,
+            other => StorageError::Backend(format!("{other:?} touched {touched} rows")),
+        })
     }
 
     async fn stored_version(&mut self, collection: &str, id: &str) -> Result<u64, StorageError> {
@@ -60,6 +158,85 @@ impl PgTransaction {
         }
     }
 }
+
+/// The record writes; `$1`… are each write's own parameters.
+const INSERT_RECORD: &str = "INSERT INTO records (collection, id, version, data, index_entries)
+     VALUES ($1, $2, 1, $3, $4)
+     ON CONFLICT (collection, id) DO NOTHING";
+const UPDATE_RECORD: &str =
+    "UPDATE records SET version = $3, data = $4, index_entries = $5, updated_at = now()
+     WHERE collection = $1 AND id = $2 AND version = $6";
+const DELETE_RECORD: &str =
+    "DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3";
+
+/// Appends the messages bound as four arrays from `$first` on, once per row
+/// of `source` (none: once). Rows are inserted in array order, so sequences
+/// follow the order the messages were written in.
+fn append_sql(source: Option<&str>, first: usize) -> String {
+    let source = source.map(|s| format!("{s}, ")).unwrap_or_default();
+    let [ids, keys, types, bodies] = [first, first + 1, first + 2, first + 3];
+    format!(
+        "INSERT INTO outbox (message_id, ordering_key, event_type, body)
+         SELECT m.message_id, m.ordering_key, m.event_type, m.body
+         FROM {source}unnest(${ids}::uuid[], ${keys}::text[], ${types}::text[], ${bodies}::bytea[])
+              WITH ORDINALITY AS m(message_id, ordering_key, event_type, body, n)
+         ORDER BY m.n"
+    )
+}
+
+/// `write` and the append of messages from `$first` on in one statement
+/// (data-modifying CTEs): the messages are appended only if the write
+/// touched its row, and the statement returns how many rows it touched.
+fn with_outbox(write: &str, first: usize) -> String {
+    format!(
+        "WITH record AS ({write} RETURNING 1), appended AS ({})
+         SELECT count(*) FROM record",
+        append_sql(Some("record"), first)
+    )
+}
+
+static APPEND: LazyLock<String> = LazyLock::new(|| append_sql(None, 1));
+static INSERT_WITH_OUTBOX: LazyLock<String> = LazyLock::new(|| with_outbox(INSERT_RECORD, 5));
+static UPDATE_WITH_OUTBOX: LazyLock<String> = LazyLock::new(|| with_outbox(UPDATE_RECORD, 7));
+static DELETE_WITH_OUTBOX: LazyLock<String> = LazyLock::new(|| with_outbox(DELETE_RECORD, 4));
+
+/// Outbox messages as the columns `append_sql` binds.
+struct OutboxColumns {
+    ids: Vec<Uuid>,
+    keys: Vec<String>,
+    types: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+}
+
+impl From<Vec<OutboxMessage>> for OutboxColumns {
+    fn from(messages: Vec<OutboxMessage>) -> Self {
+        let mut columns = Self {
+            ids: Vec::with_capacity(messages.len()),
+            keys: Vec::with_capacity(messages.len()),
+            types: Vec::with_capacity(messages.len()),
+            bodies: Vec::with_capacity(messages.len()),
+        };
+        for message in messages {
+            columns.ids.push(message.id);
+            columns.keys.push(message.ordering_key);
+            columns.types.push(message.event_type);
+            columns.bodies.push(message.body);
+        }
+        columns
+    }
+}
+
+impl OutboxColumns {
+    fn bind<'q>(self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(self.ids)
+            .bind(self.keys)
+            .bind(self.types)
+            .bind(self.bodies)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 fn to_db(version: u64) -> Result<i64, StorageError> {
     i64::try_from(version).map_err(|_| {
@@ -100,56 +277,11 @@ impl Transaction for PgTransaction {
     }
 
     async fn insert(&mut self, record: Record) -> Result<(), StorageError> {
-        record.validate_for_write(true)?;
-        let inserted = sqlx::query(
-            "INSERT INTO records (collection, id, version, data, index_entries)
-             VALUES ($1, $2, 1, $3, $4)
-             ON CONFLICT (collection, id) DO NOTHING",
-        )
-        .bind(&record.collection)
-        .bind(&record.id)
-        .bind(&record.data)
-        .bind(Json(&record.index))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map)?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(());
-        }
-        let actual = self.stored_version(&record.collection, &record.id).await?;
-        Err(StorageError::Conflict {
-            collection: record.collection,
-            id: record.id,
-            expected: 0,
-            actual,
-        })
+        self.write(RecordWrite::Insert(record), Vec::new()).await
     }
 
     async fn update(&mut self, record: Record) -> Result<(), StorageError> {
-        record.validate_for_write(false)?;
-        let expected = record.version - 1;
-        let updated = sqlx::query(
-            "UPDATE records SET version = $3, data = $4, index_entries = $5, updated_at = now()
-             WHERE collection = $1 AND id = $2 AND version = $6",
-        )
-        .bind(&record.collection)
-        .bind(&record.id)
-        .bind(to_db(record.version)?)
-        .bind(&record.data)
-        .bind(Json(&record.index))
-        .bind(to_db(expected)?)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(map)?
-        .rows_affected();
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(self
-                .explain_miss(&record.collection, &record.id, expected)
-                .await)
-        }
+        self.write(RecordWrite::Update(record), Vec::new()).await
     }
 
     async fn delete(
@@ -158,21 +290,12 @@ impl Transaction for PgTransaction {
         id: &str,
         expected_version: u64,
     ) -> Result<(), StorageError> {
-        validate_collection(collection)?;
-        let deleted =
-            sqlx::query("DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3")
-                .bind(collection)
-                .bind(id)
-                .bind(to_db(expected_version)?)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        if deleted == 1 {
-            Ok(())
-        } else {
-            Err(self.explain_miss(collection, id, expected_version).await)
-        }
+        let write = RecordWrite::Delete {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            expected_version,
+        };
+        self.write(write, Vec::new()).await
     }
 
     async fn query(&mut self, query: &Query) -> Result<Page<Record>, StorageError> {
@@ -241,23 +364,26 @@ impl Transaction for PgTransaction {
     }
 
     async fn append_outbox(&mut self, messages: Vec<OutboxMessage>) -> Result<(), StorageError> {
-        // One statement per message, in order, so sequences follow the order
-        // the messages were written in.
-        for message in messages {
-            sqlx::query(
-                "INSERT INTO outbox (message_id, ordering_key, event_type, body)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(message.id)
-            .bind(&message.ordering_key)
-            .bind(&message.event_type)
-            .bind(&message.body)
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let columns = OutboxColumns::from(messages);
+        columns
+            .bind(sqlx::query(sqlx::AssertSqlSafe(APPEND.as_str())))
             .execute(&mut *self.tx)
             .await
             .map_err(map)?;
-            self.appended = true;
-        }
+        self.appended = true;
         Ok(())
+    }
+
+    /// One statement: the write, and the messages only if it wrote a row.
+    async fn write_with_outbox(
+        &mut self,
+        write: RecordWrite,
+        messages: Vec<OutboxMessage>,
+    ) -> Result<(), StorageError> {
+        self.write(write, messages).await
     }
 
     async fn mark_inbox(&mut self, consumer: &str, message_id: Uuid) -> Result<bool, StorageError> {

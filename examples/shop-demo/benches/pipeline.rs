@@ -11,6 +11,7 @@
 //! BENCH_RATES=100,200,300,400,500 BENCH_SECONDS=20 BENCH_ROUNDS=5 cargo bench -p shop-demo --bench pipeline
 //! BENCH_BROKER=nats cargo bench -p shop-demo --bench pipeline
 //! BENCH_QUEUE_TYPE=classic cargo bench -p shop-demo --bench pipeline   # RabbitMQ's queue type (default: quorum)
+//! BENCH_SERVICES=/tmp/before cargo bench -p shop-demo --bench pipeline  # services built elsewhere (compare builds)
 //! cargo test -p shop-demo --benches                        # smoke: 20 orders/s for 1 s, every order packed
 //! ```
 //!

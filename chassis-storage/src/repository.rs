@@ -217,9 +217,9 @@ impl<A: AggregateRoot> Repository<A> {
 /// What a repository does once it has written an aggregate: enqueues the
 /// aggregate's pending integration events in `uow`'s outbox (ordering key =
 /// its id), sets its version to `new_version` and hands back its domain
-/// events. [`Repository`] calls it after writing a document; a repository
-/// over the service's own tables calls it after its SQL, so the rows and the
-/// events commit together. If it fails the aggregate keeps its events (the
+/// events. A repository over the service's own tables calls it after its
+/// SQL, so the rows and the events commit together ([`Repository`] does the
+/// same for a document, handing the write and the events over in one call). If it fails the aggregate keeps its events (the
 /// unit of work is rolled back anyway).
 ///
 /// ```no_run

@@ -111,6 +111,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lost_connection_makes_idle_connections_be_tested() {
+        let retry = quick(2);
+        let idle_a_moment = Duration::from_millis(1);
+        assert!(!retry.liveness.needs_test(idle_a_moment));
+        let result: Result<(), _> = retry
+            .run("test", || async { Err(sqlx::Error::RowNotFound) })
+            .await;
+        assert!(result.is_err());
+        assert!(
+            !retry.liveness.needs_test(idle_a_moment),
+            "a statement's error says nothing about the connections"
+        );
+        let result: Result<(), _> = retry.run("test", || async { Err(reset()) }).await;
+        assert!(result.is_err());
+        assert!(
+            retry.liveness.needs_test(Duration::from_millis(900)),
+            "a connection idle since before the loss is tested"
+        );
+    }
+
+    #[tokio::test]
     async fn does_not_retry_permanent_errors() {
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = quick(5)

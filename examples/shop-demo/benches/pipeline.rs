@@ -18,7 +18,9 @@
 //! Per step it prints the orders placed, the packing latency's p50, p90,
 //! p99 and max, the HTTP response's p99, errors, orders never packed, and
 //! the CPU each process spent per order (the services from `/proc/<pid>`,
-//! the broker and PostgreSQL from their processes' `/proc` entries). Rounds
+//! the broker and PostgreSQL from their processes' `/proc` entries), and a
+//! speed probe: a fixed loop timed on one core before the step, which
+//! shows steps run while the machine itself was slow. Rounds
 //! alternate the order of the rates; the summary gives the median over
 //! rounds with min–max and the highest rate whose median p99 is below
 //! 20 ms. Everything (this client, both services, the broker, PostgreSQL)
@@ -141,6 +143,29 @@ struct Step {
     /// Scheduled send → HTTP response, per order placed, sorted.
     http: Vec<Duration>,
     cpu: Cpu,
+    /// [`speed_probe`] just before the step, in ms.
+    probe: f64,
+}
+
+/// Iterations of [`speed_probe`]'s loop: ≈ 20–40 ms on the 2-core machines
+/// of this repository.
+const PROBE_ITERATIONS: u64 = 30_000_000;
+
+/// How long a fixed piece of single-threaded CPU work takes now, in ms. The
+/// same build's CPU per order moved by 15–30 % within half an hour on a
+/// shared machine; printed before each step (nothing else of the bench runs
+/// then), it shows which steps ran while the machine itself was slow.
+fn speed_probe() -> f64 {
+    let started = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..PROBE_ITERATIONS {
+        // xorshift: cheap, and `black_box` keeps the loop from being folded.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = std::hint::black_box(x);
+    }
+    ms(started.elapsed())
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -171,7 +196,7 @@ impl Step {
         println!(
             "{:>5}/s {:>6} placed  packed p50 {:>7.2} p90 {:>7.2} p99 {:>7.2} max {:>8.2} ms  \
              http p99 {:>7.2} ms  errors {:>3} missing {:>3}  CPU/order µs: order {:>5.0} shipping {:>5.0} \
-             broker {:>5.0} postgres {:>5.0}",
+             broker {:>5.0} postgres {:>5.0}  probe {:>5.1} ms",
             self.rate,
             self.placed,
             ms(self.p(0.50)),
@@ -185,6 +210,7 @@ impl Step {
             per_order(self.cpu.shipping),
             per_order(self.cpu.broker),
             per_order(self.cpu.postgres),
+            self.probe,
         );
     }
 }
@@ -239,6 +265,7 @@ impl Pipeline {
     /// Places `rate × seconds` orders, each at its scheduled time, then
     /// waits for them to be packed.
     async fn step(&self, rate: u32, seconds: f64) -> Step {
+        let probe = speed_probe();
         let count = (f64::from(rate) * seconds).round() as usize;
         let cpu_before = Cpu::now(self.order_pid, self.shipping_pid);
         let start = Instant::now() + Duration::from_millis(50);
@@ -301,6 +328,7 @@ impl Pipeline {
             packed,
             http,
             cpu,
+            probe,
         }
     }
 }
@@ -408,6 +436,10 @@ fn main() {
             }
         }
         println!("load after: {}", loadavg());
+        println!(
+            "speed probe before each step, ms (lower = faster machine): {}",
+            spread(steps.values().flatten().map(|s| s.probe).collect())
+        );
         if rounds > 1 {
             println!("median over rounds (min–max), packing latency in ms:");
         }

@@ -151,10 +151,10 @@ struct Step {
 /// of this repository.
 const PROBE_ITERATIONS: u64 = 30_000_000;
 
-/// How long a fixed piece of single-threaded CPU work takes now, in ms. The
-/// same build's CPU per order moved by 15–30 % within half an hour on a
-/// shared machine; printed before each step (nothing else of the bench runs
-/// then), it shows which steps ran while the machine itself was slow.
+/// How long a fixed piece of single-threaded CPU work takes now, in ms.
+/// Printed before each step (nothing else of the bench runs then), it tells
+/// a step run while the machine itself was slow from a spread that is the
+/// pipeline's own.
 fn speed_probe() -> f64 {
     let started = Instant::now();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -11,7 +11,7 @@
 //! BENCH_RATES=100,200,300,400,500 BENCH_SECONDS=20 BENCH_ROUNDS=5 cargo bench -p shop-demo --bench pipeline
 //! BENCH_BROKER=nats cargo bench -p shop-demo --bench pipeline
 //! BENCH_QUEUE_TYPE=classic cargo bench -p shop-demo --bench pipeline   # RabbitMQ's queue type (default: quorum)
-//! BENCH_SERVICES=/tmp/before cargo bench -p shop-demo --bench pipeline  # services built elsewhere (compare builds)
+//! BENCH_SERVICES=/tmp/before,/tmp/after cargo bench -p shop-demo --bench pipeline  # prebuilt builds, alternating in every round
 //! cargo test -p shop-demo --benches                        # smoke: 20 orders/s for 1 s, every order packed
 //! ```
 //!
@@ -31,12 +31,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chassis_testing::nats::{LOCAL_URL as NATS_URL, StreamPrefix};
-use common::processes::{Broker, Service, binaries, launches};
+use common::processes::{Broker, Service, binaries, binaries_in, launches};
 use common::{Schemas, Vhost, box_order};
 use order_service_client::{ClientConfig, OrderServiceClient};
 use uuid::Uuid;
@@ -230,10 +231,13 @@ struct Pipeline {
 impl Pipeline {
     /// `queue_type`: RabbitMQ's `messaging.rabbitmq.queue_type` for both
     /// services (`None`: their configuration's, quorum).
-    async fn start(broker: Broker, queue_type: Option<&str>) -> Self {
-        let binaries = binaries();
+    async fn start(
+        binaries: &(PathBuf, PathBuf),
+        broker: Broker,
+        queue_type: Option<&str>,
+    ) -> Self {
         let schemas = Schemas::new("pipeline_bench");
-        let [order_launch, shipping_launch] = launches(&binaries, &schemas, &broker);
+        let [order_launch, shipping_launch] = launches(binaries, &schemas, &broker);
         let with_queue_type = |mut command: std::process::Command| {
             if let Some(queue_type) = queue_type {
                 command.env("CHASSIS__MESSAGING__RABBITMQ__QUEUE_TYPE", queue_type);
@@ -358,6 +362,39 @@ fn spread(mut values: Vec<f64>) -> String {
     )
 }
 
+/// The summary of one build: per rate the median over rounds (min–max),
+/// and the highest rate whose median p99 is below the goal with nothing lost.
+fn summarize<'a>(rates: &[u32], steps: impl Fn(u32) -> &'a Vec<Step>, rounds: usize) {
+    if rounds > 1 {
+        println!("median over rounds (min–max), packing latency in ms:");
+    }
+    let mut knee = None;
+    for &rate in rates {
+        let runs = steps(rate);
+        let p99s: Vec<f64> = runs.iter().map(|s| ms(s.p(0.99))).collect();
+        let mut sorted = p99s.clone();
+        sorted.sort_by(f64::total_cmp);
+        let lost: usize = runs.iter().map(|s| s.missing + s.errors).sum();
+        if sorted[sorted.len() / 2] < ms(P99_GOAL) && lost == 0 {
+            knee = Some(knee.map_or(rate, |k: u32| k.max(rate)));
+        }
+        println!(
+            "{rate:>5}/s  p50 {}  p90 {}  p99 {}  max {}  errors+missing {lost}",
+            spread(runs.iter().map(|s| ms(s.p(0.50))).collect()),
+            spread(runs.iter().map(|s| ms(s.p(0.90))).collect()),
+            spread(p99s),
+            spread(runs.iter().map(|s| ms(s.p(1.0))).collect()),
+        );
+    }
+    match knee {
+        Some(rate) => println!(
+            "highest rate with median p99 < {} ms and nothing lost: {rate}/s",
+            P99_GOAL.as_millis()
+        ),
+        None => println!("no rate met p99 < {} ms", P99_GOAL.as_millis()),
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not and
     // only wants to know the bench builds and the pipeline packs every order.
@@ -395,13 +432,25 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The builds to measure: this tree's, or the prebuilt ones of
+    // `BENCH_SERVICES` (several alternate within every round, each with
+    // services, schemas and a vhost of its own).
+    let builds: Vec<(String, (PathBuf, PathBuf))> = match std::env::var("BENCH_SERVICES") {
+        Ok(dirs) => dirs
+            .split(',')
+            .map(|dir| {
+                let dir = PathBuf::from(dir.trim());
+                (dir.display().to_string(), binaries_in(&dir))
+            })
+            .collect(),
+        Err(_) => vec![("this tree".to_owned(), binaries())],
+    };
     runtime.block_on(async {
-        let broker = match broker_name.as_str() {
+        let broker = || match broker_name.as_str() {
             "rabbitmq" => Broker::RabbitMq(Vhost::new("pipeline-bench")),
             "nats" => Broker::Nats(StreamPrefix::on("pipeline_bench", NATS_URL)),
             other => panic!("BENCH_BROKER: `rabbitmq` or `nats`, not `{other}`"),
         };
-        let pipeline = Pipeline::start(broker, queue_type.as_deref()).await;
         let queues = match (broker_name.as_str(), queue_type.as_deref()) {
             ("rabbitmq", Some(queue_type)) => format!(" ({queue_type} queues)"),
             ("rabbitmq", None) => " (the configuration's queue type)".to_owned(),
@@ -409,64 +458,63 @@ fn main() {
         };
         println!(
             "pipeline on {broker_name}{queues} + PostgreSQL: rates {rates:?}/s, {seconds} s each, \
-             {rounds} round(s); load before: {}",
+             {rounds} round(s), builds {:?}; load before: {}",
+            builds.iter().map(|(label, _)| label).collect::<Vec<_>>(),
             loadavg()
         );
-        if !smoke {
-            // Warm-up, not recorded: connections, prepared statements, JIT-free
-            // but cache-cold paths.
-            pipeline.step(rates[0], 2.0).await;
-        }
-        let mut steps: HashMap<u32, Vec<Step>> = HashMap::new();
+        // The running build: started when its turn comes, so an idle
+        // build's services never share the machine with the measured one.
+        let mut running: Option<(usize, Pipeline)> = None;
+        let mut steps: HashMap<(usize, u32), Vec<Step>> = HashMap::new();
         for round in 0..rounds {
             println!("round {round}:");
+            let mut build_order: Vec<usize> = (0..builds.len()).collect();
             let mut order = rates.clone();
             if round % 2 == 1 {
+                build_order.reverse();
                 order.reverse();
             }
-            for rate in order {
-                let step = pipeline.step(rate, seconds).await;
-                step.print();
-                if smoke {
-                    assert_eq!(step.errors, 0, "orders failed to be placed");
-                    assert_eq!(step.missing, 0, "orders placed but never packed");
-                    assert!(step.placed > 0, "no order placed");
+            for build in build_order {
+                if running.as_ref().is_none_or(|(b, _)| *b != build) {
+                    drop(running.take());
+                    let pipeline =
+                        Pipeline::start(&builds[build].1, broker(), queue_type.as_deref()).await;
+                    if !smoke {
+                        // Warm-up, not recorded: connections, prepared
+                        // statements, fresh tables' first statistics,
+                        // cache-cold paths (2 s left the next step's p99
+                        // several times its later value).
+                        pipeline.step(rates[0], 5.0).await;
+                    }
+                    running = Some((build, pipeline));
                 }
-                steps.entry(rate).or_default().push(step);
+                if builds.len() > 1 {
+                    println!(" build {}:", builds[build].0);
+                }
+                let (_, pipeline) = running.as_ref().expect("started above");
+                for &rate in &order {
+                    let step = pipeline.step(rate, seconds).await;
+                    step.print();
+                    if smoke {
+                        assert_eq!(step.errors, 0, "orders failed to be placed");
+                        assert_eq!(step.missing, 0, "orders placed but never packed");
+                        assert!(step.placed > 0, "no order placed");
+                    }
+                    steps.entry((build, rate)).or_default().push(step);
+                }
             }
         }
+        drop(running);
         println!("load after: {}", loadavg());
         println!(
             "speed probe before each step, ms (lower = faster machine): {}",
             spread(steps.values().flatten().map(|s| s.probe).collect())
         );
-        if rounds > 1 {
-            println!("median over rounds (min–max), packing latency in ms:");
-        }
-        let mut knee = None;
-        for rate in &rates {
-            let runs = &steps[rate];
-            let p99s: Vec<f64> = runs.iter().map(|s| ms(s.p(0.99))).collect();
-            let mut sorted = p99s.clone();
-            sorted.sort_by(f64::total_cmp);
-            let lost: usize = runs.iter().map(|s| s.missing + s.errors).sum();
-            if sorted[sorted.len() / 2] < ms(P99_GOAL) && lost == 0 {
-                knee = Some(knee.map_or(*rate, |k: u32| k.max(*rate)));
+        for (build, (label, _)) in builds.iter().enumerate() {
+            if builds.len() > 1 {
+                println!("build {label}:");
             }
-            println!(
-                "{rate:>5}/s  p50 {}  p90 {}  p99 {}  max {}  errors+missing {lost}",
-                spread(runs.iter().map(|s| ms(s.p(0.50))).collect()),
-                spread(runs.iter().map(|s| ms(s.p(0.90))).collect()),
-                spread(p99s),
-                spread(runs.iter().map(|s| ms(s.p(1.0))).collect()),
-            );
-        }
-        match knee {
-            Some(rate) => println!(
-                "highest rate with median p99 < {} ms and nothing lost: {rate}/s",
-                P99_GOAL.as_millis()
-            ),
-            None => println!("no rate met p99 < {} ms", P99_GOAL.as_millis()),
+            summarize(&rates, |rate| &steps[&(build, rate)], rounds);
         }
     });
 }

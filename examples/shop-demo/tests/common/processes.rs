@@ -19,25 +19,25 @@ use super::{POSTGRES_URL, Vhost};
 /// How long a service may take to become ready.
 pub const READY_WAIT: Duration = Duration::from_secs(60);
 
+/// The two service binaries in `dir`, built elsewhere (another commit's,
+/// to compare builds under one harness); panics naming what is missing.
+pub fn binaries_in(dir: &Path) -> (PathBuf, PathBuf) {
+    let binaries = (dir.join("order-service"), dir.join("shipping-service"));
+    for binary in [&binaries.0, &binaries.1] {
+        assert!(
+            binary.is_file(),
+            "expected {} (a directory holding both service binaries)",
+            binary.display()
+        );
+    }
+    binaries
+}
+
 /// Builds the two service binaries (with their default features: every
 /// provider) in the profile of the running test or bench (`debug` for
 /// tests, into their target directory; `release` for `cargo bench`, into
-/// `target/bench-services`); their paths. `BENCH_SERVICES=<dir>` names a
-/// directory holding both binaries, built elsewhere (another commit's, to
-/// compare two builds under the same harness): they are used as they are.
+/// `target/bench-services`); their paths.
 pub fn binaries() -> (PathBuf, PathBuf) {
-    if let Some(dir) = std::env::var_os("BENCH_SERVICES") {
-        let dir = PathBuf::from(dir);
-        let binaries = (dir.join("order-service"), dir.join("shipping-service"));
-        for binary in [&binaries.0, &binaries.1] {
-            assert!(
-                binary.is_file(),
-                "BENCH_SERVICES: expected {} (a directory holding both service binaries)",
-                binary.display()
-            );
-        }
-        return binaries;
-    }
     let demo = Path::new(env!("CARGO_BIN_EXE_shop-demo"));
     let dir = demo
         .parent()

@@ -55,6 +55,17 @@ const SELECT_COLUMNS: &str = "SELECT sequence, message_id, ordering_key, event_t
         (extract(epoch FROM created_at) * 1000000)::bigint AS created_us, attempts, last_error
     FROM outbox";
 
+/// Marks a batch sent without waiting for the commit to reach the disk
+/// (`synchronous_commit` off for this statement's own transaction only).
+/// A mark lost in a crash of the server sends its messages again, which
+/// at-least-once delivery and the consumers' inbox absorb; the wait would
+/// be one of the three disk flushes an event costs (its unit of work, this
+/// mark, the consumer's unit of work) and it holds the relay's next batch.
+/// The change is visible to other sessions at once, like any commit.
+const MARK_SENT: &str = "WITH durability AS (SELECT set_config('synchronous_commit', 'off', true))
+    UPDATE outbox SET sent_at = now() FROM durability
+    WHERE sequence = ANY($1) AND sent_at IS NULL";
+
 fn outbox_record(row: &PgRow) -> Result<OutboxRecord, StorageError> {
     let decode = |e: sqlx::Error| StorageError::Backend(format!("decoding an outbox row: {e}"));
     let created_us: i64 = row.try_get("created_us").map_err(decode)?;
@@ -206,13 +217,7 @@ impl OutboxStore for PostgresOutbox {
         let pool = &self.pool;
         self.retry
             .run("outbox.mark_sent", || async move {
-                sqlx::query(
-                    "UPDATE outbox SET sent_at = now()
-                     WHERE sequence = ANY($1) AND sent_at IS NULL",
-                )
-                .bind(sequences)
-                .execute(pool)
-                .await
+                sqlx::query(MARK_SENT).bind(sequences).execute(pool).await
             })
             .await
             .map_err(map)?;
@@ -335,5 +340,67 @@ impl OutboxStore for PostgresOutbox {
 
     async fn wait_for_new(&self, timeout: Duration) {
         self.wakeup.wait(timeout).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local test server (trust authentication).
+    const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+    async fn setting(conn: &mut PgConnection) -> String {
+        sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_mark_skips_the_flush_of_its_own_transaction_only() {
+        let mut conn = PgConnection::connect(URL)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {URL} is required for this test: {e}"));
+        sqlx::raw_sql(
+            "CREATE TEMP TABLE outbox (sequence bigint PRIMARY KEY, sent_at timestamptz);
+             INSERT INTO outbox VALUES (1, NULL), (2, NULL), (3, now() - interval '1 hour')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(setting(&mut conn).await, "on");
+
+        // Inside a transaction the setting is visible after the statement…
+        let mut tx = conn.begin().await.unwrap();
+        let marked = sqlx::query(MARK_SENT)
+            .bind([1_i64, 3].as_slice())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(
+            marked.rows_affected(),
+            1,
+            "an already sent row keeps its mark"
+        );
+        assert_eq!(setting(&mut tx).await, "off");
+        tx.commit().await.unwrap();
+        // …and gone after it: the session's later commits stay synchronous,
+        // which is what keeps the pooled connection safe for units of work.
+        assert_eq!(setting(&mut conn).await, "on");
+
+        // On its own (the relay's case) the statement is its own transaction.
+        sqlx::query(MARK_SENT)
+            .bind([2_i64].as_slice())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(setting(&mut conn).await, "on");
+        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(unsent, 0);
+        conn.close().await.unwrap();
     }
 }

@@ -12,13 +12,15 @@
 //! BENCH_BROKER=nats cargo bench -p shop-demo --bench pipeline
 //! BENCH_QUEUE_TYPE=classic cargo bench -p shop-demo --bench pipeline   # RabbitMQ's queue type (default: quorum)
 //! BENCH_SERVICES=/tmp/before,/tmp/after cargo bench -p shop-demo --bench pipeline  # prebuilt builds, alternating in every round
+//! BENCH_WORKER_THREADS=1 cargo bench -p shop-demo --bench pipeline   # the services' Tokio workers (default: one per core)
 //! cargo test -p shop-demo --benches                        # smoke: 20 orders/s for 1 s, every order packed
 //! ```
 //!
 //! Per step it prints the orders placed, the packing latency's p50, p90,
 //! p99 and max, the HTTP response's p99, errors, orders never packed, and
 //! the CPU each process spent per order (the services from `/proc/<pid>`,
-//! the broker and PostgreSQL from their processes' `/proc` entries), and a
+//! the broker and PostgreSQL from their processes' `/proc` entries),
+//! PostgreSQL's write-ahead-log flushes per order (`pg_stat_wal`), and a
 //! speed probe: a fixed loop timed on one core before the step, which
 //! shows steps run while the machine itself was slow. Rounds
 //! alternate the order of the rates; the summary gives the median over
@@ -133,6 +135,21 @@ impl Cpu {
     }
 }
 
+/// How often PostgreSQL has flushed its write-ahead log to disk so far
+/// (`pg_stat_wal.wal_sync`: every backend's and the WAL writer's flushes,
+/// server-wide); `None` when it cannot be read.
+fn wal_flushes() -> Option<u64> {
+    let out = std::process::Command::new("psql")
+        .args([
+            common::POSTGRES_URL,
+            "-Atc",
+            "SELECT wal_sync FROM pg_stat_wal",
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 /// What one rate step measured.
 struct Step {
     rate: u32,
@@ -144,6 +161,8 @@ struct Step {
     /// Scheduled send → HTTP response, per order placed, sorted.
     http: Vec<Duration>,
     cpu: Cpu,
+    /// PostgreSQL's WAL flushes during the step (see [`wal_flushes`]).
+    wal_flushes: Option<u64>,
     /// [`speed_probe`] just before the step, in ms.
     probe: f64,
 }
@@ -197,7 +216,7 @@ impl Step {
         println!(
             "{:>5}/s {:>6} placed  packed p50 {:>7.2} p90 {:>7.2} p99 {:>7.2} max {:>8.2} ms  \
              http p99 {:>7.2} ms  errors {:>3} missing {:>3}  CPU/order µs: order {:>5.0} shipping {:>5.0} \
-             broker {:>5.0} postgres {:>5.0}  probe {:>5.1} ms",
+             broker {:>5.0} postgres {:>5.0}  WAL flushes/order {}  probe {:>5.1} ms",
             self.rate,
             self.placed,
             ms(self.p(0.50)),
@@ -211,8 +230,34 @@ impl Step {
             per_order(self.cpu.shipping),
             per_order(self.cpu.broker),
             per_order(self.cpu.postgres),
+            self.wal_flushes.filter(|_| self.placed > 0).map_or_else(
+                || "-".to_owned(),
+                |n| format!("{:.2}", n as f64 / self.placed as f64)
+            ),
             self.probe,
         );
+    }
+}
+
+/// What the bench sets in both services' environment.
+struct Settings {
+    /// RabbitMQ's `messaging.rabbitmq.queue_type` (`BENCH_QUEUE_TYPE`;
+    /// `None`: the configuration's, quorum).
+    queue_type: Option<String>,
+    /// Tokio's worker threads (`BENCH_WORKER_THREADS`, passed on as
+    /// `TOKIO_WORKER_THREADS`; `None`: one per core).
+    worker_threads: Option<usize>,
+}
+
+impl Settings {
+    fn apply(&self, mut command: std::process::Command) -> std::process::Command {
+        if let Some(queue_type) = &self.queue_type {
+            command.env("CHASSIS__MESSAGING__RABBITMQ__QUEUE_TYPE", queue_type);
+        }
+        if let Some(threads) = self.worker_threads {
+            command.env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
+        command
     }
 }
 
@@ -229,25 +274,13 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// `queue_type`: RabbitMQ's `messaging.rabbitmq.queue_type` for both
-    /// services (`None`: their configuration's, quorum).
-    async fn start(
-        binaries: &(PathBuf, PathBuf),
-        broker: Broker,
-        queue_type: Option<&str>,
-    ) -> Self {
+    async fn start(binaries: &(PathBuf, PathBuf), broker: Broker, settings: &Settings) -> Self {
         let schemas = Schemas::new("pipeline_bench");
         let [order_launch, shipping_launch] = launches(binaries, &schemas, &broker);
-        let with_queue_type = |mut command: std::process::Command| {
-            if let Some(queue_type) = queue_type {
-                command.env("CHASSIS__MESSAGING__RABBITMQ__QUEUE_TYPE", queue_type);
-            }
-            command
-        };
         let order = order_launch
-            .start(with_queue_type(order_launch.command()))
+            .start(settings.apply(order_launch.command()))
             .await;
-        let mut command = with_queue_type(shipping_launch.command());
+        let mut command = settings.apply(shipping_launch.command());
         command
             .env("CHASSIS__LOGGING__FORMAT", "json")
             .env("CHASSIS__LOGGING__LEVEL", "warn,shipping_service=info")
@@ -271,6 +304,8 @@ impl Pipeline {
     async fn step(&self, rate: u32, seconds: f64) -> Step {
         let probe = speed_probe();
         let count = (f64::from(rate) * seconds).round() as usize;
+        // Read outside the CPU window: psql's session costs PostgreSQL CPU.
+        let wal_before = wal_flushes();
         let cpu_before = Cpu::now(self.order_pid, self.shipping_pid);
         let start = Instant::now() + Duration::from_millis(50);
         let mut sends = tokio::task::JoinSet::new();
@@ -313,6 +348,9 @@ impl Pipeline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let cpu = Cpu::now(self.order_pid, self.shipping_pid).since(cpu_before);
+        let wal_flushes = wal_before
+            .zip(wal_flushes())
+            .map(|(before, after)| after.saturating_sub(before));
         let packed_at = self.packed.lock().unwrap();
         let mut packed: Vec<Duration> = scheduled
             .iter()
@@ -332,6 +370,7 @@ impl Pipeline {
             packed,
             http,
             cpu,
+            wal_flushes,
             probe,
         }
     }
@@ -427,11 +466,22 @@ fn main() {
             "BENCH_QUEUE_TYPE: `quorum` or `classic`, with RabbitMQ only; not `{queue_type}`"
         );
     }
+    let worker_threads = std::env::var("BENCH_WORKER_THREADS").ok().map(|threads| {
+        threads
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("BENCH_WORKER_THREADS: a positive integer, not `{threads}`"))
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let settings = Settings {
+        queue_type: queue_type.clone(),
+        worker_threads,
+    };
     // The builds to measure: this tree's, or the prebuilt ones of
     // `BENCH_SERVICES` (several alternate within every round, each with
     // services, schemas and a vhost of its own).
@@ -456,9 +506,11 @@ fn main() {
             ("rabbitmq", None) => " (the configuration's queue type)".to_owned(),
             _ => String::new(),
         };
+        let threads =
+            worker_threads.map_or_else(|| "one per core".to_owned(), |threads| threads.to_string());
         println!(
             "pipeline on {broker_name}{queues} + PostgreSQL: rates {rates:?}/s, {seconds} s each, \
-             {rounds} round(s), builds {:?}; load before: {}",
+             {rounds} round(s), builds {:?}, services' worker threads: {threads}; load before: {}",
             builds.iter().map(|(label, _)| label).collect::<Vec<_>>(),
             loadavg()
         );
@@ -477,8 +529,7 @@ fn main() {
             for build in build_order {
                 if running.as_ref().is_none_or(|(b, _)| *b != build) {
                     drop(running.take());
-                    let pipeline =
-                        Pipeline::start(&builds[build].1, broker(), queue_type.as_deref()).await;
+                    let pipeline = Pipeline::start(&builds[build].1, broker(), &settings).await;
                     if !smoke {
                         // Warm-up, not recorded: connections, prepared
                         // statements, fresh tables' first statistics,

@@ -205,14 +205,33 @@ impl Step {
         percentile(&self.packed, q)
     }
 
+    /// `d` per order placed, in µs.
+    fn per_order(&self, d: Duration) -> f64 {
+        if self.placed == 0 {
+            0.0
+        } else {
+            d.as_secs_f64() * 1e6 / self.placed as f64
+        }
+    }
+
+    /// The CPU of every measured process together, per order placed, in µs.
+    fn cpu_per_order(&self) -> f64 {
+        let Cpu {
+            order,
+            shipping,
+            broker,
+            postgres,
+        } = self.cpu;
+        self.per_order(order + shipping + broker + postgres)
+    }
+
+    fn wal_flushes_per_order(&self) -> Option<f64> {
+        self.wal_flushes
+            .filter(|_| self.placed > 0)
+            .map(|n| n as f64 / self.placed as f64)
+    }
+
     fn print(&self) {
-        let per_order = |d: Duration| {
-            if self.placed == 0 {
-                0.0
-            } else {
-                d.as_secs_f64() * 1e6 / self.placed as f64
-            }
-        };
         println!(
             "{:>5}/s {:>6} placed  packed p50 {:>7.2} p90 {:>7.2} p99 {:>7.2} max {:>8.2} ms  \
              http p99 {:>7.2} ms  errors {:>3} missing {:>3}  CPU/order µs: order {:>5.0} shipping {:>5.0} \
@@ -226,14 +245,12 @@ impl Step {
             ms(percentile(&self.http, 0.99)),
             self.errors,
             self.missing,
-            per_order(self.cpu.order),
-            per_order(self.cpu.shipping),
-            per_order(self.cpu.broker),
-            per_order(self.cpu.postgres),
-            self.wal_flushes.filter(|_| self.placed > 0).map_or_else(
-                || "-".to_owned(),
-                |n| format!("{:.2}", n as f64 / self.placed as f64)
-            ),
+            self.per_order(self.cpu.order),
+            self.per_order(self.cpu.shipping),
+            self.per_order(self.cpu.broker),
+            self.per_order(self.cpu.postgres),
+            self.wal_flushes_per_order()
+                .map_or_else(|| "-".to_owned(), |n| format!("{n:.2}")),
             self.probe,
         );
     }
@@ -401,8 +418,10 @@ fn spread(mut values: Vec<f64>) -> String {
     )
 }
 
-/// The summary of one build: per rate the median over rounds (min–max),
-/// and the highest rate whose median p99 is below the goal with nothing lost.
+/// The summary of one build: per rate the median over rounds (min–max) of
+/// the latencies and of the CPU per order of all measured processes
+/// together (the steadier figure near saturation), and the highest rate
+/// whose median p99 is below the goal with nothing lost.
 fn summarize<'a>(rates: &[u32], steps: impl Fn(u32) -> &'a Vec<Step>, rounds: usize) {
     if rounds > 1 {
         println!("median over rounds (min–max), packing latency in ms:");
@@ -423,6 +442,19 @@ fn summarize<'a>(rates: &[u32], steps: impl Fn(u32) -> &'a Vec<Step>, rounds: us
             spread(runs.iter().map(|s| ms(s.p(0.90))).collect()),
             spread(p99s),
             spread(runs.iter().map(|s| ms(s.p(1.0))).collect()),
+        );
+        let flushes: Vec<f64> = runs
+            .iter()
+            .filter_map(Step::wal_flushes_per_order)
+            .collect();
+        println!(
+            "         CPU µs/order, all four processes {}  WAL flushes/order {}",
+            spread(runs.iter().map(Step::cpu_per_order).collect()),
+            if flushes.is_empty() {
+                "-".to_owned()
+            } else {
+                spread(flushes)
+            },
         );
     }
     match knee {

@@ -57,7 +57,7 @@ pub trait OutboxStore: Send + Sync {
     /// sequence first.
     async fn fetch_pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, StorageError>;
     /// Marks messages as sent. The mark may be less durable than a unit of
-    /// work (PostgreSQL does not wait for its disk flush): a mark lost in a
+    /// work (a provider need not wait for its disk flush): a mark lost in a
     /// crash sends its messages again, which at-least-once delivery allows.
     async fn mark_sent(&self, sequences: &[i64]) -> Result<(), StorageError>;
     /// Records a failed attempt; with `quarantine` the message is set aside

@@ -219,8 +219,9 @@ impl<A: AggregateRoot> Repository<A> {
 /// its id), sets its version to `new_version` and hands back its domain
 /// events. A repository over the service's own tables calls it after its
 /// SQL, so the rows and the events commit together ([`Repository`] does the
-/// same for a document, handing the write and the events over in one call). If it fails the aggregate keeps its events (the
-/// unit of work is rolled back anyway).
+/// same for a document, handing the write and the events over in one
+/// call). If it fails the aggregate keeps its events (the unit of work is
+/// rolled back anyway).
 ///
 /// ```no_run
 /// # use chassis_domain::{AggregateRoot, DomainError, UnitOfWork};

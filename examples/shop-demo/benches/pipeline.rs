@@ -205,13 +205,14 @@ impl Step {
         percentile(&self.packed, q)
     }
 
-    /// `d` per order placed, in µs.
+    /// `value` per order placed (`None` when none was).
+    fn per_placed(&self, value: f64) -> Option<f64> {
+        (self.placed > 0).then(|| value / self.placed as f64)
+    }
+
+    /// `d` per order placed, in µs (0 when none was).
     fn per_order(&self, d: Duration) -> f64 {
-        if self.placed == 0 {
-            0.0
-        } else {
-            d.as_secs_f64() * 1e6 / self.placed as f64
-        }
+        self.per_placed(d.as_secs_f64() * 1e6).unwrap_or(0.0)
     }
 
     /// The CPU of every measured process together, per order placed, in µs.
@@ -226,9 +227,7 @@ impl Step {
     }
 
     fn wal_flushes_per_order(&self) -> Option<f64> {
-        self.wal_flushes
-            .filter(|_| self.placed > 0)
-            .map(|n| n as f64 / self.placed as f64)
+        self.wal_flushes.and_then(|n| self.per_placed(n as f64))
     }
 
     fn print(&self) {
